@@ -1,0 +1,43 @@
+# klp-harness: every target that needs the environment runs `setup` first; setup is
+# idempotent (apt packages, .venv, kernel profiles, guest images, all cached).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILES ?= debian-6.1 debian-6.12
+KERNEL ?= debian-6.1
+
+.PHONY: setup host-packages venv demo test test-fast lint bench conformance clean
+
+setup: host-packages venv
+	$(BIN)/klp-harness setup $(PROFILES)
+
+host-packages:
+	./images/host-packages.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/klp-harness boot --kernel $(KERNEL)
+
+lint: venv
+	$(BIN)/ruff check harness tests
+	$(BIN)/ruff format --check harness tests
+	$(BIN)/mypy
+
+test-fast: venv
+	$(BIN)/pytest -q -m 'not vm and not kbuild'
+
+test: setup lint
+	$(BIN)/pytest -q -ra
+
+bench: setup
+	$(BIN)/python -m harness.bench
+
+clean:
+	rm -rf $(VENV) results build

@@ -1,0 +1,271 @@
+"""Kernel profiles: which kernel a guest boots and which headers modules build against.
+
+A profile is either a named Debian kernel (`debian-6.1`, `debian-6.12`), fetched as
+`.deb` files and unpacked with `dpkg-deb -x` into a cache outside the checkout (never
+installed into the host's /boot), or a user's own built tree (`--kernel-dir DIR`).
+Fetching is idempotent: an unpacked profile records itself in `profile.json` and is
+reused by every clone on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError, UsageError
+
+
+@dataclass(frozen=True)
+class KernelProfile:
+    """Everything the rest of the harness needs to know about one kernel."""
+
+    name: str  # "debian-6.1", "debian-6.12" or "dir:<path>"
+    release: str  # `uname -r` of the guest, e.g. "6.1.0-56-amd64"
+    version: str  # upstream version, e.g. "6.1.192"
+    vermagic: str  # what modinfo reports for modules built against it
+    bzimage: Path
+    build_dir: Path  # `make -C <build_dir> M=...` builds out-of-tree modules
+    modules_dir: Path  # holds kernel/, modules.order, ...: /lib/modules/<release> in the guest
+    config: Path
+    livepatch: bool  # CONFIG_LIVEPATCH=y
+
+    @property
+    def series(self) -> str:
+        """Major.minor, e.g. "6.1": selects the reference model's kernel profile."""
+        return ".".join(self.version.split(".")[:2])
+
+
+# Named Debian profiles: package-name patterns for the newest image of a series.
+DEBIAN_SERIES: dict[str, str] = {
+    "debian-6.1": r"linux-image-(6\.1\.0-\d+)-amd64-unsigned",
+    "debian-6.12": r"linux-image-(6\.12\.\d+\+deb12)-amd64-unsigned",
+}
+DEFAULT_PROFILE = "debian-6.1"
+
+
+def cache_root() -> Path:
+    """Cache shared by every checkout: $KLP_HARNESS_CACHE or ~/.cache/klp-harness."""
+    env = os.environ.get("KLP_HARNESS_CACHE")
+    root = Path(env) if env else Path.home() / ".cache" / "klp-harness"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def profile_names() -> list[str]:
+    return list(DEBIAN_SERIES)
+
+
+def load_profile(name: str) -> KernelProfile:
+    """Return an already fetched named profile; fails with a hint to run setup."""
+    if name not in DEBIAN_SERIES:
+        raise UsageError(
+            f"unknown kernel profile {name!r} (known: {', '.join(DEBIAN_SERIES)}; "
+            "or use --kernel-dir DIR)"
+        )
+    record = cache_root() / "kernels" / name / "profile.json"
+    if not record.is_file():
+        raise HarnessError(f"kernel profile {name} is not fetched yet: run `make setup`")
+    return _profile_from_json(record)
+
+
+def resolve_profile(name: str | None, kernel_dir: str | None = None) -> KernelProfile:
+    """The profile a command asked for: --kernel-dir wins, then --kernel, then default."""
+    if kernel_dir:
+        return profile_from_tree(Path(kernel_dir))
+    return load_profile(name or DEFAULT_PROFILE)
+
+
+def _profile_from_json(path: Path) -> KernelProfile:
+    data = json.loads(path.read_text())
+    for key in ("bzimage", "build_dir", "modules_dir", "config"):
+        data[key] = Path(data[key])
+    return KernelProfile(**data)
+
+
+def _write_profile(profile: KernelProfile, path: Path) -> None:
+    data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(profile).items()}
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+# ---- config and vermagic --------------------------------------------------------------
+
+
+def read_config(config: Path) -> dict[str, str]:
+    """Parse a kernel .config into {CONFIG_X: value}."""
+    options: dict[str, str] = {}
+    for line in config.read_text().splitlines():
+        if line.startswith("CONFIG_") and "=" in line:
+            key, _, value = line.partition("=")
+            options[key] = value
+    return options
+
+
+def vermagic_for(release: str, config: dict[str, str]) -> str:
+    """The vermagic string modules get (include/linux/vermagic.h), e.g.
+    "6.1.0-56-amd64 SMP preempt mod_unload modversions"."""
+    parts = [release]
+    if config.get("CONFIG_SMP") == "y":
+        parts.append("SMP")
+    if config.get("CONFIG_PREEMPT_RT") == "y":
+        parts.append("preempt_rt")
+    elif config.get("CONFIG_PREEMPT") == "y" or config.get("CONFIG_PREEMPT_DYNAMIC") == "y":
+        parts.append("preempt")
+    if config.get("CONFIG_MODULE_UNLOAD") == "y":
+        parts.append("mod_unload")
+    if config.get("CONFIG_MODVERSIONS") == "y":
+        parts.append("modversions")
+    return " ".join(parts)
+
+
+# ---- user trees -----------------------------------------------------------------------
+
+
+def profile_from_tree(tree: Path) -> KernelProfile:
+    """A profile for a user's own built kernel tree (bzImage + build dir + modules).
+
+    Expects `make` and `make modules_install INSTALL_MOD_PATH=<tree>/mod-install` (or a
+    `modules_dir` of the same layout) to have been run; the release comes from
+    include/config/kernel.release."""
+    tree = tree.resolve()
+    if not tree.is_dir():
+        raise UsageError(f"--kernel-dir {tree}: not a directory")
+    release_file = tree / "include/config/kernel.release"
+    bzimage = tree / "arch/x86/boot/bzImage"
+    config_file = tree / ".config"
+    for needed in (release_file, bzimage, config_file):
+        if not needed.is_file():
+            raise UsageError(f"--kernel-dir {tree}: missing {needed.relative_to(tree)} (build it)")
+    release = release_file.read_text().strip()
+    modules_dir = tree / "mod-install/lib/modules" / release
+    config = read_config(config_file)
+    version_match = re.match(r"\d+\.\d+(\.\d+)?", release)
+    return KernelProfile(
+        name=f"dir:{tree}",
+        release=release,
+        version=version_match.group(0) if version_match else release,
+        vermagic=vermagic_for(release, config),
+        bzimage=bzimage,
+        build_dir=tree,
+        modules_dir=modules_dir,
+        config=config_file,
+        livepatch=config.get("CONFIG_LIVEPATCH") == "y",
+    )
+
+
+# ---- fetching Debian profiles ---------------------------------------------------------
+
+
+def _run(cmd: list[str], cwd: Path | None = None) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+        raise HarnessError(f"`{' '.join(cmd)}` failed: {tail[0]}")
+    return proc.stdout
+
+
+def newest_package(pattern: str) -> tuple[str, str]:
+    """(package, abi) of the newest package whose name matches `pattern` in apt's lists."""
+    names = _run(["apt-cache", "pkgnames", "linux-image-6."]).split()
+    matches = [(n, m.group(1)) for n in names if (m := re.fullmatch(pattern, n))]
+    if not matches:
+        raise HarnessError(f"no package matching {pattern} in apt's lists (apt-get update?)")
+
+    def key(item: tuple[str, str]) -> list[int]:
+        return [int(x) for x in re.findall(r"\d+", item[1])]
+
+    return max(matches, key=key)
+
+
+def _header_packages(abi: str) -> list[str]:
+    """linux-headers-<abi>-amd64 plus what it depends on that carries files we need
+    (the -common headers and the linux-kbuild-* scripts)."""
+    main = f"linux-headers-{abi}-amd64"
+    deps = _run(["apt-cache", "depends", main])
+    wanted = [main]
+    for line in deps.splitlines():
+        line = line.strip()
+        if line.startswith("Depends:"):
+            dep = line.split()[1]
+            if dep.startswith(("linux-headers-", "linux-kbuild-")):
+                wanted.append(dep)
+    return wanted
+
+
+def fetch_debian_profile(name: str, force: bool = False) -> KernelProfile:
+    """Download and unpack the newest kernel image + headers of a named Debian series."""
+    if name not in DEBIAN_SERIES:
+        raise UsageError(f"unknown kernel profile {name!r}")
+    dest = cache_root() / "kernels" / name
+    package, abi = newest_package(DEBIAN_SERIES[name])
+    record = dest / "profile.json"
+    if record.is_file() and not force:
+        existing = _profile_from_json(record)
+        if existing.release == f"{abi}-amd64" and existing.bzimage.is_file():
+            return existing
+    packages = [package, *_header_packages(abi)]
+    with tempfile.TemporaryDirectory(prefix="klp-fetch-", dir=cache_root()) as tmp:
+        tmp_path = Path(tmp)
+        _run(["apt-get", "download", "-q", *packages], cwd=tmp_path)
+        root = tmp_path / "root"
+        for deb in sorted(tmp_path.glob("*.deb")):
+            _run(["dpkg-deb", "-x", str(deb), str(root)])
+        _fix_header_paths(root)
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        root.rename(dest)
+    release = f"{abi}-amd64"
+    build_dir = dest / "usr/src" / f"linux-headers-{release}"
+    config_file = build_dir / ".config"
+    config = read_config(config_file)
+    profile = KernelProfile(
+        name=name,
+        release=release,
+        version=_debian_upstream_version(dest, release),
+        vermagic=vermagic_for(release, config),
+        bzimage=dest / "boot" / f"vmlinuz-{release}",
+        build_dir=build_dir,
+        modules_dir=dest / "lib/modules" / release,
+        config=config_file,
+        livepatch=config.get("CONFIG_LIVEPATCH") == "y",
+    )
+    _write_profile(profile, record)
+    return profile
+
+
+def _fix_header_paths(root: Path) -> None:
+    """Make the absolute /usr/... paths of Debian's header tree relative, so the unpacked
+    tree builds from the cache wherever the cache lives.
+
+    Debian's linux-headers-<abi>-amd64/Makefile includes
+    /usr/src/linux-headers-<abi>-common/Makefile, and its `scripts` and `tools` are
+    symlinks into /usr/lib/linux-kbuild-*; `make -C <build_dir>` runs in the build dir,
+    so paths relative to it work."""
+    src = root / "usr/src"
+    for makefile in src.glob("linux-headers-*/Makefile"):
+        text = makefile.read_text()
+        fixed = re.sub(r"/usr/src/(linux-headers-[^/\s]+)", r"../\1", text)
+        makefile.write_text(fixed)
+    for link in [*src.glob("linux-headers-*/*"), *(root / "lib/modules").glob("*/build")]:
+        if link.is_symlink():
+            target = os.readlink(link)
+            if target.startswith("/"):
+                link.unlink()
+                link.symlink_to(os.path.relpath(root / target.lstrip("/"), link.parent))
+
+
+def _debian_upstream_version(root: Path, release: str) -> str:
+    """Upstream version (e.g. 6.1.192) from the image's changelog directory name."""
+    for doc in (root / "usr/share/doc").glob(f"linux-image-{release}*/changelog.Debian.gz"):
+        out = subprocess.run(["zcat", str(doc)], capture_output=True, text=True, check=False)
+        match = re.search(r"\(([\d.]+)", out.stdout)
+        if match:
+            return match.group(1)
+    series = re.match(r"\d+\.\d+(\.\d+)?", release)
+    return series.group(0) if series else release

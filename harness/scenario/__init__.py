@@ -1,0 +1,1 @@
+"""Scenario description: typed data (`types`) and the TOML loader that validates it."""

@@ -1,0 +1,242 @@
+"""Typed description of a scenario: the modules it needs and the steps it runs.
+
+This is the contract between the scenario loader (TOML -> these types), the module
+generator (these types -> C sources -> .ko), the reference model (these types ->
+predictions) and the runner (these types -> guest commands). Everything here is
+frozen and already validated: code that receives a `Scenario` may trust every name
+to be a safe C identifier and every reference to resolve.
+
+Vocabulary follows kernel/livepatch: a *patch* is a livepatch module (one
+`struct klp_patch`), an *object* is `vmlinux` or a target module, a *func* is one
+function of an object that the patch replaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+VMLINUX = "vmlinux"
+
+# vmlinux functions a patch may replace, and the /proc file whose read calls each.
+VMLINUX_FUNCS: dict[str, str] = {
+    "cmdline_proc_show": "/proc/cmdline",
+    "meminfo_proc_show": "/proc/meminfo",
+}
+
+
+class Callback(Enum):
+    """The four per-object callbacks of `struct klp_callbacks`."""
+
+    PRE_PATCH = "pre_patch"
+    POST_PATCH = "post_patch"
+    PRE_UNPATCH = "pre_unpatch"
+    POST_UNPATCH = "post_unpatch"
+
+
+class ShadowOpKind(Enum):
+    """Shadow variable API calls (kernel/livepatch/shadow.c)."""
+
+    GET = "get"
+    ALLOC = "alloc"
+    GET_OR_ALLOC = "get_or_alloc"
+    FREE = "free"
+    FREE_ALL = "free_all"
+
+
+@dataclass(frozen=True)
+class ShadowOp:
+    """One shadow-variable call made by a module's init, logged like upstream's
+    test_klp_shadow_vars does.  `obj` is a small integer naming one of the module's
+    parent objects (1, 2, 3, ...), `ctor_data` a small integer naming one of its
+    constructor data slots; `dtor` says whether free/free_all pass a destructor."""
+
+    kind: ShadowOpKind
+    id: int
+    obj: int = 0
+    ctor_data: int = 0
+    dtor: bool = False
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A work item in a target module that runs `func` and can park inside it.
+
+    Like upstream's test_klp_callbacks_busy: init queues the work, which logs
+    `<func> enter`, calls `func` (through ftrace, so the implementation that runs is
+    the current one), and while the module parameter `param` is true the running
+    implementation sleeps in a loop; it logs `<func> exit` when it returns.  Loading
+    with `param=Y` parks at once; `park`/`release` steps set and clear it later."""
+
+    func: str
+    param: str = "block_transition"
+
+
+@dataclass(frozen=True)
+class TargetModule:
+    """A module whose functions patches replace.  Each function is observable: reading
+    `/sys/kernel/debug/klp_harness/<module>/<func>` calls it and prints which
+    implementation ran."""
+
+    name: str
+    funcs: tuple[str, ...] = ()
+    blocker: Blocker | None = None
+    log_init_exit: bool = True  # prints `<name>_init` / `<name>_exit` like upstream
+    shadow: tuple[ShadowOp, ...] = ()
+
+
+@dataclass(frozen=True)
+class KlpState:
+    """One `struct klp_state` of a patch (include/linux/livepatch.h)."""
+
+    id: int
+    version: int
+
+
+@dataclass(frozen=True)
+class PatchObject:
+    """One `struct klp_object`: vmlinux or a target module (loaded or not)."""
+
+    name: str  # VMLINUX or a target module name
+    funcs: tuple[str, ...] = ()
+    callbacks: frozenset[Callback] = frozenset()
+
+
+@dataclass(frozen=True)
+class PatchModule:
+    """A livepatch module: one `struct klp_patch`.
+
+    Every generated patch has two module parameters, as upstream's test modules do:
+    `replace` (int, default from `replace` here) and `pre_patch_ret` (int, 0644,
+    default from `pre_patch_ret` here), returned by every pre_patch callback."""
+
+    name: str
+    objects: tuple[PatchObject, ...]
+    replace: bool = False
+    pre_patch_ret: int = 0
+    states: tuple[KlpState, ...] = ()
+    shadow: tuple[ShadowOp, ...] = ()
+
+
+Module = TargetModule | PatchModule
+
+
+# ---- steps ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Load:
+    """`modprobe MODULE [param=value ...]`; for a patch, wait for the transition to
+    settle unless `nowait` (upstream's load_lp vs load_lp_nowait)."""
+
+    module: str
+    params: tuple[tuple[str, str], ...] = ()
+    nowait: bool = False
+
+
+@dataclass(frozen=True)
+class Unload:
+    """`rmmod MODULE`."""
+
+    module: str
+
+
+@dataclass(frozen=True)
+class Enable:
+    """`echo 1 > /sys/kernel/livepatch/PATCH/enabled`."""
+
+    patch: str
+
+
+@dataclass(frozen=True)
+class Disable:
+    """`echo 0 > /sys/kernel/livepatch/PATCH/enabled`; waits for the transition to settle
+    unless `nowait`."""
+
+    patch: str
+    nowait: bool = False
+
+
+@dataclass(frozen=True)
+class Force:
+    """`echo 1 > /sys/kernel/livepatch/PATCH/force`."""
+
+    patch: str
+
+
+@dataclass(frozen=True)
+class SetParam:
+    """`echo VALUE > /sys/module/MODULE/parameters/PARAM`."""
+
+    module: str
+    param: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Park:
+    """Park the blocker work of TARGET inside its blocker function (current impl)."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """Let the parked blocker work of TARGET return."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class SysctlFtrace:
+    """`sysctl kernel.ftrace_enabled=VALUE`."""
+
+    value: int
+
+
+@dataclass(frozen=True)
+class Call:
+    """Call OBJECT:FUNC and log the result to the kernel log the way upstream's
+    `grep 'live patched' /proc/cmdline > /dev/kmsg` does: a patched implementation
+    logs `<patch>: this has been live patched`, the original logs nothing."""
+
+    object: str
+    func: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Wait until PATCH's transition settles (after a `nowait` load or disable)."""
+
+    patch: str
+
+
+Step = Load | Unload | Enable | Disable | Force | SetParam | Park | Release | SysctlFtrace | Call | Wait
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A whole scenario file, validated."""
+
+    path: Path
+    description: str
+    steps: tuple[Step, ...]
+    targets: tuple[TargetModule, ...] = ()
+    patches: tuple[PatchModule, ...] = ()
+    kernels: tuple[str, ...] = ()  # empty: every profile
+    links: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def modules(self) -> tuple[Module, ...]:
+        return (*self.targets, *self.patches)
+
+    def module(self, name: str) -> Module:
+        for mod in self.modules:
+            if mod.name == name:
+                return mod
+        raise KeyError(name)
