@@ -1,0 +1,49 @@
+"""What one step did: the common shape of a prediction (model) and an observation (guest).
+
+The model fills a `StepRecord` from its state without ever seeing the guest; the runner
+fills one from the guest.  The report compares them field by field, so both sides must
+use exactly these conventions:
+
+* `errno`: 0 for success, else the positive errno of the failing operation (modprobe's
+  init_module/finit_module, rmmod's delete_module, or the sysfs/sysctl write).
+* `log`: the new kernel log lines since the step began, filtered as upstream's
+  `check_result` does: keep lines containing `livepatch:` or `<module>:` of a scenario
+  module, drop `tainting kernel`/`taints kernel` lines, timestamps stripped, kernel
+  pointers (`%px`) rewritten to `PTRn` in first-seen order per step (PTR0 = NULL).
+  Lines the runner itself writes to /dev/kmsg are part of it (see docs/runner-protocol.md).
+* `sysfs`: every file under /sys/kernel/livepatch that can be read, path relative to it
+  (`p/enabled`, `p/transition`, `p/vmlinux/patched`, ...), value stripped; write-only
+  `force` is recorded as "<write-only>" so its presence is compared.
+* `modules`: every scenario module currently loaded -> its refcnt as a string.
+* `impls`: every function any scenario patch names, `object:func` -> the implementation
+  a call runs now: "orig" or the patch's name.  Functions of unloaded target modules
+  are omitted.
+* `pending`: the patch whose transition has not settled after the step, or None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class StepRecord:
+    index: int  # 0-based step index in the scenario
+    step: str  # the step as written in the scenario, e.g. "load test_klp_livepatch"
+    errno: int = 0
+    log: list[str] = field(default_factory=list)
+    sysfs: dict[str, str] = field(default_factory=dict)
+    modules: dict[str, str] = field(default_factory=dict)
+    impls: dict[str, str] = field(default_factory=dict)
+    pending: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StepRecord:
+        return cls(**data)
+
+
+COMPARED_FIELDS = ("errno", "log", "sysfs", "modules", "impls", "pending")
