@@ -1,11 +1,11 @@
 """Exceptions that the CLI turns into one clear line and an exit code.
 
-from __future__ import annotations
-
 Anything that is the user's input being wrong (a bad scenario, an unknown kernel profile)
 is a `UsageError` (exit 2); anything the environment did wrong (a crashed guest, a failed
 build) is a `HarnessError` (exit 1).  Neither should ever reach the user as a traceback.
 """
+
+from __future__ import annotations
 
 
 class HarnessError(Exception):
