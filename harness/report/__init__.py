@@ -1,0 +1,1 @@
+"""Compare predictions with observations and render results (text, KTAP, JUnit)."""

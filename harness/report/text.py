@@ -1,0 +1,35 @@
+"""Human-readable results: one line per scenario, the diff on failure, a summary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from harness.report.compare import render_mismatch
+from harness.runner.session import ScenarioOutcome
+
+
+def failure_text(outcome: ScenarioOutcome) -> str:
+    """Why a scenario failed: a crash/harness error, or the first differing step."""
+    parts = []
+    if outcome.error:
+        parts.append(outcome.error)
+    if outcome.mismatch:
+        parts.append(render_mismatch(outcome.mismatch, outcome.observed))
+        if outcome.diagnostics:
+            parts.append("tasks not yet in the transition's target state:")
+            parts.extend(f"  {line}" for line in outcome.diagnostics)
+    elif not outcome.error and len(outcome.observed) < len(outcome.predicted):
+        parts.append(f"stopped after step {len(outcome.observed)} of {len(outcome.predicted)}")
+    return "\n".join(parts)
+
+
+def result_line(outcome: ScenarioOutcome) -> str:
+    status = "PASS" if outcome.passed else ("ERROR" if outcome.error else "FAIL")
+    steps = f"{len(outcome.observed)}/{len(outcome.predicted)} steps"
+    return f"{status:5} {outcome.scenario} [{outcome.profile}] {steps} {outcome.seconds:.1f}s"
+
+
+def summary(outcomes: Sequence[ScenarioOutcome]) -> str:
+    passed = sum(1 for o in outcomes if o.passed)
+    total_time = sum(o.seconds for o in outcomes)
+    return f"{passed}/{len(outcomes)} scenarios passed ({total_time:.1f}s in scenarios)"

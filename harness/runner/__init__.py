@@ -1,0 +1,1 @@
+"""Run scenarios in a guest: execute steps, wait as the model predicts, observe."""

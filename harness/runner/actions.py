@@ -1,0 +1,145 @@
+"""Carry out one scenario step in the guest, the way upstream's selftests do it.
+
+Each step writes upstream's marker line (`% modprobe ...`, `% echo 0 > ...`) to the
+kernel log first, runs the userland tool, and returns the errno of the operation.  The
+exact lines written are listed in docs/runner-protocol.md; the model predicts them.
+"""
+
+from __future__ import annotations
+
+import errno
+import shlex
+
+from harness.runner.observe import LIVEPATCH_SYSFS
+from harness.runner.shell import Shell, errno_from_message, kmsg_write
+from harness.scenario.types import (
+    Call,
+    Disable,
+    Enable,
+    Force,
+    Load,
+    Park,
+    Release,
+    Scenario,
+    SetParam,
+    Step,
+    SysctlFtrace,
+    TargetModule,
+    Unload,
+    Wait,
+)
+
+TOOL_TIMEOUT = 120.0  # a load whose transition stalls still returns: klp_enable_patch is async
+
+
+def step_text(step: Step) -> str:
+    """The step as a scenario writes it (also used in reports)."""
+    match step:
+        case Load(module=m, params=params, nowait=nowait):
+            words = [m, *(f"{k}={v}" for k, v in params)] + (["--nowait"] if nowait else [])
+            return "load " + " ".join(words)
+        case Unload(module=m):
+            return f"unload {m}"
+        case Enable(patch=p):
+            return f"enable {p}"
+        case Disable(patch=p, nowait=nowait):
+            return f"disable {p}" + (" --nowait" if nowait else "")
+        case Force(patch=p):
+            return f"force {p}"
+        case SetParam(module=m, param=p, value=v):
+            return f"set {m} {p} {v}"
+        case Park(target=t):
+            return f"park {t}"
+        case Release(target=t):
+            return f"release {t}"
+        case SysctlFtrace(value=v):
+            return f"sysctl ftrace_enabled={v}"
+        case Call(object=o, func=f):
+            return f"call {o}:{f}"
+        case Wait(patch=p):
+            return f"wait {p}"
+    raise AssertionError(step)
+
+
+def blocker_param(scenario: Scenario, target: str) -> str:
+    module = scenario.module(target)
+    assert isinstance(module, TargetModule) and module.blocker is not None
+    return module.blocker.param
+
+
+def _sysfs_write(shell: Shell, path: str, value: str) -> int:
+    """`echo value > path` after logging it; the errno of the write."""
+    cmd = f"echo {shlex.quote(value)} > {shlex.quote(path)}"
+    shell.run(kmsg_write(f"% echo {value} > {path}"))
+    result = shell.run(cmd, timeout=TOOL_TIMEOUT)
+    return 0 if result.exit_code == 0 else errno_from_message(result.stderr)
+
+
+def _load(shell: Shell, step: Load) -> int:
+    args = " ".join([step.module, *(f"{k}={v}" for k, v in step.params)])
+    shell.run(kmsg_write(f"% modprobe {args}"))
+    result = shell.run(f"modprobe {args}", timeout=TOOL_TIMEOUT)
+    if result.exit_code == 0:
+        return 0
+    message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "?"
+    shell.run(kmsg_write(message))  # upstream's load_failing_mod logs modprobe's error
+    return errno_from_message(message)
+
+
+def _unload(shell: Shell, step: Unload) -> int:
+    """rmmod through busybox, which calls delete_module(O_NONBLOCK) and reports the
+    kernel's errno; kmod's rmmod refuses a module in use itself, hiding it."""
+    shell.run(kmsg_write(f"% rmmod {step.module}"))
+    result = shell.run(f"busybox rmmod {shlex.quote(step.module)}", timeout=TOOL_TIMEOUT)
+    return 0 if result.exit_code == 0 else errno_from_message(result.stderr)
+
+
+def _sysctl(shell: Shell, step: SysctlFtrace) -> int:
+    result = shell.run(f"sysctl -q kernel.ftrace_enabled={step.value}")
+    if result.exit_code == 0:
+        shell.run(kmsg_write(f"livepatch: kernel.ftrace_enabled = {step.value}"))
+        return 0
+    message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "?"
+    shell.run(kmsg_write(f"livepatch: {message}"))
+    return errno_from_message(message)
+
+
+def _call(shell: Shell, step: Call) -> int:
+    from harness.runner.observe import func_source
+
+    src = func_source(step.object, step.func)
+    result = shell.run(f"grep 'live patched' {src} > /dev/kmsg; test -e {src}")
+    return 0 if result.exit_code == 0 else errno.ENOENT
+
+
+def perform(shell: Shell, scenario: Scenario, step: Step) -> int:
+    """Run one step; returns 0 or the positive errno of its operation.  Waiting for a
+    transition is not done here: the runner waits as the model predicts."""
+    match step:
+        case Load():
+            return _load(shell, step)
+        case Unload():
+            return _unload(shell, step)
+        case Enable(patch=p):
+            return _sysfs_write(shell, f"{LIVEPATCH_SYSFS}/{p}/enabled", "1")
+        case Disable(patch=p):
+            return _sysfs_write(shell, f"{LIVEPATCH_SYSFS}/{p}/enabled", "0")
+        case Force(patch=p):
+            return _sysfs_write(shell, f"{LIVEPATCH_SYSFS}/{p}/force", "1")
+        case SetParam(module=m, param=p, value=v):
+            return _sysfs_write(shell, f"/sys/module/{m}/parameters/{p}", v)
+        case Park(target=t):
+            return _sysfs_write(
+                shell, f"/sys/module/{t}/parameters/{blocker_param(scenario, t)}", "Y"
+            )
+        case Release(target=t):
+            return _sysfs_write(
+                shell, f"/sys/module/{t}/parameters/{blocker_param(scenario, t)}", "N"
+            )
+        case SysctlFtrace():
+            return _sysctl(shell, step)
+        case Call():
+            return _call(shell, step)
+        case Wait():
+            return 0
+    raise AssertionError(step)

@@ -1,0 +1,177 @@
+"""Observe the guest on the same terms the model predicts (see harness/record.py).
+
+Every observation is one shell round trip whose output is parsed here, so parsing is
+tested on recorded output without a VM.  The kernel log is read from /dev/kmsg by
+sequence number (not scraped from the console, where messages interleave with the
+shell and depend on the console log level).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from harness.runner.shell import Shell
+from harness.scenario.types import VMLINUX, VMLINUX_FUNCS, Scenario
+
+LIVEPATCH_SYSFS = "/sys/kernel/livepatch"
+DEBUGFS_FUNCS = "/sys/kernel/debug/klp_harness"
+WRITE_ONLY = "<write-only>"
+PATCHED_RE = re.compile(r"^(\w+): this has been live patched$", re.MULTILINE)
+
+# Every record of the log buffer, non-blocking: each read() of /dev/kmsg returns one
+# record and EAGAIN ends dd once the buffer is drained.
+KMSG_DUMP = "dd if=/dev/kmsg iflag=nonblock bs=16k 2>/dev/null; true"
+
+
+@dataclass(frozen=True)
+class KmsgRecord:
+    seq: int
+    level: int
+    text: str
+
+
+def parse_kmsg(raw: str) -> list[KmsgRecord]:
+    """Parse /dev/kmsg records (`prio,seq,usec,flags[,...];text`, continuation lines
+    starting with a space carry key=value metadata and are skipped)."""
+    records: list[KmsgRecord] = []
+    for line in raw.splitlines():
+        if not line or line.startswith(" ") or ";" not in line:
+            continue
+        header, _, text = line.partition(";")
+        fields = header.split(",")
+        if len(fields) < 3 or not fields[0].isdigit() or not fields[1].isdigit():
+            continue
+        text = re.sub(r"\\x([0-9a-f]{2})", lambda m: chr(int(m.group(1), 16)), text)
+        records.append(KmsgRecord(seq=int(fields[1]), level=int(fields[0]) & 7, text=text))
+    return records
+
+
+def filter_log(texts: Iterable[str], module_names: Sequence[str]) -> list[str]:
+    """Upstream's check_result filter: keep `livepatch:` lines and lines of the
+    scenario's modules, drop taint lines."""
+    prefixes = tuple(f"{name}:" for name in module_names)
+    kept = []
+    for text in texts:
+        if "tainting kernel" in text or "taints kernel" in text:
+            continue
+        if "livepatch:" in text or text.startswith(prefixes):
+            kept.append(text)
+    return kept
+
+
+_POINTER_RE = re.compile(r"\b[0-9a-f]{16}\b")
+
+
+def normalize_pointers(lines: Sequence[str]) -> list[str]:
+    """Rewrite %px pointers to PTRn in first-seen order, NULL as PTR0, so shadow
+    variable transcripts are comparable across boots."""
+    ids: dict[str, int] = {"0" * 16: 0}
+
+    def replace(match: re.Match[str]) -> str:
+        value = match.group(0)
+        if value not in ids:
+            ids[value] = len(ids)
+        return f"PTR{ids[value]}"
+
+    return [_POINTER_RE.sub(replace, line) for line in lines]
+
+
+class KernelLog:
+    """Reads new kernel log records since a remembered sequence number."""
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+        self.last_seq = -1
+        self.all_records: list[KmsgRecord] = []
+
+    def read_new(self) -> list[KmsgRecord]:
+        records = parse_kmsg(self.shell.run(KMSG_DUMP).stdout)
+        new = [r for r in records if r.seq > self.last_seq]
+        if records:
+            self.last_seq = max(self.last_seq, records[-1].seq)
+        self.all_records.extend(new)
+        return new
+
+    def skip_to_end(self) -> None:
+        """Forget everything logged so far (called before a scenario starts)."""
+        self.read_new()
+        self.all_records.clear()
+
+
+# ---- sysfs, modules, implementations ----------------------------------------------------
+
+SYSFS_DUMP = (
+    f"[ -d {LIVEPATCH_SYSFS} ] && find {LIVEPATCH_SYSFS} -type f | sort | "
+    'while read -r f; do m=$(stat -c %a "$f"); '
+    'if [ $(( 0$m & 0444 )) -eq 0 ]; then echo "$f=<write-only>"; '
+    'else printf "%s=%s\\n" "$f" "$(cat "$f" 2>/dev/null | tr "\\n" " " | sed "s/ *$//")"; fi; '
+    "done; true"
+)
+
+
+def parse_sysfs(out: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    prefix = LIVEPATCH_SYSFS + "/"
+    for line in out.splitlines():
+        path, sep, value = line.partition("=")
+        if sep and path.startswith(prefix):
+            values[path[len(prefix) :]] = value.strip()
+    return values
+
+
+def modules_command(names: Sequence[str]) -> str:
+    quoted = " ".join(shlex.quote(n) for n in names)
+    return (
+        f"for m in {quoted}; do [ -e /sys/module/$m/refcnt ] && "
+        'echo "$m=$(cat /sys/module/$m/refcnt)"; done; true'
+    )
+
+
+def parse_modules(out: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def func_source(obj: str, func: str) -> str:
+    """The file whose read calls `obj:func` in the guest."""
+    if obj == VMLINUX:
+        return VMLINUX_FUNCS[func]
+    return f"{DEBUGFS_FUNCS}/{obj}/{func}"
+
+
+def patched_funcs(scenario: Scenario) -> list[tuple[str, str]]:
+    """Every (object, func) any patch of the scenario names, in first-seen order."""
+    seen: dict[tuple[str, str], None] = {}
+    for patch in scenario.patches:
+        for obj in patch.objects:
+            for func in obj.funcs:
+                seen[(obj.name, func)] = None
+    return list(seen)
+
+
+def impl_from_output(out: str) -> str:
+    """ "orig", or the patch whose implementation produced this read."""
+    match = PATCHED_RE.search(out)
+    return match.group(1) if match else "orig"
+
+
+def impls_command(funcs: Sequence[tuple[str, str]]) -> str:
+    """One round trip reading every function; objects whose module is not loaded are
+    skipped in the guest (their debugfs directory does not exist)."""
+    parts = []
+    for obj, func in funcs:
+        src = func_source(obj, func)
+        key = f"{obj}:{func}"
+        parts.append(f'[ -e {src} ] && echo "{key}=$(grep -m1 "live patched" {src} || echo orig)"')
+    return "; ".join(parts) + "; true" if parts else "true"
+
+
+def parse_impls(out: str) -> dict[str, str]:
+    impls = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            impls[key] = impl_from_output(value)
+    return impls

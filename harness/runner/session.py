@@ -1,0 +1,151 @@
+"""Run one scenario in a prepared guest and compare each step with the model.
+
+`ScenarioSession.run` is the heart of the harness: copy the scenario's modules in,
+then per step: perform it, wait as the prediction says, observe, compare; stop at the
+first difference.  Preparing and cleaning the guest between scenarios lives in
+`harness.runner.reset`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from harness.record import StepRecord
+from harness.report.compare import Mismatch, diff_records
+from harness.runner import observe, waits
+from harness.runner.actions import perform, step_text
+from harness.runner.shell import CommandResult
+from harness.scenario.types import Scenario, Step, Unload
+
+EXTRA_DIR = "/lib/modules/$(uname -r)/extra"
+
+
+class GuestLike(Protocol):
+    """What the runner uses of harness.guest.vm.Guest."""
+
+    console_log: Path
+
+    def run(self, cmd: str, timeout: float = 30.0, check: bool = False) -> CommandResult: ...
+
+    def put_file(self, local: Path, remote: str) -> None: ...
+
+    def check_alive(self) -> None: ...
+
+
+@dataclass
+class ScenarioOutcome:
+    scenario: str
+    profile: str
+    predicted: list[StepRecord]
+    observed: list[StepRecord] = field(default_factory=list)
+    mismatch: Mismatch | None = None
+    error: str | None = None  # a crash or harness failure, one line + excerpt
+    diagnostics: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    kernel_log: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.error is None
+            and self.mismatch is None
+            and (len(self.observed) == len(self.predicted))
+        )
+
+
+def install_modules(guest: GuestLike, modules: dict[str, Path]) -> None:
+    """Replace the guest's extra/ modules with this scenario's and run depmod, so
+    `modprobe <name>` finds exactly the scenario's build of each module."""
+    guest.run(f"rm -rf {EXTRA_DIR} && mkdir -p {EXTRA_DIR}", check=True)
+    for name, ko in sorted(modules.items()):
+        guest.put_file(ko, f"/lib/modules/{_release(guest)}/extra/{name}.ko")
+    guest.run("depmod -a", check=True, timeout=60)
+
+
+def _release(guest: GuestLike) -> str:
+    return guest.run("uname -r", check=True).stdout.strip()
+
+
+Progress = Callable[[int, str], None]
+
+
+class ScenarioSession:
+    """Runs the steps of one scenario on a guest that `reset` has cleaned."""
+
+    def __init__(self, guest: GuestLike, scenario: Scenario, profile: str) -> None:
+        self.guest = guest
+        self.scenario = scenario
+        self.profile = profile
+        self.log = observe.KernelLog(guest)
+        self.module_names = [m.name for m in scenario.modules]
+        self.funcs = observe.patched_funcs(scenario)
+
+    def run(
+        self, predicted: Sequence[StepRecord], progress: Progress | None = None
+    ) -> ScenarioOutcome:
+        outcome = ScenarioOutcome(self.scenario.name, self.profile, list(predicted))
+        started = time.monotonic()
+        self.log.skip_to_end()
+        for index, (step, want) in enumerate(zip(self.scenario.steps, predicted, strict=True)):
+            if progress:
+                progress(index, step_text(step))
+            got = self.run_step(index, step, want)
+            outcome.observed.append(got)
+            self.guest.check_alive()
+            diffs = diff_records(want, got)
+            if diffs:
+                outcome.mismatch = Mismatch(index, got.step, tuple(diffs))
+                if got.pending and not want.pending:
+                    outcome.diagnostics = waits.unpatched_tasks(self.guest)
+                break
+        outcome.kernel_log = [r.text for r in self.log.all_records]
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
+    def run_step(self, index: int, step: Step, want: StepRecord) -> StepRecord:
+        if isinstance(step, Unload) and want.errno == 0:
+            waits.wait_refcnt_zero(self.guest, step.module)
+        first_seq = self.log.last_seq
+        errno_value = perform(self.guest, self.scenario, step)
+        self.wait_as_predicted(want)
+        return self.observe(index, step, errno_value, first_seq)
+
+    def wait_as_predicted(self, want: StepRecord) -> None:
+        """Any step can start or end a transition (a load, a write, a release of a
+        parked task), so every step waits for the state the model predicts; when it
+        is already there this costs one round trip."""
+        if want.pending:
+            waits.wait_pending()
+        else:
+            waits.wait_settled(self.guest, want)
+
+    def observe(self, index: int, step: Step, errno_value: int, first_seq: int) -> StepRecord:
+        texts = [r.text for r in self.log.read_new() if r.seq > first_seq]
+        log = observe.normalize_pointers(observe.filter_log(texts, self.module_names))
+        sysfs = observe.parse_sysfs(self.guest.run(observe.SYSFS_DUMP).stdout)
+        modules = observe.parse_modules(
+            self.guest.run(observe.modules_command(self.module_names)).stdout
+        )
+        impls = observe.parse_impls(self.guest.run(observe.impls_command(self.funcs)).stdout)
+        pending = next(
+            (
+                path.split("/")[0]
+                for path, v in sysfs.items()
+                if path.endswith("/transition") and v == "1"
+            ),
+            None,
+        )
+        return StepRecord(
+            index=index,
+            step=step_text(step),
+            errno=errno_value,
+            log=log,
+            sysfs=sysfs,
+            modules=modules,
+            impls=impls,
+            pending=pending,
+        )

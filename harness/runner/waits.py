@@ -1,0 +1,91 @@
+"""Waiting, driven by the model's prediction.
+
+The kernel settles transitions asynchronously (it retries every second), so after a
+step the runner must wait before it observes.  It never guesses: when the model says a
+transition settles, the runner polls until it has (bounded, like upstream's 60 s);
+when the model says it stays pending, the runner lets one kernel retry interval pass
+and then observes, which confirms that it really is still pending.  A wait that runs
+out is not an error here: the observation that follows shows the difference.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Iterable
+
+from harness.record import StepRecord
+from harness.runner.observe import LIVEPATCH_SYSFS
+from harness.runner.shell import Shell
+
+SETTLE_TIMEOUT = 60.0  # upstream's selftests poll 600 x 0.1 s
+RETRY_INTERVAL = 1.0  # klp_transition_work_fn reschedules itself every second (HZ)
+POLL = 0.1
+
+
+def predicted_patch_dirs(record: StepRecord) -> list[str]:
+    """Patch directories the model says exist under /sys/kernel/livepatch."""
+    return sorted({path.split("/", 1)[0] for path in record.sysfs})
+
+
+def _poll_script(condition: str, timeout: float) -> str:
+    tries = max(1, int(timeout / POLL))
+    return (
+        f"i=0; while [ $i -lt {tries} ]; do if {condition}; then exit 0; fi; "
+        f"sleep {POLL}; i=$((i+1)); done; exit 1"
+    )
+
+
+def settled_condition(patch_dirs: Iterable[str]) -> str:
+    """Shell condition: no patch in transition and exactly these patch dirs exist."""
+    want = " ".join(sorted(patch_dirs))
+    return (
+        "{ busy=0; for t in " + LIVEPATCH_SYSFS + "/*/transition; do "
+        '[ -e "$t" ] && [ "$(cat "$t")" = 1 ] && busy=1; done; '
+        f'have=$(ls {LIVEPATCH_SYSFS} 2>/dev/null | tr "\\n" " " | sed "s/ $//"); '
+        f'[ $busy = 0 ] && [ "$have" = {shlex.quote(want)} ]; }}'
+    )
+
+
+def wait_settled(shell: Shell, record: StepRecord, timeout: float = SETTLE_TIMEOUT) -> bool:
+    """Wait until the guest's transitions settle into the predicted set of patches."""
+    script = _poll_script(settled_condition(predicted_patch_dirs(record)), timeout)
+    return shell.run(script, timeout=timeout + 10).exit_code == 0
+
+
+def wait_refcnt_zero(shell: Shell, module: str, timeout: float = SETTLE_TIMEOUT) -> bool:
+    """Upstream's unload_lp: a disabled patch drops its module reference only when its
+    (asynchronous) free completes, so rmmod must wait for refcnt 0."""
+    path = f"/sys/module/{shlex.quote(module)}/refcnt"
+    condition = f'{{ [ ! -e {path} ] || [ "$(cat {path})" = 0 ]; }}'
+    return shell.run(_poll_script(condition, timeout), timeout=timeout + 10).exit_code == 0
+
+
+def wait_pending(seconds: float = RETRY_INTERVAL * 1.5) -> None:
+    """Let at least one kernel retry pass, so a transition predicted to stay pending
+    has had the chance to complete if the model were wrong."""
+    time.sleep(seconds)
+
+
+def unpatched_tasks(shell: Shell) -> list[str]:
+    """Tasks still in the minority patch state during a transition, with their stacks:
+    what a stuck-transition report must show (the kernel moves every other task at its
+    first attempt, so the minority is what blocks)."""
+    script = (
+        "for p in /proc/[0-9]*; do s=$(cat $p/patch_state 2>/dev/null) || continue; "
+        '[ "$s" = -1 ] && continue; echo "@$s pid ${p#/proc/} $(cat $p/comm)"; '
+        "sed 's/^/    /' $p/stack 2>/dev/null; done; true"
+    )
+    tasks: dict[str, list[list[str]]] = {}
+    current: list[str] = []
+    for line in shell.run(script).stdout.splitlines():
+        if line.startswith("@"):
+            state, _, rest = line[1:].partition(" ")
+            current = [f"{rest} patch_state={state}"]
+            tasks.setdefault(state, []).append(current)
+        else:
+            current.append(line)
+    if not tasks:
+        return []
+    minority = min(tasks.values(), key=len)
+    return [line for task in minority for line in task]

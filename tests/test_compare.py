@@ -1,0 +1,66 @@
+"""The comparison must be able to fail: altered observations are reported precisely."""
+
+import copy
+
+from harness.record import StepRecord
+from harness.report.compare import first_mismatch, render_mismatch
+
+
+def records() -> list[StepRecord]:
+    return [
+        StepRecord(
+            index=0,
+            step="load test_klp_livepatch",
+            log=[
+                "% modprobe test_klp_livepatch",
+                "livepatch: enabling patch 'test_klp_livepatch'",
+                "livepatch: 'test_klp_livepatch': patching complete",
+            ],
+            sysfs={"test_klp_livepatch/enabled": "1", "test_klp_livepatch/transition": "0"},
+            modules={"test_klp_livepatch": "1"},
+            impls={"vmlinux:cmdline_proc_show": "test_klp_livepatch"},
+        ),
+        StepRecord(
+            index=1,
+            step="disable test_klp_livepatch",
+            log=["% echo 0 > /sys/kernel/livepatch/test_klp_livepatch/enabled"],
+            modules={"test_klp_livepatch": "0"},
+            impls={"vmlinux:cmdline_proc_show": "orig"},
+        ),
+    ]
+
+
+def test_equal_records_match() -> None:
+    assert first_mismatch(records(), records()) is None
+
+
+def test_altered_log_line_is_named() -> None:
+    observed = records()
+    observed[0].log[1] = "livepatch: enabling patch 'something_else'"
+    mismatch = first_mismatch(records(), observed)
+    assert mismatch is not None and mismatch.index == 0 and mismatch.fields == ["log"]
+    text = render_mismatch(mismatch, observed)
+    assert "step 1: load test_klp_livepatch" in text
+    assert "-livepatch: enabling patch 'test_klp_livepatch'" in text
+    assert "+livepatch: enabling patch 'something_else'" in text
+
+
+def test_altered_errno_is_named() -> None:
+    observed = copy.deepcopy(records())
+    observed[1].errno = 22
+    mismatch = first_mismatch(records(), observed)
+    assert mismatch is not None and mismatch.index == 1 and mismatch.fields == ["errno"]
+    text = render_mismatch(mismatch, observed)
+    assert "expected 0 (success), observed -EINVAL (Invalid argument)" in text
+    assert "[1] load test_klp_livepatch" in text  # the step before it
+
+
+def test_altered_implementation_is_named() -> None:
+    observed = copy.deepcopy(records())
+    observed[1].impls["vmlinux:cmdline_proc_show"] = "test_klp_livepatch"
+    mismatch = first_mismatch(records(), observed)
+    assert mismatch is not None and mismatch.fields == ["impls"]
+    assert (
+        "vmlinux:cmdline_proc_show: expected 'orig', observed 'test_klp_livepatch'"
+        in render_mismatch(mismatch, observed)
+    )

@@ -1,0 +1,93 @@
+"""Parsing of guest output into observations (no VM)."""
+
+from harness.runner import observe
+from harness.runner.shell import errno_from_message
+
+KMSG = (
+    "6,1021,5512345,-;livepatch: enabling patch 'test_klp_livepatch'\n"
+    " SUBSYSTEM=module\n"
+    "4,1022,5512400,-;test_klp_livepatch: tainting kernel with TAINT_LIVEPATCH\n"
+    "7,1023,5512500,-;livepatch: 'test_klp_livepatch': initializing patching transition\n"
+    "12,1024,5512600,-;% modprobe test_klp_livepatch\n"
+    "6,1025,5512700,-;virtio_net virtio0: something unrelated\n"
+    "6,1026,5512800,-;multi\\x0aline\n"
+)
+
+
+def test_parse_kmsg_records_and_continuations() -> None:
+    records = observe.parse_kmsg(KMSG)
+    assert [r.seq for r in records] == [1021, 1022, 1023, 1024, 1025, 1026]
+    assert records[3].level == 4  # 12 = facility user (1) << 3 | warning (4)
+    assert records[5].text == "multi\nline"
+
+
+def test_filter_log_like_upstream() -> None:
+    texts = [r.text for r in observe.parse_kmsg(KMSG)]
+    assert observe.filter_log(texts, ["test_klp_livepatch"]) == [
+        "livepatch: enabling patch 'test_klp_livepatch'",
+        "livepatch: 'test_klp_livepatch': initializing patching transition",
+    ]
+
+
+def test_markers_are_kept_when_they_name_livepatch_or_a_module() -> None:
+    lines = ["% modprobe foo", "foo: foo_init", "bar: bar_init"]
+    assert observe.filter_log(lines, ["foo"]) == ["foo: foo_init"]
+
+
+def test_normalize_pointers_first_seen_order() -> None:
+    lines = [
+        "m: klp_shadow_get(obj=ffff888003c6a000, id=0x1234) = 0000000000000000",
+        "m: shadow_ctor: ffff888004000000 -> ffff888003c6a008",
+        "m: klp_shadow_get(obj=ffff888003c6a000, id=0x1234) = ffff888004000000",
+    ]
+    assert observe.normalize_pointers(lines) == [
+        "m: klp_shadow_get(obj=PTR1, id=0x1234) = PTR0",
+        "m: shadow_ctor: PTR2 -> PTR3",
+        "m: klp_shadow_get(obj=PTR1, id=0x1234) = PTR2",
+    ]
+
+
+def test_parse_sysfs() -> None:
+    out = (
+        "/sys/kernel/livepatch/p/enabled=1\n"
+        "/sys/kernel/livepatch/p/force=<write-only>\n"
+        "/sys/kernel/livepatch/p/transition=0\n"
+        "/sys/kernel/livepatch/p/vmlinux/patched=1\n"
+    )
+    assert observe.parse_sysfs(out) == {
+        "p/enabled": "1",
+        "p/force": "<write-only>",
+        "p/transition": "0",
+        "p/vmlinux/patched": "1",
+    }
+
+
+def test_impls_from_reads() -> None:
+    out = (
+        "vmlinux:cmdline_proc_show=test_klp_livepatch: this has been live patched\n"
+        "vmlinux:meminfo_proc_show=orig\n"
+        "klp_target:alpha=alpha: orig\n"
+    )
+    assert observe.parse_impls(out) == {
+        "vmlinux:cmdline_proc_show": "test_klp_livepatch",
+        "vmlinux:meminfo_proc_show": "orig",
+        "klp_target:alpha": "orig",
+    }
+
+
+def test_impls_command_reads_vmlinux_through_proc() -> None:
+    cmd = observe.impls_command([("vmlinux", "cmdline_proc_show"), ("t", "f")])
+    assert "/proc/cmdline" in cmd
+    assert "/sys/kernel/debug/klp_harness/t/f" in cmd
+
+
+def test_errno_from_tool_messages() -> None:
+    assert errno_from_message("modprobe: ERROR: could not insert 'x': No such device") == 19
+    assert (
+        errno_from_message("rmmod: can't unload module 'x': Resource temporarily unavailable") == 11
+    )
+    assert errno_from_message("sh: echo: write error: Invalid argument") == 22
+    assert (
+        errno_from_message('sysctl: setting key "kernel.ftrace_enabled": Device or resource busy')
+        == 16
+    )
