@@ -1,0 +1,174 @@
+"""Run the kernel's own livepatch selftests, unmodified, in a guest.
+
+The scripts (tools/testing/selftests/livepatch) and their test modules (lib/livepatch
+in 6.1, the selftests' test_modules/ since 6.8) come from the profile's kernel source:
+Debian's linux-source-<series> package, or the user's tree.  The modules are built out
+of tree (CONFIG_TEST_LIVEPATCH is not set in Debian's kernels), installed under
+/lib/modules/<release>/extra, and each script runs with bash in the guest.  Its
+`TEST: <name> ... ok|not ok` lines become one result per case.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.kernels import KernelProfile, cache_root
+from harness.runner.session import GuestLike
+from harness.runner.shell import Shell
+
+SELFTESTS = "tools/testing/selftests/livepatch"
+MODULE_DIRS = (f"{SELFTESTS}/test_modules", "lib/livepatch")
+GUEST_DIR = "/root/livepatch-selftests"
+SCRIPT_TIMEOUT = 900.0
+CASE_RE = re.compile(r"TEST: (.+?) \.\.\. (ok|not ok)")
+
+
+@dataclass(frozen=True)
+class SelftestSources:
+    root: Path  # a tree holding SELFTESTS and one of MODULE_DIRS
+
+    @property
+    def scripts_dir(self) -> Path:
+        return self.root / SELFTESTS
+
+    @property
+    def modules_dir(self) -> Path:
+        for rel in MODULE_DIRS:
+            if (self.root / rel).is_dir():
+                return self.root / rel
+        raise HarnessError(f"no livepatch test modules in {self.root}")
+
+    def makefile_list(self, variable: str) -> list[str]:
+        """Words of a `VAR := a b \\` list in the selftests' Makefile."""
+        text = (self.scripts_dir / "Makefile").read_text().replace("\\\n", " ")
+        match = re.search(rf"^{variable}\s*:?=(.*)$", text, re.MULTILINE)
+        return match.group(1).split() if match else []
+
+
+@dataclass
+class CaseResult:
+    script: str
+    name: str
+    passed: bool
+
+
+@dataclass
+class ScriptResult:
+    script: str
+    exit_code: int
+    seconds: float
+    output: str
+    cases: list[CaseResult] = field(default_factory=list)
+
+
+def fetch_sources(profile: KernelProfile) -> SelftestSources:
+    """The selftests of the profile's kernel: its tree, or Debian's linux-source."""
+    if profile.name.startswith("dir:"):
+        return SelftestSources(profile.build_dir)
+    dest = cache_root() / "selftests" / f"linux-source-{profile.series}"
+    if (dest / SELFTESTS).is_dir():
+        return SelftestSources(dest)
+    package = f"linux-source-{profile.series}"
+    with tempfile.TemporaryDirectory(dir=cache_root()) as tmp:
+        tmp_path = Path(tmp)
+        _run(["apt-get", "download", "-q", package], tmp_path)
+        deb = next(tmp_path.glob("*.deb"))
+        _run(["dpkg-deb", "-x", str(deb), "x"], tmp_path)
+        tarball = next((tmp_path / "x/usr/src").glob("linux-source-*.tar.xz"))
+        staging = tmp_path / "tree"
+        with tarfile.open(tarball) as tar:
+            top = tarball.name.removesuffix(".tar.xz")
+            wanted = [f"{top}/{SELFTESTS}", *(f"{top}/{d}" for d in MODULE_DIRS)]
+            members = [m for m in tar if any(m.name.startswith(w) for w in wanted)]
+            tar.extractall(staging, members=members, filter="data")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staging / top), dest)
+    return SelftestSources(dest)
+
+
+def build_modules(sources: SelftestSources, profile: KernelProfile) -> list[Path]:
+    """Build every test_klp_*.c against the profile (cached per kernel release)."""
+    out = cache_root() / "selftests" / "build" / f"{profile.release}"
+    names = sorted(p.stem for p in sources.modules_dir.glob("test_klp_*.c"))
+    kos = [out / f"{name}.ko" for name in names]
+    if kos and all(ko.is_file() for ko in kos):
+        return kos
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(sources.modules_dir / f"{name}.c", out)
+    (out / "Kbuild").write_text("obj-m += " + " ".join(f"{n}.o" for n in names) + "\n")
+    _run(["make", "-C", str(profile.build_dir), f"M={out}", "-j2", "modules"], out)
+    return kos
+
+
+def build_programs(sources: SelftestSources) -> list[Path]:
+    """User-space helpers the scripts call (TEST_GEN_FILES, e.g. test_klp-call_getpid)."""
+    programs = []
+    for name in sources.makefile_list("TEST_GEN_FILES"):
+        source = sources.scripts_dir / f"{name}.c"
+        binary = cache_root() / "selftests" / "build" / name
+        if not binary.is_file():
+            binary.parent.mkdir(parents=True, exist_ok=True)
+            _run(["gcc", "-O2", "-o", str(binary), str(source)], binary.parent)
+        programs.append(binary)
+    return programs
+
+
+def install(
+    guest: GuestLike, sources: SelftestSources, kos: list[Path], programs: list[Path]
+) -> None:
+    """Copy modules (then depmod) and the unmodified scripts into the guest."""
+    release = guest.run("uname -r", check=True).stdout.strip()
+    guest.run(f"mkdir -p /lib/modules/{release}/extra {GUEST_DIR}", check=True)
+    for ko in kos:
+        guest.put_file(ko, f"/lib/modules/{release}/extra/{ko.name}")
+    guest.run("depmod -a", check=True, timeout=60)
+    for path in sorted(sources.scripts_dir.iterdir()):
+        if path.is_file():
+            guest.put_file(path, f"{GUEST_DIR}/{path.name}")
+    for program in programs:
+        guest.put_file(program, f"{GUEST_DIR}/{program.name}")
+    guest.run(f"chmod +x {GUEST_DIR}/*", check=True)
+
+
+def run_script(guest: Shell, script: str) -> ScriptResult:
+    started = time.monotonic()
+    result = guest.run(f"cd {GUEST_DIR} && bash ./{script} 2>&1", timeout=SCRIPT_TIMEOUT)
+    seconds = time.monotonic() - started
+    return ScriptResult(
+        script, result.exit_code, seconds, result.stdout, parse_cases(script, result.stdout)
+    )
+
+
+def parse_cases(script: str, output: str) -> list[CaseResult]:
+    return [CaseResult(script, m.group(1), m.group(2) == "ok") for m in CASE_RE.finditer(output)]
+
+
+def ktap(results: list[ScriptResult]) -> str:
+    """KTAP v1, one subtest per script and one line per case."""
+    lines = ["KTAP version 1", f"1..{len(results)}"]
+    for number, script in enumerate(results, 1):
+        lines += ["    KTAP version 1", f"    1..{len(script.cases)}"]
+        for case_number, case in enumerate(script.cases, 1):
+            lines.append(f"    {'ok' if case.passed else 'not ok'} {case_number} {case.name}")
+        ok = script.exit_code == 0 and all(c.passed for c in script.cases)
+        if not ok:
+            lines += [f"# {line}" for line in script.output.splitlines()[-20:]]
+        lines.append(f"{'ok' if ok else 'not ok'} {number} selftests: livepatch: {script.script}")
+    return "\n".join(lines) + "\n"
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        log = cwd / "selftests-build.log"
+        log.write_text(proc.stdout + proc.stderr)
+        raise HarnessError(f"`{' '.join(cmd[:3])} ...` failed (log: {log})")
