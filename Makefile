@@ -36,6 +36,10 @@ test-fast: venv
 test: setup lint
 	$(BIN)/pytest -q -ra
 
+conformance: setup
+	$(BIN)/klp-harness run --kernel all --keep-going --table --ktap \
+		--junit results/conformance.xml tests/scenarios > results/conformance.ktap
+
 bench: setup
 	$(BIN)/python -m harness.bench
 

@@ -33,3 +33,18 @@ def summary(outcomes: Sequence[ScenarioOutcome]) -> str:
     passed = sum(1 for o in outcomes if o.passed)
     total_time = sum(o.seconds for o in outcomes)
     return f"{passed}/{len(outcomes)} scenarios passed ({total_time:.1f}s in scenarios)"
+
+
+def summary_table(outcomes: Sequence[ScenarioOutcome]) -> str:
+    """Scenario x profile -> PASS/FAIL/ERROR and seconds, for conformance runs."""
+    profiles = list(dict.fromkeys(o.profile for o in outcomes))
+    cells: dict[str, dict[str, str]] = {}
+    for o in outcomes:
+        status = "PASS" if o.passed else ("ERROR" if o.error else "FAIL")
+        cells.setdefault(o.scenario, {})[o.profile] = f"{status} {o.seconds:5.1f}s"
+    width = max([len("scenario"), *(len(name) for name in cells)])
+    header = f"{'scenario':<{width}}  " + "  ".join(f"{p:<14}" for p in profiles)
+    lines = [header, "-" * len(header)]
+    for name, row in cells.items():
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{row.get(p, '-'):<14}" for p in profiles))
+    return "\n".join(lines)
