@@ -37,6 +37,7 @@ test: setup lint
 	$(BIN)/pytest -q -ra
 
 conformance: setup
+	mkdir -p results
 	$(BIN)/klp-harness run --kernel all --keep-going --table --ktap \
 		--junit results/conformance.xml tests/scenarios > results/conformance.ktap
 
