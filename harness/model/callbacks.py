@@ -1,0 +1,105 @@
+"""Per-object callbacks: the core's wrappers (kernel/livepatch/core.h) and what our
+generated livepatch modules do in them (lines modelled on lib/livepatch/test_klp_*.c).
+
+The core decides *whether* a callback runs (`klp_*_callback`); the module decides what
+it logs.  Each callback of an object that has it logs one `callback_info()` line, like
+upstream's test_klp_callbacks_demo; vmlinux callbacks of a patch with states then run
+the state helpers of test_klp_state2 for each state, taking over from (or handing back
+to) the previous patch's state through `klp_get_prev_state`.
+"""
+
+from __future__ import annotations
+
+from harness.model.klp import KlpObject
+from harness.model.state import klp_get_prev_state
+from harness.model.system import Kernel
+from harness.scenario.types import Callback, KlpState, PatchModule
+
+# test_klp_state2.c: one pair of lines per helper, chosen by klp_get_prev_state().
+STATE_LINES: dict[Callback, tuple[str, str]] = {
+    # callback: (line with a previous state, line without)
+    Callback.PRE_PATCH: (
+        "allocate_loglevel_state: space to store console_loglevel already allocated",
+        "allocate_loglevel_state: allocating space to store console_loglevel",
+    ),
+    Callback.POST_PATCH: (
+        "fix_console_loglevel: taking over the console_loglevel change",
+        "fix_console_loglevel: fixing console_loglevel",
+    ),
+    Callback.PRE_UNPATCH: (
+        "restore_console_loglevel: passing the console_loglevel change back to the old livepatch",
+        "restore_console_loglevel: restoring console_loglevel",
+    ),
+    Callback.POST_UNPATCH: (
+        "free_loglevel_state: keeping space to store console_loglevel",
+        "free_loglevel_state: freeing space for the stored console_loglevel",
+    ),
+}
+
+CONSOLE_LOGLEVEL_STATE = 1  # the id that behaves exactly like upstream's test_klp_state2
+
+
+def _callback_info(k: Kernel, obj: KlpObject, cb: Callback) -> None:
+    """upstream's callback_info(): `<cb>_callback: vmlinux` or `... <mod> -> <state>`."""
+    patch = obj.patch.name
+    if obj.mod is not None:
+        k.pr_info(patch, f"{cb.value}_callback: {obj.mod.name} -> {obj.mod.state.value}")
+    else:
+        k.pr_info(patch, f"{cb.value}_callback: vmlinux")
+
+
+def _state_helpers(k: Kernel, obj: KlpObject, cb: Callback) -> None:
+    """The module's state handling after a vmlinux callback (test_klp_state2 logic)."""
+    if obj.is_module:
+        return
+    for state in obj.patch.states:
+        prev = klp_get_prev_state(k, state.id)
+        line = STATE_LINES[cb][0 if prev is not None else 1]
+        k.pr_info(obj.patch.name, _for_state(line, state))
+
+
+def _for_state(line: str, state: KlpState) -> str:
+    if state.id == CONSOLE_LOGLEVEL_STATE:
+        return line
+    return f"{line} (state {state.id})"
+
+
+def _module_callback(k: Kernel, obj: KlpObject, cb: Callback) -> int:
+    """One callback of a generated livepatch module; returns what pre_patch returns."""
+    _callback_info(k, obj, cb)
+    ret = 0
+    if cb is Callback.PRE_PATCH:
+        module = obj.patch.mod
+        desc = module.desc
+        assert isinstance(desc, PatchModule)
+        ret = int(module.params.get("pre_patch_ret", str(desc.pre_patch_ret)), 0)
+        if ret:
+            return ret  # a failing pre_patch allocates nothing
+    _state_helpers(k, obj, cb)
+    return ret
+
+
+def klp_pre_patch_callback(k: Kernel, obj: KlpObject) -> int:
+    """core.h: run pre_patch if any; its success arms post_unpatch."""
+    ret = 0
+    if Callback.PRE_PATCH in obj.callbacks:
+        ret = _module_callback(k, obj, Callback.PRE_PATCH)
+    obj.post_unpatch_enabled = not ret
+    return ret
+
+
+def klp_post_patch_callback(k: Kernel, obj: KlpObject) -> None:
+    if Callback.POST_PATCH in obj.callbacks:
+        _module_callback(k, obj, Callback.POST_PATCH)
+
+
+def klp_pre_unpatch_callback(k: Kernel, obj: KlpObject) -> None:
+    if Callback.PRE_UNPATCH in obj.callbacks:
+        _module_callback(k, obj, Callback.PRE_UNPATCH)
+
+
+def klp_post_unpatch_callback(k: Kernel, obj: KlpObject) -> None:
+    """core.h: post_unpatch only after a successful pre_patch, and only once."""
+    if obj.post_unpatch_enabled and Callback.POST_UNPATCH in obj.callbacks:
+        _module_callback(k, obj, Callback.POST_UNPATCH)
+    obj.post_unpatch_enabled = False

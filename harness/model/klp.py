@@ -1,0 +1,122 @@
+"""The model's data: `struct klp_patch/klp_object/klp_func` (include/linux/livepatch.h),
+`struct module` (the few fields livepatch uses) and the tasks that matter.
+
+These are deliberately plain mutable records with the kernel's field names, so code in
+the sibling modules can be read side by side with kernel/livepatch/*.c.  The whole model
+state lives in one `Kernel` object (harness.model.system); nothing here is global.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from harness.scenario.types import Callback, KlpState, PatchModule, TargetModule
+
+# klp_target_state / task->patch_state values (include/linux/livepatch.h, 6.1 names).
+KLP_UNDEFINED = -1
+KLP_UNPATCHED = 0
+KLP_PATCHED = 1
+
+# A function is identified like ftrace identifies it: by its object and its name
+# (our scenarios never patch ambiguous symbols, so sympos is always 0, shown as 1).
+FuncKey = tuple[str, str]
+
+
+class ModuleState(Enum):
+    """enum module_state, with the text upstream's test modules print for it."""
+
+    LIVE = "[MODULE_STATE_LIVE] Normal state"
+    COMING = "[MODULE_STATE_COMING] Full formed, running module_init"
+    GOING = "[MODULE_STATE_GOING] Going away"
+    UNFORMED = "[MODULE_STATE_UNFORMED] Still setting it up"
+
+
+@dataclass(eq=False, slots=True)
+class Module:
+    """struct module: one loaded instance of a scenario module."""
+
+    name: str
+    desc: TargetModule | PatchModule
+    instance: int  # distinguishes reloads: a new instance has new addresses
+    params: dict[str, str]
+    state: ModuleState = ModuleState.COMING
+    refcnt: int = 0
+    klp_alive: bool = False
+    patch: KlpPatch | None = None  # a livepatch module's static struct klp_patch
+
+
+@dataclass(eq=False, slots=True)
+class KlpFunc:
+    """struct klp_func.  Its code (`new_func`) is its patch's replacement, or the
+    original function for a nop."""
+
+    old_name: str
+    obj: KlpObject
+    nop: bool = False
+    patched: bool = False
+    transition: bool = False
+
+    @property
+    def key(self) -> FuncKey:
+        return (self.obj.name, self.old_name)
+
+    @property
+    def code(self) -> KlpPatch | None:
+        """Whose code `new_func` points to: the patch, or None for the original
+        (klp_init_object_loaded sets a nop's new_func to old_func)."""
+        return None if self.nop else self.obj.patch
+
+
+@dataclass(eq=False, slots=True)
+class KlpObject:
+    """struct klp_object.  `mod` is set while the object is loaded (vmlinux always)."""
+
+    name: str
+    patch: KlpPatch
+    callbacks: frozenset[Callback] = frozenset()
+    funcs: list[KlpFunc] = field(default_factory=list)
+    dynamic: bool = False
+    patched: bool = False
+    mod: Module | None = None
+    post_unpatch_enabled: bool = False
+
+    @property
+    def is_module(self) -> bool:
+        """klp_is_module()"""
+        return self.name != "vmlinux"
+
+    @property
+    def loaded(self) -> bool:
+        """klp_is_object_loaded()"""
+        return not self.is_module or self.mod is not None
+
+
+@dataclass(eq=False, slots=True)
+class KlpPatch:
+    """struct klp_patch.  `kobj` says whether /sys/kernel/livepatch/<name> exists."""
+
+    mod: Module
+    replace: bool
+    states: tuple[KlpState, ...]
+    objects: list[KlpObject] = field(default_factory=list)
+    enabled: bool = False
+    forced: bool = False
+    kobj: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.mod.name
+
+
+@dataclass(eq=False, slots=True)
+class Task:
+    """A kernel task that can block a transition: a target module's blocker work,
+    parked inside one implementation of its blocker function.  Every other task is
+    assumed to switch at the first completion attempt (see docs/model-notes.md)."""
+
+    target: str
+    key: FuncKey
+    code: KlpPatch | None  # the implementation it sleeps in (None: the original)
+    patch_state: int = KLP_UNDEFINED
+    pending: bool = False  # TIF_PATCH_PENDING

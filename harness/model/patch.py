@@ -1,0 +1,117 @@
+"""Func stacks and the ftrace handler (kernel/livepatch/patch.c).
+
+Every patched function has one `struct klp_ops` whose `func_stack` holds the klp_funcs
+of every patch that patches it, most recently pushed on top.  The ftrace handler looks
+only at the top entry (and, for a task not yet switched, the one below it): that single
+decision is what "which implementation runs" means everywhere in the model.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from harness.model.klp import (
+    KLP_UNPATCHED,
+    FuncKey,
+    KlpFunc,
+    KlpObject,
+    KlpPatch,
+)
+from harness.model.system import Kernel
+
+
+def klp_ftrace_handler(k: Kernel, key: FuncKey, patch_state: int) -> KlpPatch | None:
+    """Whose code a call of `key` runs for a task in `patch_state`; None = original.
+
+    Mirrors klp_ftrace_handler(): top of the stack, or the entry below it when the top
+    is in transition and the task is still unpatched; a nop means the original."""
+    stack = k.klp_ops.get(key)
+    if not stack:
+        return None  # no ftrace handler registered: the original runs
+    func = stack[-1]
+    if func.transition and patch_state == KLP_UNPATCHED:
+        if len(stack) == 1:
+            return None
+        func = stack[-2]
+    return func.code
+
+
+def klp_patch_func(k: Kernel, func: KlpFunc) -> int:
+    """Push `func` on its func stack; the first func of a function registers the ftrace
+    handler, which fails with -EBUSY while kernel.ftrace_enabled=0 (the ops are
+    FTRACE_OPS_FL_PERMANENT: __register_ftrace_function refuses them)."""
+    stack = k.klp_ops.get(func.key)
+    if stack is None:
+        if not k.ftrace_enabled:
+            k.pr_err(
+                f"failed to register ftrace handler for function '{func.old_name}' ({-errno.EBUSY})"
+            )
+            return -errno.EBUSY
+        stack = k.klp_ops[func.key] = []
+    stack.append(func)
+    func.patched = True
+    return 0
+
+
+def klp_unpatch_func(k: Kernel, func: KlpFunc) -> None:
+    """Remove `func` from its stack (wherever it is); the last one unregisters the
+    handler (the stack disappears)."""
+    stack = k.klp_ops[func.key]
+    stack.remove(func)
+    if not stack:
+        del k.klp_ops[func.key]
+    func.patched = False
+
+
+def klp_patch_object(k: Kernel, obj: KlpObject) -> int:
+    """Push every func of `obj`; on failure pop the ones already pushed."""
+    for func in obj.funcs:
+        ret = klp_patch_func(k, func)
+        if ret:
+            klp_unpatch_object(k, obj)
+            return ret
+    obj.patched = True
+    return 0
+
+
+def __klp_unpatch_object(k: Kernel, obj: KlpObject, nops_only: bool) -> None:
+    for func in obj.funcs:
+        if nops_only and not func.nop:
+            continue
+        if func.patched:
+            klp_unpatch_func(k, func)
+    if obj.dynamic or not nops_only:
+        obj.patched = False
+
+
+def klp_unpatch_object(k: Kernel, obj: KlpObject) -> None:
+    __klp_unpatch_object(k, obj, nops_only=False)
+
+
+def klp_unpatch_objects(k: Kernel, patch: KlpPatch) -> None:
+    for obj in patch.objects:
+        if obj.patched:
+            __klp_unpatch_object(k, obj, nops_only=False)
+
+
+def klp_unpatch_objects_dynamic(k: Kernel, patch: KlpPatch) -> None:
+    """Pop the nops (of static and dynamic objects) of a replace patch."""
+    for obj in patch.objects:
+        if obj.patched:
+            __klp_unpatch_object(k, obj, nops_only=True)
+
+
+def stack_below(k: Kernel, func: KlpFunc) -> KlpPatch | bool | None:
+    """The code a PATCHED-direction stack check looks for (klp_check_stack_func): the
+    original if `func` is alone on its stack, else the entry just below it.
+
+    Returns False when `func` is the bottom of a stack that holds more entries: the
+    kernel then takes list_next_entry() of the last node, i.e. the list head, and reads
+    a bogus address range that no task sleeps in (see docs/model-notes.md)."""
+    stack = k.klp_ops[func.key]
+    if len(stack) == 1:
+        return None
+    index = stack.index(func)
+    if index == 0:
+        return False
+    return stack[index - 1].code

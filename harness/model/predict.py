@@ -1,0 +1,230 @@
+"""Scenario -> predicted `StepRecord`s: the reference model's public entry point.
+
+Each step is applied to a fresh `Kernel`, then *settled*: the kernel's retry work and
+free work run until nothing more happens without outside help.  A transition then
+either has completed or is blocked by a parked task, and stays so until a later step
+releases, unloads, reverses or forces it.  The runner waits for exactly this settled
+state before it observes, so a record describes the state after settling.
+
+Steps whose outcome the real kernel would not make deterministic are refused with a
+ScenarioError naming the step (see `StepModel.check_blocked`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from harness.errors import ScenarioError
+from harness.model.klp import KLP_UNDEFINED
+from harness.model.modules import (
+    do_call,
+    do_enabled,
+    do_force,
+    do_load,
+    do_set_param,
+    do_sysctl_ftrace,
+    do_unload,
+)
+from harness.model.patch import klp_ftrace_handler
+from harness.model.profiles import DEFAULT_SERIES, profile_for
+from harness.model.replace import run_free_work
+from harness.model.system import Kernel
+from harness.model.transition import klp_check_stack, klp_transition_work_fn
+from harness.record import StepRecord
+from harness.scenario.steps import format_step
+from harness.scenario.types import (
+    VMLINUX,
+    Call,
+    Disable,
+    Enable,
+    Force,
+    Load,
+    Park,
+    Release,
+    Scenario,
+    SetParam,
+    Step,
+    SysctlFtrace,
+    TargetModule,
+    Unload,
+    Wait,
+)
+
+WRITE_ONLY = "<write-only>"
+# A transition blocked this many steps in a row is refused: after 15 failed retries
+# (~15 s) the kernel starts signalling tasks and logs `signaling remaining tasks`, at a
+# moment the model cannot time.  Each pending step costs the runner >= 1.5 s.
+MAX_BLOCKED_STEPS = 5
+
+
+def predict(scenario: Scenario, series: str = DEFAULT_SERIES) -> list[StepRecord]:
+    """The predicted record of every step of `scenario` on kernel `series`."""
+    model = StepModel(scenario, series)
+    return [model.step(i, step) for i, step in enumerate(scenario.steps)]
+
+
+def predicted_log(scenario: Scenario, series: str = DEFAULT_SERIES) -> list[str]:
+    """All predicted log lines of a scenario, concatenated (an upstream transcript)."""
+    return [line for record in predict(scenario, series) for line in record.log]
+
+
+class StepModel:
+    """The model of one scenario run, one step at a time (also used by property tests
+    and the benchmark).  `strict=False` drops the refusals of `check_blocked`."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        series: str = DEFAULT_SERIES,
+        *,
+        dyndbg: bool = True,
+        strict: bool = True,
+    ) -> None:
+        self.kernel = Kernel(scenario, profile_for(series), dyndbg=dyndbg)
+        self.strict = strict
+        self.funcs = patched_funcs(scenario)
+        self.profile = self.kernel.profile
+
+    def step(self, index: int, step: Step) -> StepRecord:
+        errno_value = self.apply(index, step)
+        return self.record(index, step, errno_value)
+
+    def apply(self, index: int, step: Step) -> int:
+        """Apply and settle one step; returns its errno and leaves its log lines in
+        `kernel.log`."""
+        k = self.kernel
+        k.log = []
+        errno_value = run_step(k, step)
+        klp_transition_work_fn(k)
+        run_free_work(k)
+        if self.strict:
+            self.check_blocked(index, step)
+        return errno_value
+
+    def check_blocked(self, index: int, step: Step) -> None:
+        """Refuse a wait that can never end and a blocked transition that lasts long
+        enough for the kernel's signals to start."""
+        k = self.kernel
+        patch = k.klp_transition_patch
+        if patch is None:
+            return
+        k.blocked_steps += 1
+        why = f"'{patch.name}' stays in transition, blocked by {blockers(k)}"
+        waits = (
+            (isinstance(step, Load) and not step.nowait and step.module == patch.name)
+            or (isinstance(step, Disable) and not step.nowait and step.patch == patch.name)
+            or (isinstance(step, Wait) and step.patch == patch.name)
+        )
+        if waits:
+            hint = "" if isinstance(step, Wait) else " (add --nowait to go on without it)"
+            raise ScenarioError(
+                f"steps[{index}]",
+                f"`{format_step(step)}` would wait for ever: {why}{hint}",
+                str(k.scenario.path),
+            )
+        if k.blocked_steps > MAX_BLOCKED_STEPS:
+            raise ScenarioError(
+                f"steps[{index}]",
+                f"{why} for more than {MAX_BLOCKED_STEPS} steps: after ~15 s the kernel "
+                "signals tasks at a moment the model cannot predict; release, reverse or "
+                "force it sooner",
+                str(k.scenario.path),
+            )
+
+    def record(self, index: int, step: Step, errno_value: int) -> StepRecord:
+        k = self.kernel
+        return StepRecord(
+            index=index,
+            step=format_step(step),
+            errno=errno_value,
+            log=k.log,
+            sysfs=self.sysfs(),
+            modules={name: str(mod.refcnt) for name, mod in sorted(k.modules.items())},
+            impls=self.impls(),
+            pending=k.klp_transition_patch.name if k.klp_transition_patch else None,
+        )
+
+    def sysfs(self) -> dict[str, str]:
+        """Every readable file under /sys/kernel/livepatch (func dirs hold none)."""
+        k = self.kernel
+        tree: dict[str, str] = {}
+        for name in sorted(k.modules):
+            patch = k.modules[name].patch
+            if patch is None or not patch.kobj:
+                continue
+            tree[f"{name}/enabled"] = "1" if patch.enabled else "0"
+            tree[f"{name}/force"] = WRITE_ONLY
+            if self.profile.sysfs_replace:
+                tree[f"{name}/replace"] = "1" if patch.replace else "0"
+            tree[f"{name}/transition"] = "1" if patch is k.klp_transition_patch else "0"
+            for obj in patch.objects:
+                tree[f"{name}/{obj.name}/patched"] = "1" if obj.patched else "0"
+        return dict(sorted(tree.items()))
+
+    def impls(self) -> dict[str, str]:
+        """`object:func` -> whose implementation a call runs now ("orig" or a patch)."""
+        k = self.kernel
+        state = k.klp_target_state if k.klp_transition_patch else KLP_UNDEFINED
+        impls: dict[str, str] = {}
+        for obj, func in self.funcs:
+            if obj != VMLINUX and obj not in k.modules:
+                continue
+            code = klp_ftrace_handler(k, (obj, func), state)
+            impls[f"{obj}:{func}"] = code.name if code is not None else "orig"
+        return impls
+
+
+def run_step(k: Kernel, step: Step) -> int:
+    """Carry out one step as the runner does; returns its positive errno or 0."""
+    match step:
+        case Load():
+            return do_load(k, step)
+        case Unload(module=name):
+            return do_unload(k, name)
+        case Enable(patch=name):
+            return do_enabled(k, name, True)
+        case Disable(patch=name):
+            return do_enabled(k, name, False)
+        case Force(patch=name):
+            return do_force(k, name)
+        case SetParam(module=name, param=param, value=value):
+            return do_set_param(k, name, param, value)
+        case Park(target=name) | Release(target=name):
+            target = k.scenario.module(name)
+            assert isinstance(target, TargetModule) and target.blocker is not None
+            value = "Y" if isinstance(step, Park) else "N"
+            return do_set_param(k, name, target.blocker.param, value)
+        case SysctlFtrace(value=value):
+            return do_sysctl_ftrace(k, value)
+        case Call(object=obj, func=func):
+            return do_call(k, obj, func)
+        case Wait():
+            return 0
+    raise AssertionError(f"unknown step {step!r}")
+
+
+def blockers(k: Kernel) -> str:
+    """The parked tasks that keep the current transition from completing."""
+    names = []
+    for task in k.tasks:
+        if task.patch_state != k.klp_target_state and not klp_check_stack(k, task):
+            impl = task.code.name if task.code is not None else "orig"
+            names.append(f"{task.target}'s work parked in {task.key[0]}:{task.key[1]} ({impl})")
+    return ", ".join(names) or "nothing (model error)"
+
+
+def patched_funcs(scenario: Scenario) -> list[tuple[str, str]]:
+    """Every (object, func) any patch of the scenario names, in first-seen order."""
+    seen: dict[tuple[str, str], None] = {}
+    for patch in scenario.patches:
+        for obj in patch.objects:
+            for func in obj.funcs:
+                seen[(obj.name, func)] = None
+    return list(seen)
+
+
+def predict_all(
+    scenarios: Iterable[Scenario], series: str = DEFAULT_SERIES
+) -> dict[str, list[StepRecord]]:
+    """Predictions of several scenarios by name (raises on the first refused one)."""
+    return {scenario.name: predict(scenario, series) for scenario in scenarios}

@@ -1,0 +1,309 @@
+"""Scenario files (TOML) -> validated `harness.scenario.types.Scenario`.
+
+Validation happens here, before anything is built or booted, and every problem is one
+`ScenarioError` that prints as `<file>: <where>: <message>`, `where` being the path of
+the offending field as the file spells it (`patch[1].object[0].funcs`, `steps[3]`) or
+the line of a syntax error.  The loader owns the TOML-level checks (syntax, unknown
+keys, types, required keys, step strings); the C-safety rules of module descriptions
+live in `harness.scenario.checks`, which it calls once the types are built.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ScenarioError
+from harness.kernels import profile_names
+from harness.scenario.checks import validate_modules
+from harness.scenario.steps import parse_steps
+from harness.scenario.types import (
+    Blocker,
+    Callback,
+    KlpState,
+    PatchModule,
+    PatchObject,
+    Scenario,
+    ShadowOp,
+    ShadowOpKind,
+    TargetModule,
+)
+
+TOP_KEYS = {"description", "links", "kernels", "steps", "target", "patch"}
+TARGET_KEYS = {"name", "funcs", "blocker", "blocker_param", "log_init_exit", "shadow"}
+PATCH_KEYS = {"name", "replace", "pre_patch_ret", "states", "object", "shadow"}
+OBJECT_KEYS = {"name", "funcs", "callbacks"}
+STATE_KEYS = {"id", "version"}
+SHADOW_KEYS = {"op", "id", "obj", "ctor_data", "dtor"}
+
+_TOML_POSITION = re.compile(r"^(?P<msg>.*?) ?\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate one scenario file."""
+    path = Path(path)
+    try:
+        return _load(path)
+    except ScenarioError as exc:
+        if exc.path is not None:
+            raise
+        raise exc.in_file(str(path)) from None
+
+
+def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
+    """Load every scenario named; a directory stands for its **/*.toml, sorted."""
+    scenarios: list[Scenario] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(path.rglob("*.toml"))
+            if not files:
+                raise ScenarioError("directory", "contains no *.toml scenario", str(path))
+            scenarios.extend(load_scenario(f) for f in files)
+        else:
+            scenarios.append(load_scenario(path))
+    return scenarios
+
+
+def _load(path: Path) -> Scenario:
+    if not path.exists():
+        raise ScenarioError("file", "does not exist")
+    if not path.is_file():
+        raise ScenarioError("file", "is not a regular file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError("file", f"cannot be read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _syntax_error(exc) from None
+    return _scenario(path, data)
+
+
+def _syntax_error(exc: tomllib.TOMLDecodeError) -> ScenarioError:
+    message = str(exc)
+    match = _TOML_POSITION.match(message)
+    if match:
+        where = f"line {match['line']}, column {match['col']}"
+        message = match["msg"]
+    else:
+        where = "syntax"
+    return ScenarioError(where, f"TOML syntax error: {message}")
+
+
+# ---- typed access to the TOML tree -------------------------------------------------------
+
+
+def _keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            inside = f"{where}: " if where else ""
+            raise ScenarioError(
+                f"{where}.{key}" if where else key,
+                f"unknown key {key!r} ({inside}allowed: {', '.join(sorted(allowed))})",
+            )
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ScenarioError(where, f"expected a string, got {_kind(value)}")
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ScenarioError(where, f"expected true or false, got {_kind(value)}")
+    return value
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScenarioError(where, f"expected an integer, got {_kind(value)}")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ScenarioError(where, f"expected a list, got {_kind(value)}")
+    return value
+
+
+def _str_list(value: Any, where: str) -> tuple[str, ...]:
+    return tuple(_str(item, f"{where}[{i}]") for i, item in enumerate(_list(value, where)))
+
+
+def _tables(value: Any, where: str, how: str) -> list[dict[str, Any]]:
+    items = _list(value, where)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ScenarioError(f"{where}[{i}]", f"expected a table ({how}), got {_kind(item)}")
+    return items
+
+
+def _required(table: dict[str, Any], key: str, where: str) -> Any:
+    if key not in table:
+        raise ScenarioError(f"{where}.{key}" if where else key, "missing (required)")
+    return table[key]
+
+
+def _kind(value: Any) -> str:
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }
+    return f"{names.get(type(value), type(value).__name__)} ({value!r})"
+
+
+# ---- building the types --------------------------------------------------------------------
+
+
+def _scenario(path: Path, data: dict[str, Any]) -> Scenario:
+    _keys(data, TOP_KEYS, "")
+    description = _str(_required(data, "description", ""), "description").strip()
+    if not description:
+        raise ScenarioError("description", "is empty: say what the scenario checks")
+    links = _str_list(data.get("links", []), "links")
+    kernels = _str_list(data.get("kernels", []), "kernels")
+    known = profile_names()
+    for i, kernel in enumerate(kernels):
+        if kernel not in known:
+            raise ScenarioError(
+                f"kernels[{i}]", f"unknown profile {kernel!r} (known: {', '.join(known)})"
+            )
+    targets = tuple(
+        _target(t, f"target[{i}]")
+        for i, t in enumerate(_tables(data.get("target", []), "target", "[[target]]"))
+    )
+    patches = tuple(
+        _patch(p, f"patch[{i}]")
+        for i, p in enumerate(_tables(data.get("patch", []), "patch", "[[patch]]"))
+    )
+    validate_modules(targets, patches)
+    step_texts = _str_list(_required(data, "steps", ""), "steps")
+    if not step_texts:
+        raise ScenarioError("steps", "is empty: a scenario needs at least one step")
+    steps = parse_steps(list(step_texts), targets, patches)
+    return Scenario(
+        path=path,
+        description=description,
+        steps=steps,
+        targets=targets,
+        patches=patches,
+        kernels=kernels,
+        links=links,
+    )
+
+
+def _target(table: dict[str, Any], where: str) -> TargetModule:
+    _keys(table, TARGET_KEYS, where)
+    name = _str(_required(table, "name", where), f"{where}.name")
+    funcs = _str_list(table.get("funcs", []), f"{where}.funcs")
+    blocker = None
+    if "blocker" in table:
+        func = _str(table["blocker"], f"{where}.blocker")
+        param = _str(table.get("blocker_param", "block_transition"), f"{where}.blocker_param")
+        blocker = Blocker(func, param)
+    elif "blocker_param" in table:
+        raise ScenarioError(f"{where}.blocker_param", "given without a blocker")
+    return TargetModule(
+        name=name,
+        funcs=funcs,
+        blocker=blocker,
+        log_init_exit=_bool(table.get("log_init_exit", True), f"{where}.log_init_exit"),
+        shadow=_shadow(table.get("shadow", []), f"{where}.shadow"),
+    )
+
+
+def _patch(table: dict[str, Any], where: str) -> PatchModule:
+    _keys(table, PATCH_KEYS, where)
+    name = _str(_required(table, "name", where), f"{where}.name")
+    objects = _tables(_required(table, "object", where), f"{where}.object", "[[patch.object]]")
+    if not objects:
+        raise ScenarioError(f"{where}.object", "a patch needs at least one [[patch.object]]")
+    states = tuple(
+        _state(s, f"{where}.states[{i}]")
+        for i, s in enumerate(
+            _tables(table.get("states", []), f"{where}.states", "{ id = N, version = N }")
+        )
+    )
+    return PatchModule(
+        name=name,
+        objects=tuple(_object(o, f"{where}.object[{i}]") for i, o in enumerate(objects)),
+        replace=_bool(table.get("replace", False), f"{where}.replace"),
+        pre_patch_ret=_int(table.get("pre_patch_ret", 0), f"{where}.pre_patch_ret"),
+        states=states,
+        shadow=_shadow(table.get("shadow", []), f"{where}.shadow"),
+    )
+
+
+def _object(table: dict[str, Any], where: str) -> PatchObject:
+    _keys(table, OBJECT_KEYS, where)
+    name = _str(_required(table, "name", where), f"{where}.name")
+    funcs = _str_list(table.get("funcs", []), f"{where}.funcs")
+    return PatchObject(name, funcs, _callbacks(table.get("callbacks", []), f"{where}.callbacks"))
+
+
+def _callbacks(value: Any, where: str) -> frozenset[Callback]:
+    if value == "all":
+        return frozenset(Callback)
+    if isinstance(value, str):
+        raise ScenarioError(where, f'expected "all" or a list of callbacks, got {value!r}')
+    known = {cb.value: cb for cb in Callback}
+    chosen: set[Callback] = set()
+    for i, name in enumerate(_str_list(value, where)):
+        if name not in known:
+            raise ScenarioError(
+                f"{where}[{i}]", f"unknown callback {name!r} (known: {', '.join(known)})"
+            )
+        if known[name] in chosen:
+            raise ScenarioError(f"{where}[{i}]", f"callback {name!r} listed twice")
+        chosen.add(known[name])
+    return frozenset(chosen)
+
+
+def _state(table: dict[str, Any], where: str) -> KlpState:
+    _keys(table, STATE_KEYS, where)
+    return KlpState(
+        id=_int(_required(table, "id", where), f"{where}.id"),
+        version=_int(_required(table, "version", where), f"{where}.version"),
+    )
+
+
+def _shadow(value: Any, where: str) -> tuple[ShadowOp, ...]:
+    ops: list[ShadowOp] = []
+    kinds = {kind.value: kind for kind in ShadowOpKind}
+    for i, table in enumerate(_tables(value, where, "{ op = ..., id = ... }")):
+        owhere = f"{where}[{i}]"
+        _keys(table, SHADOW_KEYS, owhere)
+        op = _str(_required(table, "op", owhere), f"{owhere}.op")
+        if op not in kinds:
+            raise ScenarioError(
+                f"{owhere}.op", f"unknown shadow op {op!r} (known: {', '.join(kinds)})"
+            )
+        ops.append(
+            ShadowOp(
+                kind=kinds[op],
+                id=_int(_required(table, "id", owhere), f"{owhere}.id"),
+                obj=_int(table.get("obj", 0), f"{owhere}.obj"),
+                ctor_data=_int(table.get("ctor_data", 0), f"{owhere}.ctor_data"),
+                dtor=_bool(table.get("dtor", False), f"{owhere}.dtor"),
+            )
+        )
+    return tuple(ops)
+
+
+def scenario_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """The files `load_scenarios` would read, without reading them."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        files.extend(sorted(path.rglob("*.toml")) if path.is_dir() else [path])
+    return files

@@ -1,0 +1,294 @@
+"""Step strings (`load p replace=1`, `call vmlinux:cmdline_proc_show`) <-> typed steps.
+
+A step is one line a person could type into a guest shell, so scenario files read like
+upstream's selftests.  `parse_step` turns it into one of the frozen step types of
+`harness.scenario.types`, checking everything that can be checked without running it:
+the verb, the number of arguments, that every module, patch, target, object and function
+it names exists in the scenario, and that parameter values parse the way the kernel
+will parse them.  `format_step` is the inverse and gives the canonical spelling that
+predictions, observations and reports all use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from harness.errors import ScenarioError
+from harness.scenario.checks import check_errno
+from harness.scenario.types import (
+    VMLINUX,
+    VMLINUX_FUNCS,
+    Call,
+    Disable,
+    Enable,
+    Force,
+    Load,
+    Module,
+    Park,
+    PatchModule,
+    Release,
+    SetParam,
+    Step,
+    SysctlFtrace,
+    TargetModule,
+    Unload,
+    Wait,
+)
+
+NOWAIT = "--nowait"
+
+# Values `param_set_bool` accepts that we allow in scenarios (kstrtobool would take a few
+# more spellings; these are the unambiguous ones).
+BOOL_TRUE = frozenset({"Y", "y", "1"})
+BOOL_FALSE = frozenset({"N", "n", "0"})
+
+# Parameters every generated livepatch module has (see PatchModule).
+PATCH_PARAMS = ("replace", "pre_patch_ret")
+
+USAGE = {
+    "load": "load MODULE [PARAM=VALUE ...] [--nowait]",
+    "unload": "unload MODULE",
+    "enable": "enable PATCH",
+    "disable": "disable PATCH [--nowait]",
+    "force": "force PATCH",
+    "set": "set MODULE PARAM VALUE",
+    "park": "park TARGET",
+    "release": "release TARGET",
+    "sysctl": "sysctl ftrace_enabled=0|1",
+    "call": "call OBJECT:FUNC",
+    "wait": "wait PATCH",
+}
+
+
+def format_step(step: Step) -> str:
+    """The canonical text of a step (what records and reports show)."""
+    match step:
+        case Load(module=m, params=params, nowait=nowait):
+            words = [m, *(f"{k}={v}" for k, v in params)] + ([NOWAIT] if nowait else [])
+            return "load " + " ".join(words)
+        case Unload(module=m):
+            return f"unload {m}"
+        case Enable(patch=p):
+            return f"enable {p}"
+        case Disable(patch=p, nowait=nowait):
+            return f"disable {p}" + (f" {NOWAIT}" if nowait else "")
+        case Force(patch=p):
+            return f"force {p}"
+        case SetParam(module=m, param=p, value=v):
+            return f"set {m} {p} {v}"
+        case Park(target=t):
+            return f"park {t}"
+        case Release(target=t):
+            return f"release {t}"
+        case SysctlFtrace(value=v):
+            return f"sysctl ftrace_enabled={v}"
+        case Call(object=o, func=f):
+            return f"call {o}:{f}"
+        case Wait(patch=p):
+            return f"wait {p}"
+    raise AssertionError(f"unknown step {step!r}")
+
+
+def parse_bool_param(value: str) -> bool | None:
+    """What `param_set_bool` makes of VALUE, or None if we do not accept it."""
+    if value in BOOL_TRUE:
+        return True
+    if value in BOOL_FALSE:
+        return False
+    return None
+
+
+def parse_int_param(value: str) -> int | None:
+    """What `param_set_int` (kstrtoint, base 0) makes of VALUE, or None."""
+    try:
+        return int(value, 0)
+    except ValueError:
+        return None
+
+
+class _StepParser:
+    """Parses the step strings of one scenario against its modules."""
+
+    def __init__(self, targets: tuple[TargetModule, ...], patches: tuple[PatchModule, ...]):
+        modules: list[Module] = [*targets, *patches]
+        self.modules = {m.name: m for m in modules}
+        self.targets = {t.name: t for t in targets}
+        self.patches = {p.name: p for p in patches}
+        self.verbs: dict[str, Callable[[str, list[str]], Step]] = {
+            "load": self._load,
+            "unload": self._unload,
+            "enable": self._enable,
+            "disable": self._disable,
+            "force": self._force,
+            "set": self._set,
+            "park": self._park,
+            "release": self._release,
+            "sysctl": self._sysctl,
+            "call": self._call,
+            "wait": self._wait,
+        }
+
+    def parse(self, text: str, where: str) -> Step:
+        words = text.split()
+        if not words:
+            raise ScenarioError(where, "empty step")
+        verb, args = words[0], words[1:]
+        handler = self.verbs.get(verb)
+        if handler is None:
+            raise ScenarioError(where, f"unknown step {verb!r} (known: {', '.join(self.verbs)})")
+        try:
+            return handler(verb, args)
+        except _BadStep as exc:
+            raise ScenarioError(where, f"{exc} (usage: {USAGE[verb]})") from None
+
+    # ---- arguments -------------------------------------------------------------------
+
+    @staticmethod
+    def _arity(verb: str, args: list[str], count: int) -> None:
+        if len(args) != count:
+            raise _BadStep(
+                f"{verb} takes {count} argument{'s' if count != 1 else ''}, got {len(args)}"
+            )
+
+    def _module(self, name: str) -> Module:
+        if name not in self.modules:
+            raise _BadStep(f"unknown module {name!r}{_known(self.modules)}")
+        return self.modules[name]
+
+    def _patch(self, name: str) -> PatchModule:
+        if name not in self.patches:
+            raise _BadStep(
+                f"{name!r} is not a livepatch module of this scenario{_known(self.patches)}"
+            )
+        return self.patches[name]
+
+    def _blocker_target(self, name: str) -> TargetModule:
+        if name not in self.targets:
+            raise _BadStep(
+                f"{name!r} is not a target module of this scenario{_known(self.targets)}"
+            )
+        target = self.targets[name]
+        if target.blocker is None:
+            raise _BadStep(f"target {name!r} has no blocker")
+        return target
+
+    def _param(self, module: Module, param: str, value: str) -> tuple[str, str]:
+        """Check PARAM=VALUE against what the generated module declares."""
+        if isinstance(module, PatchModule):
+            if param not in PATCH_PARAMS:
+                raise _BadStep(
+                    f"{module.name} has no parameter {param!r} (it has: {', '.join(PATCH_PARAMS)})"
+                )
+            number = parse_int_param(value)
+            if number is None:
+                raise _BadStep(f"{param} must be an integer, got {value!r}")
+            if param == "pre_patch_ret":
+                try:
+                    check_errno(number, param)
+                except ScenarioError as exc:
+                    raise _BadStep(f"{param}: {exc.message}") from None
+            return param, value
+        if module.blocker is None or param != module.blocker.param:
+            have = module.blocker.param if module.blocker else "none"
+            raise _BadStep(f"{module.name} has no parameter {param!r} (it has: {have})")
+        if parse_bool_param(value) is None:
+            raise _BadStep(f"{param} is a bool: Y or N (also y, n, 1, 0), got {value!r}")
+        return param, value
+
+    # ---- verbs -----------------------------------------------------------------------
+
+    def _load(self, verb: str, args: list[str]) -> Step:
+        nowait = NOWAIT in args
+        args = [a for a in args if a != NOWAIT]
+        if not args:
+            raise _BadStep("load needs a module name")
+        module = self._module(args[0])
+        if nowait and not isinstance(module, PatchModule):
+            raise _BadStep(f"{NOWAIT} only applies to livepatch modules")
+        params: list[tuple[str, str]] = []
+        for word in args[1:]:
+            name, sep, value = word.partition("=")
+            if not sep or not name or not value:
+                raise _BadStep(f"module parameters are PARAM=VALUE, got {word!r}")
+            if any(name == seen for seen, _ in params):
+                raise _BadStep(f"parameter {name!r} given twice")
+            params.append(self._param(module, name, value))
+        return Load(module.name, tuple(params), nowait)
+
+    def _unload(self, verb: str, args: list[str]) -> Step:
+        self._arity(verb, args, 1)
+        return Unload(self._module(args[0]).name)
+
+    def _enable(self, verb: str, args: list[str]) -> Step:
+        self._arity(verb, args, 1)
+        return Enable(self._patch(args[0]).name)
+
+    def _disable(self, verb: str, args: list[str]) -> Step:
+        nowait = NOWAIT in args
+        args = [a for a in args if a != NOWAIT]
+        self._arity(verb, args, 1)
+        return Disable(self._patch(args[0]).name, nowait)
+
+    def _force(self, verb: str, args: list[str]) -> Step:
+        self._arity(verb, args, 1)
+        return Force(self._patch(args[0]).name)
+
+    def _wait(self, verb: str, args: list[str]) -> Step:
+        self._arity(verb, args, 1)
+        return Wait(self._patch(args[0]).name)
+
+    def _set(self, verb: str, args: list[str]) -> Step:
+        self._arity(verb, args, 3)
+        module = self._module(args[0])
+        param, value = self._param(module, args[1], args[2])
+        return SetParam(module.name, param, value)
+
+    def _park(self, verb: str, args: list[str]) -> Step:
+        self._arity(verb, args, 1)
+        return Park(self._blocker_target(args[0]).name)
+
+    def _release(self, verb: str, args: list[str]) -> Step:
+        self._arity(verb, args, 1)
+        return Release(self._blocker_target(args[0]).name)
+
+    def _sysctl(self, verb: str, args: list[str]) -> Step:
+        self._arity(verb, args, 1)
+        key, sep, value = args[0].partition("=")
+        if key not in ("ftrace_enabled", "kernel.ftrace_enabled") or not sep:
+            raise _BadStep(f"only ftrace_enabled=N can be set, got {args[0]!r}")
+        if value not in ("0", "1"):
+            raise _BadStep(f"ftrace_enabled must be 0 or 1, got {value!r}")
+        return SysctlFtrace(int(value))
+
+    def _call(self, verb: str, args: list[str]) -> Step:
+        self._arity(verb, args, 1)
+        obj, sep, func = args[0].partition(":")
+        if not sep or not obj or not func:
+            raise _BadStep(f"expected OBJECT:FUNC, got {args[0]!r}")
+        if obj == VMLINUX:
+            known: tuple[str, ...] = tuple(VMLINUX_FUNCS)
+        elif obj in self.targets:
+            known = self.targets[obj].funcs
+        else:
+            raise _BadStep(
+                f"{obj!r} is neither {VMLINUX!r} nor a target module{_known(self.targets)}"
+            )
+        if func not in known:
+            raise _BadStep(f"{obj} has no function {func!r} (it has: {', '.join(known)})")
+        return Call(obj, func)
+
+
+class _BadStep(Exception):
+    """A step string is wrong; the parser adds where and the verb's usage."""
+
+
+def _known(names: Mapping[str, object]) -> str:
+    return f" (known: {', '.join(names)})" if names else ""
+
+
+def parse_steps(
+    texts: list[str], targets: tuple[TargetModule, ...], patches: tuple[PatchModule, ...]
+) -> tuple[Step, ...]:
+    """Parse a scenario's `steps` list; errors name `steps[i]`."""
+    parser = _StepParser(targets, patches)
+    return tuple(parser.parse(text, f"steps[{i}]") for i, text in enumerate(texts))
