@@ -1,0 +1,37 @@
+"""`klp-harness build SPEC`: build a scenario's modules for one kernel profile.
+
+Prints one line per module: name, whether it was built now or came from the cache, and
+the checked .ko path.  Compiler warnings of modules built now go to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.commands.common import add_kernel_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", metavar="SPEC", help="scenario TOML file")
+    add_kernel_arguments(parser)
+    parser.add_argument(
+        "-j", "--jobs", type=int, metavar="N", help="parallel compile jobs (default: CPUs)"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from harness.kernels import resolve_profile
+    from harness.modules.build import build_modules
+    from harness.scenario.loader import load_scenario
+
+    scenario = load_scenario(args.spec)
+    profile = resolve_profile(args.kernel, args.kernel_dir)
+    result = build_modules(scenario, profile, jobs=args.jobs)
+    width = max((len(name) for name in result.modules), default=0)
+    for name in sorted(result.modules):
+        how = "built" if name in result.built else "cached"
+        print(f"{name:<{width}}  {how:<6}  {result.modules[name]}")
+    for name, lines in sorted(result.warnings.items()):
+        for line in lines:
+            print(f"klp-harness: warning: {name}: {line.strip()}", file=sys.stderr)
+    return 0
