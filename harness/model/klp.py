@@ -56,10 +56,10 @@ class KlpFunc:
     nop: bool = False
     patched: bool = False
     transition: bool = False
+    key: FuncKey = ("", "")  # (object, old_name): which func stack it goes on
 
-    @property
-    def key(self) -> FuncKey:
-        return (self.obj.name, self.old_name)
+    def __post_init__(self) -> None:
+        self.key = (self.obj.name, self.old_name)
 
     @property
     def code(self) -> KlpPatch | None:
@@ -80,11 +80,10 @@ class KlpObject:
     patched: bool = False
     mod: Module | None = None
     post_unpatch_enabled: bool = False
+    is_module: bool = True  # klp_is_module()
 
-    @property
-    def is_module(self) -> bool:
-        """klp_is_module()"""
-        return self.name != "vmlinux"
+    def __post_init__(self) -> None:
+        self.is_module = self.name != "vmlinux"
 
     @property
     def loaded(self) -> bool:
@@ -103,10 +102,10 @@ class KlpPatch:
     enabled: bool = False
     forced: bool = False
     kobj: bool = False
+    name: str = ""  # patch->mod->name
 
-    @property
-    def name(self) -> str:
-        return self.mod.name
+    def __post_init__(self) -> None:
+        self.name = self.mod.name
 
 
 @dataclass(eq=False, slots=True)

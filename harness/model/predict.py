@@ -13,6 +13,7 @@ ScenarioError naming the step (see `StepModel.check_blocked`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from harness.errors import ScenarioError
 from harness.model.klp import KLP_UNDEFINED
@@ -55,6 +56,7 @@ WRITE_ONLY = "<write-only>"
 # (~15 s) the kernel starts signalling tasks and logs `signaling remaining tasks`, at a
 # moment the model cannot time.  Each pending step costs the runner >= 1.5 s.
 MAX_BLOCKED_STEPS = 5
+READ_ONLY_STEPS = (Call, Wait)
 
 
 def predict(scenario: Scenario, series: str = DEFAULT_SERIES) -> list[StepRecord]:
@@ -82,12 +84,15 @@ class StepModel:
     ) -> None:
         self.kernel = Kernel(scenario, profile_for(series), dyndbg=dyndbg)
         self.strict = strict
-        self.funcs = patched_funcs(scenario)
+        self.funcs = [((obj, func), f"{obj}:{func}") for obj, func in patched_funcs(scenario)]
         self.profile = self.kernel.profile
+        self.last: StepRecord | None = None
 
     def step(self, index: int, step: Step) -> StepRecord:
         errno_value = self.apply(index, step)
-        return self.record(index, step, errno_value)
+        record = self.record(index, step, errno_value)
+        self.last = record
+        return record
 
     def apply(self, index: int, step: Step) -> int:
         """Apply and settle one step; returns its errno and leaves its log lines in
@@ -133,45 +138,68 @@ class StepModel:
 
     def record(self, index: int, step: Step, errno_value: int) -> StepRecord:
         k = self.kernel
+        last = self.last
+        if last is not None and isinstance(step, READ_ONLY_STEPS):
+            # reads change nothing, and nothing blocked settles by itself
+            return StepRecord(
+                index,
+                _step_text(step),
+                errno_value,
+                k.log,
+                dict(last.sysfs),
+                dict(last.modules),
+                dict(last.impls),
+                last.pending,
+            )
         return StepRecord(
             index=index,
-            step=format_step(step),
+            step=_step_text(step),
             errno=errno_value,
             log=k.log,
             sysfs=self.sysfs(),
-            modules={name: str(mod.refcnt) for name, mod in sorted(k.modules.items())},
+            modules={name: str(mod.refcnt) for name, mod in k.modules.items()},
             impls=self.impls(),
             pending=k.klp_transition_patch.name if k.klp_transition_patch else None,
         )
 
     def sysfs(self) -> dict[str, str]:
-        """Every readable file under /sys/kernel/livepatch (func dirs hold none)."""
+        """Every readable file under /sys/kernel/livepatch (func dirs hold none).
+
+        In module load order, not sorted: records are compared as dicts, and this
+        runs once per predicted step."""
         k = self.kernel
+        replace_attr = self.profile.sysfs_replace
         tree: dict[str, str] = {}
-        for name in sorted(k.modules):
-            patch = k.modules[name].patch
+        for name, mod in k.modules.items():
+            patch = mod.patch
             if patch is None or not patch.kobj:
                 continue
-            tree[f"{name}/enabled"] = "1" if patch.enabled else "0"
-            tree[f"{name}/force"] = WRITE_ONLY
-            if self.profile.sysfs_replace:
-                tree[f"{name}/replace"] = "1" if patch.replace else "0"
-            tree[f"{name}/transition"] = "1" if patch is k.klp_transition_patch else "0"
+            tree[name + "/enabled"] = "1" if patch.enabled else "0"
+            tree[name + "/force"] = WRITE_ONLY
+            if replace_attr:
+                tree[name + "/replace"] = "1" if patch.replace else "0"
+            tree[name + "/transition"] = "1" if patch is k.klp_transition_patch else "0"
             for obj in patch.objects:
                 tree[f"{name}/{obj.name}/patched"] = "1" if obj.patched else "0"
-        return dict(sorted(tree.items()))
+        return tree
 
     def impls(self) -> dict[str, str]:
         """`object:func` -> whose implementation a call runs now ("orig" or a patch)."""
         k = self.kernel
         state = k.klp_target_state if k.klp_transition_patch else KLP_UNDEFINED
+        modules = k.modules
         impls: dict[str, str] = {}
-        for obj, func in self.funcs:
-            if obj != VMLINUX and obj not in k.modules:
+        for key, text in self.funcs:
+            if key[0] != VMLINUX and key[0] not in modules:
                 continue
-            code = klp_ftrace_handler(k, (obj, func), state)
-            impls[f"{obj}:{func}"] = code.name if code is not None else "orig"
+            code = klp_ftrace_handler(k, key, state)
+            impls[text] = code.name if code is not None else "orig"
         return impls
+
+
+@lru_cache(maxsize=4096)
+def _step_text(step: Step) -> str:
+    return format_step(step)
 
 
 def run_step(k: Kernel, step: Step) -> int:
