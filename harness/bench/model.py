@@ -2,10 +2,9 @@
 
 One operation is one scenario step applied to the model *and* turned into a full
 `StepRecord` (log, sysfs tree, refcounts, implementations), i.e. exactly what
-`predict()` does per step.  Two workloads, measured separately: every shipped scenario,
-and a fixed
-pseudo-random mix of steps over a small module set, so blocked transitions, reverses,
-forces and replaces are all exercised, not only the upstream happy paths.
+`predict()` does per step.  Two workloads are measured separately: every shipped
+scenario, and a fixed pseudo-random mix of steps over a small module set, so blocked
+transitions, reverses, forces and replaces are exercised, not only the happy paths.
 """
 
 from __future__ import annotations
