@@ -30,7 +30,7 @@ from harness.model.patch import klp_ftrace_handler
 from harness.model.profiles import DEFAULT_SERIES, profile_for
 from harness.model.replace import run_free_work
 from harness.model.system import Kernel
-from harness.model.transition import klp_check_stack, klp_transition_work_fn
+from harness.model.transition import SIGNALS_TIMEOUT, klp_check_stack, klp_transition_work_fn
 from harness.record import StepRecord
 from harness.scenario.steps import format_step
 from harness.scenario.types import (
@@ -130,9 +130,9 @@ class StepModel:
         if k.blocked_steps > MAX_BLOCKED_STEPS:
             raise ScenarioError(
                 f"steps[{index}]",
-                f"{why} for more than {MAX_BLOCKED_STEPS} steps: after ~15 s the kernel "
-                "signals tasks at a moment the model cannot predict; release, reverse or "
-                "force it sooner",
+                f"{why} for more than {MAX_BLOCKED_STEPS} steps: after {SIGNALS_TIMEOUT} "
+                "failed retries (~15 s) the kernel signals tasks at a moment the model "
+                "cannot predict; release, reverse or force it sooner",
                 str(k.scenario.path),
             )
 
