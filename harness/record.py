@@ -7,8 +7,8 @@ use exactly these conventions:
 * `errno`: 0 for success, else the positive errno of the failing operation (modprobe's
   init_module/finit_module, rmmod's delete_module, or the sysfs/sysctl write).
 * `log`: the new kernel log lines since the step began, filtered as upstream's
-  `check_result` does: keep lines containing `livepatch:` or `<module>:` of a scenario
-  module, drop `tainting kernel`/`taints kernel` lines, timestamps stripped, kernel
+  `check_result` does: keep lines containing `livepatch:` or naming a scenario module
+  (as a word), drop `tainting kernel`/`taints kernel` lines, timestamps stripped, kernel
   pointers (`%px`) rewritten to `PTRn` in first-seen order per step (PTR0 = NULL).
   Lines the runner itself writes to /dev/kmsg are part of it (see docs/runner-protocol.md).
 * `sysfs`: every file under /sys/kernel/livepatch that can be read, path relative to it

@@ -26,12 +26,23 @@ def test_filter_log_like_upstream() -> None:
     assert observe.filter_log(texts, ["test_klp_livepatch"]) == [
         "livepatch: enabling patch 'test_klp_livepatch'",
         "livepatch: 'test_klp_livepatch': initializing patching transition",
+        "% modprobe test_klp_livepatch",
     ]
 
 
-def test_markers_are_kept_when_they_name_livepatch_or_a_module() -> None:
-    lines = ["% modprobe foo", "foo: foo_init", "bar: bar_init"]
-    assert observe.filter_log(lines, ["foo"]) == ["foo: foo_init"]
+def test_lines_naming_a_module_are_kept_like_upstreams_test_klp_grep() -> None:
+    lines = [
+        "% modprobe foo",
+        "foo: foo_init",
+        "bar: bar_init",
+        "modprobe: ERROR: could not insert 'foo': No such device",
+        "% rmmod foobar",
+    ]
+    assert observe.filter_log(lines, ["foo"]) == [
+        "% modprobe foo",
+        "foo: foo_init",
+        "modprobe: ERROR: could not insert 'foo': No such device",
+    ]
 
 
 def test_normalize_pointers_first_seen_order() -> None:

@@ -50,14 +50,16 @@ def parse_kmsg(raw: str) -> list[KmsgRecord]:
 
 
 def filter_log(texts: Iterable[str], module_names: Sequence[str]) -> list[str]:
-    """Upstream's check_result filter: keep `livepatch:` lines and lines of the
-    scenario's modules, drop taint lines."""
-    prefixes = tuple(f"{name}:" for name in module_names)
+    """Upstream's check_result filter, generalised: upstream keeps lines containing
+    `livepatch:` or `test_klp` (the prefix of all its module names), so its own
+    `% modprobe test_klp_...` markers survive; we keep lines naming a scenario module
+    as a whole word.  Taint lines are dropped."""
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, module_names)) + r")\b")
     kept = []
     for text in texts:
         if "tainting kernel" in text or "taints kernel" in text:
             continue
-        if "livepatch:" in text or text.startswith(prefixes):
+        if "livepatch:" in text or (module_names and pattern.search(text)):
             kept.append(text)
     return kept
 
