@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
 from harness.kernels import KernelProfile
 from harness.modules.build import build_modules, module_key, read_modinfo
 from harness.scenario.types import VMLINUX, PatchModule, PatchObject, TargetModule
@@ -247,6 +247,18 @@ def test_sources_dir_holds_rendered_set(
         "klp_patch.c",
         "klp_target.c",
     ]
+
+
+def test_kernel_module_names_are_refused(
+    profile: KernelProfile, make: FakeMake, tmp_path: Path
+) -> None:
+    profile.modules_dir.mkdir()
+    (profile.modules_dir / "modules.order").write_text("kernel/fs/ext4/ext4.ko\n")
+    (profile.modules_dir / "modules.builtin").write_text("kernel/lib/klp-builtin.ko\n")
+    for name in ("ext4", "klp_builtin"):
+        with pytest.raises(UsageError, match=f"module {name}: debian-6.1 has a module of that"):
+            build([TargetModule(name, ("f",))], profile, make, tmp_path)
+    assert make.calls == []
 
 
 def test_read_modinfo_repeated_keys(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from functools import cache
 from pathlib import Path
 
 from harness import kernels
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
 from harness.kernels import KernelProfile
 from harness.modules.render import KBUILD, render_kbuild, render_sources, write_sources
 from harness.scenario.types import Module, PatchModule, Scenario
@@ -138,6 +138,34 @@ def check_ko(path: Path, name: str, profile: KernelProfile, livepatch: bool) -> 
         )
     if livepatch and info.get("livepatch") != ["Y"]:
         raise HarnessError(f"{name}: livepatch module without `livepatch: Y` in modinfo ({path})")
+
+
+# ---- names the kernel already uses ----------------------------------------------------
+
+
+@cache
+def kernel_module_names(modules_dir: Path) -> frozenset[str]:
+    """Names of the kernel's own modules, loadable or built in (modules.order,
+    modules.builtin), normalised like KBUILD_MODNAME (`-` -> `_`)."""
+    names: set[str] = set()
+    for listing in ("modules.order", "modules.builtin"):
+        path = modules_dir / listing
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            base = line.strip().rsplit("/", 1)[-1]
+            if base.endswith(".ko"):
+                names.add(base[: -len(".ko")].replace("-", "_"))
+    return frozenset(names)
+
+
+def check_names_free(names: Sequence[str], profile: KernelProfile) -> None:
+    """A scenario module named like one of the kernel's (`ext4`, `loop`) would be
+    refused as already loaded, or shadow the real one for modprobe."""
+    taken = kernel_module_names(profile.modules_dir)
+    for name in names:
+        if name in taken:
+            raise UsageError(f"module {name}: {profile.name} has a module of that name; rename it")
 
 
 # ---- building -------------------------------------------------------------------------
@@ -296,6 +324,7 @@ def build_modules(
     """Build a scenario's (or a list of) modules; `.modules` maps name -> checked .ko."""
     mods = modules.modules if isinstance(modules, Scenario) else tuple(modules)
     sources = render_sources(mods)
+    check_names_free(list(sources), profile)
     livepatch = [m.name for m in mods if isinstance(m, PatchModule)]
     result = build_sources(
         sources, profile, livepatch, cache_dir=cache_dir, make=make, compiler=compiler, jobs=jobs
