@@ -1,0 +1,38 @@
+"""Ways a guest operation fails.
+
+Every guest failure is a `HarnessError`, so the CLI prints one line instead of a
+traceback.  `GuestCrashed` means the guest is lost: the runner must discard it and
+boot a new one.  `GuestTimeout` and `CommandFailed` leave the guest usable.
+"""
+
+from __future__ import annotations
+
+from harness.errors import HarnessError
+from harness.guest.result import CommandResult
+
+
+class GuestError(HarnessError):
+    """Something went wrong with the guest."""
+
+
+class GuestCrashed(GuestError):
+    """The kernel reported a crash (panic, oops, BUG, WARNING, stall, hung task) on
+    the console, or QEMU exited.  `excerpt` holds the report as the console showed it."""
+
+    def __init__(self, message: str, excerpt: str = "") -> None:
+        super().__init__(message)
+        self.excerpt = excerpt
+
+
+class GuestTimeout(GuestError):
+    """The guest did not answer in time (boot, a command, SSH); it may still be alive."""
+
+
+class CommandFailed(GuestError):
+    """`run(..., check=True)` saw a non-zero exit code."""
+
+    def __init__(self, cmd: str, result: CommandResult) -> None:
+        last = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or [""]
+        super().__init__(f"`{cmd}` exited with {result.exit_code}: {last[0]}")
+        self.cmd = cmd
+        self.result = result
