@@ -1,0 +1,91 @@
+"""The QEMU command line built from a GuestConfig (no QEMU started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.guest.accel import KVM_ARGS, TCG_ARGS
+from harness.guest.config import BootSpec, GuestConfig, kernel_cmdline, qemu_args
+
+CONFIG = GuestConfig(kernel=Path("/k/bzImage"), initrd=Path("/k/initrd.cpio.gz"))
+BOOT = BootSpec(
+    ssh_port=40022,
+    monitor_socket=Path("/tmp/klp-guest-1-x/monitor.sock"),
+    ssh_pubkey="AAAAC3NzaC1lZDI1NTE5AAAAIKEY",
+    accel_args=TCG_ARGS,
+)
+
+
+def value(args: list[str], option: str) -> str:
+    """The argument following `option` (which must appear exactly once)."""
+    assert args.count(option) == 1, option
+    return args[args.index(option) + 1]
+
+
+def test_defaults_one_cpu_one_gib_tcg_max() -> None:
+    args = qemu_args(CONFIG, BOOT)
+    assert args[0] == "qemu-system-x86_64"
+    assert value(args, "-smp") == "1"
+    assert value(args, "-m") == "1024"
+    assert value(args, "-accel") == "tcg"
+    assert value(args, "-cpu") == "max"
+    assert value(args, "-kernel") == "/k/bzImage"
+    assert value(args, "-initrd") == "/k/initrd.cpio.gz"
+
+
+def test_kvm_args_pass_through() -> None:
+    args = qemu_args(CONFIG, BootSpec(1, Path("/m"), "K", KVM_ARGS))
+    assert value(args, "-accel") == "kvm"
+    assert value(args, "-cpu") == "host"
+
+
+def test_panic_ends_qemu() -> None:
+    args = qemu_args(CONFIG, BOOT)
+    assert "-no-reboot" in args
+    assert "panic=-1" in value(args, "-append").split()
+
+
+def test_network_is_restricted_and_ssh_forwarded_on_loopback_only() -> None:
+    netdev = value(qemu_args(CONFIG, BOOT), "-netdev")
+    options = netdev.split(",")
+    assert "restrict=on" in options
+    assert "hostfwd=tcp:127.0.0.1:40022-:22" in options
+    assert [o for o in options if o.startswith("hostfwd=")] == ["hostfwd=tcp:127.0.0.1:40022-:22"]
+
+
+def test_console_on_stdio_without_graphics_or_default_devices() -> None:
+    args = qemu_args(CONFIG, BOOT)
+    assert value(args, "-serial") == "chardev:console"
+    assert value(args, "-chardev").startswith("stdio,id=console")
+    assert "signal=off" in value(args, "-chardev")
+    assert value(args, "-display") == "none"
+    assert "-nodefaults" in args
+    assert "-nographic" not in args  # it would multiplex the monitor onto the console
+
+
+def test_monitor_socket_in_the_guest_temp_dir() -> None:
+    monitor = value(qemu_args(CONFIG, BOOT), "-monitor")
+    assert monitor == "unix:/tmp/klp-guest-1-x/monitor.sock,server=on,wait=off"
+
+
+def test_kernel_cmdline_carries_key_and_console_settings() -> None:
+    params = kernel_cmdline(CONFIG, BOOT).split()
+    assert "console=ttyS0,115200" in params
+    assert "printk.time=1" in params  # the crash watcher keys on timestamps
+    assert "printk.devkmsg=on" in params  # runner lines to /dev/kmsg are not rate-limited
+    assert "klp_key=AAAAC3NzaC1lZDI1NTE5AAAAIKEY" in params
+
+
+def test_config_changes_show_up() -> None:
+    config = GuestConfig(
+        kernel=Path("/k"), initrd=Path("/i"), memory_mib=2048, cpus=2, append=("nokaslr",)
+    )
+    args = qemu_args(config, BOOT)
+    assert value(args, "-m") == "2048"
+    assert value(args, "-smp") == "2"
+    assert value(args, "-append").split()[-1] == "nokaslr"
+
+
+def test_config_is_frozen_and_comparable() -> None:
+    assert GuestConfig(Path("/k"), Path("/i")) == GuestConfig(Path("/k"), Path("/i"))
+    assert hash(CONFIG) == hash(GuestConfig(kernel=Path("/k/bzImage"), initrd=CONFIG.initrd))
