@@ -42,7 +42,9 @@ class _Tee:
         self.log = log
         self.watcher = watcher
 
-    def write(self, text: str) -> None:
+    def write(self, data: str | bytes) -> None:
+        # Text from reads; bytes from pexpect's interact(), which bypasses decoding.
+        text = data.decode(errors="replace") if isinstance(data, bytes) else data
         self.log.write(text.replace("\r", ""))
         self.watcher.feed(text)
 
