@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.guest.errors import GuestCrashed
+    from harness.guest.errors import GuestError
     from harness.guest.vm import Guest, GuestConfig
 
     [profile] = selected_profiles(args)
@@ -71,8 +71,9 @@ def main(args: argparse.Namespace) -> int:
                 print(f"shell:      exit it to stop the guest; meanwhile: {guest.ssh_command()}")
                 guest.interactive(serial=args.serial)
             return livepatch.exit_code
-    except GuestCrashed as exc:
-        print(exc.excerpt, file=sys.stderr)
+    except GuestError as exc:
+        if exc.excerpt:
+            print(exc.excerpt, file=sys.stderr)
         raise
 
 

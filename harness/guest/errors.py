@@ -12,16 +12,17 @@ from harness.guest.result import CommandResult
 
 
 class GuestError(HarnessError):
-    """Something went wrong with the guest."""
+    """Something went wrong with the guest.  str(exc) is one line; `excerpt` holds
+    the console output that explains it, if any."""
+
+    def __init__(self, message: str, excerpt: str = "") -> None:
+        super().__init__(message)
+        self.excerpt = excerpt
 
 
 class GuestCrashed(GuestError):
     """The kernel reported a crash (panic, oops, BUG, WARNING, stall, hung task) on
     the console, or QEMU exited.  `excerpt` holds the report as the console showed it."""
-
-    def __init__(self, message: str, excerpt: str = "") -> None:
-        super().__init__(message)
-        self.excerpt = excerpt
 
 
 class GuestTimeout(GuestError):

@@ -114,10 +114,11 @@ class RemoteShell:
         err_end = b"\n" + nonce.encode() + b":err\n"
         out, err = bytearray(), bytearray()
         deadline = time.monotonic() + timeout
+        what = f"`{cmd}` (timeout {timeout:g} s)"
         match: re.Match[bytes] | None = None
         err_at = -1
         while match is None or err_at < 0:
-            self._wait(deadline, cmd)
+            self._wait(deadline, what)
             seen_out, seen_err = len(out), len(err)
             out += self._drain(self._chan.recv_ready, self._chan.recv)
             err += self._drain(self._chan.recv_stderr_ready, self._chan.recv_stderr)
@@ -130,12 +131,12 @@ class RemoteShell:
         stderr = bytes(err[:err_at]).decode(errors="replace")
         return CommandResult(int(match.group(1)), stdout, stderr)
 
-    def _wait(self, deadline: float, cmd: str) -> None:
+    def _wait(self, deadline: float, what: str) -> None:
         """Block until output may have arrived; raise on timeout or a lost guest."""
         self._poll()
         left = deadline - time.monotonic()
         if left <= 0:
-            raise GuestTimeout(f"`{cmd}` did not finish in the guest in time")
+            raise GuestTimeout(f"{what} did not finish in the guest")
         if self._chan.closed or self._chan.exit_status_ready():
             raise GuestError("the guest's shell went away")
         fds = [self._chan.fileno(), self._err_pipe.fileno()]

@@ -121,9 +121,12 @@ class Guest:
             self._console.wait_for(READY_MARKER, deadline - time.monotonic())
             self._console.run("true", max(1.0, deadline - time.monotonic()))
         except GuestTimeout as exc:
-            raise GuestTimeout(f"guest did not boot: {exc}\n{self._console.tail()}") from None
+            raise GuestTimeout(f"guest did not boot: {exc}", self._console.tail()) from None
         self.shell_seconds = time.monotonic() - started
-        transport = connect(self._port, self._key_file, deadline, self._console.check)
+        try:
+            transport = connect(self._port, self._key_file, deadline, self._console.check)
+        except GuestTimeout as exc:
+            raise GuestTimeout(str(exc), self._console.tail()) from None
         self._ssh = SshSession(transport, self._console.check)
         self._ssh.shell()
         self.boot_seconds = time.monotonic() - started
