@@ -121,6 +121,13 @@ def test_timeout_kills_the_command_and_the_guest_stays_usable(guest: Guest) -> N
     assert guest.run("echo ok").stdout == "ok\n"
 
 
+def test_serial_timeout_interrupts_the_command(guest: Guest) -> None:
+    with pytest.raises(GuestTimeout):
+        guest.run_serial("sleep 300; echo late", timeout=1.0)
+    assert guest.run_serial("echo ok", timeout=10.0).stdout == "ok\n"
+    assert guest.run("pgrep -x sleep").exit_code == 1
+
+
 def test_panic_is_reported_and_qemu_is_gone() -> None:
     with Guest(GuestConfig.for_profile(load_profile(DEFAULT_PROFILE))) as guest:
         assert guest.temp_dir is not None

@@ -196,7 +196,11 @@ class Console:
             self._child.buffer = ""
             # Leading space: kept out of the shell's history (HISTCONTROL=ignorespace).
             self._child.sendline(f" __klp_serial {nonce} {shlex.quote(cmd)}")
-            match = self._expect(end, time.monotonic() + timeout, f"`{cmd}`")
+            try:
+                match = self._expect(end, time.monotonic() + timeout, f"`{cmd}`")
+            except GuestTimeout:
+                self._child.sendcontrol("c")  # SIGINT to the job, as a user would
+                raise
             text = str(self._child.before).replace("\r", "")
         return _parse_serial(text, nonce, int(match.group(1)))
 
