@@ -32,35 +32,6 @@ from harness.scenario.types import (
 TOOL_TIMEOUT = 120.0  # a load whose transition stalls still returns: klp_enable_patch is async
 
 
-def step_text(step: Step) -> str:
-    """The step as a scenario writes it (also used in reports)."""
-    match step:
-        case Load(module=m, params=params, nowait=nowait):
-            words = [m, *(f"{k}={v}" for k, v in params)] + (["--nowait"] if nowait else [])
-            return "load " + " ".join(words)
-        case Unload(module=m):
-            return f"unload {m}"
-        case Enable(patch=p):
-            return f"enable {p}"
-        case Disable(patch=p, nowait=nowait):
-            return f"disable {p}" + (" --nowait" if nowait else "")
-        case Force(patch=p):
-            return f"force {p}"
-        case SetParam(module=m, param=p, value=v):
-            return f"set {m} {p} {v}"
-        case Park(target=t):
-            return f"park {t}"
-        case Release(target=t):
-            return f"release {t}"
-        case SysctlFtrace(value=v):
-            return f"sysctl ftrace_enabled={v}"
-        case Call(object=o, func=f):
-            return f"call {o}:{f}"
-        case Wait(patch=p):
-            return f"wait {p}"
-    raise AssertionError(step)
-
-
 def blocker_param(scenario: Scenario, target: str) -> str:
     module = scenario.module(target)
     assert isinstance(module, TargetModule) and module.blocker is not None

@@ -17,8 +17,9 @@ from typing import Protocol
 from harness.record import StepRecord
 from harness.report.compare import Mismatch, diff_records
 from harness.runner import observe, waits
-from harness.runner.actions import perform, step_text
+from harness.runner.actions import perform
 from harness.runner.shell import CommandResult
+from harness.scenario.steps import format_step
 from harness.scenario.types import Scenario, Step, Unload
 
 EXTRA_DIR = "/lib/modules/$(uname -r)/extra"
@@ -92,7 +93,7 @@ class ScenarioSession:
         self.log.skip_to_end()
         for index, (step, want) in enumerate(zip(self.scenario.steps, predicted, strict=True)):
             if progress:
-                progress(index, step_text(step))
+                progress(index, format_step(step))
             got = self.run_step(index, step, want)
             outcome.observed.append(got)
             self.guest.check_alive()
@@ -141,7 +142,7 @@ class ScenarioSession:
         )
         return StepRecord(
             index=index,
-            step=step_text(step),
+            step=format_step(step),
             errno=errno_value,
             log=log,
             sysfs=sysfs,

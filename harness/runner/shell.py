@@ -9,13 +9,11 @@ from __future__ import annotations
 import errno
 import os
 import shlex
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
+from harness.guest.result import CommandResult
 
-class CommandResult(NamedTuple):
-    exit_code: int
-    stdout: str
-    stderr: str
+__all__ = ["CommandResult", "Shell", "errno_from_message", "kmsg_write"]
 
 
 class Shell(Protocol):
