@@ -212,7 +212,19 @@ class Wait:
     patch: str
 
 
-Step = Load | Unload | Enable | Disable | Force | SetParam | Park | Release | SysctlFtrace | Call | Wait
+Step = (
+    Load
+    | Unload
+    | Enable
+    | Disable
+    | Force
+    | SetParam
+    | Park
+    | Release
+    | SysctlFtrace
+    | Call
+    | Wait
+)
 
 
 @dataclass(frozen=True)
