@@ -1,0 +1,55 @@
+"""Every shipped scenario loads and the reference model predicts it, on 6.1 and 6.12.
+
+No expected output here: this only proves the library is consistent (valid files,
+steps the model accepts, one record per step).  Whether a prediction is right is for
+the real kernel to say (`klp-harness run`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.kernels import profile_names
+from harness.model import predict
+from harness.scenario.loader import load_scenario, scenario_paths
+from harness.scenario.steps import format_step
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+FILES = scenario_paths([SCENARIOS])
+SERIES = ("6.1", "6.12")
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(SCENARIOS))
+
+
+def _series_of(profile: str) -> str:
+    """`debian-6.12` -> `6.12`."""
+    return profile.rsplit("-", 1)[-1]
+
+
+def test_library_is_not_empty() -> None:
+    assert len(FILES) >= 30
+    assert all(_series_of(name) in SERIES for name in profile_names())
+
+
+@pytest.mark.parametrize("path", FILES, ids=_id)
+def test_file_says_what_it_checks(path: Path) -> None:
+    """A top comment for the reader of the file, a description for reports."""
+    first = path.read_text(encoding="utf-8").lstrip().splitlines()[0]
+    assert first.startswith("#"), f"{_id(path)} does not start with a comment"
+    assert load_scenario(path).description
+
+
+@pytest.mark.parametrize("series", SERIES)
+@pytest.mark.parametrize("path", FILES, ids=_id)
+def test_model_predicts_every_step(path: Path, series: str) -> None:
+    scenario = load_scenario(path)
+    wanted = {_series_of(name) for name in scenario.kernels}
+    if wanted and series not in wanted:
+        pytest.skip(f"{scenario.name} is limited to {', '.join(scenario.kernels)}")
+    records = predict(scenario, series)
+    assert [r.index for r in records] == list(range(len(scenario.steps)))
+    assert [r.step for r in records] == [format_step(s) for s in scenario.steps]
