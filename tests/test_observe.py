@@ -86,10 +86,22 @@ def test_impls_from_reads() -> None:
     }
 
 
-def test_impls_command_reads_vmlinux_through_proc() -> None:
-    cmd = observe.impls_command([("vmlinux", "cmdline_proc_show"), ("t", "f")])
-    assert "/proc/cmdline" in cmd
-    assert "/sys/kernel/debug/klp_harness/t/f" in cmd
+def test_snapshot_reads_vmlinux_through_proc_and_targets_through_debugfs() -> None:
+    cmd = observe.snapshot_script(["t"], [("vmlinux", "cmdline_proc_show"), ("t", "f")])
+    assert "read -r l < /proc/cmdline" in cmd
+    assert "read -r l < /sys/kernel/debug/klp_harness/t/f" in cmd
+
+
+def test_snapshot_sections_split() -> None:
+    out = (
+        "@@kmsg\n6,1,2,-;livepatch: x\n@@sysfs\n/sys/kernel/livepatch/p/enabled=1\n"
+        "@@modules\np=1\n@@impls\nvmlinux:cmdline_proc_show=p: this has been live patched\n"
+    )
+    sections = observe.split_sections(out)
+    assert observe.parse_kmsg(sections["kmsg"])[0].text == "livepatch: x"
+    assert observe.parse_sysfs(sections["sysfs"]) == {"p/enabled": "1"}
+    assert observe.parse_modules(sections["modules"]) == {"p": "1"}
+    assert observe.parse_impls(sections["impls"]) == {"vmlinux:cmdline_proc_show": "p"}
 
 
 def test_errno_from_tool_messages() -> None:

@@ -84,7 +84,7 @@ class StepModel:
     ) -> None:
         self.kernel = Kernel(scenario, profile_for(series), dyndbg=dyndbg)
         self.strict = strict
-        self.funcs = [((obj, func), f"{obj}:{func}") for obj, func in patched_funcs(scenario)]
+        self.funcs = [((obj, func), f"{obj}:{func}") for obj, func in scenario.patched_funcs()]
         self.profile = self.kernel.profile
         self.last: StepRecord | None = None
 
@@ -239,16 +239,6 @@ def blockers(k: Kernel) -> str:
             impl = task.code.name if task.code is not None else "orig"
             names.append(f"{task.target}'s work parked in {task.key[0]}:{task.key[1]} ({impl})")
     return ", ".join(names) or "nothing (model error)"
-
-
-def patched_funcs(scenario: Scenario) -> list[tuple[str, str]]:
-    """Every (object, func) any patch of the scenario names, in first-seen order."""
-    seen: dict[tuple[str, str], None] = {}
-    for patch in scenario.patches:
-        for obj in patch.objects:
-            for func in obj.funcs:
-                seen[(obj.name, func)] = None
-    return list(seen)
 
 
 def predict_all(

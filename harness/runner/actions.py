@@ -41,15 +41,13 @@ def blocker_param(scenario: Scenario, target: str) -> str:
 def _sysfs_write(shell: Shell, path: str, value: str) -> int:
     """`echo value > path` after logging it; the errno of the write."""
     cmd = f"echo {shlex.quote(value)} > {shlex.quote(path)}"
-    shell.run(kmsg_write(f"% echo {value} > {path}"))
-    result = shell.run(cmd, timeout=TOOL_TIMEOUT)
+    result = shell.run(f"{kmsg_write(f'% echo {value} > {path}')}; {cmd}", timeout=TOOL_TIMEOUT)
     return 0 if result.exit_code == 0 else errno_from_message(result.stderr)
 
 
 def _load(shell: Shell, step: Load) -> int:
     args = " ".join([step.module, *(f"{k}={v}" for k, v in step.params)])
-    shell.run(kmsg_write(f"% modprobe {args}"))
-    result = shell.run(f"modprobe {args}", timeout=TOOL_TIMEOUT)
+    result = shell.run(f"{kmsg_write(f'% modprobe {args}')}; modprobe {args}", timeout=TOOL_TIMEOUT)
     if result.exit_code == 0:
         return 0
     message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "?"
@@ -60,8 +58,8 @@ def _load(shell: Shell, step: Load) -> int:
 def _unload(shell: Shell, step: Unload) -> int:
     """rmmod through busybox, which calls delete_module(O_NONBLOCK) and reports the
     kernel's errno; kmod's rmmod refuses a module in use itself, hiding it."""
-    shell.run(kmsg_write(f"% rmmod {step.module}"))
-    result = shell.run(f"busybox rmmod {shlex.quote(step.module)}", timeout=TOOL_TIMEOUT)
+    rmmod = f"busybox rmmod {shlex.quote(step.module)}"
+    result = shell.run(f"{kmsg_write(f'% rmmod {step.module}')}; {rmmod}", timeout=TOOL_TIMEOUT)
     return 0 if result.exit_code == 0 else errno_from_message(result.stderr)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.runner.shell import Shell
-from harness.scenario.types import VMLINUX, VMLINUX_FUNCS, Scenario
+from harness.scenario.types import VMLINUX, VMLINUX_FUNCS
 
 LIVEPATCH_SYSFS = "/sys/kernel/livepatch"
 DEBUGFS_FUNCS = "/sys/kernel/debug/klp_harness"
@@ -90,7 +90,11 @@ class KernelLog:
         self.all_records: list[KmsgRecord] = []
 
     def read_new(self) -> list[KmsgRecord]:
-        records = parse_kmsg(self.shell.run(KMSG_DUMP).stdout)
+        return self.feed(self.shell.run(KMSG_DUMP).stdout)
+
+    def feed(self, raw: str) -> list[KmsgRecord]:
+        """Records of a /dev/kmsg dump that are newer than the last one seen."""
+        records = parse_kmsg(raw)
         new = [r for r in records if r.seq > self.last_seq]
         if records:
             self.last_seq = max(self.last_seq, records[-1].seq)
@@ -103,15 +107,58 @@ class KernelLog:
         self.all_records.clear()
 
 
-# ---- sysfs, modules, implementations ----------------------------------------------------
+# ---- one snapshot of everything compared --------------------------------------------
+#
+# Under TCG every exec in the guest costs ~35 ms, so the snapshot is one script made of
+# shell builtins (`read` instead of cat/grep/stat) plus a single dd for the log.
 
-SYSFS_DUMP = (
-    f"[ -d {LIVEPATCH_SYSFS} ] && find {LIVEPATCH_SYSFS} -type f | sort | "
-    'while read -r f; do m=$(stat -c %a "$f"); '
-    'if [ $(( 0$m & 0444 )) -eq 0 ]; then echo "$f=<write-only>"; '
-    'else printf "%s=%s\\n" "$f" "$(cat "$f" 2>/dev/null | tr "\\n" " " | sed "s/ *$//")"; fi; '
-    "done; true"
-)
+_SECTIONS = ("kmsg", "sysfs", "modules", "impls")
+
+
+def func_source(obj: str, func: str) -> str:
+    """The file whose read calls `obj:func` in the guest."""
+    if obj == VMLINUX:
+        return VMLINUX_FUNCS[func]
+    return f"{DEBUGFS_FUNCS}/{obj}/{func}"
+
+
+def snapshot_script(module_names: Sequence[str], funcs: Sequence[tuple[str, str]]) -> str:
+    """Kernel log, sysfs tree, module refcounts and function implementations.
+
+    A sysfs file whose read fails is write-only (`force` has no show method and reads
+    return EIO).  A function's implementation is the first line its read prints;
+    objects whose module is not loaded have no file and are skipped."""
+    lp = LIVEPATCH_SYSFS
+    parts = [
+        f"echo @@kmsg; {KMSG_DUMP}",
+        f"echo @@sysfs; for f in {lp}/*/* {lp}/*/*/* {lp}/*/*/*/*; do "
+        '[ -f "$f" ] || continue; '
+        'if read -r v < "$f" 2>/dev/null; then echo "$f=$v"; else echo "$f=<write-only>"; fi; '
+        "done",
+        "echo @@modules",
+    ]
+    if module_names:
+        names = " ".join(shlex.quote(n) for n in module_names)
+        parts.append(
+            f"for m in {names}; do [ -e /sys/module/$m/refcnt ] && "
+            'read -r r < /sys/module/$m/refcnt && echo "$m=$r"; done'
+        )
+    parts.append("echo @@impls")
+    for obj, func in funcs:
+        src = func_source(obj, func)
+        parts.append(f'[ -e {src} ] && read -r l < {src} && echo "{obj}:{func}=$l"')
+    return "; ".join(parts) + "; true"
+
+
+def split_sections(out: str) -> dict[str, str]:
+    sections: dict[str, list[str]] = {name: [] for name in _SECTIONS}
+    current: list[str] | None = None
+    for line in out.splitlines():
+        if line.startswith("@@") and line[2:] in sections:
+            current = sections[line[2:]]
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(lines) for name, lines in sections.items()}
 
 
 def parse_sysfs(out: str) -> dict[str, str]:
@@ -124,50 +171,14 @@ def parse_sysfs(out: str) -> dict[str, str]:
     return values
 
 
-def modules_command(names: Sequence[str]) -> str:
-    quoted = " ".join(shlex.quote(n) for n in names)
-    return (
-        f"for m in {quoted}; do [ -e /sys/module/$m/refcnt ] && "
-        'echo "$m=$(cat /sys/module/$m/refcnt)"; done; true'
-    )
-
-
 def parse_modules(out: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def func_source(obj: str, func: str) -> str:
-    """The file whose read calls `obj:func` in the guest."""
-    if obj == VMLINUX:
-        return VMLINUX_FUNCS[func]
-    return f"{DEBUGFS_FUNCS}/{obj}/{func}"
-
-
-def patched_funcs(scenario: Scenario) -> list[tuple[str, str]]:
-    """Every (object, func) any patch of the scenario names, in first-seen order."""
-    seen: dict[tuple[str, str], None] = {}
-    for patch in scenario.patches:
-        for obj in patch.objects:
-            for func in obj.funcs:
-                seen[(obj.name, func)] = None
-    return list(seen)
 
 
 def impl_from_output(out: str) -> str:
     """ "orig", or the patch whose implementation produced this read."""
     match = PATCHED_RE.search(out)
     return match.group(1) if match else "orig"
-
-
-def impls_command(funcs: Sequence[tuple[str, str]]) -> str:
-    """One round trip reading every function; objects whose module is not loaded are
-    skipped in the guest (their debugfs directory does not exist)."""
-    parts = []
-    for obj, func in funcs:
-        src = func_source(obj, func)
-        key = f"{obj}:{func}"
-        parts.append(f'[ -e {src} ] && echo "{key}=$(grep -m1 "live patched" {src} || echo orig)"')
-    return "; ".join(parts) + "; true" if parts else "true"
 
 
 def parse_impls(out: str) -> dict[str, str]:

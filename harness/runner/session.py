@@ -83,7 +83,7 @@ class ScenarioSession:
         self.profile = profile
         self.log = observe.KernelLog(guest)
         self.module_names = [m.name for m in scenario.modules]
-        self.funcs = observe.patched_funcs(scenario)
+        self.funcs = scenario.patched_funcs()
 
     def run(
         self, predicted: Sequence[StepRecord], progress: Progress | None = None
@@ -112,41 +112,38 @@ class ScenarioSession:
             waits.wait_refcnt_zero(self.guest, step.module)
         first_seq = self.log.last_seq
         errno_value = perform(self.guest, self.scenario, step)
-        self.wait_as_predicted(want)
-        return self.observe(index, step, errno_value, first_seq)
+        return self.observe(index, step, errno_value, first_seq, want)
 
-    def wait_as_predicted(self, want: StepRecord) -> None:
-        """Any step can start or end a transition (a load, a write, a release of a
-        parked task), so every step waits for the state the model predicts; when it
-        is already there this costs one round trip."""
-        if want.pending:
-            waits.wait_pending()
-        else:
-            waits.wait_settled(self.guest, want)
+    def observe(
+        self, index: int, step: Step, errno_value: int, first_seq: int, want: StepRecord
+    ) -> StepRecord:
+        """Wait as the model predicts, then take one snapshot (one round trip).
 
-    def observe(self, index: int, step: Step, errno_value: int, first_seq: int) -> StepRecord:
-        texts = [r.text for r in self.log.read_new() if r.seq > first_seq]
-        log = observe.normalize_pointers(observe.filter_log(texts, self.module_names))
-        sysfs = observe.parse_sysfs(self.guest.run(observe.SYSFS_DUMP).stdout)
-        modules = observe.parse_modules(
-            self.guest.run(observe.modules_command(self.module_names)).stdout
+        Any step can start or end a transition (a load, a write, a release of a parked
+        task), so every step waits for the state the model predicts; when it is already
+        there the wait costs nothing.  A wait that runs out is not an error here: the
+        snapshot then shows the difference."""
+        script = (
+            waits.settle_script(want)
+            + "; "
+            + observe.snapshot_script(self.module_names, self.funcs)
         )
-        impls = observe.parse_impls(self.guest.run(observe.impls_command(self.funcs)).stdout)
+        out = observe.split_sections(
+            self.guest.run(script, timeout=waits.SETTLE_TIMEOUT + 30).stdout
+        )
+        texts = [r.text for r in self.log.feed(out["kmsg"]) if r.seq > first_seq]
+        sysfs = observe.parse_sysfs(out["sysfs"])
         pending = next(
-            (
-                path.split("/")[0]
-                for path, v in sysfs.items()
-                if path.endswith("/transition") and v == "1"
-            ),
+            (p.split("/")[0] for p, v in sysfs.items() if p.endswith("/transition") and v == "1"),
             None,
         )
         return StepRecord(
             index=index,
             step=format_step(step),
             errno=errno_value,
-            log=log,
+            log=observe.normalize_pointers(observe.filter_log(texts, self.module_names)),
             sysfs=sysfs,
-            modules=modules,
-            impls=impls,
+            modules=observe.parse_modules(out["modules"]),
+            impls=observe.parse_impls(out["impls"]),
             pending=pending,
         )

@@ -11,7 +11,6 @@ out is not an error here: the observation that follows shows the difference.
 from __future__ import annotations
 
 import shlex
-import time
 from collections.abc import Iterable
 
 from harness.record import StepRecord
@@ -29,22 +28,32 @@ def predicted_patch_dirs(record: StepRecord) -> list[str]:
 
 
 def _poll_script(condition: str, timeout: float) -> str:
+    """A subshell polling `condition` every POLL seconds; exit status 0 once it holds."""
     tries = max(1, int(timeout / POLL))
     return (
-        f"i=0; while [ $i -lt {tries} ]; do if {condition}; then exit 0; fi; "
-        f"sleep {POLL}; i=$((i+1)); done; exit 1"
+        f"( i=0; while [ $i -lt {tries} ]; do if {condition}; then exit 0; fi; "
+        f"sleep {POLL}; i=$((i+1)); done; exit 1 )"
     )
 
 
 def settled_condition(patch_dirs: Iterable[str]) -> str:
-    """Shell condition: no patch in transition and exactly these patch dirs exist."""
-    want = " ".join(sorted(patch_dirs))
+    """Shell condition, builtins only: no patch in transition and exactly these patch
+    dirs exist (glob order is sorted, like `sorted()` for C identifiers)."""
+    want = "".join(f" {d}" for d in sorted(patch_dirs))
+    lp = LIVEPATCH_SYSFS
     return (
-        "{ busy=0; for t in " + LIVEPATCH_SYSFS + "/*/transition; do "
-        '[ -e "$t" ] && [ "$(cat "$t")" = 1 ] && busy=1; done; '
-        f'have=$(ls {LIVEPATCH_SYSFS} 2>/dev/null | tr "\\n" " " | sed "s/ $//"); '
+        f'{{ busy=0; have=; for d in {lp}/*; do [ -d "$d" ] || continue; '
+        'have="$have ${d##*/}"; read -r t < "$d/transition" && [ "$t" = 1 ] && busy=1; done; '
         f'[ $busy = 0 ] && [ "$have" = {shlex.quote(want)} ]; }}'
     )
+
+
+def settle_script(record: StepRecord, timeout: float = SETTLE_TIMEOUT) -> str:
+    """What to wait for after a step: the predicted settled state, or (when the model
+    predicts a pending transition) one kernel retry interval."""
+    if record.pending:
+        return f"sleep {RETRY_INTERVAL * 1.5}"
+    return _poll_script(settled_condition(predicted_patch_dirs(record)), timeout)
 
 
 def wait_settled(shell: Shell, record: StepRecord, timeout: float = SETTLE_TIMEOUT) -> bool:
@@ -57,14 +66,8 @@ def wait_refcnt_zero(shell: Shell, module: str, timeout: float = SETTLE_TIMEOUT)
     """Upstream's unload_lp: a disabled patch drops its module reference only when its
     (asynchronous) free completes, so rmmod must wait for refcnt 0."""
     path = f"/sys/module/{shlex.quote(module)}/refcnt"
-    condition = f'{{ [ ! -e {path} ] || [ "$(cat {path})" = 0 ]; }}'
+    condition = f'{{ [ ! -e {path} ] || {{ read -r r < {path} && [ "$r" = 0 ]; }}; }}'
     return shell.run(_poll_script(condition, timeout), timeout=timeout + 10).exit_code == 0
-
-
-def wait_pending(seconds: float = RETRY_INTERVAL * 1.5) -> None:
-    """Let at least one kernel retry pass, so a transition predicted to stay pending
-    has had the chance to complete if the model were wrong."""
-    time.sleep(seconds)
 
 
 def unpatched_tasks(shell: Shell) -> list[str]:

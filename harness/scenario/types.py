@@ -247,6 +247,16 @@ class Scenario:
     def modules(self) -> tuple[Module, ...]:
         return (*self.targets, *self.patches)
 
+    def patched_funcs(self) -> list[tuple[str, str]]:
+        """Every (object, func) any patch names, in first-seen order: the functions
+        whose implementation is predicted and observed after every step."""
+        seen: dict[tuple[str, str], None] = {}
+        for patch in self.patches:
+            for obj in patch.objects:
+                for func in obj.funcs:
+                    seen[(obj.name, func)] = None
+        return list(seen)
+
     def module(self, name: str) -> Module:
         for mod in self.modules:
             if mod.name == name:

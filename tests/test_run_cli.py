@@ -1,0 +1,50 @@
+"""`klp-harness run` rejects bad scenarios before any guest starts: one line, exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main as cli_main
+from harness.guest import vm
+from tests.test_scenario_loader import BAD, GOOD
+
+
+@pytest.fixture
+def no_guest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to start QEMU fails the test."""
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a guest was started for an invalid scenario")
+
+    monkeypatch.setattr(vm.Guest, "__enter__", refuse)
+
+
+CASES = [(what, GOOD.replace(old, new, 1)) for what, (old, new), _ in BAD]
+CASES.append(("missing file", None))
+CASES.append(("valid file next to a bad one", "BOTH"))
+
+
+@pytest.mark.parametrize(("what", "text"), CASES, ids=[c[0] for c in CASES])
+def test_bad_scenario_one_line_exit_2_no_guest(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_guest: None,
+    what: str,
+    text: str | None,
+) -> None:
+    bad = tmp_path / "bad.toml"
+    args = ["run", str(bad)]
+    if text == "BOTH":
+        (tmp_path / "good.toml").write_text(GOOD)
+        bad.write_text(GOOD.replace('"wait lp"', '"sleep lp"'))
+        args = ["run", str(tmp_path / "good.toml"), str(bad)]
+    elif text is not None:
+        bad.write_text(text)
+    assert cli_main([*args, "--results", str(tmp_path / "results")]) == 2, what
+    err = capsys.readouterr().err
+    assert err.startswith(f"klp-harness: error: {bad}: "), err
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "results").exists()
