@@ -127,9 +127,11 @@ def install(
 ) -> None:
     """Copy modules (then depmod) and the unmodified scripts into the guest."""
     release = guest.run("uname -r", check=True).stdout.strip()
-    guest.run(f"mkdir -p /lib/modules/{release}/extra {GUEST_DIR}", check=True)
+    guest.run(f"mkdir -p /lib/modules/{release}/extra {GUEST_DIR}/test_modules", check=True)
     for ko in kos:
+        # 6.1's scripts modprobe from extra/; since 6.8 they insmod test_modules/*.ko
         guest.put_file(ko, f"/lib/modules/{release}/extra/{ko.name}")
+        guest.put_file(ko, f"{GUEST_DIR}/test_modules/{ko.name}")
     guest.run("depmod -a", check=True, timeout=60)
     for path in sorted(sources.scripts_dir.iterdir()):
         if path.is_file():
@@ -141,7 +143,12 @@ def install(
 
 def run_script(guest: Shell, script: str) -> ScriptResult:
     started = time.monotonic()
-    result = guest.run(f"cd {GUEST_DIR} && bash ./{script} 2>&1", timeout=SCRIPT_TIMEOUT)
+    # Since 6.8 functions.sh skips everything unless $KDIR (default: the build dir,
+    # which a guest has no use for) is a directory; the modules are prebuilt.
+    result = guest.run(
+        f"cd {GUEST_DIR} && KDIR=/lib/modules/$(uname -r) bash ./{script} 2>&1",
+        timeout=SCRIPT_TIMEOUT,
+    )
     seconds = time.monotonic() - started
     return ScriptResult(
         script, result.exit_code, seconds, result.stdout, parse_cases(script, result.stdout)

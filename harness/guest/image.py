@@ -47,6 +47,7 @@ PROGRAMS: dict[str, tuple[str, ...] | None] = {
     # busybox insmod retries every failed load with init_module, so a failing
     # livepatch load would run twice: the guest uses kmod's tools.
     "kmod": ("kmod",),
+    "libc-bin": ("getconf",),  # upstream's test-syscall.sh (6.12) asks for the CPU count
     "dropbear-bin": ("dropbear", "dropbearkey"),
 }
 KMOD_TOOLS = ("insmod", "modprobe", "rmmod", "lsmod", "modinfo", "depmod")

@@ -1,0 +1,21 @@
+"""Upstream's own livepatch selftests, unmodified, pass in our guests."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cli import main as cli_main
+from harness.kernels import profile_names
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.mark.parametrize("profile_name", profile_names())
+def test_upstream_selftests_pass(profile_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli_main(["selftests", "--kernel", profile_name, "--ktap"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    cases = [line.strip() for line in out.splitlines() if line.startswith("    ")]
+    oks = [c for c in cases if c.startswith("ok ")]
+    # 6.1 ships 22 cases; later kernels add more (6.12: replace sysfs, syscall).
+    assert len(oks) == len(cases) >= 22, out
