@@ -22,8 +22,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+DEMO ?= tests/scenarios/seeds/004_replace_drops_function.toml
 demo: setup
-	$(BIN)/klp-harness boot --kernel $(KERNEL)
+	$(BIN)/klp-harness run --kernel $(KERNEL) --show $(DEMO)
 
 lint: venv
 	$(BIN)/ruff check harness tests

@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ktap", action="store_true", help="print KTAP v1 results on stdout")
     parser.add_argument("--junit", metavar="FILE", type=Path, help="write JUnit XML results")
     parser.add_argument(
+        "--show",
+        action="store_true",
+        help="print every step as observed, marked against the model's prediction",
+    )
+    parser.add_argument(
         "--table", action="store_true", help="print a scenario x profile summary table"
     )
     parser.add_argument(
@@ -29,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from harness.report.formats import junit, ktap
-    from harness.report.text import summary, summary_table
+    from harness.report.text import side_by_side, summary, summary_table
     from harness.runner.suite import results_dir, run_suite, stderr_echo
     from harness.scenario.loader import load_scenarios
 
@@ -37,6 +42,9 @@ def main(args: argparse.Namespace) -> int:
     profiles = selected_profiles(args)
     results = results_dir(args.results)
     outcomes = run_suite(scenarios, profiles, results, args.keep_going)
+    if args.show:
+        for outcome in outcomes:
+            stderr_echo(side_by_side(outcome))
     if args.table:
         stderr_echo(summary_table(outcomes))
     stderr_echo(summary(outcomes))

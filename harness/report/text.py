@@ -48,3 +48,25 @@ def summary_table(outcomes: Sequence[ScenarioOutcome]) -> str:
     for name, row in cells.items():
         lines.append(f"{name:<{width}}  " + "  ".join(f"{row.get(p, '-'):<14}" for p in profiles))
     return "\n".join(lines)
+
+
+def side_by_side(outcome: ScenarioOutcome) -> str:
+    """Every step as observed in the guest, each marked against the model's prediction:
+    what `make demo` shows, and what `run --show` prints for a scenario."""
+    from harness.report.compare import diff_records
+
+    lines = [f"== {outcome.scenario} on {outcome.profile}"]
+    for want, got in zip(outcome.predicted, outcome.observed, strict=False):
+        diffs = diff_records(want, got)
+        verdict = (
+            "model == kernel" if not diffs else "DIFFERS: " + ", ".join(d.field for d in diffs)
+        )
+        errno_text = "ok" if got.errno == 0 else f"errno {got.errno}"
+        lines.append(f"[{got.index + 1}] {got.step} -> {errno_text}   ({verdict})")
+        lines.extend(f"      | {line}" for line in got.log)
+        impls = ", ".join(f"{k}={v}" for k, v in sorted(got.impls.items()))
+        if impls:
+            lines.append(f"      runs: {impls}")
+        if got.pending:
+            lines.append(f"      transition pending: {got.pending}")
+    return "\n".join(lines)
