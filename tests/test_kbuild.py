@@ -140,3 +140,21 @@ def test_each_part_alone_builds_cleanly(profile_name: str, tmp_path: Path) -> No
     assert result.log is not None
     log = result.log.read_text().lower()
     assert "warning" not in log and "error" not in log, log
+
+
+# Function names that are also names of parameters and locals in the templates: the
+# generated code must not shadow them (a blocker function called `work` once failed).
+LOCAL_NAMES = ("work", "m", "val", "kp", "ret", "func", "park", "data", "obj")
+SHADOWING_TARGET = TargetModule("klp_kb_names", LOCAL_NAMES, Blocker("work"))
+SHADOWING_PATCH = PatchModule(
+    "klp_kb_names_patch", (PatchObject("klp_kb_names", LOCAL_NAMES, ALL),)
+)
+
+
+@pytest.mark.parametrize("profile_name", profile_names())
+def test_function_names_like_template_locals_build(profile_name: str, tmp_path: Path) -> None:
+    result = build_modules(
+        (SHADOWING_TARGET, SHADOWING_PATCH), load_profile(profile_name), cache_dir=tmp_path
+    )
+    assert result.warnings == {}
+    assert sorted(result.modules) == ["klp_kb_names", "klp_kb_names_patch"]
