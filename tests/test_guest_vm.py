@@ -156,6 +156,13 @@ with Guest(GuestConfig.for_profile(load_profile(sys.argv[1]))) as guest:
 """
 
 
+def default_sigint() -> None:
+    """Children of a shell's background job start with SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler; a user's Ctrl-C reaches a process whose
+    SIGINT is at its default, so give the child that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_child() -> tuple[subprocess.Popen[str], str]:
     """A harness process that boots a guest and then waits; returns its temp dir."""
     child = subprocess.Popen(
@@ -163,6 +170,7 @@ def start_child() -> tuple[subprocess.Popen[str], str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        preexec_fn=default_sigint,
     )
     assert child.stdout is not None
     temp_dir = child.stdout.readline().strip()
@@ -194,6 +202,7 @@ def test_interrupt_during_boot_leaves_nothing() -> None:
         [sys.executable, "-c", CHILD, DEFAULT_PROFILE],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 60
     while not qemu_pids(f"klp-guest-{child.pid}-") and time.monotonic() < deadline:
