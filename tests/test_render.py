@@ -87,7 +87,7 @@ def test_target_without_funcs_or_blocker() -> None:
 
 def test_blocker() -> None:
     c = render_target(TARGET)
-    work = function_body(c, "static void klp_harness_work_fn(struct work_struct *work)\n{")
+    work = function_body(c, "static void klp_harness_work_fn(struct work_struct *klp_harness_w)\n{")
     assert work.index('pr_info("%s enter\\n", "beta");') < work.index(
         "complete(&klp_harness_entered);"
     )
