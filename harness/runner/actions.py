@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import shlex
 
-from harness.runner.observe import LIVEPATCH_SYSFS
+from harness.runner.observe import LIVEPATCH_SYSFS, func_source
 from harness.runner.shell import Shell, errno_from_message, kmsg_write
 from harness.scenario.types import (
     Call,
@@ -38,6 +38,12 @@ def blocker_param(scenario: Scenario, target: str) -> str:
     return module.blocker.param
 
 
+def _error_line(stderr: str) -> str:
+    """The last line a failing tool printed: the one naming the error."""
+    lines = stderr.strip().splitlines()
+    return lines[-1] if lines else "?"
+
+
 def _sysfs_write(shell: Shell, path: str, value: str) -> int:
     """`echo value > path` after logging it; the errno of the write."""
     cmd = f"echo {shlex.quote(value)} > {shlex.quote(path)}"
@@ -50,7 +56,7 @@ def _load(shell: Shell, step: Load) -> int:
     result = shell.run(f"{kmsg_write(f'% modprobe {args}')}; modprobe {args}", timeout=TOOL_TIMEOUT)
     if result.exit_code == 0:
         return 0
-    message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "?"
+    message = _error_line(result.stderr)
     shell.run(kmsg_write(message))  # upstream's load_failing_mod logs modprobe's error
     return errno_from_message(message)
 
@@ -68,14 +74,12 @@ def _sysctl(shell: Shell, step: SysctlFtrace) -> int:
     if result.exit_code == 0:
         shell.run(kmsg_write(f"livepatch: kernel.ftrace_enabled = {step.value}"))
         return 0
-    message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "?"
+    message = _error_line(result.stderr)
     shell.run(kmsg_write(f"livepatch: {message}"))
     return errno_from_message(message)
 
 
 def _call(shell: Shell, step: Call) -> int:
-    from harness.runner.observe import func_source
-
     src = func_source(step.object, step.func)
     result = shell.run(f"grep 'live patched' {src} > /dev/kmsg; test -e {src}")
     return 0 if result.exit_code == 0 else errno.ENOENT

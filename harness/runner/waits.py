@@ -56,12 +56,6 @@ def settle_script(record: StepRecord, timeout: float = SETTLE_TIMEOUT) -> str:
     return _poll_script(settled_condition(predicted_patch_dirs(record)), timeout)
 
 
-def wait_settled(shell: Shell, record: StepRecord, timeout: float = SETTLE_TIMEOUT) -> bool:
-    """Wait until the guest's transitions settle into the predicted set of patches."""
-    script = _poll_script(settled_condition(predicted_patch_dirs(record)), timeout)
-    return shell.run(script, timeout=timeout + 10).exit_code == 0
-
-
 def wait_refcnt_zero(shell: Shell, module: str, timeout: float = SETTLE_TIMEOUT) -> bool:
     """Upstream's unload_lp: a disabled patch drops its module reference only when its
     (asynchronous) free completes, so rmmod must wait for refcnt 0."""
