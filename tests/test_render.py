@@ -145,7 +145,7 @@ def test_patch_params() -> None:
     assert "static int pre_patch_ret = -19;\nmodule_param(pre_patch_ret, int, 0644);" in c
     init = function_body(c, "static int __init klp_harness_init(void)")
     assert init.index("klp_harness_patch.replace = replace;") < init.index(
-        "return klp_enable_patch(&klp_harness_patch);"
+        "klp_enable_patch(&klp_harness_patch);"
     )
     plain = render_patch(PatchModule("p", (PatchObject(VMLINUX, ("cmdline_proc_show",)),)))
     assert "static int replace = 0;" in plain and "static int pre_patch_ret = 0;" in plain
@@ -200,7 +200,7 @@ def test_states() -> None:
     assert "CONSOLE_LOGLEVEL_MOTORMOUTH" in c
     assert 'pr_info("%s: %s (state %lu)\\n", func, what, id);' in c
     for words in (
-        '"allocate_loglevel_state",\n\t\t\t      "allocating space to store console_loglevel"',
+        '"allocating space to store console_loglevel"',
         '"space to store console_loglevel already allocated"',
         '"fix_console_loglevel", "fixing console_loglevel"',
         '"taking over the console_loglevel change"',
@@ -211,6 +211,30 @@ def test_states() -> None:
     ):
         assert words in c
     assert "struct klp_state" not in render_patch(PatchModule("q", ()))
+
+
+def test_states_each_patch_owns_its_allocation() -> None:
+    """A take-over copies the older patch's value instead of sharing its pointer, and
+    whatever post_unpatch keeps is freed by exit or a failed init (issue 17: a shared
+    pointer was freed by the older patch and again by the newer one)."""
+    c = render_patch(PATCH)
+    alloc = function_body(c, "static int klp_harness_allocate_state(unsigned long id)")
+    assert alloc.index("kzalloc(sizeof(int), GFP_KERNEL)") < alloc.index("klp_get_prev_state")
+    fix = function_body(c, "static void klp_harness_fix_state(unsigned long id, int slot)")
+    assert "*(int *)state->data = *(int *)prev_state->data;" in fix
+    assert "state->data = prev_state->data" not in c
+    free = function_body(c, "static void klp_harness_free_state(unsigned long id)")
+    assert free.index("keeping space") < free.index("return;") < free.index("kfree(state->data);")
+    assert "state->data = NULL;" in free
+    pre = function_body(c, "static int klp_harness_pre_patch(struct klp_object *obj)")
+    assert "klp_harness_free_states();\n\t\t\treturn ret;" in pre
+    init = function_body(c, "static int __init klp_harness_init(void)")
+    assert "if (ret)\n\t\tklp_harness_free_states();" in init
+    exit_ = function_body(c, "static void __exit klp_harness_exit(void)")
+    assert "klp_harness_free_states();" in exit_
+    plain = render_patch(PatchModule("q", ()))
+    assert "klp_harness_free_states" not in plain
+    assert "return klp_enable_patch(&klp_harness_patch);" in plain
 
 
 # ---- shadow variables ---------------------------------------------------------------------
