@@ -58,6 +58,7 @@ def test_invariants_hold_after_every_step(steps: list[Step]) -> None:
         check_transition(model, record)
         check_sysfs_and_refcounts(model, record)
         check_step_result(step, record, before)
+        check_module_memory(model)
 
 
 def check_func_stacks(model: StepModel) -> None:
@@ -135,6 +136,21 @@ def check_sysfs_and_refcounts(model: StepModel, record: StepRecord) -> None:
             listed = mod.patch in k.klp_patches
             assert mod.refcnt == 1 if listed else mod.refcnt == int(mod.patch.forced)
     assert k.ftrace_enabled or not k.klp_ops
+
+
+def check_module_memory(model: StepModel) -> None:
+    """The generated modules' allocations (their klp_state data) are exactly what
+    loaded modules still point at: nothing leaked, nothing dangling.  (Touching freed
+    memory raises ModuleMemoryError during the step itself.)"""
+    k = model.kernel
+    pointed = [
+        handle
+        for mod in k.modules.values()
+        if mod.patch is not None
+        for handle in mod.patch.state_data.values()
+        if handle is not None
+    ]
+    assert sorted(pointed) == sorted(k.heap), "leaked or shared state data"
 
 
 def check_step_result(step: Step, record: StepRecord, before: dict[str, int]) -> None:

@@ -6,12 +6,17 @@ it logs.  Each callback of an object that has it logs one `callback_info()` line
 upstream's test_klp_callbacks_demo; vmlinux callbacks of a patch with states then run
 the state helpers of test_klp_state2 for each state, taking over from (or handing back
 to) the previous patch's state through `klp_get_prev_state`.
+
+The helpers also mirror what the template does with memory (kmod_templates/livepatch.c.j2:
+each patch owns its `state->data`, a take-over copies the older patch's value), on the
+Kernel's heap model, so a history in which a module would touch freed memory raises
+ModuleMemoryError instead of being predicted as if nothing happened.
 """
 
 from __future__ import annotations
 
-from harness.model.klp import KlpObject
-from harness.model.state import klp_get_prev_state
+from harness.model.klp import KlpObject, KlpPatch
+from harness.model.state import klp_get_prev_state_patch
 from harness.model.system import Kernel
 from harness.scenario.types import Callback, KlpState, PatchModule
 
@@ -49,13 +54,43 @@ def _callback_info(k: Kernel, obj: KlpObject, cb: Callback) -> None:
 
 
 def _state_helpers(k: Kernel, obj: KlpObject, cb: Callback) -> None:
-    """The module's state handling after a vmlinux callback (test_klp_state2 logic)."""
+    """The module's state handling after a vmlinux callback (test_klp_state2 logic):
+    one line per state, chosen by klp_get_prev_state(), and the template's memory."""
     if obj.is_module:
         return
-    for state in obj.patch.states:
-        prev = klp_get_prev_state(k, state.id)
+    patch = obj.patch
+    for state in patch.states:
+        prev = klp_get_prev_state_patch(k, state.id)
         line = STATE_LINES[cb][0 if prev is not None else 1]
-        k.pr_info(obj.patch.name, _for_state(line, state))
+        if cb is Callback.PRE_PATCH:
+            # allocated before the line, whatever the line says
+            patch.state_data[state.id] = k.kzalloc(patch.name)
+        k.pr_info(patch.name, _for_state(line, state))
+        _state_memory(k, patch, state.id, cb, prev)
+
+
+def _state_memory(k: Kernel, patch: KlpPatch, id: int, cb: Callback, prev: KlpPatch | None) -> None:
+    """What the template's fix/restore/free helpers do with `state->data` after their
+    line (allocate is done by the caller)."""
+    who = f"{patch.name}: {cb.value} of state {id}"
+    own = patch.state_data.get(id)
+    if cb is Callback.POST_PATCH:
+        if prev is not None:  # take-over: *data = *prev_state->data
+            k.kaccess(prev.state_data.get(id), f"{who} (reading {prev.name}'s)")
+        k.kaccess(own, who)
+    elif cb is Callback.PRE_UNPATCH and prev is None:  # restore from *data
+        k.kaccess(own, who)
+    elif cb is Callback.POST_UNPATCH and prev is None:  # "freeing space"
+        k.kfree(own, who)
+        patch.state_data[id] = None
+
+
+def free_states(k: Kernel, patch: KlpPatch) -> None:
+    """klp_harness_free_states(): module exit, or init after klp_enable_patch()
+    failed; the patch is off klp_patches then, so nobody else reads its states."""
+    for id, handle in patch.state_data.items():
+        k.kfree(handle, f"{patch.name}: free_states of state {id}")
+        patch.state_data[id] = None
 
 
 def _for_state(line: str, state: KlpState) -> str:

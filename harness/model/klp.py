@@ -103,6 +103,9 @@ class KlpPatch:
     forced: bool = False
     kobj: bool = False
     name: str = ""  # patch->mod->name
+    # states[i].data of the generated module, by state id: an allocation handle
+    # (Kernel.kzalloc), None for NULL; module memory, so one per loaded instance
+    state_data: dict[int, int | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.name = self.mod.name

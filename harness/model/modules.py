@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 
+from harness.model.callbacks import free_states
 from harness.model.core import (
     enabled_store,
     force_store,
@@ -112,7 +113,17 @@ def patch_init(k: Kernel, mod: Module) -> int:
     _run_shadow(k, mod)
     replace = int(mod.params.get("replace", str(int(desc.replace))), 0) != 0
     mod.patch = klp_patch_of_module(mod, replace)
-    return klp_enable_patch(k, mod.patch)
+    ret = klp_enable_patch(k, mod.patch)
+    if ret:
+        free_states(k, mod.patch)  # what a post_unpatch kept ("keeping space")
+    return ret
+
+
+def patch_exit(k: Kernel, mod: Module) -> None:
+    """Frees the state data still held: a replaced patch runs no unpatch callback, and
+    a post_unpatch that logged "keeping space" kept its own."""
+    if mod.patch is not None:
+        free_states(k, mod.patch)
 
 
 def _run_shadow(k: Kernel, mod: Module) -> None:
@@ -163,6 +174,8 @@ def delete_module(k: Kernel, name: str) -> int:
     mod.state = ModuleState.GOING
     if isinstance(mod.desc, TargetModule):
         target_exit(k, mod)
+    else:
+        patch_exit(k, mod)
     klp_module_going(k, mod)
     del k.modules[name]
     return 0

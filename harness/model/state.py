@@ -25,15 +25,24 @@ def klp_get_prev_state(k: Kernel, id: int) -> KlpState | None:
     Only meaningful during a transition (the kernel WARNs and returns NULL otherwise);
     replaced patches are still in the list when the replacing patch's post_patch runs,
     so they are seen then."""
+    patch = klp_get_prev_state_patch(k, id)
+    return None if patch is None else klp_get_state(patch, id)
+
+
+def klp_get_prev_state_patch(k: Kernel, id: int) -> KlpPatch | None:
+    """klp_get_prev_state() (6.1 state.c:64-83), returning the patch whose `states[]`
+    entry the kernel returns: a module that reads `prev_state->data` reads that
+    patch's memory.  Every patch it can return is on klp_patches, so its module is
+    loaded and pinned (core.c:1074 try_module_get) and its vmlinux post_unpatch has not
+    run (a patch leaves the list right after it: transition.c:453, core.c:727)."""
     if k.klp_transition_patch is None:
-        return None
-    last: KlpState | None = None
+        return None  # WARN_ON_ONCE(!klp_transition_patch)
+    last: KlpPatch | None = None
     for patch in k.klp_patches:
         if patch is k.klp_transition_patch:
             break
-        state = klp_get_state(patch, id)
-        if state is not None:
-            last = state
+        if klp_get_state(patch, id) is not None:
+            last = patch
     return last
 
 

@@ -19,6 +19,13 @@ from harness.scenario.types import Scenario
 LIVEPATCH = "livepatch: "  # pr_fmt of kernel/livepatch/*.c
 
 
+class ModuleMemoryError(AssertionError):
+    """A generated module would read or free memory it does not hold (freed, or never
+    allocated).  Always a bug in kmod_templates/ (or in the model's mirror of it), never
+    a kernel behaviour: on a real kernel it is a use-after-free or a double free, which
+    the model would otherwise predict as if nothing happened (issue 17)."""
+
+
 @dataclass(eq=False)
 class Kernel:
     scenario: Scenario
@@ -42,6 +49,9 @@ class Kernel:
     tasks: list[Task] = field(default_factory=list)  # parked blocker works
     shadow: ShadowTable = field(default_factory=ShadowTable)
     module_instances: int = 0
+    # kzalloc()s the generated modules hold (their klp_state data): handle -> holder
+    heap: dict[int, str] = field(default_factory=dict)
+    allocations: int = 0
 
     log: list[str] = field(default_factory=list)  # this step's filtered log lines
 
@@ -64,6 +74,28 @@ class Kernel:
     def userland(self, line: str) -> None:
         """A line the runner writes to /dev/kmsg (docs/runner-protocol.md)."""
         self.log.append(line)
+
+    # ---- the generated modules' allocations -------------------------------------------
+
+    def kzalloc(self, holder: str) -> int:
+        """A new allocation; the handle stands for its address (never reused)."""
+        self.allocations += 1
+        self.heap[self.allocations] = holder
+        return self.allocations
+
+    def kaccess(self, handle: int | None, who: str) -> None:
+        """`who` reads or writes through a pointer: it must point at a live allocation."""
+        if handle not in self.heap:
+            what = "NULL" if handle is None else f"freed allocation #{handle}"
+            raise ModuleMemoryError(f"{who} dereferences {what}")
+
+    def kfree(self, handle: int | None, who: str) -> None:
+        """kfree(): NULL is fine, anything else must be live."""
+        if handle is None:
+            return
+        if handle not in self.heap:
+            raise ModuleMemoryError(f"{who} frees allocation #{handle} twice")
+        del self.heap[handle]
 
     # ---- lookups -----------------------------------------------------------------------
 
