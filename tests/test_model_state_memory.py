@@ -3,7 +3,9 @@
 Each patch owns its `state->data`: pre_patch allocates, a take-over copies, post_unpatch
 frees where upstream frees, module exit and a failed init free the rest.  The model
 tracks those allocations, so a history in which a module would touch freed memory
-fails here, without a VM, instead of being predicted as if nothing happened.
+fails here, without a VM, instead of being predicted as if nothing happened.  Also the
+one refusal that protects the kernel from its own rules: unloading code a task that a
+forced transition left behind still runs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import ScenarioError
 from harness.model.fuzz import FUZZ_SCENARIO, PATCHES, TARGETS
 from harness.model.predict import StepModel
 from harness.model.system import Kernel, ModuleMemoryError
@@ -84,6 +87,27 @@ def test_keeping_space_keeps_it_until_exit() -> None:
     assert held(model) == {"p_one": 1, "p_three": 1}  # state 1 kept, state 7 freed
     run_more(model, ["unload p_three"])
     assert held(model) == {"p_one": 1}
+
+
+FORCED_LEFTOVER = [
+    "load t_alpha",
+    "load p_one",
+    "park t_alpha",  # sleeps in p_one's f1
+    "load p_two --nowait",  # blocked: the task is in the code below p_two's f1
+    "force p_two",  # completes; marks nothing forced (a non-replace enable)
+    "load p_cum",  # checks only p_two's f1 (the top): completes, p_one unpinned
+]
+
+
+def test_unloading_code_a_forced_task_still_runs_is_refused() -> None:
+    model = run(FORCED_LEFTOVER)
+    assert model.kernel.modules["p_one"].refcnt == 0
+    with pytest.raises(ScenarioError, match=r"steps\[6\]: `unload p_one` would free code"):
+        run_more(model, ["unload p_one"], start=6)
+    lax = run([*FORCED_LEFTOVER, "unload p_one"], strict=False)  # the kernel: an Oops
+    assert "p_one" not in lax.kernel.modules
+    released = run([*FORCED_LEFTOVER, "release t_alpha", "unload p_one"])
+    assert "p_one" not in released.kernel.modules
 
 
 def run_more(model: StepModel, texts: list[str], start: int = 0) -> None:

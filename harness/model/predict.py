@@ -6,8 +6,9 @@ either has completed or is blocked by a parked task, and stays so until a later 
 releases, unloads, reverses or forces it.  The runner waits for exactly this settled
 state before it observes, so a record describes the state after settling.
 
-Steps whose outcome the real kernel would not make deterministic are refused with a
-ScenarioError naming the step (see `StepModel.check_blocked`).
+Steps whose outcome the real kernel would not make deterministic, or that would crash
+it, are refused with a ScenarioError naming the step (see `StepModel.check_blocked`
+and `StepModel.check_unload`).
 """
 
 from __future__ import annotations
@@ -99,12 +100,40 @@ class StepModel:
         `kernel.log`."""
         k = self.kernel
         k.log = []
+        if self.strict:
+            self.check_unload(index, step)
         errno_value = run_step(k, step)
         klp_transition_work_fn(k)
         run_free_work(k)
         if self.strict:
             self.check_blocked(index, step)
         return errno_value
+
+    def check_unload(self, index: int, step: Step) -> None:
+        """Refuse unloading a patch module whose code a parked task still runs.
+
+        A forced transition leaves tasks where they are, and the kernel pins only the
+        modules of the patches force marks (6.1 transition.c:657-664: the disabled one,
+        or those a replace patch replaces).  A task forced past a non-replace enable
+        still sleeps in the previous patch's function; a later replace patch checks only
+        the top of each func stack (transition.c:209-227, klp_check_stack_func), completes,
+        and drops that patch's module reference unforced (core.c:708-709).  rmmod then frees
+        the code the task returns into: an Oops in the kworker (seen on 6.1)."""
+        if not isinstance(step, Unload):
+            return
+        k = self.kernel
+        mod = k.modules.get(step.module)
+        if mod is None or mod.patch is None or mod.refcnt:
+            return
+        for task in k.tasks:
+            if task.code is mod.patch:
+                raise ScenarioError(
+                    f"steps[{index}]",
+                    f"`{format_step(step)}` would free code that {task.target}'s parked work "
+                    f"still runs ({task.key[0]}:{task.key[1]}, left there by a forced "
+                    "transition): the kernel Oopses; release it first",
+                    str(k.scenario.path),
+                )
 
     def check_blocked(self, index: int, step: Step) -> None:
         """Refuse a wait that can never end and a blocked transition that lasts long
