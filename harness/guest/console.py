@@ -6,11 +6,17 @@ The console must be read continuously even while the harness talks SSH: a serial
 port nobody reads slows every printk in the guest and loses crash reports.  So a
 background thread drains it whenever no command is being run on it; `run`,
 `wait_for` and `interact` take the same lock and read it themselves.
+
+QEMU is waited for (reaped) in one place only: pexpect, always under that lock.
+Everything else learns whether and how QEMU ended from a pidfd, with `waitid(...,
+WNOWAIT)`, which looks without reaping: two threads reaping the same child is what
+made pexpect raise "did someone else call waitpid()" when QEMU was killed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import secrets
 import select
@@ -21,16 +27,17 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 import pexpect
 
-from harness.guest.crash import CrashWatcher
+from harness.guest.crash import Crash, CrashWatcher
 from harness.guest.errors import GuestCrashed, GuestError, GuestTimeout
 from harness.guest.result import CommandResult
 
 POLL = 0.1  # how often blocking console reads look at the crash watcher
 CRASH_SETTLE = 3.0  # how long to wait for the rest of a crash report
+CLOSE_WAIT = 5.0  # how long close() waits for a reader to let go of the console
 # The tty's line discipline holds at most 4095 characters of an unfinished line.
 MAX_SERIAL_COMMAND = 3500
 
@@ -45,11 +52,31 @@ class _Tee:
     def write(self, data: str | bytes) -> None:
         # Text from reads; bytes from pexpect's interact(), which bypasses decoding.
         text = data.decode(errors="replace") if isinstance(data, bytes) else data
-        self.log.write(text.replace("\r", ""))
-        self.watcher.feed(text)
+        self.watcher.feed(text)  # first: a full disk must not blind the crash watcher
+        with contextlib.suppress(OSError, ValueError):  # disk full, log closed
+            self.log.write(text.replace("\r", ""))
 
     def flush(self) -> None:
-        self.log.flush()
+        with contextlib.suppress(OSError, ValueError):
+            self.log.flush()
+
+
+def describe_exit(code: int, status: int) -> str:
+    """waitid()'s (si_code, si_status) as one phrase: "QEMU exited (signal 9, SIGKILL)"."""
+    if code in (os.CLD_KILLED, os.CLD_DUMPED):
+        try:
+            name = signal.Signals(status).name
+        except ValueError:
+            name = "?"
+        return f"QEMU exited (signal {status}, {name})"
+    return f"QEMU exited (status {status})"
+
+
+def crash_message(crash: Crash) -> str:
+    """The one-line reason for a crash report: fatal ones crashed the guest."""
+    if crash.fatal:
+        return f"guest crashed: {crash.summary}"
+    return f"kernel report: {crash.summary}"
 
 
 class Console:
@@ -58,8 +85,10 @@ class Console:
     def __init__(self, argv: list[str], log_path: Path, preexec: Callable[[], None]) -> None:
         self.watcher = CrashWatcher()
         self._log = log_path.open("w", encoding="utf-8", buffering=1)
-        self._lock = threading.Lock()
+        # Reentrant: raise_lost() reads the rest of a report with or without it held.
+        self._lock = threading.RLock()
         self._stop = threading.Event()
+        self._exit: str | None = None  # how QEMU ended, once known
         self.ended = threading.Event()  # QEMU's console closed: QEMU exited
         try:
             self._child = pexpect.spawn(
@@ -75,6 +104,7 @@ class Console:
         except pexpect.ExceptionPexpect as exc:
             self._log.close()
             raise GuestError(f"cannot start {argv[0]}: {exc} (run `make setup`)") from exc
+        self._pidfd = _pidfd_open(self.pid)
         self._child.delaybeforesend = None  # its default 50 ms per send dominates latency
         self._child.logfile_read = _Tee(self._log, self.watcher)
         self._thread = threading.Thread(target=self._drain, name="klp-console", daemon=True)
@@ -110,34 +140,88 @@ class Console:
             self._child.read_nonblocking(65536, timeout=timeout)
         except pexpect.TIMEOUT:
             pass
-        except (pexpect.EOF, OSError, ValueError):
+        except (pexpect.ExceptionPexpect, OSError, ValueError):
             self._mark_ended()
 
     def _mark_ended(self) -> None:
         if not self.ended.is_set():
+            self.qemu_exit()  # pexpect may just have reaped QEMU: keep its status
             self.watcher.finish()
-            self._log.flush()
+            _Tee(self._log, self.watcher).flush()
             self.ended.set()
 
     # ---- state ---------------------------------------------------------------------------
 
+    def qemu_exit(self) -> str | None:
+        """How QEMU ended ("QEMU exited (signal 9, SIGKILL)"), or None while it runs.
+        Looks without reaping, so it is safe from any thread at any time."""
+        if self._exit is not None:
+            return self._exit
+        reaped = self._pidfd is None
+        if self._pidfd is not None:
+            try:
+                info = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:  # pexpect reaped it (under the lock)
+                reaped = True
+            except OSError:
+                reaped = True
+            else:
+                if info is None:
+                    return None
+                self._exit = describe_exit(info.si_code, info.si_status)
+                return self._exit
+        if reaped and self._child.terminated:
+            if self._child.signalstatus is not None:
+                self._exit = describe_exit(os.CLD_KILLED, int(self._child.signalstatus))
+            else:
+                self._exit = describe_exit(os.CLD_EXITED, int(self._child.exitstatus or 0))
+            return self._exit
+        return "QEMU exited" if reaped and self.ended.is_set() else None
+
+    def is_running(self) -> bool:
+        return self.qemu_exit() is None and not self.ended.is_set()
+
     def check(self) -> None:
         """Raise GuestCrashed if a crash report was seen or QEMU exited."""
-        if self.watcher.crash is not None or self.ended.is_set():
+        if self.watcher.crash is not None or self.ended.is_set() or self.qemu_exit():
             self.raise_lost()
 
-    def raise_lost(self) -> None:
-        """Wait briefly for the whole crash report, then raise GuestCrashed."""
-        self.watcher.settled.wait(CRASH_SETTLE)
+    def raise_lost(self) -> NoReturn:
+        """Read the rest of a crash report (or QEMU's last words), then raise
+        GuestCrashed naming what happened in one line."""
+        self._collect_rest()
         crash = self.watcher.crash
-        if crash is not None:
-            raise GuestCrashed(f"guest crashed: {crash.summary}", crash.excerpt)
-        status = self._child.exitstatus if not self._child.isalive() else None
-        raise GuestCrashed(f"QEMU exited unexpectedly (status {status})", self.tail())
+        exited = self.qemu_exit()
+        if crash is not None and (crash.fatal or exited is None):
+            raise GuestCrashed(crash_message(crash), crash.excerpt, crash, crash.fatal)
+        if exited is None:
+            exited = "QEMU closed the serial console"
+        qemu_said = [ln for ln in self.tail(10).splitlines() if ln.startswith("qemu-system")]
+        reason = f"{exited}: {qemu_said[-1]}" if qemu_said else exited
+        if crash is not None:  # a non-fatal report, then QEMU died
+            reason += f", after a {crash_message(crash)}"
+        raise GuestCrashed(reason, crash.excerpt if crash else self.tail(), crash, True)
+
+    def _collect_rest(self) -> None:
+        """Keep reading, up to CRASH_SETTLE, until the crash report is complete or
+        QEMU's console has closed, so the log and the excerpt hold all of it."""
+        exited = self.qemu_exit() is not None
+        if not self._lock.acquire(timeout=CRASH_SETTLE):
+            return  # someone holds the console (interact()): report what we have
+        try:
+            deadline = time.monotonic() + CRASH_SETTLE
+            while not self.ended.is_set() and time.monotonic() < deadline:
+                crash = self.watcher.crash
+                if not exited and crash is not None and crash.complete:
+                    break
+                self._read_once(POLL)
+                exited = exited or self.qemu_exit() is not None
+        finally:
+            self._lock.release()
 
     def tail(self, lines: int = 30) -> str:
         """The end of the console log, for error messages."""
-        self._log.flush()
+        _Tee(self._log, self.watcher).flush()
         try:
             text = Path(self._log.name).read_text(errors="replace")
         except OSError:
@@ -156,7 +240,7 @@ class Console:
                 self._child.expect([pattern], timeout=min(POLL, left))
             except pexpect.TIMEOUT:
                 pass
-            except pexpect.EOF:
+            except (pexpect.ExceptionPexpect, OSError, ValueError):
                 self._mark_ended()
             else:
                 match = self._child.match
@@ -164,18 +248,7 @@ class Console:
                 if self.watcher.crash is None:
                     return match
             if self.watcher.crash is not None or self.ended.is_set():
-                return self._lost_while_locked()
-
-    def _lost_while_locked(self) -> re.Match[str]:
-        """Keep reading for the rest of a crash report, then raise (lock held, so the
-        drain thread cannot do the reading)."""
-        deadline = time.monotonic() + CRASH_SETTLE
-        while not self.watcher.settled.is_set() and not self.ended.is_set():
-            if time.monotonic() > deadline:
-                break
-            self._read_once(POLL)
-        self.raise_lost()
-        raise AssertionError("unreachable")  # pragma: no cover
+                self.raise_lost()
 
     def wait_for(self, pattern: str, timeout: float) -> str:
         """Wait until the console prints `pattern`; returns the text matched."""
@@ -194,12 +267,17 @@ class Console:
         self.check()
         with self._lock:
             self._child.buffer = ""
-            # Leading space: kept out of the shell's history (HISTCONTROL=ignorespace).
-            self._child.sendline(f" __klp_serial {nonce} {shlex.quote(cmd)}")
+            try:
+                # Leading space: kept out of the shell's history (HISTCONTROL=ignorespace).
+                self._child.sendline(f" __klp_serial {nonce} {shlex.quote(cmd)}")
+            except OSError:
+                self._mark_ended()
+                self.raise_lost()
             try:
                 match = self._expect(end, time.monotonic() + timeout, f"`{cmd}`")
             except GuestTimeout:
-                self._child.sendcontrol("c")  # SIGINT to the job, as a user would
+                with contextlib.suppress(OSError):
+                    self._child.sendcontrol("c")  # SIGINT to the job, as a user would
                 raise
             text = str(self._child.before).replace("\r", "")
         return _parse_serial(text, nonce, int(match.group(1)))
@@ -208,28 +286,49 @@ class Console:
         """Hand the console to the user's terminal until they type Ctrl-].  The log
         and the crash watcher keep getting everything."""
         print("klp-harness: serial console; Ctrl-] returns", file=sys.stderr)
-        with self._lock:
+        with self._lock, contextlib.suppress(OSError, pexpect.ExceptionPexpect):
             self._child.sendline("")
-            with contextlib.suppress(OSError):
-                self._child.interact(escape_character=chr(29))
+            self._child.interact(escape_character=chr(29))
 
     # ---- teardown --------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Kill QEMU and stop reading.  Idempotent."""
+        """Kill QEMU, reap it, stop reading.  Idempotent, and never raises: it runs
+        in `finally` blocks and exit hooks, often after QEMU already died."""
         self._stop.set()
-        with contextlib.suppress(OSError):
-            if self._child.isalive():
-                self._child.kill(signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            self._child.close(force=True)
+        self._kill()
+        if self._lock.acquire(timeout=CLOSE_WAIT):  # readers see EOF and let go
+            try:
+                with contextlib.suppress(Exception):
+                    self._child.close(force=True)  # the one place QEMU is reaped
+            finally:
+                self._lock.release()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=2 * POLL + 1)
-        self._mark_ended()
-        self._log.close()
+        with contextlib.suppress(Exception):
+            self._mark_ended()
+        with contextlib.suppress(OSError):
+            self._log.close()
+        if self._pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._pidfd)
+            self._pidfd = None
 
-    def is_running(self) -> bool:
-        return bool(self._child.isalive())
+    def _kill(self) -> None:
+        """SIGKILL QEMU through its pidfd: never a reused pid, and no reaping."""
+        with contextlib.suppress(OSError):
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            elif not self._child.terminated:
+                os.kill(self.pid, signal.SIGKILL)
+
+
+def _pidfd_open(pid: int) -> int | None:
+    """A pidfd for QEMU (Linux 5.3+), or None: then exit is noticed on the console."""
+    try:
+        return os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return None
 
 
 def _parse_serial(text: str, nonce: str, exit_code: int) -> CommandResult:

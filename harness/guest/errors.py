@@ -7,8 +7,13 @@ boot a new one.  `GuestTimeout` and `CommandFailed` leave the guest usable.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from harness.errors import HarnessError
 from harness.guest.result import CommandResult
+
+if TYPE_CHECKING:
+    from harness.guest.crash import Crash
 
 
 class GuestError(HarnessError):
@@ -22,7 +27,19 @@ class GuestError(HarnessError):
 
 class GuestCrashed(GuestError):
     """The kernel reported a crash (panic, oops, BUG, WARNING, stall, hung task) on
-    the console, or QEMU exited.  `excerpt` holds the report as the console showed it."""
+    the console, or QEMU exited.  `excerpt` holds the report as the console showed it.
+
+    `fatal` tells the two apart for whoever decides what to do next: True when QEMU
+    is gone or the kernel died (panic, oops: `crash.fatal`), False for a report the
+    kernel survived (WARN, SLUB debug report, stall), after which the guest still
+    answers (its state can be collected) but must not run another scenario."""
+
+    def __init__(
+        self, message: str, excerpt: str = "", crash: Crash | None = None, fatal: bool = True
+    ) -> None:
+        super().__init__(message, excerpt)
+        self.crash = crash
+        self.fatal = fatal
 
 
 class GuestTimeout(GuestError):

@@ -30,6 +30,7 @@ import time
 import tty
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO, NoReturn
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
@@ -41,10 +42,25 @@ from harness.guest.result import CommandResult
 
 USER = "root"
 SELECT_SLICE = 0.05  # how often a waiting command looks at the crash watcher
+# QEMU's socket closes a moment before its exit is visible: how long a dropped
+# connection waits for the console to say why.
+LOST_GRACE = 1.0
 # Failed connection attempts during boot are expected; paramiko logs them as errors.
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 Poll = Callable[[], None]  # raises if the guest is lost (crash watcher, QEMU exit)
+TRANSPORT_ERRORS = (OSError, EOFError, paramiko.SSHException)
+
+
+def connection_lost(poll: Poll, what: str) -> NoReturn:
+    """Raise for a dropped SSH connection or shell, naming the real cause when there
+    is one: a crashed guest or a dead QEMU (`poll` raises GuestCrashed for those)."""
+    deadline = time.monotonic() + LOST_GRACE
+    while True:
+        poll()
+        if time.monotonic() >= deadline:
+            raise GuestError(what)
+        time.sleep(SELECT_SLICE)
 
 
 def new_key(directory: Path) -> tuple[Path, str]:
@@ -104,6 +120,12 @@ class RemoteShell:
         self.session = int(self.run("cut -d' ' -f6 /proc/$$/stat", timeout=30.0).stdout)
 
     def run(self, cmd: str, timeout: float) -> CommandResult:
+        try:
+            return self._run(cmd, timeout)
+        except TRANSPORT_ERRORS as exc:
+            connection_lost(self._poll, f"SSH connection to the guest failed: {exc}")
+
+    def _run(self, cmd: str, timeout: float) -> CommandResult:
         nonce = secrets.token_hex(8)
         script = (
             f"( eval {shlex.quote(cmd)} ) </dev/null; __rc=$?; "
@@ -138,7 +160,9 @@ class RemoteShell:
         if left <= 0:
             raise GuestTimeout(f"{what} did not finish in the guest")
         if self._chan.closed or self._chan.exit_status_ready():
-            raise GuestError("the guest's shell went away")
+            if not self._transport.is_active():
+                connection_lost(self._poll, "the SSH connection to the guest closed")
+            connection_lost(self._poll, "the guest's SSH shell exited")
         fds = [self._chan.fileno(), self._err_pipe.fileno()]
         select.select(fds, [], [], min(SELECT_SLICE, left))
 
@@ -189,13 +213,19 @@ class SshSession:
 
     def put_file(self, local: Path, remote: str, timeout: float = 120.0) -> None:
         """Copy a file in by streaming it into `cat` (dropbear has no SFTP)."""
+        with local.open("rb") as src:  # a missing local file is the caller's OSError
+            try:
+                self._send_file(src, local, remote, timeout)
+            except TRANSPORT_ERRORS as exc:
+                connection_lost(self._poll, f"SSH connection to the guest failed: {exc}")
+
+    def _send_file(self, src: BinaryIO, local: Path, remote: str, timeout: float) -> None:
         chan = self.transport.open_session()
         try:
             chan.settimeout(timeout)
             chan.exec_command(f"cat > {shlex.quote(remote)}")
-            with local.open("rb") as src:
-                while chunk := src.read(1 << 16):
-                    chan.sendall(chunk)
+            while chunk := src.read(1 << 16):
+                chan.sendall(chunk)
             chan.shutdown_write()
             if not chan.status_event.wait(timeout):
                 raise GuestTimeout(f"copying {local} to {remote} timed out")
@@ -213,9 +243,19 @@ class SshSession:
         chan.get_pty(os.environ.get("TERM", "vt100"), size.columns, size.lines)
         chan.invoke_shell()
         try:
-            _pump(chan, on_crash)
+            warned = _pump(chan, on_crash)
         finally:
             chan.close()
+        # The shell may have ended because the guest died: say so before returning.
+        deadline = time.monotonic() + LOST_GRACE
+        note = on_crash()
+        while not warned and not note and time.monotonic() < deadline:
+            if self.transport.is_active():
+                break  # the user left the shell; the guest is fine
+            time.sleep(SELECT_SLICE)
+            note = on_crash()
+        if note and not warned:
+            os.write(sys.stdout.fileno(), f"\r\n[klp-harness: {note}]\r\n".encode())
 
     def close(self) -> None:
         if self._shell is not None:
@@ -225,8 +265,9 @@ class SshSession:
         self.transport.close()
 
 
-def _pump(chan: paramiko.Channel, on_crash: Callable[[], str | None]) -> None:
-    """Copy between the terminal (raw mode) and the channel until the shell exits."""
+def _pump(chan: paramiko.Channel, on_crash: Callable[[], str | None]) -> bool:
+    """Copy between the terminal (raw mode) and the channel until the shell exits;
+    True if a crash notice was shown."""
     stdin = sys.stdin.fileno()
     saved = termios.tcgetattr(stdin) if sys.stdin.isatty() else None
     warned = False
@@ -254,3 +295,4 @@ def _pump(chan: paramiko.Channel, on_crash: Callable[[], str | None]) -> None:
     finally:
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+    return warned
