@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import struct
-from collections.abc import Sequence
+import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -222,13 +226,129 @@ def test_livepatch_without_modinfo_flag_is_refused(
         build([TARGET, PATCH], profile, make, tmp_path)
 
 
-def test_tampered_cache_entry_is_refused(
-    profile: KernelProfile, make: FakeMake, tmp_path: Path
+def damage_truncate(ko: Path) -> None:
+    ko.write_bytes(ko.read_bytes()[:100])
+
+
+def damage_same_size(ko: Path) -> None:
+    data = bytearray(ko.read_bytes())
+    data[70:80] = bytes(b ^ 0xFF for b in data[70:80])  # inside .modinfo
+    ko.write_bytes(bytes(data))
+
+
+def damage_empty(ko: Path) -> None:
+    ko.write_bytes(b"")
+
+
+def damage_manifest_missing(ko: Path) -> None:
+    (ko.parent / "manifest.json").unlink()
+
+
+def damage_manifest_truncated(ko: Path) -> None:
+    manifest = ko.parent / "manifest.json"
+    manifest.write_text(manifest.read_text()[:20])
+
+
+def damage_vermagic_and_manifest(ko: Path) -> None:
+    """Tampered with consistently: checksums match, the .ko checks do not."""
+    ko.write_bytes(fake_ko({"vermagic": "5.10.0 SMP"}))
+    manifest = ko.parent / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["sha256"][ko.name] = hashlib.sha256(ko.read_bytes()).hexdigest()
+    manifest.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        damage_truncate,
+        damage_same_size,
+        damage_empty,
+        damage_manifest_missing,
+        damage_manifest_truncated,
+        damage_vermagic_and_manifest,
+    ],
+)
+def test_damaged_cache_entry_is_rebuilt(
+    profile: KernelProfile, make: FakeMake, tmp_path: Path, damage: Callable[[Path], None]
 ) -> None:
     kos, _, _ = build([TARGET], profile, make, tmp_path)
-    kos["klp_target"].write_bytes(fake_ko({"vermagic": "5.10.0 SMP"}))
-    with pytest.raises(HarnessError, match="vermagic"):
-        build([TARGET], profile, make, tmp_path)
+    good = kos["klp_target"].read_bytes()
+    damage(kos["klp_target"])
+    again, built, cached = build([TARGET], profile, make, tmp_path)
+    assert built == ["klp_target"] and cached == [] and len(make.calls) == 2
+    assert again["klp_target"].read_bytes() == good
+    _, built, cached = build([TARGET], profile, make, tmp_path)
+    assert built == [] and cached == ["klp_target"]  # the rebuilt entry is trusted
+    assert not list((tmp_path / "tmp").iterdir())
+
+
+def test_entries_record_checksums(profile: KernelProfile, make: FakeMake, tmp_path: Path) -> None:
+    kos, _, _ = build([TARGET], profile, make, tmp_path)
+    manifest = json.loads((kos["klp_target"].parent / "manifest.json").read_text())
+    ko_sum = hashlib.sha256(kos["klp_target"].read_bytes()).hexdigest()
+    assert manifest["sha256"]["klp_target.ko"] == ko_sum
+    assert "klp_target.c" in manifest["sha256"]
+
+
+def test_truncated_ko_from_make_is_one_line(
+    profile: KernelProfile, make: FakeMake, tmp_path: Path
+) -> None:
+    real = make.__call__
+
+    def truncating(argv: Sequence[str], cwd: Path) -> tuple[int, str]:
+        status, log = real(argv, cwd)
+        damage_truncate(cwd / "klp_target.ko")
+        return status, log
+
+    with pytest.raises(HarnessError, match=r"^building klp_target for debian-6.1: .*truncated"):
+        build_modules([TARGET], profile, cache_dir=tmp_path, make=truncating, compiler=COMPILER)
+
+
+def test_abandoned_work_dirs_are_swept(
+    profile: KernelProfile, make: FakeMake, tmp_path: Path
+) -> None:
+    """What a SIGKILLed build leaves (its pid is dead) goes; a live build's stays."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    tmp = tmp_path / "tmp"
+    for stem in ("build", "stage", "trash"):
+        (tmp / f"{stem}-{dead.pid}-abcd1234").mkdir(parents=True)
+        (tmp / f"{stem}-{dead.pid}-abcd1234" / "klp_target.c").write_text("half")
+    live = tmp / f"build-{os.getpid()}-live0000"
+    live.mkdir()
+    build([TARGET], profile, make, tmp_path)
+    assert sorted(p.name for p in tmp.iterdir()) == [live.name]
+
+
+def test_interrupted_build_leaves_no_work_dir(
+    profile: KernelProfile, make: FakeMake, tmp_path: Path
+) -> None:
+    def interrupted(argv: Sequence[str], cwd: Path) -> tuple[int, str]:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_modules([TARGET], profile, cache_dir=tmp_path, make=interrupted, compiler=COMPILER)
+    assert not list((tmp_path / "tmp").iterdir())
+
+
+def test_negative_jobs_is_refused_before_make(
+    profile: KernelProfile, make: FakeMake, tmp_path: Path
+) -> None:
+    with pytest.raises(UsageError, match=r"^-j -1: the number of parallel jobs must be"):
+        build_modules([TARGET], profile, cache_dir=tmp_path, make=make, compiler=COMPILER, jobs=-1)
+    assert make.calls == []
+
+
+def test_damaged_sources_dir_is_rewritten(
+    profile: KernelProfile, make: FakeMake, tmp_path: Path
+) -> None:
+    first = build_modules([TARGET], profile, cache_dir=tmp_path, make=make, compiler="x")
+    assert first.sources is not None
+    (first.sources / "klp_target.c").write_text("truncated")
+    again = build_modules([TARGET], profile, cache_dir=tmp_path, make=make, compiler="x")
+    assert again.sources == first.sources
+    assert "klp_target_init" in (first.sources / "klp_target.c").read_text()
 
 
 def test_missing_build_tree(profile: KernelProfile, make: FakeMake, tmp_path: Path) -> None:

@@ -34,8 +34,9 @@ _lock = threading.Lock()
 _installed = False
 
 
-def pdeathsig_preexec() -> Callable[[], None]:
-    """A `preexec_fn` that has the child SIGKILLed when the harness dies.
+def pdeathsig_preexec(signum: int = signal.SIGKILL) -> Callable[[], None]:
+    """A `preexec_fn` that has the child sent `signum` (SIGKILL for QEMU; SIGTERM for
+    make, which passes it on to the compilers it started) when the harness dies.
 
     The kernel sends the signal when the *thread* that forked the child exits, so a
     guest should be started from a thread that lives as long as the guest (the main
@@ -45,7 +46,7 @@ def pdeathsig_preexec() -> Callable[[], None]:
     prctl = _libc.prctl
 
     def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
         if os.getppid() != parent:
             os._exit(1)
 

@@ -9,19 +9,25 @@ dominates a small module's build time.
 
 Every `.ko` handed out has been checked: its vermagic is the profile's (so the guest will
 load it) and a livepatch module carries `livepatch=Y` (so the kernel treats it as one).
-A failed build raises a one-line HarnessError naming the module and the saved log.
+Cache entries are verified against the checksums recorded when they were written
+(`harness.modules.cache`); a damaged one is rebuilt.  A failed build raises a one-line
+HarnessError naming the module, the compiler's first error and the saved log.
+
+make runs in a process group of its own, killed as a whole if the harness is
+interrupted, and gets SIGTERM (which GNU make passes on to its children) if the
+harness dies without a chance to clean up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
-import struct
+import signal
 import subprocess
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -29,33 +35,51 @@ from pathlib import Path
 
 from harness import kernels
 from harness.errors import HarnessError, UsageError
+from harness.files import discard, make_temp_dir
+from harness.guest.reaper import pdeathsig_preexec
 from harness.kernels import KernelProfile
+from harness.modules import cache as build_cache
+from harness.modules.cache import LOG
+from harness.modules.ko import BadModule, check_ko, read_modinfo
 from harness.modules.render import KBUILD, render_kbuild, render_sources, write_sources
 from harness.scenario.types import Module, PatchModule, Scenario
 
+__all__ = ["BuildResult", "build_modules", "build_sources", "check_ko", "read_modinfo"]
+
 # Bump when the cache layout or anything else not in the key changes what a build makes.
-CACHE_FORMAT = 1
-LOG = "build.log"
+CACHE_FORMAT = 2  # 2: entries carry a manifest of checksums
 
 # (argv, cwd) -> (exit status, combined stdout/stderr)
 MakeRunner = Callable[[Sequence[str], Path], tuple[int, str]]
 
 
 def run_make(argv: Sequence[str], cwd: Path) -> tuple[int, str]:
-    """Run make, capturing stdout and stderr together (the build log)."""
+    """Run make, capturing stdout and stderr together (the build log).
+
+    In its own process group, so an interrupted build (Ctrl-C, SIGTERM) is killed
+    with every compiler it started; SIGTERM on the harness's death (GNU make passes
+    it on to its children), so even a SIGKILLed harness leaves no make behind."""
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             list(argv),
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            check=False,
+            process_group=0,
+            preexec_fn=pdeathsig_preexec(signal.SIGTERM),
         )
     except FileNotFoundError as exc:
         raise HarnessError(f"cannot run {argv[0]}: {exc.strerror} (install make)") from None
-    return proc.returncode, proc.stdout
+    try:
+        out, _ = proc.communicate()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return proc.returncode, out
 
 
 def compiler_for(profile: KernelProfile) -> str:
@@ -94,50 +118,6 @@ def module_key(name: str, source: str, profile: KernelProfile, compiler: str) ->
     }
     blob = json.dumps(material, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
-
-
-# ---- .ko checks -----------------------------------------------------------------------
-
-
-def read_modinfo(path: Path) -> dict[str, list[str]]:
-    """The `.modinfo` section of a 64-bit little-endian ELF module, as modinfo(8) shows
-    it (a key may repeat, e.g. `parm`).  Parsed here so checking a .ko costs no process."""
-    data = path.read_bytes()
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        raise HarnessError(f"{path}: not a 64-bit little-endian ELF file")
-    (shoff,) = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
-
-    def section(index: int) -> tuple[int, int, int]:
-        name, _type, _flags, _addr, offset, size = struct.unpack_from(
-            "<IIQQQQ", data, shoff + index * shentsize
-        )
-        return name, offset, size
-
-    _, str_off, str_size = section(shstrndx)
-    names = data[str_off : str_off + str_size]
-    info: dict[str, list[str]] = {}
-    for index in range(shnum):
-        name_off, offset, size = section(index)
-        if names[name_off : names.index(b"\0", name_off)] != b".modinfo":
-            continue
-        for entry in data[offset : offset + size].split(b"\0"):
-            key, sep, value = entry.decode(errors="replace").partition("=")
-            if sep:
-                info.setdefault(key, []).append(value)
-    return info
-
-
-def check_ko(path: Path, name: str, profile: KernelProfile, livepatch: bool) -> None:
-    """Refuse a .ko the profile's kernel would reject or not treat as intended."""
-    info = read_modinfo(path)
-    vermagic = " ".join(info.get("vermagic", [""])[0].split())
-    if vermagic != profile.vermagic:
-        raise HarnessError(
-            f"{name}: vermagic {vermagic!r} is not {profile.name}'s {profile.vermagic!r} ({path})"
-        )
-    if livepatch and info.get("livepatch") != ["Y"]:
-        raise HarnessError(f"{name}: livepatch module without `livepatch: Y` in modinfo ({path})")
 
 
 # ---- names the kernel already uses ----------------------------------------------------
@@ -193,18 +173,41 @@ def _builds_dir(cache_dir: Path | None) -> Path:
 def _lines_about(log: str, name: str, word: str) -> list[str]:
     """Compiler/modpost lines about module `name` containing `word` (error, warning)."""
     pattern = re.compile(rf"(^|[/\s\[]){re.escape(name)}\.(c|o|ko|mod\.c)\b")
-    return [line for line in log.splitlines() if word in line.lower() and pattern.search(line)]
+    return [
+        line
+        for line in log.splitlines()
+        if word in line.lower() and pattern.search(line) and not _MAKE_NOISE.search(line)
+    ]
 
 
-def _failure(log: str, names: Sequence[str], profile: KernelProfile, log_path: Path) -> str:
+# make's own bookkeeping ("Leaving directory", "*** [target] Error 2"): never the
+# reason a build failed, only the echo of it.
+_MAKE_NOISE = re.compile(r"make(\[\d+\])?: (Entering|Leaving) directory|\*\*\* \[.*\] Error \d+$")
+_ERROR = re.compile(r"(?i)\berror\b|\*\*\*|No rule to make target")
+
+
+def failure_line(log: str, names: Sequence[str]) -> str:
+    """The line of a failed build's log that says why: a compiler error about one of
+    `names`, else the first error line (a broken kernel tree: "ERROR: Kernel
+    configuration is invalid", a missing header), else the last line that is not
+    make's "Leaving directory"."""
     for name in names:
         errors = _lines_about(log, name, "error")
         if errors:
             first = errors[0].strip()
-            first = re.sub(r"^\S*/(?=" + re.escape(name) + r"\.)", "", first)
-            return f"building {name} for {profile.name} failed: {first} (build log: {log_path})"
-    tail = next((ln.strip() for ln in reversed(log.splitlines()) if ln.strip()), "no output")
-    return f"building {', '.join(names)} for {profile.name} failed: {tail} (build log: {log_path})"
+            return re.sub(r"^\S*/(?=" + re.escape(name) + r"\.)", "", first)
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not _MAKE_NOISE.search(ln)]
+    errors = [ln for ln in useful if _ERROR.search(ln)]
+    if errors:
+        return errors[0]
+    return useful[-1] if useful else (lines[-1] if lines else "no output")
+
+
+def _failure(log: str, names: Sequence[str], profile: KernelProfile, log_path: Path) -> str:
+    about = [n for n in names if _lines_about(log, n, "error")][:1] or names
+    line = failure_line(log, names)
+    return f"building {', '.join(about)} for {profile.name} failed: {line} (build log: {log_path})"
 
 
 def build_sources(
@@ -222,24 +225,37 @@ def build_sources(
     `livepatch` names the modules that must carry `livepatch=Y`.  `cache_dir` defaults
     to `cache_root()/builds`; `make` and `compiler` (a `--version` line) can be injected
     so the cache logic is testable without a kernel tree."""
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"-j {jobs}: the number of parallel jobs must be at least 1")
     builds = _builds_dir(cache_dir)
+    build_cache.sweep(builds)
     cc = compiler_for(profile)
     compiler = compiler if compiler is not None else compiler_id(cc)
     result = BuildResult()
     missing: dict[str, str] = {}  # name -> key
     for name in sorted(sources):
         key = module_key(name, sources[name], profile, compiler)
-        ko = builds / key / f"{name}.ko"
-        if ko.is_file():
+        ko = build_cache.lookup(builds, key, name)
+        if ko is not None and _usable(ko, name, profile, name in livepatch):
             result.modules[name] = ko
             result.cached.append(name)
         else:
+            if ko is not None:
+                build_cache.invalidate(builds, key)
             missing[name] = key
-    for name in result.cached:  # cheap, and a cache entry may have been tampered with
-        check_ko(result.modules[name], name, profile, name in livepatch)
     if missing:
         _build_missing(sources, missing, set(livepatch), profile, builds, make, cc, jobs, result)
     return result
+
+
+def _usable(ko: Path, name: str, profile: KernelProfile, livepatch: bool) -> bool:
+    """A verified entry still passes the .ko checks (cheap; entries written by an
+    older harness, or tampered with together with their manifest, may not)."""
+    try:
+        check_ko(ko, name, profile, livepatch)
+    except HarnessError:
+        return False
+    return True
 
 
 def _build_missing(
@@ -256,9 +272,7 @@ def _build_missing(
     """One make call for every missing module, then move each .ko into its key dir."""
     if not (profile.build_dir / "Makefile").is_file():
         raise HarnessError(f"{profile.name}: no kernel build tree at {profile.build_dir}")
-    work_root = builds / "tmp"
-    work_root.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="build-", dir=work_root))
+    work = build_cache.work_dir(builds)
     try:
         write_sources({n: sources[n] for n in missing}, work)
         argv = [
@@ -277,14 +291,18 @@ def _build_missing(
             failed.mkdir(exist_ok=True)
             batch = hashlib.sha256(" ".join(sorted(missing.values())).encode()).hexdigest()
             log_path = failed / f"{batch[:16]}.log"
-            shutil.copyfile(work / LOG, log_path)
+            with contextlib.suppress(OSError):
+                shutil.copyfile(work / LOG, log_path)
             raise HarnessError(_failure(log, list(missing), profile, log_path))
         for name, key in missing.items():
             built_ko = work / f"{name}.ko"
             if not built_ko.is_file():
                 raise HarnessError(f"building {name} for {profile.name}: make made no {name}.ko")
-            check_ko(built_ko, name, profile, name in livepatch)
-            result.modules[name] = _store(builds, key, name, work)
+            try:
+                check_ko(built_ko, name, profile, name in livepatch)
+            except BadModule as exc:
+                raise HarnessError(f"building {name} for {profile.name}: {exc}") from None
+            result.modules[name] = build_cache.publish(builds, key, name, work)
             result.built.append(name)
             warnings = _lines_about(log, name, "warning")
             if warnings:
@@ -292,24 +310,6 @@ def _build_missing(
         result.log = result.modules[next(iter(missing))].parent / LOG
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _store(builds: Path, key: str, name: str, work: Path) -> Path:
-    """Publish one module's .ko, source and the batch's log under builds/<key>/.
-
-    Staged in a private dir and renamed into place, so a concurrent build of the same
-    key never exposes a half-written entry; if another process won, its copy is used."""
-    final = builds / key
-    stage = Path(tempfile.mkdtemp(prefix=f"{key[:16]}-", dir=work.parent))
-    for filename in (f"{name}.ko", f"{name}.c", LOG):
-        shutil.copyfile(work / filename, stage / filename)
-    try:
-        stage.rename(final)
-    except OSError:
-        shutil.rmtree(stage, ignore_errors=True)
-        if not (final / f"{name}.ko").is_file():
-            raise HarnessError(f"cannot store {name} in the build cache at {final}") from None
-    return final / f"{name}.ko"
 
 
 def build_modules(
@@ -334,9 +334,28 @@ def build_modules(
 
 
 def _source_dir(builds: Path, sources: dict[str, str]) -> Path:
-    """builds/src/<hash of the set>/: the set's `<name>.c` files and Kbuild, written once."""
+    """builds/src/<hash of the set>/: the set's `<name>.c` files and Kbuild.  Written
+    in a temporary dir and renamed, and rewritten if a file no longer matches."""
     digest = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()
     directory = builds / "src" / digest[:32]
-    if not (directory / KBUILD).is_file():
-        write_sources(sources, directory)
+    if _sources_match(directory, sources):
+        return directory
+    stage = make_temp_dir(build_cache.tmp_dir(builds), "stage")
+    write_sources(sources, stage)
+    if directory.exists():
+        discard(directory, build_cache.tmp_dir(builds))
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        stage.rename(directory)
+    except OSError:  # another process published the same set meanwhile
+        shutil.rmtree(stage, ignore_errors=True)
     return directory
+
+
+def _sources_match(directory: Path, sources: dict[str, str]) -> bool:
+    try:
+        return (directory / KBUILD).read_text() == render_kbuild(list(sources)) and all(
+            (directory / f"{name}.c").read_text() == text for name, text in sources.items()
+        )
+    except (OSError, UnicodeDecodeError):
+        return False
