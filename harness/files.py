@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -105,3 +106,80 @@ def discard(path: Path, trash_parent: Path) -> None:
     with contextlib.suppress(OSError):  # already gone: another process discarded it
         path.rename(trash / path.name)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+# ---- a file cache entry with its checksum beside it -------------------------------------
+
+SUM_SUFFIX = ".sha256"
+_verified: dict[Path, tuple[int, int, int]] = {}  # path -> (inode, size, mtime) checked
+
+
+def sum_path(path: Path) -> Path:
+    return path.with_name(path.name + SUM_SUFFIX)
+
+
+def verify_file(path: Path) -> bool:
+    """Whether `path` matches the checksum recorded beside it when it was written.
+    A file checked once is not re-hashed in this process while its inode, size and
+    mtime stay the same."""
+    try:
+        info = path.stat()
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+        if _verified.get(path) == stamp:
+            return True
+        recorded = sum_path(path).read_text().split()
+        if not recorded or sha256_file(path) != recorded[0]:
+            return False
+    except (OSError, UnicodeDecodeError):
+        return False
+    _verified[path] = stamp
+    return True
+
+
+def publish_file(partial: Path, dest: Path) -> None:
+    """Move a finished file into place and record its checksum beside it.  The file
+    goes first: a death in between leaves a file without a checksum, which
+    `verify_file` refuses, so it is rebuilt."""
+    digest = sha256_file(partial)
+    sum_path(dest).unlink(missing_ok=True)
+    os.replace(partial, dest)
+    atomic_write(sum_path(dest), f"{digest}  {dest.name}\n")
+
+
+Builder = Callable[[Path, Path], None]  # (scratch directory, file to write)
+
+
+def cached_file(
+    dest: Path, build: Builder, force: bool = False, adopt: Callable[[Path], bool] | None = None
+) -> Path:
+    """`dest` if it matches its recorded checksum, else built now: `build` stages in
+    a scratch directory beside `dest` and writes a partial file, which is renamed
+    into place with its checksum.  Scratch left by a killed build is swept first.
+
+    `adopt` checks a file written before checksums were recorded (no `.sha256` beside
+    it); one it finds intact gets its checksum recorded instead of being rebuilt."""
+    if not force and verify_file(dest):
+        return dest
+    if not force and adopt is not None and _adopted(dest, adopt):
+        return dest
+    sweep_abandoned(dest.parent, ".build")
+    scratch = make_temp_dir(dest.parent, ".build")
+    try:
+        partial = scratch / dest.name
+        build(scratch, partial)
+        publish_file(partial, dest)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return dest
+
+
+def _adopted(dest: Path, adopt: Callable[[Path], bool]) -> bool:
+    if sum_path(dest).exists() or not dest.is_file():
+        return False
+    try:
+        if not adopt(dest):
+            return False
+        atomic_write(sum_path(dest), f"{sha256_file(dest)}  {dest.name}\n")
+    except OSError:
+        return False
+    return verify_file(dest)

@@ -5,20 +5,28 @@ A profile is either a named Debian kernel (`debian-6.1`, `debian-6.12`), fetched
 installed into the host's /boot), or a user's own built tree (`--kernel-dir DIR`).
 Fetching is idempotent: an unpacked profile records itself in `profile.json` and is
 reused by every clone on the machine.
+
+`profile.json` has its checksum, and the kernel image's size and sha256, recorded
+beside it in `checksums.json` and checked on every load (profile.json itself keeps
+its plain layout, so older checkouts sharing the cache still read it).  A damaged
+record (truncated, edited) is rewritten from the unpacked tree, which holds everything
+it says; a damaged kernel image cannot be repaired locally, so it is reported with
+the command that fetches it again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
+from harness.files import atomic_write, make_temp_dir, sha256_file, sweep_abandoned
 
 
 @dataclass(frozen=True)
@@ -68,10 +76,16 @@ def load_profile(name: str) -> KernelProfile:
             f"unknown kernel profile {name!r} (known: {', '.join(DEBIAN_SERIES)}; "
             "or use --kernel-dir DIR)"
         )
-    record = cache_root() / "kernels" / name / "profile.json"
-    if not record.is_file():
+    dest = cache_root() / "kernels" / name
+    record = dest / PROFILE_RECORD
+    if not record.is_file() and not (dest / "boot").is_dir():
         raise HarnessError(f"kernel profile {name} is not fetched yet: run `make setup`")
-    return _profile_from_json(record)
+    profile = read_record(record)
+    if profile is None:  # damaged or from an older harness: rewrite it from the tree
+        profile = describe_unpacked(name, dest)
+        write_record(profile, record)
+    check_kernel_image(profile, record)
+    return profile
 
 
 def resolve_profile(name: str | None, kernel_dir: str | None = None) -> KernelProfile:
@@ -81,16 +95,115 @@ def resolve_profile(name: str | None, kernel_dir: str | None = None) -> KernelPr
     return load_profile(name or DEFAULT_PROFILE)
 
 
-def _profile_from_json(path: Path) -> KernelProfile:
-    data = json.loads(path.read_text())
-    for key in ("bzimage", "build_dir", "modules_dir", "config"):
-        data[key] = Path(data[key])
-    return KernelProfile(**data)
+# ---- profile.json ------------------------------------------------------------------------
+
+PROFILE_RECORD = "profile.json"
+CHECKSUMS = "checksums.json"  # {"profile.json": sha256, "bzimage": {"size", "sha256"}}
+_images_checked: dict[Path, tuple[int, int, int]] = {}
 
 
-def _write_profile(profile: KernelProfile, path: Path) -> None:
+def _checksums(record: Path) -> dict[str, object]:
+    data = json.loads((record.parent / CHECKSUMS).read_text())
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
+def read_record(path: Path) -> KernelProfile | None:
+    """The profile a profile.json describes, or None if it is missing, damaged (its
+    recorded checksum does not match) or has no checksum recorded."""
+    try:
+        raw = path.read_bytes()
+        if hashlib.sha256(raw).hexdigest() != _checksums(path)[PROFILE_RECORD]:
+            return None
+        data = json.loads(raw)
+        if set(data) != {f.name for f in fields(KernelProfile)}:
+            return None
+        for key in ("bzimage", "build_dir", "modules_dir", "config"):
+            data[key] = Path(data[key])
+        return KernelProfile(**data)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_record(profile: KernelProfile, path: Path) -> None:
+    """Write profile.json, then its checksums (with the kernel image's), each
+    atomically: a death in between leaves a record that is rewritten next time."""
     data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(profile).items()}
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    text = json.dumps(data, indent=2) + "\n"
+    atomic_write(path, text)
+    sums = {
+        PROFILE_RECORD: hashlib.sha256(text.encode()).hexdigest(),
+        "bzimage": {
+            "size": profile.bzimage.stat().st_size,
+            "sha256": sha256_file(profile.bzimage),
+        },
+    }
+    atomic_write(path.parent / CHECKSUMS, json.dumps(sums, indent=2, sort_keys=True) + "\n")
+
+
+def check_kernel_image(profile: KernelProfile, record: Path) -> None:
+    """Refuse a kernel image that is not the one recorded (a truncated bzImage would
+    otherwise cost a boot timeout).  Hashed once per process while unchanged."""
+    problem = _image_problem(profile, record)
+    if problem:
+        raise HarnessError(
+            f"kernel profile {profile.name}: {profile.bzimage} {problem}: "
+            f"run `klp-harness setup {profile.name}` to fetch it again"
+        )
+
+
+def _image_problem(profile: KernelProfile, record: Path) -> str:
+    try:
+        info = profile.bzimage.stat()
+    except OSError as exc:
+        return f"is unreadable ({exc.strerror})"
+    stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+    if _images_checked.get(profile.bzimage) == stamp:
+        return ""
+    try:
+        recorded = _checksums(record)["bzimage"]
+        assert isinstance(recorded, dict)
+        size, digest = recorded["size"], recorded["sha256"]
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        return "has no recorded checksum"
+    if info.st_size != size:
+        return f"is {info.st_size} bytes, {size} were recorded (truncated?)"
+    if sha256_file(profile.bzimage) != digest:
+        return "does not match its recorded checksum (damaged)"
+    _images_checked[profile.bzimage] = stamp
+    return ""
+
+
+def describe_unpacked(name: str, dest: Path) -> KernelProfile:
+    """The profile of an unpacked Debian kernel under `dest` (what fetching found),
+    read back from the tree itself."""
+    images = sorted((dest / "boot").glob("vmlinuz-*"))
+    if len(images) != 1:
+        raise HarnessError(
+            f"kernel profile {name}: profile.json is damaged and {dest / 'boot'} does not "
+            "hold exactly one kernel image: run `make setup`"
+        )
+    release = images[0].name.removeprefix("vmlinuz-")
+    build_dir = dest / "usr/src" / f"linux-headers-{release}"
+    config_file = build_dir / ".config"
+    try:
+        config = read_config(config_file)
+    except OSError as exc:
+        raise HarnessError(
+            f"kernel profile {name}: cannot read {config_file} ({exc.strerror}): run `make setup`"
+        ) from None
+    return KernelProfile(
+        name=name,
+        release=release,
+        version=_debian_upstream_version(dest, release),
+        vermagic=vermagic_for(release, config),
+        bzimage=images[0],
+        build_dir=build_dir,
+        modules_dir=dest / "lib/modules" / release,
+        config=config_file,
+        livepatch=config.get("CONFIG_LIVEPATCH") == "y",
+    )
 
 
 # ---- config and vermagic --------------------------------------------------------------
@@ -203,14 +316,19 @@ def fetch_debian_profile(name: str, force: bool = False) -> KernelProfile:
         raise UsageError(f"unknown kernel profile {name!r}")
     dest = cache_root() / "kernels" / name
     package, abi = newest_package(DEBIAN_SERIES[name])
-    record = dest / "profile.json"
-    if record.is_file() and not force:
-        existing = _profile_from_json(record)
-        if existing.release == f"{abi}-amd64" and existing.bzimage.is_file():
+    record = dest / PROFILE_RECORD
+    if not force:
+        existing = read_record(record)
+        if (
+            existing is not None
+            and existing.release == f"{abi}-amd64"
+            and not _image_problem(existing, record)
+        ):
             return existing
     packages = [package, *_header_packages(abi)]
-    with tempfile.TemporaryDirectory(prefix="klp-fetch-", dir=cache_root()) as tmp:
-        tmp_path = Path(tmp)
+    sweep_abandoned(cache_root(), "klp-fetch")  # downloads of a killed setup
+    tmp_path = make_temp_dir(cache_root(), "klp-fetch")
+    try:
         _run(["apt-get", "download", "-q", *packages], cwd=tmp_path)
         root = tmp_path / "root"
         for deb in sorted(tmp_path.glob("*.deb")):
@@ -220,22 +338,10 @@ def fetch_debian_profile(name: str, force: bool = False) -> KernelProfile:
             shutil.rmtree(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         root.rename(dest)
-    release = f"{abi}-amd64"
-    build_dir = dest / "usr/src" / f"linux-headers-{release}"
-    config_file = build_dir / ".config"
-    config = read_config(config_file)
-    profile = KernelProfile(
-        name=name,
-        release=release,
-        version=_debian_upstream_version(dest, release),
-        vermagic=vermagic_for(release, config),
-        bzimage=dest / "boot" / f"vmlinuz-{release}",
-        build_dir=build_dir,
-        modules_dir=dest / "lib/modules" / release,
-        config=config_file,
-        livepatch=config.get("CONFIG_LIVEPATCH") == "y",
-    )
-    _write_profile(profile, record)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+    profile = describe_unpacked(name, dest)
+    write_record(profile, record)
     return profile
 
 

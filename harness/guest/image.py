@@ -11,11 +11,16 @@ list of files copied (with size and mtime), the modules and the kernel release.
 Planning an image (which is what `setup` does when everything is warm) only runs
 a handful of quick `dpkg -L`/`ldd`/`modinfo` calls.
 
+An image is built in a temporary directory, renamed into place, and its sha256 is
+written beside it (`<image>.sha256`); an image that no longer matches (truncated by
+a full disk, a killed copy) is rebuilt instead of costing a boot timeout.
+
 `python -m harness.guest.image PROFILE...` builds images by hand.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -23,11 +28,12 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.files import atomic_write, cached_file, sum_path
 from harness.guest.cpio import write_initramfs
 from harness.kernels import DEFAULT_PROFILE, KernelProfile, cache_root, load_profile
 
@@ -51,8 +57,9 @@ PROGRAMS: dict[str, tuple[str, ...] | None] = {
     "dropbear-bin": ("dropbear", "dropbearkey"),
 }
 KMOD_TOOLS = ("insmod", "modprobe", "rmmod", "lsmod", "modinfo", "depmod")
-# virtio-net's PCI transport and driver; their dependencies are added from modinfo.
-NET_MODULES = ("virtio_pci", "virtio_net")
+# virtio-net (SSH) and virtio-console (the command channel) with their PCI transport;
+# their dependencies are added from modinfo.
+NET_MODULES = ("virtio_pci", "virtio_net", "virtio_console")
 TERMINFO = ("dumb", "linux", "vt100", "vt220", "xterm", "xterm-256color", "screen", "tmux")
 TERMINFO_DIRS = (Path("/etc/terminfo"), Path("/lib/terminfo"), Path("/usr/share/terminfo"))
 TOP_LINKS = {"bin": "usr/bin", "sbin": "usr/bin", "usr/sbin": "bin", "lib": "usr/lib",
@@ -150,23 +157,41 @@ def shared_libraries(programs: list[Path]) -> dict[str, Path]:
     ldd takes ~4 ms per program, so its answers are cached by program size and
     mtime: a warm `setup` runs no ldd at all."""
     cache_file = images_dir() / "ldd-cache.json"
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
+    cache = _read_ldd_cache(cache_file)
     key = {str(p): _stat_id(p) for p in programs}
     stale = [p for p in programs if cache.get(str(p), {}).get("stat") != key[str(p)]]
     if stale:
         for name, found in _ldd(stale).items():
             cache[name] = {"stat": key[name], "libs": found}
-        cache_file.write_text(json.dumps(cache, indent=0, sort_keys=True))
+        atomic_write(cache_file, json.dumps(cache, indent=0, sort_keys=True))
     libs: dict[str, Path] = {}
     for program in programs:
-        for lib in cache[str(program)]["libs"]:
+        libs_of = cache[str(program)]["libs"]
+        assert isinstance(libs_of, list)
+        for lib in libs_of:
             host = Path(lib)
             dest = host.parent.resolve() / host.name  # /lib/x -> /usr/lib/x
             libs[str(dest).lstrip("/")] = host
     return libs
+
+
+def _read_ldd_cache(path: Path) -> dict[str, dict[str, object]]:
+    """The ldd cache, keeping only well-formed entries (a damaged file or entry is
+    just asked again)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        name: entry
+        for name, entry in data.items()
+        if isinstance(entry, dict)
+        and isinstance(entry.get("stat"), list)
+        and isinstance(entry.get("libs"), list)
+        and all(isinstance(lib, str) for lib in entry["libs"])
+    }
 
 
 def terminfo_files() -> dict[str, Path]:
@@ -287,20 +312,32 @@ def image_path(profile: KernelProfile, plan: ImagePlan) -> Path:
 
 
 def ensure_image(profile: KernelProfile, force: bool = False) -> Path:
-    """The profile's initramfs, built now if no image with the same inputs exists."""
+    """The profile's initramfs, built now if no intact image with the same inputs
+    exists."""
     plan = plan_image(profile)
     dest = image_path(profile, plan)
-    if dest.is_file() and not force:
-        return dest
-    with tempfile.TemporaryDirectory(prefix=".build-", dir=images_dir()) as tmp:
-        root = Path(tmp) / "root"
-        root.mkdir()
-        stage(plan, root)
-        partial = Path(tmp) / dest.name
-        write_initramfs(root, partial)
-        partial.replace(dest)
-    _remove_older_images(dest)
-    return dest
+    built = cached_file(dest, lambda root, out: _build(plan, root, out), force, gzip_intact)
+    _remove_older_images(built)
+    return built
+
+
+def _build(plan: ImagePlan, scratch: Path, out: Path) -> None:
+    root = scratch / "root"
+    root.mkdir()
+    stage(plan, root)
+    write_initramfs(root, out)
+
+
+def gzip_intact(path: Path) -> bool:
+    """Whether a gzip file decompresses to its end with a matching CRC and length
+    (how an image from before checksums were recorded is taken on)."""
+    try:
+        with gzip.open(path, "rb") as src:
+            while src.read(1 << 20):
+                pass
+    except (OSError, EOFError, zlib.error):
+        return False
+    return True
 
 
 def _remove_older_images(current: Path) -> None:
@@ -309,6 +346,7 @@ def _remove_older_images(current: Path) -> None:
     for old in current.parent.glob(f"{prefix}*.cpio.gz"):
         if old != current and re.fullmatch(r"[0-9a-f]{16}\.cpio\.gz", old.name[len(prefix) :]):
             old.unlink(missing_ok=True)
+            sum_path(old).unlink(missing_ok=True)
 
 
 def main(argv: list[str]) -> int:
