@@ -247,6 +247,29 @@ BAD = [
     ("unknown shadow op", ('op = "free_all"', 'op = "drop"'), "unknown shadow op 'drop'"),
     ("unknown kernel profile", ('["debian-6.1"]', '["debian-5.4"]'), "unknown profile"),
     ("empty step", ('"wait lp"', '"  "'), "steps[2]: empty step"),
+    # Values the kernel's kstrtoint refuses although Python's int(v, 0) takes them.
+    *(
+        (
+            f"kstrtoint refuses {value}",
+            ("replace=1 ", f"replace={value} "),
+            f"steps[1]: replace value {value!r}: kstrtoint would fail with -{errno_name}",
+        )
+        for value, errno_name in [
+            ("1_0", "EINVAL"),
+            ("0b1", "EINVAL"),
+            ("0o7", "EINVAL"),
+            ("08", "EINVAL"),
+            ("\u0661", "EINVAL"),  # ARABIC-INDIC DIGIT ONE
+            ("12345678901234567890", "ERANGE"),
+            ("2147483648", "ERANGE"),
+            ("0x", "EINVAL"),
+        ]
+    ),
+    (
+        "kstrtoint refuses a set value",
+        ("set lp pre_patch_ret 0", "set lp pre_patch_ret 0o0"),
+        "steps[5]: pre_patch_ret value '0o0': kstrtoint would fail with -EINVAL",
+    ),
 ]
 
 

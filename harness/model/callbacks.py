@@ -18,6 +18,7 @@ from __future__ import annotations
 from harness.model.klp import KlpObject, KlpPatch
 from harness.model.state import klp_get_prev_state_patch
 from harness.model.system import Kernel
+from harness.scenario.kstrto import kstrtoint
 from harness.scenario.types import Callback, KlpState, PatchModule
 
 # test_klp_state2.c: one pair of lines per helper, chosen by klp_get_prev_state().
@@ -107,7 +108,7 @@ def _module_callback(k: Kernel, obj: KlpObject, cb: Callback) -> int:
         module = obj.patch.mod
         desc = module.desc
         assert isinstance(desc, PatchModule)
-        ret = int(module.params.get("pre_patch_ret", str(desc.pre_patch_ret)), 0)
+        ret = kstrtoint(module.params.get("pre_patch_ret", str(desc.pre_patch_ret)))
         if ret:
             return ret  # a failing pre_patch allocates nothing
     _state_helpers(k, obj, cb)

@@ -25,6 +25,7 @@ from harness.model.klp import KLP_UNDEFINED, Module, ModuleState, Task
 from harness.model.patch import klp_ftrace_handler
 from harness.model.shadow import run_shadow_script
 from harness.model.system import Kernel
+from harness.scenario.kstrto import kstrtoint
 from harness.scenario.steps import parse_bool_param
 from harness.scenario.types import VMLINUX, Load, PatchModule, TargetModule
 
@@ -111,7 +112,7 @@ def patch_init(k: Kernel, mod: Module) -> int:
     desc = mod.desc
     assert isinstance(desc, PatchModule)
     _run_shadow(k, mod)
-    replace = int(mod.params.get("replace", str(int(desc.replace))), 0) != 0
+    replace = kstrtoint(mod.params.get("replace", str(int(desc.replace)))) != 0
     mod.patch = klp_patch_of_module(mod, replace)
     ret = klp_enable_patch(k, mod.patch)
     if ret:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 
 from harness.errors import ScenarioError
 from harness.scenario.checks import check_errno
+from harness.scenario.kstrto import KstrtoError, kstrtoint
 from harness.scenario.types import (
     VMLINUX,
     VMLINUX_FUNCS,
@@ -99,10 +100,11 @@ def parse_bool_param(value: str) -> bool | None:
 
 
 def parse_int_param(value: str) -> int | None:
-    """What `param_set_int` (kstrtoint, base 0) makes of VALUE, or None."""
+    """What `param_set_int` (kstrtoint, base 0) makes of VALUE, or None if the
+    kernel would refuse it."""
     try:
-        return int(value, 0)
-    except ValueError:
+        return kstrtoint(value)
+    except KstrtoError:
         return None
 
 
@@ -179,9 +181,13 @@ class _StepParser:
                 raise _BadStep(
                     f"{module.name} has no parameter {param!r} (it has: {', '.join(PATCH_PARAMS)})"
                 )
-            number = parse_int_param(value)
-            if number is None:
-                raise _BadStep(f"{param} must be an integer, got {value!r}")
+            try:
+                number = kstrtoint(value)
+            except KstrtoError as exc:
+                raise _BadStep(
+                    f"{param} value {value!r}: kstrtoint would fail with -{exc.errno_name}"
+                    f" ({exc}); an int is decimal, 0x hex or 0 octal, optionally signed"
+                ) from None
             if param == "pre_patch_ret":
                 try:
                     check_errno(number, param)
