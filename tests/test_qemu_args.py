@@ -10,7 +10,7 @@ from harness.guest.config import BootSpec, GuestConfig, kernel_cmdline, qemu_arg
 CONFIG = GuestConfig(kernel=Path("/k/bzImage"), initrd=Path("/k/initrd.cpio.gz"))
 BOOT = BootSpec(
     ssh_port=40022,
-    monitor_socket=Path("/tmp/klp-guest-1-x/monitor.sock"),
+    sockets=Path("/tmp/klp-guest-1-x"),
     ssh_pubkey="AAAAC3NzaC1lZDI1NTE5AAAAIKEY",
     accel_args=TCG_ARGS,
 )
@@ -56,16 +56,37 @@ def test_network_is_restricted_and_ssh_forwarded_on_loopback_only() -> None:
 def test_console_on_stdio_without_graphics_or_default_devices() -> None:
     args = qemu_args(CONFIG, BOOT)
     assert value(args, "-serial") == "chardev:console"
-    assert value(args, "-chardev").startswith("stdio,id=console")
-    assert "signal=off" in value(args, "-chardev")
+    chardevs = [args[i + 1] for i, a in enumerate(args) if a == "-chardev"]
+    assert chardevs[0].startswith("stdio,id=console")
+    assert "signal=off" in chardevs[0]
     assert value(args, "-display") == "none"
     assert "-nodefaults" in args
     assert "-nographic" not in args  # it would multiplex the monitor onto the console
 
 
-def test_monitor_socket_in_the_guest_temp_dir() -> None:
-    monitor = value(qemu_args(CONFIG, BOOT), "-monitor")
-    assert monitor == "unix:/tmp/klp-guest-1-x/monitor.sock,server=on,wait=off"
+def test_qmp_socket_in_the_guest_temp_dir() -> None:
+    qmp = value(qemu_args(CONFIG, BOOT), "-qmp")
+    assert qmp == "unix:/tmp/klp-guest-1-x/qmp.sock,server=on,wait=off"
+
+
+def test_command_channel_ports_are_unix_sockets_in_the_temp_dir() -> None:
+    args = qemu_args(CONFIG, BOOT)
+    chardevs = [args[i + 1] for i, a in enumerate(args) if a == "-chardev"]
+    assert "socket,id=klpcmd,path=/tmp/klp-guest-1-x/cmd.sock,server=on,wait=off" in chardevs
+    assert "socket,id=klperr,path=/tmp/klp-guest-1-x/err.sock,server=on,wait=off" in chardevs
+    devices = [args[i + 1] for i, a in enumerate(args) if a == "-device"]
+    assert any(d.endswith("name=klp.cmd") for d in devices)
+    assert any(d.endswith("name=klp.err") for d in devices)
+
+
+def test_restore_adds_incoming_and_nothing_else() -> None:
+    """A restored guest must get the saved guest's machine: same arguments plus one."""
+    saved = Path("/cache/snap dir/state.mig")
+    restore = BootSpec(40022, Path("/tmp/klp-guest-1-x"), "AAAAC3NzaC1lZDI1NTE5AAAAIKEY",
+                       TCG_ARGS, incoming=saved)  # fmt: skip
+    booted, restored = qemu_args(CONFIG, BOOT), qemu_args(CONFIG, restore)
+    assert restored[: len(booted)] == booted
+    assert restored[len(booted) :] == ["-incoming", "exec:cat '/cache/snap dir/state.mig'"]
 
 
 def test_kernel_cmdline_carries_key_and_console_settings() -> None:

@@ -2,14 +2,16 @@
 
 The config is a small frozen dataclass so it can be compared, logged and reused;
 everything that changes from boot to boot (the SSH port, the key, the monitor
-socket) is a separate `BootSpec`.  The command line is assembled from one small
-function per concern, each returning an argument list, so adding a device or, later,
-`-incoming` for snapshot restore means adding one function.
+sockets) is a separate `BootSpec`.  The command line is assembled from one small
+function per concern, each returning an argument list.  A guest restored from a
+snapshot gets the same command line as the guest that was saved, plus `-incoming`:
+only host-side values (port, socket paths) may differ.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,9 +60,22 @@ class BootSpec:
     """Per-boot values: chosen fresh for every QEMU started."""
 
     ssh_port: int  # host port forwarded to the guest's SSH, on 127.0.0.1 only
-    monitor_socket: Path  # HMP monitor (stop/migrate/quit), for snapshot support
+    sockets: Path  # directory of QEMU's unix sockets (QMP, command channel ports)
     ssh_pubkey: str  # base64 blob of the ed25519 key the guest authorizes for root
     accel_args: tuple[str, ...]  # from harness.guest.accel
+    incoming: Path | None = None  # a saved guest state to resume instead of booting
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.sockets / "qmp.sock"
+
+    @property
+    def cmd_socket(self) -> Path:
+        return self.sockets / "cmd.sock"
+
+    @property
+    def err_socket(self) -> Path:
+        return self.sockets / "err.sock"
 
 
 def kernel_cmdline(config: GuestConfig, boot: BootSpec) -> str:
@@ -117,7 +132,31 @@ def network_args(boot: BootSpec) -> list[str]:
 
 
 def monitor_args(boot: BootSpec) -> list[str]:
-    return ["-monitor", f"unix:{boot.monitor_socket},server=on,wait=off"]
+    """QMP, for stopping, saving and resuming the guest (harness.guest.qmp)."""
+    return ["-qmp", f"unix:{boot.qmp_socket},server=on,wait=off"]
+
+
+def channel_args(boot: BootSpec) -> list[str]:
+    """The command channel (harness.guest.channel): two virtio-serial ports whose host
+    ends are unix sockets; the guest's init runs a bash on them."""
+    from harness.guest.channel import CMD_PORT, ERR_PORT
+
+    args = ["-device", "virtio-serial-pci,id=klpser"]
+    for chardev, path, name in (("klpcmd", boot.cmd_socket, CMD_PORT),
+                                ("klperr", boot.err_socket, ERR_PORT)):  # fmt: skip
+        args += [
+            "-chardev", f"socket,id={chardev},path={path},server=on,wait=off",
+            "-device", f"virtserialport,bus=klpser.0,chardev={chardev},name={name}",
+        ]  # fmt: skip
+    return args
+
+
+def incoming_args(boot: BootSpec) -> list[str]:
+    """Resume a saved guest: QEMU loads its state instead of booting (then waits,
+    paused, for `cont`)."""
+    if boot.incoming is None:
+        return []
+    return ["-incoming", f"exec:cat {shlex.quote(str(boot.incoming))}"]
 
 
 def qemu_args(config: GuestConfig, boot: BootSpec) -> list[str]:
@@ -129,6 +168,8 @@ def qemu_args(config: GuestConfig, boot: BootSpec) -> list[str]:
         *console_args(),
         *network_args(boot),
         *monitor_args(boot),
+        *channel_args(boot),
+        *incoming_args(boot),
     ]
 
 

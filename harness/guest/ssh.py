@@ -1,28 +1,19 @@
-"""SSH into the guest (paramiko client, dropbear server) with a persistent shell.
+"""SSH into the guest (paramiko client, dropbear server), for interactive shells.
 
-Opening an SSH channel per command costs ~165 ms in a TCG guest (dropbear forks
-and execs a shell); a trivial command in an already running shell costs ~1 ms.
-So `RemoteShell` keeps one bash running and frames every command with random
-markers on stdout and stderr, followed by its exit code.  Each command runs in a
-subshell, so `cd`, variables or `exit` in one command cannot affect the next.
+Commands and file copies use the command channel (harness.guest.channel), which a
+restored guest answers at once; an SSH login into a TCG guest costs most of a
+second, so it is made only when a person wants a shell.
 
-A command that times out leaves its shell busy: the shell is dropped and the
-processes of its session are killed from a fresh one.
-
-Keys are fresh per guest: an ed25519 key pair in the guest's temp dir, whose
-public half the guest learns from its kernel command line.  The guest's host key
-is not checked: it is generated at boot, and the port is a fresh one on 127.0.0.1.
+Keys: an ed25519 key pair per guest (or per saved guest), whose public half the
+guest learns from its kernel command line.  The guest's host key is generated at
+boot; the harness reads it over the command channel and accepts no other.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import re
-import secrets
 import select
-import shlex
 import socket
 import sys
 import termios
@@ -30,15 +21,13 @@ import time
 import tty
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import NoReturn
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from paramiko.pipe import make_pipe
 
 from harness.guest.errors import GuestError, GuestTimeout
-from harness.guest.result import CommandResult
 
 USER = "root"
 SELECT_SLICE = 0.05  # how often a waiting command looks at the crash watcher
@@ -81,8 +70,16 @@ def new_key(directory: Path) -> tuple[Path, str]:
     return path, public.decode().split()[1]
 
 
-def connect(port: int, key_file: Path, deadline: float, poll: Poll) -> paramiko.Transport:
-    """Log in as root, retrying until the guest's dropbear answers or `deadline`."""
+def public_key(key_file: Path) -> str:
+    """The base64 public half of a private key file made by `new_key`."""
+    return str(paramiko.Ed25519Key.from_private_key_file(str(key_file)).get_base64())
+
+
+def connect(
+    port: int, key_file: Path, deadline: float, poll: Poll, host_key: str | None = None
+) -> paramiko.Transport:
+    """Log in as root, retrying until the guest's dropbear answers or `deadline`.
+    `host_key` ("ssh-ed25519 AAAA..."): the only server key accepted."""
     key = paramiko.Ed25519Key.from_private_key_file(str(key_file))
     last_error = "no attempt"
     while time.monotonic() < deadline:
@@ -93,6 +90,7 @@ def connect(port: int, key_file: Path, deadline: float, poll: Poll) -> paramiko.
             transport = paramiko.Transport(sock)
             transport.banner_timeout = 2.0
             transport.start_client(timeout=5.0)
+            _check_host_key(transport, host_key)
             transport.auth_publickey(USER, key)
             return transport
         except (OSError, EOFError, paramiko.SSHException) as exc:
@@ -103,79 +101,13 @@ def connect(port: int, key_file: Path, deadline: float, poll: Poll) -> paramiko.
     raise GuestTimeout(f"SSH to the guest did not come up: {last_error}")
 
 
-class RemoteShell:
-    """One long-running bash in the guest, fed commands on stdin."""
-
-    def __init__(self, transport: paramiko.Transport, poll: Poll) -> None:
-        self._transport = transport
-        self._poll = poll
-        self._chan = transport.open_session()
-        # A session of its own (dropbear keeps one per connection, shared by all
-        # channels), so a stuck command can be killed with all it started.
-        self._chan.exec_command("exec setsid bash --noprofile --norc")
-        # stderr arrivals do not wake the channel's own fileno(); give them a pipe.
-        self._err_pipe = make_pipe()
-        self._chan.in_stderr_buffer.set_event(self._err_pipe)  # type: ignore[arg-type]
-        self.session = 0
-        self.session = int(self.run("cut -d' ' -f6 /proc/$$/stat", timeout=30.0).stdout)
-
-    def run(self, cmd: str, timeout: float) -> CommandResult:
-        try:
-            return self._run(cmd, timeout)
-        except TRANSPORT_ERRORS as exc:
-            connection_lost(self._poll, f"SSH connection to the guest failed: {exc}")
-
-    def _run(self, cmd: str, timeout: float) -> CommandResult:
-        nonce = secrets.token_hex(8)
-        script = (
-            f"( eval {shlex.quote(cmd)} ) </dev/null; __rc=$?; "
-            f"printf '\\n%s\\n' {nonce}:err >&2; printf '\\n%s %d\\n' {nonce}:out $__rc\n"
-        )
-        self._chan.sendall(script.encode())
-        out_end = re.compile(rb"\n" + nonce.encode() + rb":out (\d+)\n")
-        err_end = b"\n" + nonce.encode() + b":err\n"
-        out, err = bytearray(), bytearray()
-        deadline = time.monotonic() + timeout
-        what = f"`{cmd}` (timeout {timeout:g} s)"
-        match: re.Match[bytes] | None = None
-        err_at = -1
-        while match is None or err_at < 0:
-            self._wait(deadline, what)
-            seen_out, seen_err = len(out), len(err)
-            out += self._drain(self._chan.recv_ready, self._chan.recv)
-            err += self._drain(self._chan.recv_stderr_ready, self._chan.recv_stderr)
-            if match is None:
-                match = out_end.search(out, max(0, seen_out - 64))
-            if err_at < 0:
-                err_at = err.find(err_end, max(0, seen_err - 64))
-        # Anything after the markers came from background jobs of the command.
-        stdout = bytes(out[: match.start()]).decode(errors="replace")
-        stderr = bytes(err[:err_at]).decode(errors="replace")
-        return CommandResult(int(match.group(1)), stdout, stderr)
-
-    def _wait(self, deadline: float, what: str) -> None:
-        """Block until output may have arrived; raise on timeout or a lost guest."""
-        self._poll()
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise GuestTimeout(f"{what} did not finish in the guest")
-        if self._chan.closed or self._chan.exit_status_ready():
-            if not self._transport.is_active():
-                connection_lost(self._poll, "the SSH connection to the guest closed")
-            connection_lost(self._poll, "the guest's SSH shell exited")
-        fds = [self._chan.fileno(), self._err_pipe.fileno()]
-        select.select(fds, [], [], min(SELECT_SLICE, left))
-
-    @staticmethod
-    def _drain(ready: Callable[[], bool], recv: Callable[[int], bytes]) -> bytes:
-        data = b""
-        while ready():
-            data += recv(1 << 20)
-        return data
-
-    def close(self) -> None:
-        self._chan.close()
-        self._err_pipe.close()
+def _check_host_key(transport: paramiko.Transport, expected: str | None) -> None:
+    if expected is None:
+        return
+    got = transport.get_remote_server_key()
+    if f"{got.get_name()} {got.get_base64()}" != expected:
+        transport.close()
+        raise GuestError("the guest's SSH host key is not the one it reported: refusing it")
 
 
 class SshSession:
@@ -184,57 +116,6 @@ class SshSession:
     def __init__(self, transport: paramiko.Transport, poll: Poll) -> None:
         self.transport = transport
         self._poll = poll
-        self._shell: RemoteShell | None = None
-
-    def shell(self) -> RemoteShell:
-        if self._shell is None:
-            self._shell = RemoteShell(self.transport, self._poll)
-        return self._shell
-
-    def run(self, cmd: str, timeout: float) -> CommandResult:
-        shell = self.shell()
-        try:
-            return shell.run(cmd, timeout)
-        except GuestTimeout:
-            self._abandon(shell)
-            raise
-        except Exception:
-            self._shell = None  # a broken shell is reopened by the next command
-            with contextlib.suppress(Exception):
-                shell.close()
-            raise
-
-    def _abandon(self, shell: RemoteShell) -> None:
-        """Drop a shell stuck in a command and kill everything it started."""
-        self._shell = None
-        shell.close()
-        with contextlib.suppress(GuestError):
-            self.shell().run(f"pkill -KILL -s {shell.session}", 10.0)
-
-    def put_file(self, local: Path, remote: str, timeout: float = 120.0) -> None:
-        """Copy a file in by streaming it into `cat` (dropbear has no SFTP)."""
-        with local.open("rb") as src:  # a missing local file is the caller's OSError
-            try:
-                self._send_file(src, local, remote, timeout)
-            except TRANSPORT_ERRORS as exc:
-                connection_lost(self._poll, f"SSH connection to the guest failed: {exc}")
-
-    def _send_file(self, src: BinaryIO, local: Path, remote: str, timeout: float) -> None:
-        chan = self.transport.open_session()
-        try:
-            chan.settimeout(timeout)
-            chan.exec_command(f"cat > {shlex.quote(remote)}")
-            while chunk := src.read(1 << 16):
-                chan.sendall(chunk)
-            chan.shutdown_write()
-            if not chan.status_event.wait(timeout):
-                raise GuestTimeout(f"copying {local} to {remote} timed out")
-            status = chan.recv_exit_status()
-            if status != 0:
-                err = chan.recv_stderr(4096).decode(errors="replace").strip()
-                raise GuestError(f"copying {local} to {remote} failed: {err}")
-        finally:
-            chan.close()
 
     def interactive(self, on_crash: Callable[[], str | None]) -> None:
         """A login shell on the user's terminal, until they exit it."""
@@ -258,10 +139,6 @@ class SshSession:
             os.write(sys.stdout.fileno(), f"\r\n[klp-harness: {note}]\r\n".encode())
 
     def close(self) -> None:
-        if self._shell is not None:
-            with contextlib.suppress(Exception):
-                self._shell.close()
-            self._shell = None
         self.transport.close()
 
 

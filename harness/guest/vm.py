@@ -1,10 +1,12 @@
-"""`Guest`: one running QEMU guest, driven over SSH and the serial console.
+"""`Guest`: one running QEMU guest, driven over its command channel and serial console.
 
     with Guest(GuestConfig.for_profile(profile)) as guest:
         guest.run("uname -r")             # CommandResult(exit_code, stdout, stderr)
 
-Entering boots the guest and waits until both its serial shell and SSH answer;
-leaving (however it happens) kills QEMU and removes the guest's temp dir.  Any
+Entering boots the guest (or resumes a saved one: `Guest(config, restore=saved)`)
+and waits until its command channel answers; leaving (however it happens) kills
+QEMU and removes the guest's temp dir.  Commands and file copies use the command
+channel (harness.guest.channel); SSH is connected only for interactive shells.  Any
 operation during which the console shows a crash report raises GuestCrashed with
 the report, and so does every later one: a guest that crashed once is lost.
 """
@@ -17,22 +19,24 @@ import shutil
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from paramiko import SSHException
-
 from harness.guest import reaper
 from harness.guest.accel import choose_accel, default_cache
+from harness.guest.channel import PortShell
 from harness.guest.config import BootSpec, GuestConfig, qemu_args
 from harness.guest.console import Console
 from harness.guest.errors import CommandFailed, GuestCrashed, GuestError, GuestTimeout
+from harness.guest.qmp import QmpClient
 from harness.guest.result import CommandResult
-from harness.guest.ssh import SshSession, connect, new_key
+from harness.guest.ssh import SshSession, connect, new_key, public_key
 
 __all__ = ["CommandResult", "Guest", "GuestConfig", "GuestCrashed", "GuestTimeout"]
 
 READY_MARKER = r"klp-harness: guest ready"
+HOST_KEY = "/etc/dropbear/ed25519_host_key"
 HOSTFWD_FAILED = "Could not set up host forwarding rule"
 PORT_ATTEMPTS = 3
 
@@ -45,21 +49,43 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Guest:
-    """Owns one QEMU process, its console, its SSH session and its temp dir."""
+@dataclass(frozen=True)
+class SavedGuest:
+    """A guest state saved by `Guest.save` (harness.guest.snapshot keeps them): the
+    migration stream and the SSH key its kernel command line authorizes."""
 
-    def __init__(self, config: GuestConfig) -> None:
+    state: Path
+    key_file: Path
+
+
+class RestoreFailed(GuestError):
+    """QEMU could not resume a saved guest (corrupt or incompatible state): the
+    caller discards the saved state and boots instead."""
+
+
+class Guest:
+    """Owns one QEMU process, its console, its command channel and its temp dir."""
+
+    def __init__(
+        self,
+        config: GuestConfig,
+        restore: SavedGuest | None = None,
+        key_file: Path | None = None,
+    ) -> None:
         self.config = config
+        self.restore = restore
+        self.restored = False  # resumed from `restore` (rather than booted)
         self.accel = ""
         self.accel_reason = ""
         self.qemu_cmdline: list[str] = []
         self.console_log = Path()
-        self.boot_seconds = 0.0  # QEMU start -> SSH shell answers
-        self.shell_seconds = 0.0  # QEMU start -> serial shell answers
+        self.boot_seconds = 0.0  # QEMU start -> command channel answers
+        self.shell_seconds = 0.0  # QEMU start -> serial shell answers (booted guests)
         self.temp_dir: Path | None = None
         self._console: Console | None = None
+        self._channel: PortShell | None = None
         self._ssh: SshSession | None = None
-        self._key_file = Path()
+        self._key_file = restore.key_file if restore is not None else key_file
         self._port = 0
         self._token: int | None = None
 
@@ -86,13 +112,17 @@ class Guest:
         self.temp_dir = reaper.make_temp_dir()
         accel = choose_accel(self.config.kernel, default_cache(), requested=self.config.accel)
         self.accel, self.accel_reason = accel.name, accel.reason
-        self._key_file, pubkey = new_key(self.temp_dir)
+        if self._key_file is None:
+            self._key_file, pubkey = new_key(self.temp_dir)
+        else:
+            pubkey = public_key(self._key_file)
         self.console_log = self._console_log_path()
+        incoming = self.restore.state if self.restore is not None else None
         for attempt in range(PORT_ATTEMPTS):
             self._port = free_port()
-            boot = BootSpec(self._port, self.temp_dir / "monitor.sock", pubkey, accel.args)
+            boot = BootSpec(self._port, self.temp_dir, pubkey, accel.args, incoming)
             try:
-                self._boot(boot)
+                self._start_qemu(boot)
                 return
             except GuestCrashed as exc:
                 if HOSTFWD_FAILED not in exc.excerpt or attempt == PORT_ATTEMPTS - 1:
@@ -111,26 +141,49 @@ class Guest:
                 return path
         raise GuestError(f"no free console log name in {self.config.log_dir}")
 
-    def _boot(self, boot: BootSpec) -> None:
-        """Start QEMU and wait for the serial shell, then for SSH."""
+    def _start_qemu(self, boot: BootSpec) -> None:
+        """Start QEMU, connect the command channel at once (the guest's bash reads
+        end-of-file while it is not connected), then boot or resume."""
         self.qemu_cmdline = qemu_args(self.config, boot)
         started = time.monotonic()
         deadline = started + self.config.boot_timeout
-        self._console = Console(self.qemu_cmdline, self.console_log, reaper.pdeathsig_preexec())
+        console = Console(self.qemu_cmdline, self.console_log, reaper.pdeathsig_preexec())
+        self._console = console
         try:
-            self._console.wait_for(READY_MARKER, deadline - time.monotonic())
-            self._console.run("true", max(1.0, deadline - time.monotonic()))
+            self._channel = PortShell(boot.cmd_socket, boot.err_socket, deadline, console.check)
+            if boot.incoming is not None:
+                self._resume(boot, deadline)
+            else:
+                console.wait_for(READY_MARKER, deadline - time.monotonic())
+                console.run("true", max(1.0, deadline - time.monotonic()))
+                self.shell_seconds = time.monotonic() - started
+            self._channel.start(max(1.0, deadline - time.monotonic()))
         except GuestTimeout as exc:
-            raise GuestTimeout(f"guest did not boot: {exc}", self._console.tail()) from None
-        self.shell_seconds = time.monotonic() - started
-        try:
-            transport = connect(self._port, self._key_file, deadline, self._console.check)
-        except GuestTimeout as exc:
-            raise GuestTimeout(str(exc), self._console.tail()) from None
-        self._ssh = SshSession(transport, self._console.check)
-        self._ssh.shell()
+            what = "guest did not resume" if boot.incoming else "guest did not boot"
+            raise GuestTimeout(f"{what}: {exc}", console.tail()) from None
         self.boot_seconds = time.monotonic() - started
-        self._check_release()
+        self.restored = boot.incoming is not None
+        if not self.restored:
+            self._check_release()
+
+    def _resume(self, boot: BootSpec, deadline: float) -> None:
+        """Wait until QEMU has loaded the saved state, then let the guest run."""
+        console = self._live_console()
+        try:
+            with QmpClient(boot.qmp_socket, deadline) as qmp:
+                state = qmp.wait_status_not("inmigrate", deadline)
+                if state not in ("paused", "running", "prelaunch"):
+                    raise RestoreFailed(f"QEMU did not load the saved guest (state {state})")
+                qmp.execute("cont")
+        except GuestError as exc:
+            if isinstance(exc, RestoreFailed):
+                raise
+            if not console.is_running():
+                raise RestoreFailed(
+                    f"QEMU could not load the saved guest: {console.qemu_exit()}",
+                    console.tail(10),
+                ) from None
+            raise
 
     def _check_release(self) -> None:
         if self.config.release:
@@ -143,6 +196,9 @@ class Guest:
             with contextlib.suppress(Exception):
                 self._ssh.close()
             self._ssh = None
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
         if self._console is not None:
             self._console.close()
             self._console = None
@@ -164,21 +220,46 @@ class Guest:
         return self._live_console().pid
 
     @property
-    def monitor_socket(self) -> Path:
-        """QEMU's HMP monitor (unix socket), e.g. for `stop` and `migrate`."""
+    def qmp_socket(self) -> Path:
+        """QEMU's QMP socket (harness.guest.qmp), e.g. for `stop` and `migrate`."""
         assert self.temp_dir is not None
-        return self.temp_dir / "monitor.sock"
+        return self.temp_dir / "qmp.sock"
+
+    @property
+    def key_file(self) -> Path:
+        """The SSH private key the guest authorizes for root."""
+        assert self._key_file is not None
+        return self._key_file
 
     def _live_console(self) -> Console:
         if self._console is None:
             raise GuestError("the guest is not running")
         return self._console
 
-    def _live_ssh(self) -> SshSession:
+    def _live_channel(self) -> PortShell:
         self._live_console()
-        if self._ssh is None:
+        if self._channel is None:
             raise GuestError("the guest is not running")
+        return self._channel
+
+    def _live_ssh(self) -> SshSession:
+        """SSH, connected on first use, the guest's host key checked against the one
+        read over the command channel (a local QEMU socket, so it cannot be spoofed)."""
+        console = self._live_console()
+        if self._ssh is None:
+            host_key = self.host_key()
+            deadline = time.monotonic() + 60
+            transport = connect(self._port, self.key_file, deadline, console.check, host_key)
+            self._ssh = SshSession(transport, console.check)
         return self._ssh
+
+    def host_key(self) -> str:
+        """The guest's SSH host key ("ssh-ed25519 AAAA..."), read over the channel."""
+        out = self.run(f"dropbearkey -y -f {HOST_KEY}", check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("ssh-ed25519 "):
+                return " ".join(line.split()[:2])
+        raise GuestError("the guest's SSH host key could not be read")
 
     def check_alive(self) -> None:
         """Raise GuestCrashed (with the report) if the guest crashed or QEMU died."""
@@ -192,22 +273,30 @@ class Guest:
     # ---- commands -------------------------------------------------------------------------
 
     def run(self, cmd: str, timeout: float = 30.0, check: bool = False) -> CommandResult:
-        """Run a shell command over SSH (bash, stdin /dev/null, own subshell)."""
-        ssh = self._live_ssh()
+        """Run a shell command on the command channel (bash, stdin /dev/null, own
+        subshell).  A command that times out is killed with all it started."""
+        channel = self._live_channel()
         self.check_alive()
         try:
-            result = ssh.run(cmd, timeout)
+            result = channel.run(cmd, timeout)
         except GuestCrashed:
             raise
         except GuestTimeout:
             self.check_alive()
+            self._kill_stuck(channel)
             raise
-        except (GuestError, OSError, EOFError, SSHException) as exc:
+        except (GuestError, OSError) as exc:
             raise self._guarded(f"`{cmd}`", exc) from exc
         self.check_alive()
         if check and result.exit_code != 0:
             raise CommandFailed(cmd, result)
         return result
+
+    def _kill_stuck(self, channel: PortShell) -> None:
+        """Kill the channel's bash session from the serial console; init starts a
+        new bash, and the channel skips what the old one left behind."""
+        self._live_console().run(f"pkill -KILL -s {channel.session}; true", 30.0)
+        channel.resync()
 
     def run_serial(self, cmd: str, timeout: float = 30.0, check: bool = False) -> CommandResult:
         """Run a shell command on the serial console (works when SSH does not)."""
@@ -218,14 +307,32 @@ class Guest:
 
     def put_file(self, local: Path, remote: str) -> None:
         """Copy a host file to `remote` in the guest."""
-        ssh = self._live_ssh()
+        channel = self._live_channel()
         self.check_alive()
         try:
-            ssh.put_file(Path(local), remote)
+            channel.put_file(Path(local), remote)
         except GuestCrashed:
             raise
-        except (GuestError, OSError, EOFError, SSHException) as exc:
+        except GuestTimeout:
+            self.check_alive()
+            self._kill_stuck(channel)
+            raise
+        except (GuestError, OSError) as exc:
             raise self._guarded(f"copying {local}", exc) from exc
+        self.check_alive()
+
+    def save(self, state: Path, timeout: float = 120.0) -> None:
+        """Save the guest's whole state to `state` (stopped meanwhile, then resumed),
+        for `Guest(config, restore=SavedGuest(state, guest.key_file))`.  Nothing may
+        run on the command channel meanwhile."""
+        self.check_alive()
+        deadline = time.monotonic() + timeout
+        with QmpClient(self.qmp_socket, deadline) as qmp:
+            qmp.execute("stop")
+            try:
+                qmp.migrate_to_file(state, deadline)
+            finally:
+                qmp.execute("cont")
         self.check_alive()
 
     def interactive(self, serial: bool = False) -> None:
@@ -244,10 +351,14 @@ class Guest:
         self._live_ssh().interactive(crash_note)
 
     def ssh_command(self) -> str:
-        """A command line to reach the guest from another terminal while it runs."""
+        """A command line to reach the guest from another terminal while it runs; the
+        guest's host key is pinned in a known_hosts file of the guest's own."""
+        assert self.temp_dir is not None
+        known_hosts = self.temp_dir / "known_hosts"
+        known_hosts.write_text(f"[127.0.0.1]:{self._port} {self.host_key()}\n")
         return shlex.join([
-            "ssh", "-i", str(self._key_file), "-p", str(self._port),
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "ssh", "-i", str(self.key_file), "-p", str(self._port),
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
             "-o", "LogLevel=ERROR", "root@127.0.0.1",
         ])  # fmt: skip
 
