@@ -22,25 +22,90 @@ PREPARE = (
     f"echo 'func klp_try_switch_task -p' > {DYNDBG_CONTROL} && "
     "sysctl -q kernel.ftrace_enabled=1"
 )
-LOADED_MODULES = "cut -d' ' -f1 /proc/modules | sort"
+
+
+# Taint flags a scenario is expected to raise (kernel/panic.c taint_flags): loading
+# an out-of-tree (O), unsigned (E) module, and a livepatch (K).  Any other new flag
+# (W: a WARN, D: an oops, B: bad page, L: soft lockup, ...) means the kernel was hurt.
+EXPECTED_TAINT = "OEK"
+TAINT_LETTERS = "PFSRMBUDAWCIOELKXTN"  # bit n -> letter, as /proc/sys/kernel/tainted
 
 
 @dataclass(frozen=True)
 class GuestBaseline:
-    """What a clean guest looks like: the modules loaded right after boot."""
+    """What a clean guest looks like: the modules loaded right after boot, and the
+    kernel's taint then."""
 
     modules: frozenset[str]
+    taint: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {"modules": sorted(self.modules), "taint": self.taint}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> GuestBaseline:
+        modules, taint = data.get("modules"), data.get("taint")
+        if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+            raise ValueError("snapshot baseline is malformed")
+        if not isinstance(taint, int):
+            raise ValueError("snapshot baseline is malformed")
+        return cls(frozenset(modules), taint)
+
+
+def taint_letters(mask: int) -> str:
+    return "".join(c for bit, c in enumerate(TAINT_LETTERS) if mask & (1 << bit))
+
+
+def unexpected_taint(before: int, after: int) -> str:
+    """Letters of taint flags raised since `before` that no scenario should raise."""
+    return "".join(c for c in taint_letters(after & ~before) if c not in EXPECTED_TAINT)
+
+
+# One round trip, builtins only: registered patches, loaded modules, ftrace_enabled,
+# taint.
+STATE_SCRIPT = (
+    f"echo @@patches; for d in {LIVEPATCH_SYSFS}/*; do "
+    '[ -e "$d" ] && echo "${d##*/}"; done; '
+    "echo @@modules; while read -r m _; do echo \"$m\"; done < /proc/modules; "
+    "echo @@ftrace; read -r v < /proc/sys/kernel/ftrace_enabled; echo \"$v\"; "
+    "echo @@taint; read -r v < /proc/sys/kernel/tainted; echo \"$v\""
+)
+
+
+@dataclass(frozen=True)
+class GuestState:
+    patches: tuple[str, ...]
+    modules: frozenset[str]
+    ftrace_enabled: str
+    taint: int
+
+
+def read_state(shell: Shell) -> GuestState:
+    sections: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in shell.run(STATE_SCRIPT, check=True).stdout.splitlines():
+        if line.startswith("@@"):
+            current = sections.setdefault(line[2:], [])
+        elif line.strip():
+            current.append(line.strip())
+    taint = sections.get("taint", ["0"])
+    return GuestState(
+        tuple(sections.get("patches", [])),
+        frozenset(sections.get("modules", [])),
+        "".join(sections.get("ftrace", [])),
+        int(taint[0]) if taint and taint[0].isdigit() else -1,
+    )
 
 
 def prepare(shell: Shell) -> GuestBaseline:
     """Run once after boot: debug settings, and remember the boot-time modules."""
     shell.run(PREPARE, check=True)
-    return GuestBaseline(frozenset(shell.run(LOADED_MODULES, check=True).stdout.split()))
+    state = read_state(shell)
+    return GuestBaseline(state.modules, state.taint)
 
 
 def _extra_modules(shell: Shell, baseline: GuestBaseline) -> list[str]:
-    loaded = shell.run(LOADED_MODULES, check=True).stdout.split()
-    return [m for m in loaded if m not in baseline.modules]
+    return sorted(read_state(shell).modules - baseline.modules)
 
 
 CLEANUP_SCRIPT = (
@@ -71,14 +136,17 @@ def clean(shell: Shell, baseline: GuestBaseline) -> list[str]:
 
 
 def verify_clean(shell: Shell, baseline: GuestBaseline) -> list[str]:
+    """Reasons the guest is not as clean as right after boot (empty: clean)."""
+    state = read_state(shell)
     problems = []
-    patches = shell.run(f"ls {LIVEPATCH_SYSFS} 2>/dev/null; true").stdout.split()
-    if patches:
-        problems.append(f"patches still registered: {' '.join(patches)}")
-    extra = _extra_modules(shell, baseline)
+    if state.patches:
+        problems.append(f"patches still registered: {' '.join(state.patches)}")
+    extra = sorted(state.modules - baseline.modules)
     if extra:
         problems.append(f"modules still loaded: {' '.join(extra)}")
-    ftrace = shell.run("sysctl -n kernel.ftrace_enabled").stdout.strip()
-    if ftrace != "1":
-        problems.append(f"kernel.ftrace_enabled is {ftrace or '?'}")
+    if state.ftrace_enabled != "1":
+        problems.append(f"kernel.ftrace_enabled is {state.ftrace_enabled or '?'}")
+    hurt = unexpected_taint(baseline.taint, state.taint)
+    if hurt:
+        problems.append(f"kernel taint raised: {hurt}")
     return problems

@@ -1,0 +1,181 @@
+"""Ready guests saved once and resumed many times.
+
+Booting a TCG guest costs seconds; resuming a saved one costs a fraction of one.  So
+the first guest of a profile is booted, brought to the ready state (the caller's
+`prepare`: debug settings, baseline), saved with QEMU's migration to a file, and
+every later guest of that profile resumes from the file, on any number of guests at
+once.
+
+A snapshot is only as good as its match with what would boot today, so its name is
+a hash of everything that shapes it: the QEMU command line with per-boot values
+left out (kernel, initramfs, memory, CPUs, kernel parameters, devices,
+accelerator), the identity of the kernel and initramfs files, QEMU's version and
+the preparation the caller describes.  Its state file's checksum is recorded when it
+is saved and checked (once per process) before it is used; a damaged, partial or
+foreign snapshot is removed and the caller boots instead.  Saving happens under a
+lock, so parallel guests and pytest workers make it once.
+
+    store = SnapshotStore(config, prepare_id="...")
+    snapshot = store.load()          # verified, or None
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from harness.files import make_temp_dir, sha256_file, sweep_abandoned
+from harness.guest.accel import choose_accel, default_cache
+from harness.guest.config import QEMU, BootSpec, GuestConfig, qemu_args
+from harness.guest.vm import SavedGuest
+from harness.kernels import cache_root
+
+SNAPSHOT_FORMAT = 1  # bump when what a snapshot holds changes in a way the key misses
+STATE = "state.mig"
+KEY = "id_ed25519"
+META = "meta.json"
+
+_verified: dict[tuple[str, int, int, int], str] = {}  # (path, inode, size, mtime) -> sha
+_verified_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A verified saved guest and what the caller recorded with it."""
+
+    directory: Path
+    saved: SavedGuest
+    extra: dict[str, object]  # e.g. the guest's baseline, recorded by the caller
+
+
+@cache
+def qemu_version() -> str:
+    try:
+        out = subprocess.run([QEMU, "--version"], capture_output=True, text=True, check=False)
+    except OSError:
+        return "unknown"
+    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else "unknown"
+
+
+def _file_id(path: Path) -> list[object]:
+    info = path.stat()
+    return [str(path), info.st_size, info.st_mtime_ns]
+
+
+def snapshot_key(config: GuestConfig, prepare_id: str) -> str:
+    """Hash of everything a saved guest depends on (see the module docstring)."""
+    accel = choose_accel(config.kernel, default_cache(), requested=config.accel)
+    placeholder = BootSpec(0, Path("/sockets"), "KEY", accel.args)
+    argv = qemu_args(config, placeholder)
+    data = {
+        "format": SNAPSHOT_FORMAT,
+        "argv": argv,
+        "kernel": _file_id(config.kernel),
+        "initrd": _file_id(config.initrd),
+        "qemu": qemu_version(),
+        "prepare": prepare_id,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class SnapshotStore:
+    """The snapshots of one guest config, under `<cache>/snapshots/`."""
+
+    def __init__(self, config: GuestConfig, prepare_id: str, root: Path | None = None) -> None:
+        self.config = config
+        self.root = root if root is not None else cache_root() / "snapshots"
+        self.key = snapshot_key(config, prepare_id)
+        self.directory = self.root / f"{config.name}-{self.key}"
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def load(self) -> Snapshot | None:
+        """The snapshot, verified; None (and removed, if damaged) when unusable."""
+        try:
+            meta = json.loads((self.directory / META).read_text())
+            state = self.directory / STATE
+            if meta.get("format") != SNAPSHOT_FORMAT or meta.get("key") != self.key:
+                raise ValueError("made for something else")
+            if state.stat().st_size != meta["size"] or _checksum(state) != meta["sha256"]:
+                raise ValueError("state file damaged")
+            if not (self.directory / KEY).is_file():
+                raise ValueError("key missing")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self.discard()
+            return None
+        return Snapshot(self.directory, SavedGuest(state, self.directory / KEY), meta["extra"])
+
+    def discard(self) -> None:
+        """Remove the snapshot (damaged, or QEMU refused it)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    # ---- writing ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def creating(self) -> Iterator[Path]:
+        """Hold the store's lock while a snapshot is made (others wait, then `load`
+        what it made); yields a private staging directory for `save`."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        sweep_abandoned(self.root, f".{self.config.name}-{self.key}")
+        with (self.root / f".{self.config.name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            staging = make_temp_dir(self.root, f".{self.config.name}-{self.key}")
+            try:
+                yield staging
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def save(
+        self,
+        staging: Path,
+        write_state: Callable[[Path], None],
+        key_file: Path,
+        extra: dict[str, object],
+    ) -> Snapshot:
+        """Write the state (`write_state(path)`, e.g. `Guest.save`) and a copy of the
+        guest's SSH key, record the checksum, and move the staging directory into
+        place; older snapshots of the same config name are removed."""
+        state = staging / STATE
+        write_state(state)
+        shutil.copy2(key_file, staging / KEY)
+        meta = {
+            "format": SNAPSHOT_FORMAT,
+            "key": self.key,
+            "size": state.stat().st_size,
+            "sha256": _checksum(state),
+            "extra": extra,
+        }
+        (staging / META).write_text(json.dumps(meta, indent=1) + "\n")
+        for old in self.root.glob(f"{self.config.name}-*"):
+            if old.is_dir() and old.name != self.directory.name:
+                shutil.rmtree(old, ignore_errors=True)
+        self.discard()
+        os.replace(staging, self.directory)
+        return Snapshot(self.directory, SavedGuest(self.directory / STATE, self.directory / KEY),
+                        extra)  # fmt: skip
+
+
+def _checksum(path: Path) -> str:
+    """sha256 of a state file, computed once per process per file version."""
+    info = path.stat()
+    ident = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
+    with _verified_lock:
+        known = _verified.get(ident)
+    if known is None:
+        known = sha256_file(path)
+        with _verified_lock:
+            _verified[ident] = known
+    return known
