@@ -66,9 +66,9 @@ def unexpected_taint(before: int, after: int) -> str:
 STATE_SCRIPT = (
     f"echo @@patches; for d in {LIVEPATCH_SYSFS}/*; do "
     '[ -e "$d" ] && echo "${d##*/}"; done; '
-    "echo @@modules; while read -r m _; do echo \"$m\"; done < /proc/modules; "
-    "echo @@ftrace; read -r v < /proc/sys/kernel/ftrace_enabled; echo \"$v\"; "
-    "echo @@taint; read -r v < /proc/sys/kernel/tainted; echo \"$v\""
+    'echo @@modules; while read -r m _; do echo "$m"; done < /proc/modules; '
+    'echo @@ftrace; read -r v < /proc/sys/kernel/ftrace_enabled; echo "$v"; '
+    'echo @@taint; read -r v < /proc/sys/kernel/tainted; echo "$v"'
 )
 
 
