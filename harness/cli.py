@@ -3,13 +3,24 @@
 Each subcommand lives in its own module exposing `add_arguments(parser)` and
 `main(args) -> int`.  Command modules import their heavy dependencies inside `main`,
 so building the parser stays cheap and `klp-harness model` never loads paramiko.
+
+This is also the edge where every expected failure becomes one line on stderr and an
+exit code: HarnessError (exit 1, or 2 for bad input), OSError from any file the user
+named or the harness writes (1), Ctrl-C (130), SIGTERM (143) and SIGHUP (129), after
+the `finally` blocks below have stopped guests and builds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
 
 from harness.errors import HarnessError
 
@@ -45,17 +56,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind (running every cleanup) and exit 128+N.  A
+    BaseException, so no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _termination_signals() -> Iterator[None]:
+    """SIGTERM/SIGHUP raise Terminated in the main thread for the length of a command
+    (the previous handlers come back after, which matters when tests call main())."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {
+        signum: signal.signal(signum, _terminate) for signum in (signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a file system error: "<file>: <reason>" (both files for a rename)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    files = [f for f in (exc.filename, exc.filename2) if f is not None]
+    if not files:
+        return reason
+    return f"{' -> '.join(os.fsdecode(f) for f in files)}: {reason}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args._main(args))
+        with _termination_signals():
+            return int(args._main(args))
     except HarnessError as exc:
-        print(f"klp-harness: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(str(exc), exc.exit_code)
+    except BrokenPipeError:  # `klp-harness run --ktap | head`: the reader left
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except OSError as exc:
+        return _fail(describe_os_error(exc), 1)
+    except RecursionError:
+        return _fail("input nested too deeply to process (Python's recursion limit)", 2)
     except KeyboardInterrupt:
         print("klp-harness: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"klp-harness: terminated by {name}", file=sys.stderr)
+        return 128 + exc.signum
+
+
+def _fail(message: str, code: int) -> int:
+    line = " ".join(message.splitlines()) or "failed"
+    print(f"klp-harness: error: {line}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ def main(args: argparse.Namespace) -> int:
             if args.keep:
                 print(f"shell:      exit it to stop the guest; meanwhile: {guest.ssh_command()}")
                 guest.interactive(serial=args.serial)
+                guest.check_alive()  # a guest that died under the shell is an error
             return livepatch.exit_code
     except GuestError as exc:
         if exc.excerpt:

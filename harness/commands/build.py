@@ -8,14 +8,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.commands.common import add_kernel_arguments
+from harness.commands.common import add_kernel_arguments, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", metavar="SPEC", help="scenario TOML file")
     add_kernel_arguments(parser)
     parser.add_argument(
-        "-j", "--jobs", type=int, metavar="N", help="parallel compile jobs (default: CPUs)"
+        "-j", "--jobs", type=positive_int, metavar="N", help="parallel compile jobs (default: CPUs)"
     )
 
 

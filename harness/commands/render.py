@@ -15,10 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from harness.commands.common import check_writable
     from harness.modules.render import render_modules
     from harness.scenario.loader import load_scenario
 
     scenario = load_scenario(args.spec)
+    check_writable(args.output, "-o")
     paths = render_modules(scenario, args.output)
     for name in sorted(paths):
         print(paths[name])

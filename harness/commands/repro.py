@@ -13,7 +13,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from harness.commands.common import add_kernel_arguments, selected_profiles
+from harness.commands.common import add_kernel_arguments, check_writable, selected_profiles
 from harness.errors import UsageError
 
 
@@ -38,23 +38,25 @@ def main(args: argparse.Namespace) -> int:
     from harness.runner.manager import GuestManager
     from harness.runner.suite import prepare, results_dir, stderr_echo
     from harness.scenario.loader import load_scenario
+    from harness.scenario.naming import artifact_ids, safe_component
 
     scenario = load_scenario(args.scenario)
     until = len(scenario.steps) if args.until is None else args.until
     if not 0 <= until <= len(scenario.steps):
         raise UsageError(f"--until {until}: the scenario has {len(scenario.steps)} steps")
     profile = selected_profiles(args)[0]
+    check_writable(Path("results"), "results directory")
     item = prepare([scenario], profile)[0]
     item.scenario = dataclasses.replace(scenario, steps=scenario.steps[:until])
     item.predicted = item.predicted[:until]
     results = results_dir()
-    with GuestManager(profile, log_dir=results / profile.name) as manager:
+    with GuestManager(profile, log_dir=results / safe_component(profile.name)) as manager:
         stderr_echo(f"[{profile.name}] booting guest ({profile.release})")
         outcome = manager.run_scenario(
             item.scenario,
             item.predicted,
             item.modules,
-            results / profile.name / scenario.name,
+            results / safe_component(profile.name) / artifact_ids([scenario])[0],
             lambda i, text: stderr_echo(f"    step {i + 1}/{until}: {text}"),
         )
         stderr_echo(result_line(outcome))
@@ -69,4 +71,5 @@ def main(args: argparse.Namespace) -> int:
         stderr_echo(f"guest shell; from another terminal: {guest.ssh_command()}")
         stderr_echo("exit the shell to stop the guest")
         guest.interactive()
+        guest.check_alive()  # a panic in the shell ends it: say so, exit 1
     return 0

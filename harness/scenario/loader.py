@@ -51,6 +51,8 @@ def load_scenario(path: str | Path) -> Scenario:
         if exc.path is not None:
             raise
         raise exc.in_file(str(path)) from None
+    except RecursionError:  # tomllib (and repr) recurse per level: a 5000-deep array
+        raise ScenarioError("file", "nested too deeply to read", str(path)) from None
 
 
 def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
