@@ -114,6 +114,25 @@ def test_qemu_killed_after_a_warning_names_both(tmp_path: Path, consoles: list[C
     assert exc.fatal
 
 
+def test_check_lost_waits_for_the_exit_to_show(tmp_path: Path, consoles: list[Console]) -> None:
+    """The connection drops a moment before QEMU's exit is visible: check_lost()
+    names the exit instead of letting the caller blame the connection."""
+    console = fake_qemu(tmp_path, "", "time.sleep(0.5); sys.exit(3)")
+    consoles.append(console)
+    started = time.monotonic()
+    with pytest.raises(GuestCrashed, match=r"^QEMU exited \(status 3\)$"):
+        console.check_lost(grace=10)
+    assert time.monotonic() - started < 5
+
+
+def test_check_lost_returns_when_qemu_lives(tmp_path: Path, consoles: list[Console]) -> None:
+    console = fake_qemu(tmp_path, "")
+    consoles.append(console)
+    started = time.monotonic()
+    console.check_lost(grace=0.3)
+    assert 0.3 <= time.monotonic() - started < 2
+
+
 @pytest.mark.parametrize("attempt", range(20))
 def test_close_never_raises_when_qemu_dies_under_it(
     tmp_path: Path, attempt: int, consoles: list[Console]

@@ -38,6 +38,9 @@ from harness.guest.result import CommandResult
 POLL = 0.1  # how often blocking console reads look at the crash watcher
 CRASH_SETTLE = 3.0  # how long to wait for the rest of a crash report
 CLOSE_WAIT = 5.0  # how long close() waits for a reader to let go of the console
+# A dead QEMU's sockets close a moment before its exit is visible: how long a caller
+# whose connection dropped waits for the console to say why.
+LOST_GRACE = 1.0
 # The tty's line discipline holds at most 4095 characters of an unfinished line.
 MAX_SERIAL_COMMAND = 3500
 
@@ -185,6 +188,22 @@ class Console:
         """Raise GuestCrashed if a crash report was seen or QEMU exited."""
         if self.watcher.crash is not None or self.ended.is_set() or self.qemu_exit():
             self.raise_lost()
+
+    def check_lost(self, grace: float = LOST_GRACE) -> None:
+        """For a caller whose connection to the guest just dropped: wait up to `grace`
+        for QEMU's exit or a crash report to become visible, and raise GuestCrashed
+        naming it; returns if neither shows (then the connection itself failed)."""
+        deadline = time.monotonic() + grace
+        while True:
+            self.check()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self._pidfd is None:
+                time.sleep(min(POLL / 2, left))
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                select.select([self._pidfd], [], [], min(POLL / 2, left))
 
     def raise_lost(self) -> NoReturn:
         """Read the rest of a crash report (or QEMU's last words), then raise
