@@ -14,6 +14,7 @@ the report, and so does every later one: a guest that crashed once is lost.
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import shutil
 import socket
@@ -135,10 +136,14 @@ class Guest:
             return self.temp_dir / "console.log"
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        for n in range(1000):
-            path = self.config.log_dir / f"console-{self.config.name}-{stamp}-{n}.log"
-            if not path.exists():
-                return path
+        for n in range(1000):  # pid: pytest-xdist workers share the directory
+            name = f"console-{self.config.name}-{stamp}-{os.getpid()}-{n}.log"
+            path = self.config.log_dir / name
+            try:
+                path.open("x").close()
+            except FileExistsError:
+                continue
+            return path
         raise GuestError(f"no free console log name in {self.config.log_dir}")
 
     def _start_qemu(self, boot: BootSpec) -> None:

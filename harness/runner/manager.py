@@ -1,13 +1,13 @@
 """The guest of one kernel profile, clean for every scenario.
 
-The first guest of a profile is booted, prepared (debug settings, baseline) and
-saved as a snapshot (harness.guest.snapshot); every later guest resumes from it in a
-fraction of a second.  So each scenario gets a guest that no earlier scenario
-touched: nothing it left behind (a forced patch, a corrupted heap) can reach the
-next one.  Without a usable snapshot the manager falls back to booting and, between
-scenarios, to cleaning the guest (verified) and booting again when that fails.  Both
-the CLI (`run`, `repro`) and the pytest plugin go through it, so a scenario behaves
-the same however it is started.
+With snapshots (the default) every scenario gets a guest that no earlier scenario
+touched, resumed from the profile's snapshot with its modules already installed
+(harness.runner.guests prepares it while the previous scenario runs): nothing a
+scenario leaves behind (a forced patch, a corrupted heap) can reach the next one.
+Without snapshots one booted guest is cleaned between scenarios (verified) and
+booted again when it is not provably clean.  Both the CLI (`run`, `repro`) and the
+pytest plugin go through the manager, so a scenario behaves the same however it is
+started.
 """
 
 from __future__ import annotations
@@ -23,30 +23,26 @@ from harness.errors import HarnessError
 from harness.kernels import KernelProfile
 from harness.record import StepRecord
 from harness.runner import reset
+from harness.runner.guests import GuestSource
 from harness.runner.session import Progress, ScenarioOutcome, ScenarioSession, install_modules
 from harness.scenario.types import Scenario
 
 if TYPE_CHECKING:
-    from harness.guest.vm import Guest, GuestConfig
+    from harness.guest.vm import Guest
 
 
 class GuestManager:
-    """Owns the guest of one profile; `close()` (or the context manager) stops it."""
+    """Owns the guests of one profile; `close()` (or the context manager) stops them."""
 
     def __init__(
         self, profile: KernelProfile, log_dir: Path | None = None, snapshots: bool = True
     ) -> None:
         self.profile = profile
-        self.log_dir = log_dir
         self.snapshots = snapshots
-        self._config: GuestConfig | None = None
+        self.source = GuestSource(profile, log_dir)
         self._guest: Guest | None = None
-        self._stack = contextlib.ExitStack()
-        self._baseline: reset.GuestBaseline | None = None
+        self._kmsg_seq: int | None = None  # set when the guest's modules are installed
         self._dirty = False
-        self.boots = 0
-        self.boot_seconds: list[float] = []
-        self.restore_seconds: list[float] = []
         self.reset_seconds: list[float] = []
 
     def __enter__(self) -> GuestManager:
@@ -56,104 +52,55 @@ class GuestManager:
         self.close()
 
     def close(self) -> None:
-        self._guest = None
-        self._baseline = None
-        self._stack.close()
-        self._stack = contextlib.ExitStack()
+        """Stop every guest (the current one and one being prepared)."""
+        self.discard()
+        self.source.close()
 
-    def config(self) -> GuestConfig:
-        """The profile's guest config (its initramfs planned once per manager)."""
-        from harness.guest.vm import GuestConfig
+    def discard(self) -> None:
+        """Stop the current guest; the next user gets a new one."""
+        guest, self._guest = self._guest, None
+        if guest is not None:
+            guest.close()
 
-        if self._config is None:
-            self._config = GuestConfig.for_profile(self.profile, log_dir=self.log_dir)
-        return self._config
+    @property
+    def boot_seconds(self) -> list[float]:
+        return self.source.stats.boot_seconds
 
-    def _start(self) -> Guest:
-        """A new guest: resumed from the snapshot, or booted (and saved for next time)."""
-        self.close()
-        guest = self._restore() if self.snapshots else None
-        if guest is None:
-            guest = self._boot()
-        self._guest = guest
-        self._dirty = False
-        return guest
+    @property
+    def restore_seconds(self) -> list[float]:
+        return self.source.stats.restore_seconds
 
-    def _restore(self) -> Guest | None:
-        """Resume the profile's snapshot, verified clean; None if there is none yet
-        (then this manager boots and saves it) or it proved unusable (discarded)."""
-        from harness.guest.snapshot import SnapshotStore
-        from harness.guest.vm import Guest, RestoreFailed
-
-        store = SnapshotStore(self.config(), reset.PREPARE)
-        snapshot = store.load()
-        if snapshot is None:
-            return None
-        started = time.monotonic()
-        try:
-            guest = self._stack.enter_context(Guest(self.config(), restore=snapshot.saved))
-            baseline = reset.GuestBaseline.from_json(snapshot.extra)
-            problems = reset.verify_clean(guest, baseline)
-        except RestoreFailed:
-            problems = ["QEMU refused the saved state"]
-        except (HarnessError, ValueError) as exc:
-            problems = [str(exc)]
-        if problems:
-            self.close()
-            store.discard()
-            return None
-        self._baseline = baseline
-        self.restore_seconds.append(time.monotonic() - started)
-        return guest
-
-    def _boot(self) -> Guest:
-        """Boot and prepare a guest; with snapshots on, save it (under the store's
-        lock: a parallel manager that got there first has saved it, so resume that)."""
-        from harness.guest.snapshot import SnapshotStore
-
-        if not self.snapshots:
-            return self._boot_prepared()
-        store = SnapshotStore(self.config(), reset.PREPARE)
-        with store.creating() as staging:
-            restored = self._restore()
-            if restored is not None:
-                return restored
-            guest = self._boot_prepared()
-            assert self._baseline is not None
-            store.save(staging, guest.save, guest.key_file, self._baseline.to_json())
-        return guest
-
-    def _boot_prepared(self) -> Guest:
-        from harness.guest.vm import Guest
-
-        self.close()
-        started = time.monotonic()
-        guest = self._stack.enter_context(Guest(self.config()))
-        self._baseline = reset.prepare(guest)
-        self.boots += 1
-        self.boot_seconds.append(time.monotonic() - started)
-        return guest
-
-    def clean_guest(self) -> Guest:
-        """A guest with nothing of earlier scenarios left: resumed from the snapshot,
-        or (without one) cleaned, or freshly booted."""
-        guest = self._guest
-        if guest is None or self._baseline is None:
-            return self._start()
-        if not self._dirty:
-            return guest
+    def _new_guest(self, modules: dict[str, Path]) -> Guest:
+        self.discard()
         if self.snapshots:
-            return self._start()
-        started = time.monotonic()
-        try:
-            guest.check_alive()
-            problems = reset.clean(guest, self._baseline)
-        except HarnessError as exc:
-            problems = [str(exc)]
-        if problems:
-            return self._start()
-        self.reset_seconds.append(time.monotonic() - started)
+            ready = self.source.take(modules)
+            self._guest, self._kmsg_seq = ready.guest, ready.kmsg_seq
+        else:
+            self._guest = self.source.boot_guest()
+            self._kmsg_seq = None
         self._dirty = False
+        return self._guest
+
+    def clean_guest(self, modules: dict[str, Path] | None = None) -> Guest:
+        """A guest with nothing of earlier scenarios left (and `modules` installed,
+        when given): new from the snapshot, or cleaned, or freshly booted."""
+        guest = self._guest
+        if guest is None or (self._dirty and self.snapshots):
+            return self._new_guest(modules or {})
+        if self._dirty:
+            started = time.monotonic()
+            try:
+                guest.check_alive()
+                assert self.source.baseline is not None
+                problems = reset.clean(guest, self.source.baseline)
+            except HarnessError as exc:
+                problems = [str(exc)]
+            if problems:
+                return self._new_guest(modules or {})
+            self.reset_seconds.append(time.monotonic() - started)
+            self._dirty = False
+        if modules is not None and self._kmsg_seq is None:
+            self._kmsg_seq = install_modules(guest, modules)
         return guest
 
     def mark_dirty(self) -> None:
@@ -168,43 +115,68 @@ class GuestManager:
         modules: dict[str, Path],
         artifacts: Path | None = None,
         progress: Progress | None = None,
+        then: dict[str, Path] | None = None,
+        keep: bool = False,
     ) -> ScenarioOutcome:
         """Run one scenario; a crash or harness failure becomes the outcome's error and
-        the guest is discarded, so the next scenario gets a fresh one."""
-        guest = self.clean_guest()
-        self._dirty = True
+        the guest is discarded, so the next scenario gets a fresh one.  `then`: the
+        modules of the scenario that comes next, whose guest is prepared meanwhile;
+        `keep`: leave the guest running as the scenario left it (`manager.guest`)."""
+        try:
+            guest = self._guest_for(modules)
+        except HarnessError as exc:
+            return _failed(scenario, self.profile.name, predicted, exc)
+        if then is not None and self.snapshots:
+            self.source.prefetch(then)
         console_start = _size(guest.console_log)
         try:
-            install_modules(guest, modules)
-            outcome = ScenarioSession(guest, scenario, self.profile.name).run(predicted, progress)
+            session = ScenarioSession(guest, scenario, self.profile.name, self._kmsg_seq)
+            outcome = session.run(predicted, progress)
             self._check_kernel_health(guest, outcome)
         except HarnessError as exc:
-            outcome = ScenarioOutcome(scenario.name, self.profile.name, predicted, error=str(exc))
-            excerpt = getattr(exc, "excerpt", "")
-            if excerpt:
-                outcome.error = f"{exc}\n{excerpt}"
-            self.close()
+            outcome = _failed(scenario, self.profile.name, predicted, exc)
+            self.discard()
+        self._dirty = True
+        self._kmsg_seq = None
         if artifacts is not None:
             write_artifacts(artifacts, outcome, guest, console_start)
+        if self.snapshots and not keep:
+            self.discard()  # done with it: the next scenario gets its own
         return outcome
+
+    def _guest_for(self, modules: dict[str, Path]) -> Guest:
+        if self._guest is not None and not self._dirty and self._kmsg_seq is not None:
+            self.discard()  # prepared for someone else's modules
+        return self.clean_guest(modules)
 
     def _check_kernel_health(self, guest: Guest, outcome: ScenarioOutcome) -> None:
         """A scenario whose steps all matched still fails if the kernel was hurt: a
         taint flag no scenario should raise (a WARN, an oops, a bad page)."""
-        assert self._baseline is not None
+        baseline = self.source.baseline
+        assert baseline is not None
         state = reset.read_state(guest)
-        hurt = reset.unexpected_taint(self._baseline.taint, state.taint)
+        hurt = reset.unexpected_taint(baseline.taint, state.taint)
         if hurt and outcome.error is None:
             outcome.error = (
                 f"the kernel raised taint {hurt} during the scenario "
                 f"(now {reset.taint_letters(state.taint)}); see console.log"
             )
-            self.close()
+            self.discard()
 
     @property
     def guest(self) -> Guest:
-        """The current guest (booting one if needed), e.g. for `repro` and Python tests."""
+        """The current guest (a new one if needed), e.g. for `repro` and Python tests."""
         return self._guest if self._guest is not None else self.clean_guest()
+
+
+def _failed(
+    scenario: Scenario, profile: str, predicted: list[StepRecord], exc: HarnessError
+) -> ScenarioOutcome:
+    outcome = ScenarioOutcome(scenario.name, profile, predicted, error=str(exc))
+    excerpt = getattr(exc, "excerpt", "")
+    if excerpt:
+        outcome.error = f"{exc}\n{excerpt}"
+    return outcome
 
 
 def _size(path: Path) -> int:

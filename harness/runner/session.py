@@ -8,6 +8,7 @@ first difference.  Preparing and cleaning the guest between scenarios lives in
 
 from __future__ import annotations
 
+import subprocess
 import tarfile
 import tempfile
 import time
@@ -60,22 +61,40 @@ class ScenarioOutcome:
         )
 
 
-def install_modules(guest: GuestLike, modules: dict[str, Path]) -> None:
+def install_modules(guest: GuestLike, modules: dict[str, Path]) -> int:
     """Replace the guest's extra/ modules with this scenario's and run depmod, so
-    `modprobe <name>` finds exactly the scenario's build of each module.  The modules
-    travel as one tar archive: a copy costs a round trip, a module set is several."""
+    `modprobe <name>` finds exactly the scenario's build of each module; returns the
+    sequence number of the last kernel log record (the scenario's log starts after).
+
+    The modules travel as one tar archive (a copy costs a round trip, a module set is
+    several), without their debug information: it is most of a module's size, the
+    kernel ignores it, and the host keeps the unstripped build."""
     with tempfile.TemporaryDirectory(prefix="klp-modules-") as tmp:
         archive = Path(tmp) / "modules.tar"
         with tarfile.open(archive, "w") as tar:
             for name, ko in sorted(modules.items()):
-                tar.add(ko, arcname=f"{name}.ko")
+                tar.add(_without_debug_info(ko, Path(tmp)), arcname=f"{name}.ko")
         guest.put_file(archive, "/tmp/klp-modules.tar")
-    guest.run(
+    out = guest.run(
         f"rm -rf {EXTRA_DIR} && mkdir -p {EXTRA_DIR} && tar -xf /tmp/klp-modules.tar -C "
-        f"{EXTRA_DIR} && rm /tmp/klp-modules.tar && depmod -a",
+        f"{EXTRA_DIR} && rm /tmp/klp-modules.tar && depmod -a && {observe.KMSG_DUMP}",
         check=True,
         timeout=60,
     )
+    records = observe.parse_kmsg(out.stdout)
+    return records[-1].seq if records else -1
+
+
+def _without_debug_info(ko: Path, directory: Path) -> Path:
+    """A copy of `ko` with its .debug_* sections removed (the original if `strip`
+    fails: a larger copy costs time, not correctness)."""
+    stripped = directory / f"{ko.stem}.stripped.ko"
+    proc = subprocess.run(
+        ["strip", "--strip-debug", "-o", str(stripped), str(ko)],
+        capture_output=True,
+        check=False,
+    )
+    return stripped if proc.returncode == 0 else ko
 
 
 Progress = Callable[[int, str], None]
@@ -84,11 +103,14 @@ Progress = Callable[[int, str], None]
 class ScenarioSession:
     """Runs the steps of one scenario on a guest that `reset` has cleaned."""
 
-    def __init__(self, guest: GuestLike, scenario: Scenario, profile: str) -> None:
+    def __init__(
+        self, guest: GuestLike, scenario: Scenario, profile: str, kmsg_seq: int | None = None
+    ) -> None:
         self.guest = guest
         self.scenario = scenario
         self.profile = profile
         self.log = observe.KernelLog(guest)
+        self.kmsg_seq = kmsg_seq  # the log before the scenario ends here (None: read it)
         self.module_names = [m.name for m in scenario.modules]
         self.funcs = scenario.patched_funcs()
 
@@ -97,7 +119,10 @@ class ScenarioSession:
     ) -> ScenarioOutcome:
         outcome = ScenarioOutcome(self.scenario.name, self.profile, list(predicted))
         started = time.monotonic()
-        self.log.skip_to_end()
+        if self.kmsg_seq is None:
+            self.log.skip_to_end()
+        else:
+            self.log.last_seq = self.kmsg_seq
         for index, (step, want) in enumerate(zip(self.scenario.steps, predicted, strict=True)):
             if progress:
                 progress(index, format_step(step))

@@ -1,0 +1,209 @@
+"""Where a scenario's guest comes from: resumed from the profile's snapshot, with the
+scenario's modules already installed, made while the previous scenario runs.
+
+A scenario's own time is spent waiting on the kernel; what comes between scenarios
+(resuming a guest, copying modules in, depmod) is pure overhead.  So `GuestSource`
+prepares the next scenario's guest in the background (`prefetch`) and hands it over
+ready (`take`).  The first guest of a profile is booted, prepared and saved as the
+snapshot (harness.guest.snapshot); when no snapshot can be used the source boots.
+
+Every guest is started from one long-lived launcher thread: QEMU gets a parent-death
+signal (harness.guest.reaper), which the kernel sends when the *thread* that
+started it ends, so that thread must outlive every guest it starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.errors import HarnessError
+from harness.guest import reaper
+from harness.kernels import KernelProfile
+from harness.runner import reset
+from harness.runner.session import install_modules
+
+if TYPE_CHECKING:
+    from harness.guest.snapshot import SnapshotStore
+    from harness.guest.vm import Guest, GuestConfig
+
+
+@dataclass
+class ReadyGuest:
+    """A clean guest with a scenario's modules installed; `kmsg_seq`: the last kernel
+    log record before the scenario (its log starts after it)."""
+
+    guest: Guest
+    modules: dict[str, Path]
+    kmsg_seq: int
+
+
+@dataclass
+class SourceStats:
+    boot_seconds: list[float] = field(default_factory=list)
+    restore_seconds: list[float] = field(default_factory=list)  # start -> verified clean
+    install_seconds: list[float] = field(default_factory=list)
+    wait_seconds: list[float] = field(default_factory=list)  # `take` blocked this long
+
+
+class GuestSource:
+    """Ready guests of one profile; `close()` stops every guest it started."""
+
+    def __init__(self, profile: KernelProfile, log_dir: Path | None = None) -> None:
+        reaper.install()  # from the caller's (main) thread: SIGTERM handling
+        self.profile = profile
+        self.log_dir = log_dir / "guests" if log_dir is not None else None  # console logs
+        self.stats = SourceStats()
+        self.baseline: reset.GuestBaseline | None = None
+        self._config: GuestConfig | None = None
+        self._launcher = ThreadPoolExecutor(1, thread_name_prefix=f"klp-{profile.name}")
+        self._next: Future[ReadyGuest] | None = None
+        self._starting: set[Guest] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def config(self) -> GuestConfig:
+        from harness.guest.vm import GuestConfig
+
+        if self._config is None:
+            self._config = GuestConfig.for_profile(self.profile, log_dir=self.log_dir)
+        return self._config
+
+    # ---- the caller's side ----------------------------------------------------------
+
+    def prefetch(self, modules: dict[str, Path]) -> None:
+        """Start making the guest of the scenario that comes next."""
+        if self._next is None and not self._closed:
+            self._next = self._launcher.submit(self._make, modules)
+
+    def take(self, modules: dict[str, Path]) -> ReadyGuest:
+        """A ready guest for a scenario with these modules: the prefetched one if it
+        was made for them, else a new one."""
+        started = time.monotonic()
+        pending, self._next = self._next, None
+        ready: ReadyGuest | None = None
+        if pending is not None:
+            try:
+                ready = pending.result()
+            except HarnessError:
+                ready = None  # made again below; a second failure is reported
+            if ready is not None and ready.modules != modules:
+                ready.guest.close()
+                ready = None
+        if ready is None:
+            ready = self._launcher.submit(self._make, modules).result()
+        self.stats.wait_seconds.append(time.monotonic() - started)
+        return ready
+
+    def close(self) -> None:
+        """Stop every guest, including one being started right now."""
+        self._closed = True
+        with self._lock:
+            starting = list(self._starting)
+        for guest in starting:
+            guest.close()  # makes a start in progress fail at once
+        pending, self._next = self._next, None
+        if pending is not None and not pending.cancel():
+            try:
+                ready: ReadyGuest | None = pending.result()
+            except BaseException:  # whatever it was, that guest is gone
+                ready = None
+            if ready is not None:
+                ready.guest.close()
+        self._launcher.shutdown(wait=True, cancel_futures=True)
+
+    # ---- the launcher thread ---------------------------------------------------------
+
+    def _make(self, modules: dict[str, Path]) -> ReadyGuest:
+        guest = self._resume() or self._boot_and_save()
+        try:
+            started = time.monotonic()
+            seq = install_modules(guest, modules)
+            self.stats.install_seconds.append(time.monotonic() - started)
+        except BaseException:
+            guest.close()
+            raise
+        return ReadyGuest(guest, modules, seq)
+
+    def _store(self) -> SnapshotStore:
+        from harness.guest.snapshot import SnapshotStore
+
+        return SnapshotStore(self.config(), reset.PREPARE)
+
+    def _resume(self) -> Guest | None:
+        """The snapshot resumed and verified clean; None if there is none, or it
+        proved unusable (then it is discarded and the caller boots)."""
+        from harness.guest.vm import Guest, RestoreFailed
+
+        store = self._store()
+        snapshot = store.load()
+        if snapshot is None:
+            return None
+        started = time.monotonic()
+        guest = self._started(Guest(self.config(), restore=snapshot.saved))
+        try:
+            baseline = reset.GuestBaseline.from_json(snapshot.extra)
+            problems = reset.verify_clean(guest, baseline)
+        except RestoreFailed:
+            problems = ["QEMU refused the saved state"]
+        except (HarnessError, ValueError) as exc:
+            problems = [str(exc)]
+        if problems:
+            guest.close()
+            store.discard()
+            return None
+        self.baseline = baseline
+        self.stats.restore_seconds.append(time.monotonic() - started)
+        return guest
+
+    def _boot_and_save(self) -> Guest:
+        """Boot and prepare a guest and save it as the snapshot, under the store's
+        lock (whoever got there first saved it: resume that instead)."""
+        store = self._store()
+        with store.creating() as staging:
+            resumed = self._resume()
+            if resumed is not None:
+                return resumed
+            guest = self.boot()
+            assert self.baseline is not None
+            # No snapshot this time (e.g. a full disk): guests are booted until one is saved.
+            with contextlib.suppress(HarnessError, OSError):
+                store.save(staging, guest.save, guest.key_file, self.baseline.to_json())
+        return guest
+
+    def boot_guest(self) -> Guest:
+        """A freshly booted, prepared guest, for callers that do not use snapshots
+        (started on the launcher thread like every other)."""
+        return self._launcher.submit(self.boot).result()
+
+    def boot(self) -> Guest:
+        """A freshly booted, prepared guest (launcher thread)."""
+        from harness.guest.vm import Guest
+
+        started = time.monotonic()
+        guest = self._started(Guest(self.config()))
+        try:
+            self.baseline = reset.prepare(guest)
+        except BaseException:
+            guest.close()
+            raise
+        self.stats.boot_seconds.append(time.monotonic() - started)
+        return guest
+
+    def _started(self, guest: Guest) -> Guest:
+        """Enter (start) `guest`, visible to `close()` meanwhile."""
+        with self._lock:
+            if self._closed:
+                raise HarnessError("interrupted")
+            self._starting.add(guest)
+        try:
+            guest.__enter__()
+        finally:
+            with self._lock:
+                self._starting.discard(guest)
+        return guest
