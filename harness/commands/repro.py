@@ -58,6 +58,7 @@ def main(args: argparse.Namespace) -> int:
             item.modules,
             results / safe_component(profile.name) / artifact_ids([scenario])[0],
             lambda i, text: stderr_echo(f"    step {i + 1}/{until}: {text}"),
+            keep=True,
         )
         stderr_echo(result_line(outcome))
         if not outcome.passed:

@@ -6,7 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.commands.common import add_kernel_arguments, selected_profiles
+from harness.commands.common import (
+    add_kernel_arguments,
+    check_writable,
+    positive_int,
+    selected_profiles,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,18 +35,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results", metavar="DIR", type=Path, help="artifacts root (default: ./results)"
     )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=positive_int,
+        metavar="N",
+        help="guests running scenarios at once (default: one per CPU, $KLP_HARNESS_JOBS)",
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run only the K-th of N disjoint parts of the scenarios (CI matrices)",
+    )
+    parser.add_argument(
+        "--no-snapshot",
+        action="store_true",
+        help="boot guests instead of resuming the saved ready guest (and clean between scenarios)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     from harness.report.formats import junit, ktap
     from harness.report.text import side_by_side, summary, summary_table
-    from harness.runner.suite import results_dir, run_suite, stderr_echo
+    from harness.runner.suite import (
+        Shard,
+        default_jobs,
+        results_dir,
+        run_suite,
+        shard_key,
+        stderr_echo,
+    )
     from harness.scenario.loader import load_scenarios
 
+    shard = Shard.parse(args.shard) if args.shard else None
     scenarios = load_scenarios([Path(p) for p in args.scenarios])
+    if shard is not None:
+        scenarios = [s for s in scenarios if shard.holds(shard_key(s.path))]
+        stderr_echo(f"shard {shard.index}/{shard.count}: {len(scenarios)} scenario(s)")
     profiles = selected_profiles(args)
+    check_writable(args.results or Path("results"), "--results")
+    if args.junit:
+        check_writable(args.junit, "--junit", is_file=True)
     results = results_dir(args.results)
-    outcomes = run_suite(scenarios, profiles, results, args.keep_going)
+    jobs = args.jobs or default_jobs()
+    outcomes = run_suite(
+        scenarios, profiles, results, args.keep_going, jobs=jobs, snapshots=not args.no_snapshot
+    )
     if args.show:
         for outcome in outcomes:
             stderr_echo(side_by_side(outcome))

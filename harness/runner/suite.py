@@ -2,22 +2,29 @@
 
 Order matters for the user's time: everything that can fail without a VM (loading,
 validating, predicting, building) happens for every scenario before the first guest
-boots, so a typo never costs a boot.
+starts, so a typo never costs a boot.  Then `jobs` workers, each with guests of its
+own, take scenarios from one queue; a worker reserves the scenario it will run next,
+so its next guest (resumed, modules installed) is made while the current one runs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.kernels import KernelProfile
 from harness.record import StepRecord
 from harness.report.text import failure_text, result_line
 from harness.runner.manager import GuestManager, copy_sources
 from harness.runner.session import ScenarioOutcome
+from harness.scenario.naming import artifact_ids, safe_component
 from harness.scenario.types import Scenario
 
 Echo = Callable[[str], None]
@@ -36,10 +43,55 @@ class PreparedScenario:
     predicted: list[StepRecord]
     modules: dict[str, Path]
     sources: Path | None
+    artifact_id: str = ""  # unique within the run, path-safe (harness.scenario.naming)
 
 
 def applies_to(scenario: Scenario, profile: KernelProfile) -> bool:
     return not scenario.kernels or profile.name in scenario.kernels
+
+
+@dataclass(frozen=True)
+class Shard:
+    """`K/N`: the K-th of N disjoint parts of a suite (1-based), for CI matrices."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise HarnessError(f"--shard {text!r}: expected K/N, e.g. 2/4") from None
+        if not 1 <= index <= count:
+            raise HarnessError(f"--shard {text}: K must be between 1 and N")
+        return cls(index, count)
+
+    def holds(self, key: str) -> bool:
+        """Stable across runs and machines: by a hash of the key, not by position, so
+        adding a scenario moves no other scenario to another shard."""
+        digest = hashlib.sha256(key.encode()).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index - 1
+
+
+def shard_key(path: Path) -> str:
+    """What a scenario is sharded by: its path from the nearest `scenarios` folder
+    (`upstream/01_livepatch_basic.toml`), the same on every checkout and machine."""
+    parts = path.parts
+    if "scenarios" in parts:
+        last = len(parts) - 1 - parts[::-1].index("scenarios")
+        return "/".join(parts[last + 1 :])
+    return path.name
+
+
+def default_jobs() -> int:
+    """Guests run at once when the user does not say: one per CPU (a TCG guest keeps
+    one CPU busy while it runs; more only queue behind each other and disturb the
+    kernel's timing).  `KLP_HARNESS_JOBS` overrides it."""
+    env = os.environ.get("KLP_HARNESS_JOBS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 def prepare(
@@ -51,47 +103,126 @@ def prepare(
 
     prepared = []
     selected = [s for s in scenarios if applies_to(s, profile)]
+    ids = dict(zip((id(s) for s in scenarios), artifact_ids(scenarios), strict=True))
     echo(f"[{profile.name}] predicting and building modules for {len(selected)} scenario(s)")
     started = time.monotonic()
     for scenario in selected:
         predicted = predict(scenario, series=profile.series)
         built = build_modules(scenario, profile)
         prepared.append(
-            PreparedScenario(scenario, profile, predicted, built.modules, built.sources)
+            PreparedScenario(
+                scenario, profile, predicted, built.modules, built.sources, ids[id(scenario)]
+            )
         )
     echo(f"[{profile.name}] modules ready in {time.monotonic() - started:.1f}s")
     return prepared
 
 
+class _Queue:
+    """Scenarios left to run, shared by the workers; remembers the outcomes."""
+
+    def __init__(self, items: Sequence[PreparedScenario], keep_going: bool) -> None:
+        self.items = list(items)
+        self.keep_going = keep_going
+        self.outcomes: dict[int, ScenarioOutcome] = {}
+        self._next = 0
+        self._stop = False
+        self.lock = threading.Lock()
+
+    def take(self) -> int | None:
+        with self.lock:
+            if self._stop or self._next >= len(self.items):
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def done(self, index: int, outcome: ScenarioOutcome) -> int:
+        with self.lock:
+            self.outcomes[index] = outcome
+            if not outcome.passed and not self.keep_going:
+                self._stop = True
+            return len(self.outcomes)
+
+    def stop(self) -> None:
+        with self.lock:
+            self._stop = True
+
+
 def run_prepared(
     prepared: Sequence[PreparedScenario],
-    manager: GuestManager,
     results: Path,
     keep_going: bool = True,
     echo: Echo = stderr_echo,
-) -> list[ScenarioOutcome]:
-    outcomes = []
-    for number, item in enumerate(prepared, 1):
-        name = item.scenario.name
-        artifacts = results / item.profile.name / name
-        echo(f"[{item.profile.name}] ({number}/{len(prepared)}) {name}")
+    jobs: int = 1,
+    snapshots: bool = True,
+) -> tuple[list[ScenarioOutcome], list[GuestManager]]:
+    """Run on `jobs` workers; returns the outcomes in the given order and the
+    (closed) managers, whose statistics the caller may print."""
+    queue = _Queue(prepared, keep_going)
+    managers = [
+        GuestManager(item.profile, log_dir=results / safe_component(item.profile.name),
+                     snapshots=snapshots)
+        for item in prepared[: max(1, min(jobs, len(prepared)))]
+    ]  # fmt: skip
+    workers = [
+        threading.Thread(target=_worker, args=(m, queue, results, echo, jobs > 1), daemon=True)
+        for m in managers
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            while worker.is_alive():
+                worker.join(0.2)  # wakes for Ctrl-C
+    finally:
+        queue.stop()
+        for manager in managers:
+            manager.close()
+        for worker in workers:
+            worker.join(5)
+    return [queue.outcomes[i] for i in sorted(queue.outcomes)], managers
 
-        def progress(index: int, text: str, total: int = len(item.predicted)) -> None:
-            echo(f"    step {index + 1}/{total}: {text}")
 
-        outcome = manager.run_scenario(
-            item.scenario, item.predicted, item.modules, artifacts, progress
-        )
+def _worker(
+    manager: GuestManager, queue: _Queue, results: Path, echo: Echo, parallel: bool
+) -> None:
+    """Take scenarios until the queue is empty; the one after the current is taken
+    ahead of time, so its guest can be made while the current one runs."""
+    total = len(queue.items)
+    index = queue.take()
+    while index is not None:
+        item = queue.items[index]
+        following = queue.take()
+        then = queue.items[following].modules if following is not None else None
+        artifacts = results / safe_component(item.profile.name) / item.artifact_id
+        if not parallel:
+            echo(f"[{item.profile.name}] ({index + 1}/{total}) {item.scenario.name}")
+
+        def progress(step: int, text: str, count: int = len(item.predicted)) -> None:
+            echo(f"    step {step + 1}/{count}: {text}")
+
+        try:
+            outcome = manager.run_scenario(
+                item.scenario, item.predicted, item.modules, artifacts,
+                None if parallel else progress, then,
+            )  # fmt: skip
+        except Exception as exc:  # a bug or an OSError writing artifacts: report it
+            outcome = ScenarioOutcome(
+                item.scenario.name, item.profile.name, item.predicted, error=str(exc)
+            )
         if item.sources is not None:
-            copy_sources(item.sources, artifacts)
-        outcomes.append(outcome)
-        echo(result_line(outcome))
-        if not outcome.passed:
-            echo(failure_text(outcome))
-            echo(f"    artifacts: {artifacts}")
-            if not keep_going:
-                break
-    return outcomes
+            try:
+                copy_sources(item.sources, artifacts)
+            except OSError as exc:
+                outcome.diagnostics.append(f"rendered sources not kept: {exc}")
+        finished = queue.done(index, outcome)
+        with queue.lock:
+            prefix = f"[{finished}/{total}] " if parallel else ""
+            echo(prefix + result_line(outcome))
+            if not outcome.passed:
+                echo(failure_text(outcome))
+                echo(f"    artifacts: {artifacts}")
+        index = following if (queue.keep_going or outcome.passed) else None
 
 
 def run_suite(
@@ -100,27 +231,37 @@ def run_suite(
     results: Path,
     keep_going: bool = True,
     echo: Echo = stderr_echo,
+    jobs: int = 1,
+    snapshots: bool = True,
 ) -> list[ScenarioOutcome]:
     prepared = {profile.name: prepare(scenarios, profile, echo) for profile in profiles}
     outcomes: list[ScenarioOutcome] = []
     for profile in profiles:
-        echo(f"[{profile.name}] booting guest ({profile.release})")
-        with GuestManager(profile, log_dir=results / profile.name) as manager:
-            outcomes += run_prepared(prepared[profile.name], manager, results, keep_going, echo)
-            if manager.boot_seconds:
-                echo(
-                    f"[{profile.name}] {manager.boots} boot(s), "
-                    f"first {manager.boot_seconds[0]:.1f}s; "
-                    f"{len(manager.reset_seconds)} reset(s)"
-                    + (
-                        f", mean {sum(manager.reset_seconds) / len(manager.reset_seconds):.2f}s"
-                        if manager.reset_seconds
-                        else ""
-                    )
-                )
-        if outcomes and not keep_going and not outcomes[-1].passed:
+        items = prepared[profile.name]
+        if not items:
+            continue
+        workers = min(jobs, len(items))
+        echo(f"[{profile.name}] {len(items)} scenario(s) on {workers} guest(s) at a time "
+             f"({profile.release})")  # fmt: skip
+        started = time.monotonic()
+        done, managers = run_prepared(items, results, keep_going, echo, jobs, snapshots)
+        outcomes += done
+        echo(f"[{profile.name}] {time.monotonic() - started:.1f}s wall; " + _guest_stats(managers))
+        if outcomes and not keep_going and not all(o.passed for o in outcomes):
             break
     return outcomes
+
+
+def _guest_stats(managers: Sequence[GuestManager]) -> str:
+    boots = [s for m in managers for s in m.boot_seconds]
+    restores = [s for m in managers for s in m.restore_seconds]
+    resets = [s for m in managers for s in m.reset_seconds]
+    parts = [f"{len(boots)} boot(s)" + (f" ({max(boots):.1f}s)" if boots else "")]
+    if restores:
+        parts.append(f"{len(restores)} resume(s), mean {sum(restores) / len(restores):.2f}s")
+    if resets:
+        parts.append(f"{len(resets)} reset(s), mean {sum(resets) / len(resets):.2f}s")
+    return ", ".join(parts)
 
 
 def results_dir(root: Path | None = None) -> Path:
