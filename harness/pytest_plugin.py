@@ -1,10 +1,14 @@
 """pytest plugin: scenario files are test items, guests are session fixtures.
 
 Every `*.toml` under a `scenarios/` directory becomes one item per kernel profile
-(`upstream/basic.toml::debian-6.1`).  One guest per profile is booted on first use and
-shared by all items (cleaned and verified between them).  Python tests get the same
-guests through the `klp_guests` and `klp_guest` fixtures.  A failing item shows the
-same report as `klp-harness run`.
+(`upstream/basic.toml::debian-6.1`).  Each item runs on a guest of its own, resumed
+from the profile's snapshot; the next item's guest is prepared while an item runs.
+Python tests get guests through the `klp_guests` and `klp_guest` fixtures.  A failing
+item shows the same report as `klp-harness run`.
+
+With pytest-xdist (`-n auto`) every worker has guests of its own and all write
+artifacts under one results directory; `--klp-shard K/N` keeps the K-th of N parts
+of the collected tests, for CI matrices.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PROFILE",
         help="kernel profile(s) scenario items run on (default: $KLP_HARNESS_PROFILES or all)",
     )
+    group.addoption(
+        "--klp-shard",
+        metavar="K/N",
+        help="run only the K-th of N disjoint parts of the collected tests (CI matrices)",
+    )
 
 
 def selected_profile_names(config: pytest.Config) -> list[str]:
@@ -44,7 +53,40 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_MANAGERS] = {}
     from harness.runner.suite import results_dir
 
-    config.stash[_RESULTS] = results_dir(Path(str(config.rootpath)) / "results")
+    worker_input: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if worker_input is not None and "klp_results" in worker_input:
+        config.stash[_RESULTS] = Path(worker_input["klp_results"])  # the controller's
+    else:
+        config.stash[_RESULTS] = results_dir(Path(str(config.rootpath)) / "results")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: every worker writes under the controller's results directory."""
+    node.workerinput["klp_results"] = str(node.config.stash[_RESULTS])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    text = config.getoption("--klp-shard")
+    if not text:
+        return
+    from harness.runner.suite import Shard
+
+    try:
+        shard = Shard.parse(text)
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    kept = [item for item in items if shard.holds(item.nodeid)]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Tell a scenario item which item follows, so its guest is made meanwhile."""
+    if isinstance(item, ScenarioItem):
+        item.following = nextitem if isinstance(nextitem, ScenarioItem) else None
+    return (yield)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -107,16 +149,29 @@ class ScenarioItem(pytest.Item):
     def __init__(self, *, scenario: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
+        self.following: ScenarioItem | None = None
         self.add_marker(pytest.mark.vm)
 
-    def runtest(self) -> None:
+    def prepared(self) -> Any:
         from harness.runner.suite import prepare
 
-        profile = load_profile(self.name)
-        item = prepare([self.scenario], profile, echo=lambda _text: None)[0]
+        return prepare([self.scenario], load_profile(self.name), echo=lambda _text: None)[0]
+
+    def runtest(self) -> None:
+        from harness.runner.suite import shard_key
+        from harness.scenario.naming import safe_component
+
+        item = self.prepared()
+        profile = item.profile
+        then = None
+        if self.following is not None and self.following.name == self.name:
+            then = self.following.prepared().modules
         manager = guest_manager(self.config, profile)
-        artifacts = self.config.stash[_RESULTS] / profile.name / self.scenario.name
-        outcome = manager.run_scenario(item.scenario, item.predicted, item.modules, artifacts)
+        artifact_id = safe_component(shard_key(self.path).removesuffix(".toml").replace("/", "-"))
+        artifacts = self.config.stash[_RESULTS] / safe_component(profile.name) / artifact_id
+        outcome = manager.run_scenario(
+            item.scenario, item.predicted, item.modules, artifacts, then=then
+        )
         self.user_properties.append(("artifacts", str(artifacts)))
         if not outcome.passed:
             raise ScenarioFailed(outcome)
