@@ -1,7 +1,7 @@
 """Benchmark: guest boot and command round trips, per kernel profile.
 
 Boot-to-shell is QEMU start until a command answers on the serial console;
-boot-to-SSH until the persistent SSH shell answers.  Round trips are for `true`,
+boot-to-ready until the command channel answers.  Round trips are for `true`,
 which still forks a subshell in the guest (commands are isolated from each other).
 """
 
@@ -33,31 +33,32 @@ def _one_profile(name: str) -> None:
     from harness.guest.vm import Guest, GuestConfig
 
     config = GuestConfig.for_profile(load_profile(name))
-    shell, ssh = [], []
+    shell, ready = [], []
     with Guest(config) as guest:  # the first boot also measures round trips
         accel = guest.accel
-        over_ssh = _round_trip_ms(lambda cmd: guest.run(cmd))
+        over_channel = _round_trip_ms(lambda cmd: guest.run(cmd))
         over_serial = _round_trip_ms(lambda cmd: guest.run_serial(cmd))
         shell.append(guest.shell_seconds)
-        ssh.append(guest.boot_seconds)
+        ready.append(guest.boot_seconds)
     for _ in range(BOOTS - 1):
         with Guest(config) as guest:
             shell.append(guest.shell_seconds)
-            ssh.append(guest.boot_seconds)
+            ready.append(guest.boot_seconds)
     print(
         f"   {name} ({accel}, {BOOTS} boots): boot-to-shell median "
         f"{statistics.median(shell):.1f} s (min {min(shell):.1f}, max {max(shell):.1f}), "
-        f"boot-to-SSH median {statistics.median(ssh):.1f} s "
-        f"(min {min(ssh):.1f}, max {max(ssh):.1f})"
+        f"boot-to-ready median {statistics.median(ready):.1f} s "
+        f"(min {min(ready):.1f}, max {max(ready):.1f})"
     )
     print(
-        f"   {name}: `true` round trip over SSH {over_ssh[0]:.1f} ms (p90 {over_ssh[1]:.1f}), "
+        f"   {name}: `true` round trip on the command channel {over_channel[0]:.1f} ms "
+        f"(p90 {over_channel[1]:.1f}), "
         f"over serial {over_serial[0]:.1f} ms (p90 {over_serial[1]:.1f})",
         flush=True,
     )
 
 
 def bench_guest() -> None:
-    """Boot-to-shell, boot-to-SSH and `true` round trips for every profile."""
+    """Boot-to-shell, boot-to-ready and `true` round trips for every profile."""
     for name in profile_names():
         _one_profile(name)
