@@ -271,8 +271,9 @@ class Guest:
         self._live_console().check()
 
     def _guarded(self, what: str, exc: Exception) -> GuestError:
-        """Turn a transport failure into GuestCrashed if the guest is gone."""
-        self.check_alive()
+        """Turn a transport failure into GuestCrashed if the guest is gone (QEMU's
+        exit shows a moment after its sockets close: wait briefly for it)."""
+        self._live_console().check_lost()
         return GuestError(f"{what}: {exc}")
 
     # ---- commands -------------------------------------------------------------------------
