@@ -6,6 +6,10 @@ Debian's linux-source-<series> package, or the user's tree.  The modules are bui
 of tree (CONFIG_TEST_LIVEPATCH is not set in Debian's kernels), installed under
 /lib/modules/<release>/extra, and each script runs with bash in the guest.  Its
 `TEST: <name> ... ok|not ok` lines become one result per case.
+
+What is built is cached like everything else (`harness.files`): built in a scratch
+directory, checked, published by a rename with checksums beside each file, and
+rebuilt when a cached file no longer matches them.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import re
 import shutil
 import subprocess
 import tarfile
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from harness.errors import HarnessError
+from harness.files import discard, make_temp_dir, publish_file, sweep_abandoned, verify_file
 from harness.kernels import KernelProfile, cache_root
 from harness.runner.session import GuestLike
 from harness.runner.shell import Shell
@@ -77,8 +82,9 @@ def fetch_sources(profile: KernelProfile) -> SelftestSources:
     if (dest / SELFTESTS).is_dir():
         return SelftestSources(dest)
     package = f"linux-source-{profile.series}"
-    with tempfile.TemporaryDirectory(dir=cache_root()) as tmp:
-        tmp_path = Path(tmp)
+    sweep_abandoned(cache_root(), "klp-fetch")
+    tmp_path = make_temp_dir(cache_root(), "klp-fetch")
+    try:
         _run(["apt-get", "download", "-q", package], tmp_path)
         deb = next(tmp_path.glob("*.deb"))
         _run(["dpkg-deb", "-x", str(deb), "x"], tmp_path)
@@ -90,34 +96,71 @@ def fetch_sources(profile: KernelProfile) -> SelftestSources:
             members = [m for m in tar if any(m.name.startswith(w) for w in wanted)]
             tar.extractall(staging, members=members, filter="data")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staging / top), dest)
+        if dest.exists():  # incomplete: from a copy that was not atomic
+            discard(dest, cache_root())
+        (staging / top).rename(dest)  # whole, or not at all
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
     return SelftestSources(dest)
 
 
 def build_modules(sources: SelftestSources, profile: KernelProfile) -> list[Path]:
-    """Build every test_klp_*.c against the profile (cached per kernel release)."""
+    """Build every test_klp_*.c against the profile (cached per kernel release; a
+    cached .ko that no longer matches its checksum or vermagic is rebuilt)."""
+    from harness.modules.build import run_make
+    from harness.modules.ko import check_ko
+
     out = cache_root() / "selftests" / "build" / f"{profile.release}"
     names = sorted(p.stem for p in sources.modules_dir.glob("test_klp_*.c"))
     kos = [out / f"{name}.ko" for name in names]
-    if kos and all(ko.is_file() for ko in kos):
+    if kos and all(_usable_ko(ko, profile) for ko in kos):
         return kos
-    out.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        shutil.copy(sources.modules_dir / f"{name}.c", out)
-    (out / "Kbuild").write_text("obj-m += " + " ".join(f"{n}.o" for n in names) + "\n")
-    _run(["make", "-C", str(profile.build_dir), f"M={out}", "-j2", "modules"], out)
+    sweep_abandoned(out.parent, f".{profile.release}")
+    work = make_temp_dir(out.parent, f".{profile.release}")
+    try:
+        for name in names:
+            shutil.copy(sources.modules_dir / f"{name}.c", work)
+        (work / "Kbuild").write_text("obj-m += " + " ".join(f"{n}.o" for n in names) + "\n")
+        argv = ["make", "-C", str(profile.build_dir), f"M={work}", "-j2", "modules"]
+        status, log = run_make(argv, work)
+        if status != 0:
+            _failed(argv, log, out.parent)
+        for name in names:
+            check_ko(work / f"{name}.ko", name, profile, livepatch=False)
+        if out.exists():
+            discard(out, out.parent)
+        out.mkdir(parents=True)
+        for ko in kos:
+            publish_file(work / ko.name, ko)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return kos
+
+
+def _usable_ko(ko: Path, profile: KernelProfile) -> bool:
+    from harness.modules.ko import check_ko
+
+    if not verify_file(ko):
+        return False
+    try:
+        check_ko(ko, ko.stem, profile, livepatch=False)
+    except HarnessError:
+        return False
+    return True
 
 
 def build_programs(sources: SelftestSources) -> list[Path]:
     """User-space helpers the scripts call (TEST_GEN_FILES, e.g. test_klp-call_getpid)."""
     programs = []
+    build = cache_root() / "selftests" / "build"
     for name in sources.makefile_list("TEST_GEN_FILES"):
         source = sources.scripts_dir / f"{name}.c"
-        binary = cache_root() / "selftests" / "build" / name
-        if not binary.is_file():
-            binary.parent.mkdir(parents=True, exist_ok=True)
-            _run(["gcc", "-O2", "-o", str(binary), str(source)], binary.parent)
+        binary = build / name
+        if not verify_file(binary):
+            build.mkdir(parents=True, exist_ok=True)
+            partial = build / f".{name}.partial"
+            _run(["gcc", "-O2", "-o", str(partial), str(source)], build)
+            publish_file(partial, binary)
         programs.append(binary)
     return programs
 
@@ -176,6 +219,13 @@ def ktap(results: list[ScriptResult]) -> str:
 def _run(cmd: list[str], cwd: Path) -> None:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        log = cwd / "selftests-build.log"
-        log.write_text(proc.stdout + proc.stderr)
-        raise HarnessError(f"`{' '.join(cmd[:3])} ...` failed (log: {log})")
+        _failed(cmd, proc.stdout + proc.stderr, cwd)
+
+
+def _failed(cmd: list[str], output: str, log_dir: Path) -> NoReturn:
+    """Raise the one-line error of a failed tool: its error line and the saved log."""
+    from harness.modules.build import failure_line
+
+    log = log_dir / "selftests-build.log"
+    log.write_text(f"$ {' '.join(cmd)}\n{output}")
+    raise HarnessError(f"`{' '.join(cmd[:3])} ...` failed: {failure_line(output, [])} (log: {log})")
