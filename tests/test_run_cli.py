@@ -48,3 +48,49 @@ def test_bad_scenario_one_line_exit_2_no_guest(
     assert err.count("\n") == 1, err
     assert "Traceback" not in err
     assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture
+def no_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to build modules fails the test: outputs are checked first."""
+    from harness.modules import build
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("modules were built before the outputs were checked")
+
+    monkeypatch.setattr(build, "build_modules", refuse)
+
+
+UNWRITABLE = [
+    ("--results under a file", ["--results", "{tmp}/file/results"], "is not a directory"),
+    ("--results is a file", ["--results", "{tmp}/file"], "exists and is not a directory"),
+    ("--results under /proc", ["--results", "/proc/klp-results"], "cannot create files in /proc"),
+    ("--junit is a directory", ["--junit", "{tmp}"], "is a directory"),
+    ("--junit under /proc", ["--junit", "/proc/klp.xml"], "cannot create files in /proc"),
+    ("--junit under a file", ["--junit", "{tmp}/file/r.xml"], "is not a directory"),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "options", "expected"), UNWRITABLE, ids=[u[0] for u in UNWRITABLE]
+)
+def test_unwritable_output_one_line_exit_2_before_any_work(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_guest: None,
+    no_build: None,
+    what: str,
+    options: list[str],
+    expected: str,
+) -> None:
+    spec = tmp_path / "good.toml"
+    spec.write_text(GOOD)
+    (tmp_path / "file").write_text("")
+    args = [o.format(tmp=tmp_path) for o in options]
+    if "--results" not in args:
+        args += ["--results", str(tmp_path / "results")]
+    assert cli_main(["run", str(spec), *args]) == 2, what
+    err = capsys.readouterr().err
+    assert err.startswith("klp-harness: error: --"), err
+    assert expected in err and err.count("\n") == 1, err
+    assert not (tmp_path / "results").exists()
