@@ -3,22 +3,32 @@
 from harness.runner import observe
 from harness.runner.shell import errno_from_message
 
+# `busybox dmesg -c -r` as a debian-6.12 guest printed it (lines as the kernel's
+# syslog formats them: one per line of a record, each with its prefix).
 KMSG = (
-    "6,1021,5512345,-;livepatch: enabling patch 'test_klp_livepatch'\n"
-    " SUBSYSTEM=module\n"
-    "4,1022,5512400,-;test_klp_livepatch: tainting kernel with TAINT_LIVEPATCH\n"
-    "7,1023,5512500,-;livepatch: 'test_klp_livepatch': initializing patching transition\n"
-    "12,1024,5512600,-;% modprobe test_klp_livepatch\n"
-    "6,1025,5512700,-;virtio_net virtio0: something unrelated\n"
-    "6,1026,5512800,-;multi\\x0aline\n"
+    "<6>[   11.680001] livepatch: enabling patch 'test_klp_livepatch'\n"
+    "<4>[   11.680100] test_klp_livepatch: tainting kernel with TAINT_LIVEPATCH\n"
+    "<7>[   11.680200] livepatch: 'test_klp_livepatch': initializing patching transition\n"
+    "<12>[   11.685136] % modprobe test_klp_livepatch\n"
+    "<6>[   11.685300] virtio_net virtio0: something unrelated\n"
+    "<12>[   11.685731] a\tb\n"
+    "not a record\n"
 )
 
 
-def test_parse_kmsg_records_and_continuations() -> None:
-    records = observe.parse_kmsg(KMSG)
+def test_parse_kmsg_records_numbered_from_where_the_log_was() -> None:
+    records = observe.parse_kmsg(KMSG, first_seq=1021)
     assert [r.seq for r in records] == [1021, 1022, 1023, 1024, 1025, 1026]
     assert records[3].level == 4  # 12 = facility user (1) << 3 | warning (4)
-    assert records[5].text == "multi\nline"
+    assert records[3].text == "% modprobe test_klp_livepatch"
+    assert records[5].text == "a\tb"
+
+
+def test_kernel_log_numbers_each_dump_after_the_last() -> None:
+    log = observe.KernelLog(shell=None)  # type: ignore[arg-type]
+    log.last_seq = 9
+    assert [r.seq for r in log.feed(KMSG)] == [10, 11, 12, 13, 14, 15]
+    assert [r.seq for r in log.feed("<6>[ 12.0] next\n")] == [16]
 
 
 def test_filter_log_like_upstream() -> None:
@@ -94,7 +104,7 @@ def test_snapshot_reads_vmlinux_through_proc_and_targets_through_debugfs() -> No
 
 def test_snapshot_sections_split() -> None:
     out = (
-        "@@kmsg\n6,1,2,-;livepatch: x\n@@sysfs\n/sys/kernel/livepatch/p/enabled=1\n"
+        "@@kmsg\n<6>[    2.000001] livepatch: x\n@@sysfs\n/sys/kernel/livepatch/p/enabled=1\n"
         "@@modules\np=1\n@@impls\nvmlinux:cmdline_proc_show=p: this has been live patched\n"
     )
     sections = observe.split_sections(out)

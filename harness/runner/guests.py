@@ -68,9 +68,11 @@ class GuestSource:
         self._closed = False
 
     def config(self) -> GuestConfig:
+        """The profile's guest config, planned once; again if its initramfs went away
+        (a checkout with other image inputs sharing the cache replaced it)."""
         from harness.guest.vm import GuestConfig
 
-        if self._config is None:
+        if self._config is None or not self._config.initrd.exists():
             self._config = GuestConfig.for_profile(self.profile, log_dir=self.log_dir)
         return self._config
 

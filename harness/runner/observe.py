@@ -21,31 +21,32 @@ DEBUGFS_FUNCS = "/sys/kernel/debug/klp_harness"
 WRITE_ONLY = "<write-only>"
 PATCHED_RE = re.compile(r"^(\w+): this has been live patched$", re.MULTILINE)
 
-# Every record of the log buffer, non-blocking: each read() of /dev/kmsg returns one
-# record and EAGAIN ends dd once the buffer is drained.
-KMSG_DUMP = "dd if=/dev/kmsg iflag=nonblock bs=16k 2>/dev/null; true"
+# The records logged since the last dump, and no others: syslog(2)'s READ_CLEAR
+# (`dmesg -c`) returns what was logged since the last clear, then clears.  busybox's
+# dmesg because it is static: under TCG a dynamically linked program costs several
+# times as much to start, and this runs after every step.  (Clearing concerns syslog
+# readers only; /dev/kmsg readers are not affected.)
+KMSG_DUMP = "busybox dmesg -c -r"
+_SYSLOG_LINE = re.compile(r"^<(\d+)>(?:\[\s*[0-9.]+\] ?)?(.*)$")
 
 
 @dataclass(frozen=True)
 class KmsgRecord:
-    seq: int
+    seq: int  # position in the guest's log as the harness read it
     level: int
     text: str
 
 
-def parse_kmsg(raw: str) -> list[KmsgRecord]:
-    """Parse /dev/kmsg records (`prio,seq,usec,flags[,...];text`, continuation lines
-    starting with a space carry key=value metadata and are skipped)."""
+def parse_kmsg(raw: str, first_seq: int = 0) -> list[KmsgRecord]:
+    """Parse `dmesg -r` output (`<prio>[ seconds] text`, one line per record and per
+    line of a multi-line record); records are numbered from `first_seq`."""
     records: list[KmsgRecord] = []
     for line in raw.splitlines():
-        if not line or line.startswith(" ") or ";" not in line:
+        match = _SYSLOG_LINE.match(line)
+        if match is None:
             continue
-        header, _, text = line.partition(";")
-        fields = header.split(",")
-        if len(fields) < 3 or not fields[0].isdigit() or not fields[1].isdigit():
-            continue
-        text = re.sub(r"\\x([0-9a-f]{2})", lambda m: chr(int(m.group(1), 16)), text)
-        records.append(KmsgRecord(seq=int(fields[1]), level=int(fields[0]) & 7, text=text))
+        level = int(match.group(1)) & 7
+        records.append(KmsgRecord(first_seq + len(records), level, match.group(2)))
     return records
 
 
@@ -93,11 +94,10 @@ class KernelLog:
         return self.feed(self.shell.run(KMSG_DUMP).stdout)
 
     def feed(self, raw: str) -> list[KmsgRecord]:
-        """Records of a /dev/kmsg dump that are newer than the last one seen."""
-        records = parse_kmsg(raw)
-        new = [r for r in records if r.seq > self.last_seq]
-        if records:
-            self.last_seq = max(self.last_seq, records[-1].seq)
+        """Records of a dump (all new: each dump clears what it returned)."""
+        new = parse_kmsg(raw, self.last_seq + 1)
+        if new:
+            self.last_seq = new[-1].seq
         self.all_records.extend(new)
         return new
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.runner.observe import LIVEPATCH_SYSFS
+from harness.runner.observe import KMSG_DUMP, LIVEPATCH_SYSFS
 from harness.runner.shell import Shell
+from harness.runner.waits import idle
 
 # Upstream's setup_config: livepatch core debug messages on, but not the per-task
 # "is running / is sleeping on function" lines, which depend on timing.
@@ -20,7 +21,8 @@ DYNDBG_CONTROL = "/sys/kernel/debug/dynamic_debug/control"
 PREPARE = (
     f"echo 'file kernel/livepatch/* +p' > {DYNDBG_CONTROL} && "
     f"echo 'func klp_try_switch_task -p' > {DYNDBG_CONTROL} && "
-    "sysctl -q kernel.ftrace_enabled=1"
+    "sysctl -q kernel.ftrace_enabled=1 && "
+    f"{KMSG_DUMP} > /dev/null"  # the boot log is not any scenario's
 )
 
 
@@ -119,7 +121,7 @@ CLEANUP_SCRIPT = (
     f'[ "$(cat {LIVEPATCH_SYSFS}/$d/enabled)" = 1 ] && echo 0 > {LIVEPATCH_SYSFS}/$d/enabled; '
     "done; "
     f'i=0; while [ -n "$(ls {LIVEPATCH_SYSFS} 2>/dev/null)" ] && [ $i -lt 300 ]; do '
-    "sleep 0.1; i=$((i+1)); done; "
+    f"{idle(0.1)}; i=$((i+1)); done; "
     "sysctl -q kernel.ftrace_enabled=1; true"
 )
 

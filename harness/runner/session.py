@@ -81,7 +81,7 @@ def install_modules(guest: GuestLike, modules: dict[str, Path]) -> int:
         check=True,
         timeout=60,
     )
-    records = observe.parse_kmsg(out.stdout)
+    records = observe.parse_kmsg(out.stdout)  # cleared: the scenario's log starts empty
     return records[-1].seq if records else -1
 
 
