@@ -228,3 +228,18 @@ def test_broken_kernel_dir_build_shows_the_compiler_error(
     assert "list.h:5:10: fatal error: linux/container_of.h: No such file" in line
     assert "Leaving directory" not in line
     assert "(build log: " in line
+
+
+def test_setup_failing_to_add_backports_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.commands import setup
+    from harness.errors import HarnessError
+
+    monkeypatch.setattr(setup, "_host_codename", lambda: "bookworm")
+    monkeypatch.setattr(setup, "_apt_sources_text", lambda: "")
+
+    def failing(*_args: object, **_kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess([], 1, "", "tee: /etc/apt/x: Read-only file system\n")
+
+    monkeypatch.setattr(setup.subprocess, "run", failing)
+    with pytest.raises(HarnessError, match=r"^cannot add .*: tee: /etc/apt/x: Read-only file"):
+        setup.ensure_backports_source()

@@ -80,6 +80,13 @@ def main(args: argparse.Namespace) -> int:
 
 def _prune_logs(log_dir: Path, keep: int) -> None:
     """Console logs of `boot` are kept for bug reports; only the newest few."""
-    logs = sorted(log_dir.glob("console-*.log"), key=lambda p: p.stat().st_mtime)
+
+    def mtime(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:  # removed meanwhile by another boot's pruning
+            return 0.0
+
+    logs = sorted(log_dir.glob("console-*.log"), key=mtime)
     for old in logs[:-keep]:
         old.unlink(missing_ok=True)

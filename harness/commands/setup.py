@@ -72,13 +72,17 @@ def ensure_backports_source() -> bool:
     if _host_codename() != "bookworm" or "bookworm-backports" in _apt_sources_text():
         return False
     print(f"setup: adding bookworm-backports to apt's sources ({BACKPORTS_SOURCE})")
-    subprocess.run(
+    proc = subprocess.run(
         _as_root(["tee", str(BACKPORTS_SOURCE)]),
         input=BACKPORTS_STANZA,
         text=True,
         stdout=subprocess.DEVNULL,
-        check=True,
+        stderr=subprocess.PIPE,
+        check=False,
     )
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+        raise HarnessError(f"cannot add {BACKPORTS_SOURCE}: {tail[0]}")
     return True
 
 
