@@ -38,6 +38,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="kernel profile(s) scenario items run on (default: $KLP_HARNESS_PROFILES or all)",
     )
     group.addoption(
+        "--klp-fast-guest",
+        action="store_true",
+        help="guests without the kernel's memory checks (faster; corruption may go unseen)",
+    )
+    group.addoption(
         "--klp-shard",
         metavar="K/N",
         help="run only the K-th of N disjoint parts of the collected tests (CI matrices)",
@@ -98,7 +103,9 @@ def guest_manager(config: pytest.Config, profile: KernelProfile) -> GuestManager
     managers = config.stash[_MANAGERS]
     if profile.name not in managers:
         managers[profile.name] = GuestManager(
-            profile, log_dir=config.stash[_RESULTS] / profile.name
+            profile,
+            log_dir=config.stash[_RESULTS] / profile.name,
+            fast_guest=bool(config.getoption("--klp-fast-guest")),
         )
     return managers[profile.name]
 

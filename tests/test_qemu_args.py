@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from harness.guest.accel import KVM_ARGS, TCG_ARGS
@@ -110,3 +111,14 @@ def test_config_changes_show_up() -> None:
 def test_config_is_frozen_and_comparable() -> None:
     assert GuestConfig(Path("/k"), Path("/i")) == GuestConfig(Path("/k"), Path("/i"))
     assert hash(CONFIG) == hash(GuestConfig(kernel=Path("/k/bzImage"), initrd=CONFIG.initrd))
+
+
+def test_memory_checks_on_by_default_and_off_for_fast_guests() -> None:
+    params = kernel_cmdline(CONFIG, BOOT).split()
+    assert "slub_debug=FZPU" in params
+    assert "init_on_free=1" in params
+    assert "page_poison=1" not in params  # fills free memory: ~1 GB snapshots
+    fast = dataclasses.replace(CONFIG, memory_checks=False)
+    assert not any(
+        p.startswith(("slub_debug", "init_on_free")) for p in kernel_cmdline(fast, BOOT).split()
+    )

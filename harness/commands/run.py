@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run only the K-th of N disjoint parts of the scenarios (CI matrices)",
     )
     parser.add_argument(
+        "--fast-guest",
+        action="store_true",
+        help="guests without the kernel's memory checks (slub_debug, init_on_free, "
+        "KFENCE): faster, but a corrupted heap may go unnoticed",
+    )
+    parser.add_argument(
         "--no-snapshot",
         action="store_true",
         help="boot guests instead of resuming the saved ready guest (and clean between scenarios)",
@@ -79,7 +85,13 @@ def main(args: argparse.Namespace) -> int:
     results = results_dir(args.results)
     jobs = args.jobs or default_jobs()
     outcomes = run_suite(
-        scenarios, profiles, results, args.keep_going, jobs=jobs, snapshots=not args.no_snapshot
+        scenarios,
+        profiles,
+        results,
+        args.keep_going,
+        jobs=jobs,
+        snapshots=not args.no_snapshot,
+        fast_guest=args.fast_guest,
     )
     if args.show:
         for outcome in outcomes:

@@ -20,6 +20,14 @@ if TYPE_CHECKING:
     from harness.kernels import KernelProfile
 
 QEMU = "qemu-system-x86_64"
+# Checks that stop a corrupted heap where it happens instead of scenarios later, all
+# run-time options of Debian's kernels: SLUB sanity checks, red zones, poisoning and
+# owner tracking (a double free or a use after free of a kmalloc object is reported
+# as "BUG <cache> ...: Object already free" etc.), freed pages zeroed (which also
+# keeps snapshots small), and KFENCE sampling where the kernel has it (6.12; an
+# unknown parameter is ignored).  page_poison=1 was measured and left out: it fills
+# all free memory, so a snapshot grows from ~120 MB to ~1 GB.
+MEMORY_CHECKS = ("slub_debug=FZPU", "init_on_free=1", "kfence.sample_interval=100")
 GUEST_SSH_PORT = 22
 
 
@@ -35,6 +43,7 @@ class GuestConfig:
     cpus: int = 1  # one CPU: livepatch transitions settle in their first attempt
     accel: str | None = None  # "kvm" or "tcg"; None probes (cached per machine)
     append: tuple[str, ...] = ()  # extra kernel command-line parameters
+    memory_checks: bool = True  # MEMORY_CHECKS on the kernel command line
     log_dir: Path | None = None  # keep the console log here; None: in the temp dir
     boot_timeout: float = 240.0  # TCG on a loaded two-core machine
 
@@ -92,6 +101,7 @@ def kernel_cmdline(config: GuestConfig, boot: BootSpec) -> str:
         "printk.time=1",
         "printk.devkmsg=on",
         f"klp_key={boot.ssh_pubkey}",
+        *(MEMORY_CHECKS if config.memory_checks else ()),
         *config.append,
     ]
     return " ".join(params)

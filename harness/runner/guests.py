@@ -54,16 +54,24 @@ class SourceStats:
 class GuestSource:
     """Ready guests of one profile; `close()` stops every guest it started."""
 
-    def __init__(self, profile: KernelProfile, log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        profile: KernelProfile,
+        log_dir: Path | None = None,
+        fast: bool = False,
+        snapshot_root: Path | None = None,  # default: <cache>/snapshots
+    ) -> None:
         reaper.install()  # from the caller's (main) thread: SIGTERM handling
         self.profile = profile
+        self.fast = fast  # guests without the kernel's memory checks
+        self.snapshot_root = snapshot_root
         self.log_dir = log_dir / "guests" if log_dir is not None else None  # console logs
         self.stats = SourceStats()
         self.baseline: reset.GuestBaseline | None = None
         self._config: GuestConfig | None = None
         self._launcher = ThreadPoolExecutor(1, thread_name_prefix=f"klp-{profile.name}")
         self._next: Future[ReadyGuest] | None = None
-        self._starting: set[Guest] = set()
+        self._guests: list[Guest] = []  # every guest made, closed by close()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -73,7 +81,9 @@ class GuestSource:
         from harness.guest.vm import GuestConfig
 
         if self._config is None or not self._config.initrd.exists():
-            self._config = GuestConfig.for_profile(self.profile, log_dir=self.log_dir)
+            self._config = GuestConfig.for_profile(
+                self.profile, log_dir=self.log_dir, memory_checks=not self.fast
+            )
         return self._config
 
     # ---- the caller's side ----------------------------------------------------------
@@ -103,12 +113,13 @@ class GuestSource:
         return ready
 
     def close(self) -> None:
-        """Stop every guest, including one being started right now."""
+        """Stop every guest it made (handed out, prefetched, or being started: that
+        start fails at once)."""
         self._closed = True
         with self._lock:
-            starting = list(self._starting)
-        for guest in starting:
-            guest.close()  # makes a start in progress fail at once
+            guests, self._guests = self._guests, []
+        for guest in guests:
+            guest.close()  # idempotent
         pending, self._next = self._next, None
         if pending is not None and not pending.cancel():
             try:
@@ -135,7 +146,7 @@ class GuestSource:
     def _store(self) -> SnapshotStore:
         from harness.guest.snapshot import SnapshotStore
 
-        return SnapshotStore(self.config(), reset.PREPARE)
+        return SnapshotStore(self.config(), reset.PREPARE, self.snapshot_root)
 
     def _resume(self) -> Guest | None:
         """The snapshot resumed and verified clean; None if there is none, or it
@@ -147,13 +158,16 @@ class GuestSource:
         if snapshot is None:
             return None
         started = time.monotonic()
-        guest = self._started(Guest(self.config(), restore=snapshot.saved))
+        guest = Guest(self.config(), restore=snapshot.saved)
         try:
+            self._started(guest)
             baseline = reset.GuestBaseline.from_json(snapshot.extra)
             problems = reset.verify_clean(guest, baseline)
         except RestoreFailed:
             problems = ["QEMU refused the saved state"]
         except (HarnessError, ValueError) as exc:
+            if self._closed:
+                raise
             problems = [str(exc)]
         if problems:
             guest.close()
@@ -198,14 +212,11 @@ class GuestSource:
         return guest
 
     def _started(self, guest: Guest) -> Guest:
-        """Enter (start) `guest`, visible to `close()` meanwhile."""
+        """Enter (start) `guest`; `close()` stops it, even while it starts."""
         with self._lock:
             if self._closed:
                 raise HarnessError("interrupted")
-            self._starting.add(guest)
-        try:
-            guest.__enter__()
-        finally:
-            with self._lock:
-                self._starting.discard(guest)
+            self._guests = [g for g in self._guests if g.temp_dir is not None]  # closed ones
+            self._guests.append(guest)
+        guest.__enter__()
         return guest

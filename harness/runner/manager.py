@@ -35,11 +35,15 @@ class GuestManager:
     """Owns the guests of one profile; `close()` (or the context manager) stops them."""
 
     def __init__(
-        self, profile: KernelProfile, log_dir: Path | None = None, snapshots: bool = True
+        self,
+        profile: KernelProfile,
+        log_dir: Path | None = None,
+        snapshots: bool = True,
+        fast_guest: bool = False,
     ) -> None:
         self.profile = profile
         self.snapshots = snapshots
-        self.source = GuestSource(profile, log_dir)
+        self.source = GuestSource(profile, log_dir, fast=fast_guest)
         self._guest: Guest | None = None
         self._kmsg_seq: int | None = None  # set when the guest's modules are installed
         self._dirty = False

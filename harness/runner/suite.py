@@ -155,13 +155,14 @@ def run_prepared(
     echo: Echo = stderr_echo,
     jobs: int = 1,
     snapshots: bool = True,
+    fast_guest: bool = False,
 ) -> tuple[list[ScenarioOutcome], list[GuestManager]]:
     """Run on `jobs` workers; returns the outcomes in the given order and the
     (closed) managers, whose statistics the caller may print."""
     queue = _Queue(prepared, keep_going)
     managers = [
         GuestManager(item.profile, log_dir=results / safe_component(item.profile.name),
-                     snapshots=snapshots)
+                     snapshots=snapshots, fast_guest=fast_guest)
         for item in prepared[: max(1, min(jobs, len(prepared)))]
     ]  # fmt: skip
     workers = [
@@ -233,6 +234,7 @@ def run_suite(
     echo: Echo = stderr_echo,
     jobs: int = 1,
     snapshots: bool = True,
+    fast_guest: bool = False,
 ) -> list[ScenarioOutcome]:
     prepared = {profile.name: prepare(scenarios, profile, echo) for profile in profiles}
     outcomes: list[ScenarioOutcome] = []
@@ -244,7 +246,7 @@ def run_suite(
         echo(f"[{profile.name}] {len(items)} scenario(s) on {workers} guest(s) at a time "
              f"({profile.release})")  # fmt: skip
         started = time.monotonic()
-        done, managers = run_prepared(items, results, keep_going, echo, jobs, snapshots)
+        done, managers = run_prepared(items, results, keep_going, echo, jobs, snapshots, fast_guest)
         outcomes += done
         echo(f"[{profile.name}] {time.monotonic() - started:.1f}s wall; " + _guest_stats(managers))
         if outcomes and not keep_going and not all(o.passed for o in outcomes):

@@ -1,0 +1,83 @@
+"""The snapshot store's bookkeeping: keys, verification, replacement (no VM)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.guest.config import GuestConfig
+from harness.guest.snapshot import META, STATE, SnapshotStore
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> GuestConfig:
+    kernel, initrd = tmp_path / "bzImage", tmp_path / "initrd.cpio.gz"
+    kernel.write_bytes(b"kernel")
+    initrd.write_bytes(b"initrd")
+    return GuestConfig(kernel=kernel, initrd=initrd, name="p", accel="tcg")
+
+
+def save(store: SnapshotStore, tmp_path: Path, content: bytes) -> None:
+    key = tmp_path / "id_ed25519"
+    key.write_text("key")
+    with store.creating() as staging:
+        store.save(staging, lambda path: path.write_bytes(content), key, {"modules": []})
+
+
+def test_missing_snapshot_loads_as_none(config: GuestConfig, tmp_path: Path) -> None:
+    assert SnapshotStore(config, "prep", tmp_path / "snaps").load() is None
+
+
+def test_saved_snapshot_loads_with_what_was_recorded(config: GuestConfig, tmp_path: Path) -> None:
+    store = SnapshotStore(config, "prep", tmp_path / "snaps")
+    save(store, tmp_path, b"state" * 100)
+    snapshot = store.load()
+    assert snapshot is not None
+    assert snapshot.saved.state.read_bytes() == b"state" * 100
+    assert snapshot.extra == {"modules": []}
+    assert not list((tmp_path / "snaps").glob(".p-*"))  # no staging left
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: (d / STATE).write_bytes(b"statX" * 110),  # same size, other bytes
+        lambda d: (d / STATE).write_bytes(b"st"),  # truncated
+        lambda d: (d / META).write_text("{"),  # meta damaged
+        lambda d: (d / "id_ed25519").unlink(),  # key gone
+    ],
+)
+def test_damaged_snapshot_is_discarded_not_used(
+    config: GuestConfig, tmp_path: Path, damage: object
+) -> None:
+    store = SnapshotStore(config, "prep", tmp_path / "snaps")
+    save(store, tmp_path, b"state" * 110)
+    damage(store.directory)  # type: ignore[operator]
+    assert store.load() is None
+    assert not store.directory.exists()
+
+
+def test_key_follows_everything_that_shapes_the_guest(config: GuestConfig, tmp_path: Path) -> None:
+    root = tmp_path / "snaps"
+    base = SnapshotStore(config, "prep", root).key
+    assert SnapshotStore(config, "prep", root).key == base
+    assert SnapshotStore(config, "other prep", root).key != base
+    assert SnapshotStore(dataclasses.replace(config, memory_mib=512), "prep", root).key != base
+    assert SnapshotStore(dataclasses.replace(config, memory_checks=False), "prep", root).key != base
+    config.initrd.write_bytes(b"another initrd")
+    assert SnapshotStore(config, "prep", root).key != base
+
+
+def test_a_new_snapshot_replaces_older_ones_of_the_same_guest(
+    config: GuestConfig, tmp_path: Path
+) -> None:
+    root = tmp_path / "snaps"
+    old = SnapshotStore(config, "prep", root)
+    save(old, tmp_path, b"old")
+    new = SnapshotStore(config, "prep v2", root)
+    save(new, tmp_path, b"new")
+    assert not old.directory.exists()
+    assert json.loads((new.directory / META).read_text())["key"] == new.key
