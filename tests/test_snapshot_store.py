@@ -81,3 +81,19 @@ def test_a_new_snapshot_replaces_older_ones_of_the_same_guest(
     save(new, tmp_path, b"new")
     assert not old.directory.exists()
     assert json.loads((new.directory / META).read_text())["key"] == new.key
+
+
+def test_guest_variants_keep_their_own_snapshots(config: GuestConfig, tmp_path: Path) -> None:
+    """A --fast-guest run must not delete the default guests' snapshot (and back)."""
+    root = tmp_path / "snaps"
+    default = SnapshotStore(config, "prep", root)
+    fast = SnapshotStore(dataclasses.replace(config, memory_checks=False), "prep", root)
+    extra = SnapshotStore(dataclasses.replace(config, append=("oops=panic",)), "prep", root)
+    for store in (default, fast, extra):
+        save(store, tmp_path, b"state")
+    assert default.load() is not None and fast.load() is not None and extra.load() is not None
+    assert len({default.directory, fast.directory, extra.directory}) == 3
+    newer_fast = SnapshotStore(dataclasses.replace(config, memory_checks=False), "v2", root)
+    save(newer_fast, tmp_path, b"new")
+    assert not fast.directory.exists()  # replaced by its own kind's newer one
+    assert default.load() is not None and extra.load() is not None

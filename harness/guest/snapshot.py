@@ -72,6 +72,18 @@ def _file_id(path: Path) -> list[object]:
     return [str(path), info.st_size, info.st_mtime_ns]
 
 
+def variant_name(config: GuestConfig) -> str:
+    """The name shared by the snapshots of one kind of guest, which replace each
+    other: the profile's, plus a mark for guests whose kernel command line differs
+    (`--fast-guest`, extra parameters).  Kinds must not replace each other: a
+    `--fast-guest` run and a default run on the same cache would otherwise delete
+    each other's snapshot and boot again every time."""
+    marks = [] if config.memory_checks else ["fast"]
+    if config.append:
+        marks.append(hashlib.sha256("\0".join(config.append).encode()).hexdigest()[:8])
+    return "-".join([config.name, *marks])
+
+
 def snapshot_key(config: GuestConfig, prepare_id: str) -> str:
     """Hash of everything a saved guest depends on (see the module docstring)."""
     accel = choose_accel(config.kernel, default_cache(), requested=config.accel)
@@ -95,7 +107,8 @@ class SnapshotStore:
         self.config = config
         self.root = root if root is not None else cache_root() / "snapshots"
         self.key = snapshot_key(config, prepare_id)
-        self.directory = self.root / f"{config.name}-{self.key}"
+        self.variant = variant_name(config)
+        self.directory = self.root / f"{self.variant}-{self.key}"
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -128,10 +141,10 @@ class SnapshotStore:
         """Hold the store's lock while a snapshot is made (others wait, then `load`
         what it made); yields a private staging directory for `save`."""
         self.root.mkdir(parents=True, exist_ok=True)
-        sweep_abandoned(self.root, f".{self.config.name}-{self.key}")
-        with (self.root / f".{self.config.name}.lock").open("w") as lock:
+        sweep_abandoned(self.root, f".{self.variant}-{self.key}")
+        with (self.root / f".{self.variant}.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            staging = make_temp_dir(self.root, f".{self.config.name}-{self.key}")
+            staging = make_temp_dir(self.root, f".{self.variant}-{self.key}")
             try:
                 yield staging
             finally:
@@ -147,7 +160,8 @@ class SnapshotStore:
     ) -> Snapshot:
         """Write the state (`write_state(path)`, e.g. `Guest.save`) and a copy of the
         guest's SSH key, record the checksum, and move the staging directory into
-        place; older snapshots of the same config name are removed."""
+        place; older snapshots of the same variant are removed (`<variant>-<key>`:
+        the `?`s match a key, not another variant's longer name)."""
         state = staging / STATE
         write_state(state)
         shutil.copy2(key_file, staging / KEY)
@@ -159,7 +173,7 @@ class SnapshotStore:
             "extra": extra,
         }
         (staging / META).write_text(json.dumps(meta, indent=1) + "\n")
-        for old in self.root.glob(f"{self.config.name}-*"):
+        for old in self.root.glob(f"{self.variant}-{'?' * len(self.key)}"):
             if old.is_dir() and old.name != self.directory.name:
                 shutil.rmtree(old, ignore_errors=True)
         self.discard()
