@@ -36,11 +36,15 @@ def predicted_patch_dirs(record: StepRecord) -> list[str]:
 
 
 def _poll_script(condition: str, timeout: float) -> str:
-    """A subshell polling `condition` every POLL seconds; exit status 0 once it holds."""
-    tries = max(1, int(timeout / POLL))
+    """A subshell polling `condition` every POLL seconds for `timeout` seconds of the
+    guest's clock (bash's $EPOCHREALTIME, in microseconds without the point); exit
+    status 0 once it holds.  By the clock, not by a count of tries: each try costs
+    more than POLL on a loaded TCG host, and a count could outlast the host's own
+    timeout for the command (then the report is a timeout, not the stuck state)."""
+    now = "${EPOCHREALTIME/[.,]/}"
     return (
-        f"( i=0; while [ $i -lt {tries} ]; do if {condition}; then exit 0; fi; "
-        f"{idle(POLL)}; i=$((i+1)); done; exit 1 )"
+        f"( end=$(({now} + {round(timeout * 1e6)})); while :; do if {condition}; then exit 0; "
+        f"fi; (({now} < end)) || exit 1; {idle(POLL)}; done )"
     )
 
 
