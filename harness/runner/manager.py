@@ -133,12 +133,14 @@ class GuestManager:
         if then is not None and self.snapshots:
             self.source.prefetch(then)
         console_start = _size(guest.console_log)
+        session: ScenarioSession | None = None
         try:
             session = ScenarioSession(guest, scenario, self.profile.name, self._kmsg_seq)
             outcome = session.run(predicted, progress)
             self._check_kernel_health(guest, outcome)
         except HarnessError as exc:
-            outcome = _failed(scenario, self.profile.name, predicted, exc)
+            partial = session.outcome if session is not None else None
+            outcome = _failed(scenario, self.profile.name, predicted, exc, partial)
             self.discard()
         self._dirty = True
         self._kmsg_seq = None
@@ -174,9 +176,16 @@ class GuestManager:
 
 
 def _failed(
-    scenario: Scenario, profile: str, predicted: list[StepRecord], exc: HarnessError
+    scenario: Scenario,
+    profile: str,
+    predicted: list[StepRecord],
+    exc: HarnessError,
+    partial: ScenarioOutcome | None = None,
 ) -> ScenarioOutcome:
-    outcome = ScenarioOutcome(scenario.name, profile, predicted, error=str(exc))
+    """The outcome of a scenario that `exc` ended: `partial` (the steps observed
+    before it, their kernel log) if there is one, with the error and its excerpt."""
+    outcome = partial or ScenarioOutcome(scenario.name, profile, predicted)
+    outcome.error = str(exc)
     excerpt = getattr(exc, "excerpt", "")
     if excerpt:
         outcome.error = f"{exc}\n{excerpt}"

@@ -113,30 +113,35 @@ class ScenarioSession:
         self.kmsg_seq = kmsg_seq  # the log before the scenario ends here (None: read it)
         self.module_names = [m.name for m in scenario.modules]
         self.funcs = scenario.patched_funcs()
+        self.outcome: ScenarioOutcome | None = None  # set by run()
 
     def run(
         self, predicted: Sequence[StepRecord], progress: Progress | None = None
     ) -> ScenarioOutcome:
         outcome = ScenarioOutcome(self.scenario.name, self.profile, list(predicted))
+        self.outcome = outcome  # kept if a step raises: the steps observed before it
         started = time.monotonic()
-        if self.kmsg_seq is None:
-            self.log.skip_to_end()
-        else:
-            self.log.last_seq = self.kmsg_seq
-        for index, (step, want) in enumerate(zip(self.scenario.steps, predicted, strict=True)):
-            if progress:
-                progress(index, format_step(step))
-            got = self.run_step(index, step, want)
-            outcome.observed.append(got)
-            self.guest.check_alive()
-            diffs = diff_records(want, got)
-            if diffs:
-                outcome.mismatch = Mismatch(index, got.step, tuple(diffs))
-                if got.pending and not want.pending:
-                    outcome.diagnostics = waits.unpatched_tasks(self.guest)
-                break
-        outcome.kernel_log = [r.text for r in self.log.all_records]
-        outcome.seconds = time.monotonic() - started
+        try:
+            if self.kmsg_seq is None:
+                self.log.skip_to_end()
+            else:
+                self.log.last_seq = self.kmsg_seq
+            steps = zip(self.scenario.steps, predicted, strict=True)
+            for index, (step, want) in enumerate(steps):
+                if progress:
+                    progress(index, format_step(step))
+                got = self.run_step(index, step, want)
+                outcome.observed.append(got)
+                self.guest.check_alive()
+                diffs = diff_records(want, got)
+                if diffs:
+                    outcome.mismatch = Mismatch(index, got.step, tuple(diffs))
+                    if got.pending and not want.pending:
+                        outcome.diagnostics = waits.unpatched_tasks(self.guest)
+                    break
+        finally:
+            outcome.kernel_log = [r.text for r in self.log.all_records]
+            outcome.seconds = time.monotonic() - started
         return outcome
 
     def run_step(self, index: int, step: Step, want: StepRecord) -> StepRecord:
