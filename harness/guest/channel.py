@@ -12,6 +12,9 @@ Every command runs in a subshell with stdin from /dev/null, framed by random mar
 on stdout and stderr followed by its exit code (see `frame`).  A command that times
 out is killed with its whole session from the serial console, the guest's init
 starts a new bash on the ports, and `resync` skips what the old one left behind.
+Whenever the guest's bash ends, init says so on the port (`SHELL_ENDED`): a command
+whose shell was killed (from inside the guest, or by the OOM killer) fails at once,
+not after its timeout.
 
 The host must keep its end of the ports connected while the guest runs: a port read
 returns end-of-file in the guest whenever the host end is closed.  So the sockets
@@ -25,6 +28,7 @@ import re
 import secrets
 import select
 import shlex
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -38,6 +42,8 @@ CMD_PORT = "klp.cmd"  # stdin + stdout of the guest's bash
 ERR_PORT = "klp.err"  # its stderr
 SELECT_SLICE = 0.05  # how often a waiting command looks at the crash watcher
 CHUNK = 1 << 16
+# What the guest's init prints on the port when the bash there ends (images/init).
+SHELL_ENDED = re.compile(rb"\nklp-channel: shell ended (\d+)\n")
 
 Poll = Callable[[], None]  # raises if the guest is lost (crash watcher, QEMU exit)
 
@@ -63,6 +69,7 @@ class PortShell:
             self._out.close()
             raise
         self._poll = poll
+        self._resyncing = False
         self.session = 0  # the guest bash's session id, for killing a stuck command
 
     def start(self, timeout: float) -> None:
@@ -98,8 +105,13 @@ class PortShell:
             raise GuestError(f"copying {local} to {remote} failed: {result.stderr.strip()}")
 
     def resync(self, timeout: float = 10.0) -> None:
-        """After the guest's bash was killed: wait for the new one, drop leftovers."""
-        self.start(timeout)
+        """After the guest's bash was killed: wait for the new one, drop leftovers
+        (the old one's output and init's notice of its end)."""
+        self._resyncing = True
+        try:
+            self.start(timeout)
+        finally:
+            self._resyncing = False
 
     # ---- transport ---------------------------------------------------------------------
 
@@ -126,6 +138,10 @@ class PortShell:
                 err += self._recv(self._err)
             if match is None:
                 match = out_end.search(out, max(0, seen_out - 64))
+                ended = SHELL_ENDED.search(out, max(0, seen_out - 64))
+                if match is None and ended is not None and not self._resyncing:
+                    status = describe_status(int(ended.group(1)))
+                    raise GuestError(f"the guest's command shell {status}")
             if err_at < 0:
                 err_at = err.find(err_end, max(0, seen_err - 64))
         # Output before a previous command's markers (after a resync) is not ours.
@@ -156,3 +172,14 @@ class PortShell:
         for sock in (self._out, self._err):
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+def describe_status(status: int) -> str:
+    """How bash ended, from its exit status as init saw it: "was killed by SIGKILL"
+    for 137."""
+    if status > 128:
+        try:
+            return f"was killed by {signal.Signals(status - 128).name}"
+        except ValueError:
+            pass
+    return f"exited with status {status}"

@@ -1,0 +1,103 @@
+"""The command channel's host end against a scripted guest side (no VM): a shell that
+ends mid-command is reported at once, and a resync after a kill ignores init's notice."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.guest.channel import PortShell, describe_status
+from harness.guest.errors import GuestError
+
+Guest = Callable[[socket.socket, socket.socket], None]  # the guest side's script
+
+
+def read_line(sock: socket.socket) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        data += sock.recv(1)
+    return data.decode()
+
+
+def answer(out: socket.socket, err: socket.socket, line: str, stdout: str) -> None:
+    """What the guest's bash prints for one framed command line."""
+    nonce = re.search(r"([0-9a-f]{16}):err", line)
+    assert nonce is not None
+    err.sendall(f"\n{nonce.group(1)}:err\n".encode())
+    out.sendall(f"{stdout}\n{nonce.group(1)}:out 0\n".encode())
+
+
+@pytest.fixture
+def channel(tmp_path: Path) -> Iterator[Callable[[Guest], PortShell]]:
+    threads: list[threading.Thread] = []
+    shells: list[PortShell] = []
+
+    def start(guest: Guest) -> PortShell:
+        servers = []
+        for name in ("cmd.sock", "err.sock"):
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.bind(str(tmp_path / name))
+            server.listen(1)
+            servers.append(server)
+
+        def serve() -> None:
+            out, _ = servers[0].accept()
+            err, _ = servers[1].accept()
+            guest(out, err)
+            time.sleep(0.2)
+            out.close()
+            err.close()
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        threads.append(thread)
+        shell = PortShell(tmp_path / "cmd.sock", tmp_path / "err.sock", time.monotonic() + 5,
+                          lambda: None)  # fmt: skip
+        shells.append(shell)
+        return shell
+
+    yield start
+    for shell in shells:
+        shell.close()
+    for thread in threads:
+        thread.join(5)
+
+
+def test_a_shell_killed_mid_command_fails_it_at_once(channel: Callable[[Guest], PortShell]) -> None:
+    def guest(out: socket.socket, err: socket.socket) -> None:
+        read_line(out)
+        out.sendall(b"partial output\nklp-channel: shell ended 137\n")
+
+    shell = channel(guest)
+    started = time.monotonic()
+    with pytest.raises(GuestError, match=r"^the guest's command shell was killed by SIGKILL$"):
+        shell.run("sleep 100", timeout=30)
+    assert time.monotonic() - started < 5
+
+
+def test_resync_skips_the_notice_of_the_killed_shell(
+    channel: Callable[[Guest], PortShell],
+) -> None:
+    def guest(out: socket.socket, err: socket.socket) -> None:
+        # The stuck command's shell was killed: init announces it, a new bash reads on.
+        out.sendall(b"late output\nklp-channel: shell ended 137\n")
+        answer(out, err, read_line(out), "4242")
+
+    shell = channel(guest)
+    shell.resync(timeout=5)
+    assert shell.session == 4242
+
+
+@pytest.mark.parametrize(
+    ("status", "text"),
+    [(137, "was killed by SIGKILL"), (143, "was killed by SIGTERM"), (0, "exited with status 0"),
+     (3, "exited with status 3"), (200, "exited with status 200")],
+)  # fmt: skip
+def test_describe_status(status: int, text: str) -> None:
+    assert describe_status(status) == text
