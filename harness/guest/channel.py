@@ -62,9 +62,9 @@ class PortShell:
     """The host end of the command channel."""
 
     def __init__(self, cmd_socket: Path, err_socket: Path, deadline: float, poll: Poll) -> None:
-        self._out = connect_unix(cmd_socket, deadline, f"the {CMD_PORT} port")
+        self._out = connect_unix(cmd_socket, deadline, f"the {CMD_PORT} port", poll)
         try:
-            self._err = connect_unix(err_socket, deadline, f"the {ERR_PORT} port")
+            self._err = connect_unix(err_socket, deadline, f"the {ERR_PORT} port", poll)
         except GuestError:
             self._out.close()
             raise

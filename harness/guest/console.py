@@ -32,7 +32,7 @@ from typing import NoReturn, TextIO
 import pexpect
 
 from harness.guest.crash import Crash, CrashWatcher
-from harness.guest.errors import GuestCrashed, GuestError, GuestTimeout
+from harness.guest.errors import GuestCrashed, GuestError, GuestTimeout, QemuKilled
 from harness.guest.result import CommandResult
 
 POLL = 0.1  # how often blocking console reads look at the crash watcher
@@ -43,6 +43,9 @@ CLOSE_WAIT = 5.0  # how long close() waits for a reader to let go of the console
 LOST_GRACE = 1.0
 # The tty's line discipline holds at most 4095 characters of an unfinished line.
 MAX_SERIAL_COMMAND = 3500
+# Signals QEMU gets only from another process (a user, the OOM killer, a supervisor),
+# unlike SIGSEGV or SIGABRT, which QEMU may raise itself.
+OUTSIDE_SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class _Tee:
@@ -92,6 +95,7 @@ class Console:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._exit: str | None = None  # how QEMU ended, once known
+        self._signal: int | None = None  # the signal that ended it, if one did
         self.ended = threading.Event()  # QEMU's console closed: QEMU exited
         try:
             self._child = pexpect.spawn(
@@ -171,11 +175,14 @@ class Console:
             else:
                 if info is None:
                     return None
+                if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+                    self._signal = info.si_status
                 self._exit = describe_exit(info.si_code, info.si_status)
                 return self._exit
         if reaped and self._child.terminated:
             if self._child.signalstatus is not None:
-                self._exit = describe_exit(os.CLD_KILLED, int(self._child.signalstatus))
+                self._signal = int(self._child.signalstatus)
+                self._exit = describe_exit(os.CLD_KILLED, self._signal)
             else:
                 self._exit = describe_exit(os.CLD_EXITED, int(self._child.exitstatus or 0))
             return self._exit
@@ -183,6 +190,11 @@ class Console:
 
     def is_running(self) -> bool:
         return self.qemu_exit() is None and not self.ended.is_set()
+
+    def killed_from_outside(self) -> bool:
+        """QEMU ended by a signal only another process sends (OUTSIDE_SIGNALS), not
+        by failing on its own (an exit status, SIGSEGV, SIGABRT)."""
+        return self.qemu_exit() is not None and self._signal in OUTSIDE_SIGNALS
 
     def check(self) -> None:
         """Raise GuestCrashed if a crash report was seen or QEMU exited."""
@@ -219,7 +231,8 @@ class Console:
         reason = f"{exited}: {qemu_said[-1]}" if qemu_said else exited
         if crash is not None:  # a non-fatal report, then QEMU died
             reason += f", after a {crash_message(crash)}"
-        raise GuestCrashed(reason, crash.excerpt if crash else self.tail(), crash, True)
+        lost = QemuKilled if self.killed_from_outside() else GuestCrashed
+        raise lost(reason, crash.excerpt if crash else self.tail(), crash, True)
 
     def _collect_rest(self) -> None:
         """Keep reading, up to CRASH_SETTLE, until the crash report is complete or

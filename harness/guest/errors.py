@@ -42,6 +42,12 @@ class GuestCrashed(GuestError):
         self.fatal = fatal
 
 
+class QemuKilled(GuestCrashed):
+    """QEMU was killed by a signal only another process sends (SIGKILL, SIGTERM, ...):
+    the guest is lost, but not through any fault of what it ran or was resumed from
+    (a saved guest QEMU was loading stays good)."""
+
+
 class GuestTimeout(GuestError):
     """The guest did not answer in time (boot, a command, SSH); it may still be alive."""
 

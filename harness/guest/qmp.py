@@ -12,6 +12,7 @@ import contextlib
 import json
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,8 @@ POLL = 0.005
 class QmpClient:
     """One QMP connection; `close()` it (or use it as a context manager)."""
 
-    def __init__(self, path: Path, deadline: float) -> None:
-        self._sock = connect_unix(path, deadline, "QEMU's QMP socket")
+    def __init__(self, path: Path, deadline: float, poll: Callable[[], None] | None = None) -> None:
+        self._sock = connect_unix(path, deadline, "QEMU's QMP socket", poll)
         self._file = self._sock.makefile("rw", encoding="utf-8")
         self._sock.settimeout(max(0.1, deadline - time.monotonic()))
         self._read()  # the greeting
@@ -99,10 +100,16 @@ class QmpClient:
                 closer()
 
 
-def connect_unix(path: Path, deadline: float, what: str) -> socket.socket:
-    """Connect to a unix socket QEMU creates at start-up, retrying until it exists."""
+def connect_unix(
+    path: Path, deadline: float, what: str, poll: Callable[[], None] | None = None
+) -> socket.socket:
+    """Connect to a unix socket QEMU creates at start-up, retrying until it exists.
+    `poll` raises if QEMU is gone (harness.guest.console): one that died before
+    making the socket never will, and waiting out the deadline would cost minutes."""
     last = "no attempt"
     while True:
+        if poll is not None:
+            poll()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(str(path))

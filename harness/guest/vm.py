@@ -175,7 +175,7 @@ class Guest:
         """Wait until QEMU has loaded the saved state, then let the guest run."""
         console = self._live_console()
         try:
-            with QmpClient(boot.qmp_socket, deadline) as qmp:
+            with QmpClient(boot.qmp_socket, deadline, console.check) as qmp:
                 state = qmp.wait_status_not("inmigrate", deadline)
                 if state not in ("paused", "running", "prelaunch"):
                     raise RestoreFailed(f"QEMU did not load the saved guest (state {state})")
@@ -183,6 +183,8 @@ class Guest:
         except GuestError as exc:
             if isinstance(exc, RestoreFailed):
                 raise
+            if console.killed_from_outside():
+                console.raise_lost()  # QemuKilled: the saved state is not to blame
             if not console.is_running():
                 raise RestoreFailed(
                     f"QEMU could not load the saved guest: {console.qemu_exit()}",

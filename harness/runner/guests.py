@@ -49,6 +49,7 @@ class SourceStats:
     restore_seconds: list[float] = field(default_factory=list)  # start -> verified clean
     install_seconds: list[float] = field(default_factory=list)
     wait_seconds: list[float] = field(default_factory=list)  # `take` blocked this long
+    lost: list[str] = field(default_factory=list)  # why guests made ahead were lost
 
 
 class GuestSource:
@@ -102,8 +103,9 @@ class GuestSource:
         if pending is not None:
             try:
                 ready = pending.result()
-            except HarnessError:
-                ready = None  # made again below; a second failure is reported
+            except HarnessError as exc:
+                self.stats.lost.append(str(exc))  # made again below; a second failure
+                ready = None  # is the scenario's
             if ready is not None and ready.modules != modules:
                 ready.guest.close()
                 ready = None
@@ -151,6 +153,7 @@ class GuestSource:
     def _resume(self) -> Guest | None:
         """The snapshot resumed and verified clean; None if there is none, or it
         proved unusable (then it is discarded and the caller boots)."""
+        from harness.guest.errors import QemuKilled
         from harness.guest.vm import Guest, RestoreFailed
 
         store = self._store()
@@ -163,6 +166,9 @@ class GuestSource:
             self._started(guest)
             baseline = reset.GuestBaseline.from_json(snapshot.extra)
             problems = reset.verify_clean(guest, baseline)
+        except QemuKilled:  # by someone else: this guest is lost, the snapshot is fine
+            guest.close()
+            raise
         except RestoreFailed:
             problems = ["QEMU refused the saved state"]
         except (HarnessError, ValueError) as exc:

@@ -263,6 +263,9 @@ def _guest_stats(managers: Sequence[GuestManager]) -> str:
         parts.append(f"{len(restores)} resume(s), mean {sum(restores) / len(restores):.2f}s")
     if resets:
         parts.append(f"{len(resets)} reset(s), mean {sum(resets) / len(resets):.2f}s")
+    lost = [reason for m in managers for reason in m.source.stats.lost]
+    if lost:  # each was made again; say why, or a QEMU killed meanwhile goes unnoticed
+        parts.append(f"{len(lost)} guest(s) made ahead lost and made again ({lost[-1]})")
     return ", ".join(parts)
 
 
