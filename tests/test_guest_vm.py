@@ -1,11 +1,15 @@
-"""The real guest: boots, commands over SSH and serial, crashes, and no leftovers.
+"""The real guest: commands on the channel and serial, crashes, and no leftovers.
 
-These boot QEMU (TCG on the CI machines, ~7 s per boot) and are never skipped: a
-missing kernel profile or QEMU is a failure, since `make test` installs both.
+These start QEMU (TCG on the CI machines) and are never skipped: a missing kernel
+profile or QEMU is a failure, since `make test` installs both.  Guests are resumed
+from the profile's snapshot (harness.runner.guests), as every scenario's guest is;
+booting itself is tested where it matters (the interrupt during a boot, and the
+snapshot tests of test_parallel_vm.py, which boot when a snapshot is refused).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
@@ -20,8 +24,9 @@ import pytest
 
 from harness.guest import reaper
 from harness.guest.errors import CommandFailed, GuestCrashed, GuestTimeout
-from harness.guest.vm import Guest, GuestConfig
+from harness.guest.vm import Guest
 from harness.kernels import DEFAULT_PROFILE, load_profile, profile_names
+from harness.runner.guests import GuestSource
 
 pytestmark = pytest.mark.vm
 
@@ -48,21 +53,32 @@ def wait_gone(marker: str, seconds: float = 10.0) -> list[int]:
     return left
 
 
+@contextlib.contextmanager
+def resumed(profile: str) -> Iterator[Guest]:
+    """A guest resumed from the profile's snapshot (made first if there is none)."""
+    source = GuestSource(load_profile(profile))
+    try:
+        yield source.take({}).guest
+    finally:
+        source.close()
+
+
 @pytest.fixture(scope="module", params=profile_names())
 def guest(request: pytest.FixtureRequest) -> Iterator[Guest]:
-    with Guest(GuestConfig.for_profile(load_profile(request.param))) as booted:
-        yield booted
+    with resumed(request.param) as ready:
+        yield ready
 
 
-def test_boots_the_profile_kernel_with_livepatch(guest: Guest) -> None:
+def test_runs_the_profile_kernel_with_livepatch_and_memory_checks(guest: Guest) -> None:
+    assert guest.restored and 0 < guest.boot_seconds
     assert guest.run("uname -r", check=True).stdout.strip() == guest.config.release
     assert guest.run("test -d /sys/kernel/livepatch").exit_code == 0
     assert guest.accel in ("kvm", "tcg")
-    assert 0 < guest.shell_seconds <= guest.boot_seconds
-    assert "Run /init" in guest.console_log.read_text()
+    cmdline = guest.run("cat /proc/cmdline", check=True).stdout.split()
+    assert {"slub_debug=FZPU", "init_on_free=1"} <= set(cmdline)
 
 
-def test_exit_code_and_output_over_ssh(guest: Guest) -> None:
+def test_exit_code_and_output_on_the_command_channel(guest: Guest) -> None:
     result = guest.run("echo out; echo err >&2; exit 7")
     assert result == (7, "out\n", "err\n")
     assert guest.run("printf 'no newline'").stdout == "no newline"
@@ -129,7 +145,7 @@ def test_serial_timeout_interrupts_the_command(guest: Guest) -> None:
 
 
 def test_panic_is_reported_and_qemu_is_gone() -> None:
-    with Guest(GuestConfig.for_profile(load_profile(DEFAULT_PROFILE))) as guest:
+    with resumed(DEFAULT_PROFILE) as guest:
         assert guest.temp_dir is not None
         temp_dir = str(guest.temp_dir)
         qemu = guest.qemu_pid
@@ -148,10 +164,23 @@ def test_panic_is_reported_and_qemu_is_gone() -> None:
 
 CHILD = """
 import sys, time
+from harness.kernels import load_profile
+from harness.runner.guests import GuestSource
+source = GuestSource(load_profile(sys.argv[1]))
+try:
+    print(source.take({}).guest.temp_dir, flush=True)
+    time.sleep(600)
+finally:
+    source.close()
+"""
+# A harness interrupted while QEMU boots (no snapshot involved), without the memory
+# checks, which only make the boot slower.
+BOOTING_CHILD = """
+import sys, time
 from harness.guest.vm import Guest, GuestConfig
 from harness.kernels import load_profile
-with Guest(GuestConfig.for_profile(load_profile(sys.argv[1]))) as guest:
-    print(guest.temp_dir, flush=True)
+config = GuestConfig.for_profile(load_profile(sys.argv[1]), memory_checks=False)
+with Guest(config) as guest:
     time.sleep(600)
 """
 
@@ -199,7 +228,7 @@ def test_killed_harness_takes_qemu_with_it() -> None:
 
 def test_interrupt_during_boot_leaves_nothing() -> None:
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, DEFAULT_PROFILE],
+        [sys.executable, "-c", BOOTING_CHILD, DEFAULT_PROFILE],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=default_sigint,

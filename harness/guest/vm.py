@@ -29,7 +29,13 @@ from harness.guest.accel import choose_accel, default_cache
 from harness.guest.channel import PortShell
 from harness.guest.config import BootSpec, GuestConfig, qemu_args
 from harness.guest.console import Console
-from harness.guest.errors import CommandFailed, GuestCrashed, GuestError, GuestTimeout
+from harness.guest.errors import (
+    CommandFailed,
+    GuestCrashed,
+    GuestError,
+    GuestTimeout,
+    QemuKilled,
+)
 from harness.guest.qmp import QmpClient
 from harness.guest.result import CommandResult
 from harness.guest.ssh import SshSession, connect, new_key, public_key
@@ -166,6 +172,11 @@ class Guest:
         except GuestTimeout as exc:
             what = "guest did not resume" if boot.incoming else "guest did not boot"
             raise GuestTimeout(f"{what}: {exc}", console.tail()) from None
+        except GuestCrashed:
+            raise
+        except GuestError:
+            console.check_lost()  # a socket dropped: QEMU's exit shows a moment later
+            raise
         self.boot_seconds = time.monotonic() - started
         self.restored = boot.incoming is not None
         if not self.restored:
@@ -183,9 +194,11 @@ class Guest:
         except GuestError as exc:
             if isinstance(exc, RestoreFailed):
                 raise
-            if console.killed_from_outside():
-                console.raise_lost()  # QemuKilled: the saved state is not to blame
-            if not console.is_running():
+            try:
+                console.check_lost()  # QEMU's exit shows a moment after its sockets close
+            except QemuKilled:
+                raise  # killed from outside: the saved state is not to blame
+            except GuestCrashed:
                 raise RestoreFailed(
                     f"QEMU could not load the saved guest: {console.qemu_exit()}",
                     console.tail(10),
@@ -250,10 +263,17 @@ class Guest:
         return self._channel
 
     def _live_ssh(self) -> SshSession:
-        """SSH, connected on first use, the guest's host key checked against the one
-        read over the command channel (a local QEMU socket, so it cannot be spoofed)."""
+        """SSH, connected on first use (and again if the connection dropped), the
+        guest's host key checked against the one read over the command channel (a
+        local QEMU socket, so it cannot be spoofed).  A guest whose dropbear is gone
+        is told at once: connecting would retry for a minute."""
         console = self._live_console()
+        if self._ssh is not None and not self._ssh.transport.is_active():
+            self._ssh.close()
+            self._ssh = None
         if self._ssh is None:
+            if self.run("pgrep -x dropbear >/dev/null").exit_code != 0:
+                raise GuestError("the guest's SSH server (dropbear) is not running")
             host_key = self.host_key()
             deadline = time.monotonic() + 60
             transport = connect(self._port, self.key_file, deadline, console.check, host_key)
@@ -302,8 +322,15 @@ class Guest:
 
     def _kill_stuck(self, channel: PortShell) -> None:
         """Kill the channel's bash session from the serial console; init starts a
-        new bash, and the channel skips what the old one left behind."""
-        self._live_console().run(f"pkill -KILL -s {channel.session}; true", 30.0)
+        new bash, and the channel skips what the old one left behind.  Nothing is
+        sent before the whole session is gone: what reaches the port while the old
+        bash still holds it is discarded with it."""
+        session = channel.session
+        self._live_console().run(
+            f"pkill -KILL -s {session}; i=0; while pgrep -s {session} >/dev/null && "
+            f"[ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; true",
+            30.0,
+        )
         channel.resync()
 
     def run_serial(self, cmd: str, timeout: float = 30.0, check: bool = False) -> CommandResult:
