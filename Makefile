@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROFILES ?= debian-6.1 debian-6.12
 KERNEL ?= debian-6.1
+PYTEST_ARGS ?=
 
 .PHONY: setup host-packages venv demo test test-fast lint bench conformance clean
 
@@ -35,7 +36,7 @@ test-fast: venv
 	$(BIN)/pytest -q -m 'not vm and not kbuild'
 
 test: setup lint
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra -n auto --dist loadscope $(PYTEST_ARGS)
 
 conformance: setup
 	mkdir -p results
