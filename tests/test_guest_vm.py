@@ -70,7 +70,7 @@ def guest(request: pytest.FixtureRequest) -> Iterator[Guest]:
 
 
 def test_runs_the_profile_kernel_with_livepatch_and_memory_checks(guest: Guest) -> None:
-    assert guest.restored and 0 < guest.boot_seconds
+    assert guest.restored and guest.boot_seconds > 0
     assert guest.run("uname -r", check=True).stdout.strip() == guest.config.release
     assert guest.run("test -d /sys/kernel/livepatch").exit_code == 0
     assert guest.accel in ("kvm", "tcg")
