@@ -72,7 +72,8 @@ def channel(tmp_path: Path) -> Iterator[Callable[[Guest], PortShell]]:
 def test_a_shell_killed_mid_command_fails_it_at_once(channel: Callable[[Guest], PortShell]) -> None:
     def guest(out: socket.socket, err: socket.socket) -> None:
         read_line(out)
-        out.sendall(b"partial output\nklp-channel: shell ended 137\n")
+        out.sendall(b"partial output\n")
+        err.sendall(b"\nklp-channel: shell ended 137\n")
 
     shell = channel(guest)
     started = time.monotonic()
@@ -86,7 +87,8 @@ def test_resync_skips_the_notice_of_the_killed_shell(
 ) -> None:
     def guest(out: socket.socket, err: socket.socket) -> None:
         # The stuck command's shell was killed: init announces it, a new bash reads on.
-        out.sendall(b"late output\nklp-channel: shell ended 137\n")
+        out.sendall(b"late output\n")
+        err.sendall(b"\nklp-channel: shell ended 137\n")
         answer(out, err, read_line(out), "4242")
 
     shell = channel(guest)

@@ -12,9 +12,9 @@ Every command runs in a subshell with stdin from /dev/null, framed by random mar
 on stdout and stderr followed by its exit code (see `frame`).  A command that times
 out is killed with its whole session from the serial console, the guest's init
 starts a new bash on the ports, and `resync` skips what the old one left behind.
-Whenever the guest's bash ends, init says so on the port (`SHELL_ENDED`): a command
-whose shell was killed (from inside the guest, or by the OOM killer) fails at once,
-not after its timeout.
+Whenever the guest's bash ends, init says so on the stderr port (`SHELL_ENDED`): a
+command whose shell was killed (from inside the guest, or by the OOM killer) fails
+at once, not after its timeout.
 
 The host must keep its end of the ports connected while the guest runs: a port read
 returns end-of-file in the guest whenever the host end is closed.  So the sockets
@@ -42,7 +42,7 @@ CMD_PORT = "klp.cmd"  # stdin + stdout of the guest's bash
 ERR_PORT = "klp.err"  # its stderr
 SELECT_SLICE = 0.05  # how often a waiting command looks at the crash watcher
 CHUNK = 1 << 16
-# What the guest's init prints on the port when the bash there ends (images/init).
+# What the guest's init prints on klp.err when the bash there ends (images/init).
 SHELL_ENDED = re.compile(rb"\nklp-channel: shell ended (\d+)\n")
 
 Poll = Callable[[], None]  # raises if the guest is lost (crash watcher, QEMU exit)
@@ -138,12 +138,11 @@ class PortShell:
                 err += self._recv(self._err)
             if match is None:
                 match = out_end.search(out, max(0, seen_out - 64))
-                ended = SHELL_ENDED.search(out, max(0, seen_out - 64))
-                if match is None and ended is not None and not self._resyncing:
-                    status = describe_status(int(ended.group(1)))
-                    raise GuestError(f"the guest's command shell {status}")
             if err_at < 0:
                 err_at = err.find(err_end, max(0, seen_err - 64))
+            ended = SHELL_ENDED.search(err, max(0, seen_err - 64))
+            if ended is not None and match is None and not self._resyncing:
+                raise GuestError(f"the guest's command shell {describe_status(int(ended[1]))}")
         # Output before a previous command's markers (after a resync) is not ours.
         stdout = bytes(out[: match.start()]).decode(errors="replace")
         stderr = bytes(err[:err_at]).decode(errors="replace")
