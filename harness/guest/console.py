@@ -217,12 +217,24 @@ class Console:
             with contextlib.suppress(OSError, ValueError):
                 select.select([self._pidfd], [], [], min(POLL / 2, left))
 
+    def _await_exit(self, grace: float) -> str | None:
+        """`qemu_exit()`, waiting up to `grace` for it to show."""
+        deadline = time.monotonic() + grace
+        while (exited := self.qemu_exit()) is None and (left := deadline - time.monotonic()) > 0:
+            if self._pidfd is None:
+                time.sleep(min(POLL / 2, left))
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                select.select([self._pidfd], [], [], min(POLL / 2, left))
+        return exited
+
     def raise_lost(self) -> NoReturn:
         """Read the rest of a crash report (or QEMU's last words), then raise
         GuestCrashed naming what happened in one line."""
         self._collect_rest()
         crash = self.watcher.crash
-        exited = self.qemu_exit()
+        # QEMU's console closes a moment before its exit shows: wait for the cause.
+        exited = self._await_exit(LOST_GRACE if self.ended.is_set() else 0.0)
         if crash is not None and (crash.fatal or exited is None):
             raise GuestCrashed(crash_message(crash), crash.excerpt, crash, crash.fatal)
         if exited is None:

@@ -119,10 +119,13 @@ class SshSession:
 
     def interactive(self, on_crash: Callable[[], str | None]) -> None:
         """A login shell on the user's terminal, until they exit it."""
-        chan = self.transport.open_session()
-        size = os.get_terminal_size() if sys.stdin.isatty() else os.terminal_size((80, 24))
-        chan.get_pty(os.environ.get("TERM", "vt100"), size.columns, size.lines)
-        chan.invoke_shell()
+        try:
+            chan = self.transport.open_session()
+            size = os.get_terminal_size() if sys.stdin.isatty() else os.terminal_size((80, 24))
+            chan.get_pty(os.environ.get("TERM", "vt100"), size.columns, size.lines)
+            chan.invoke_shell()
+        except TRANSPORT_ERRORS as exc:
+            connection_lost(self._poll, f"no SSH shell in the guest: {exc or type(exc).__name__}")
         try:
             warned = _pump(chan, on_crash)
         finally:
