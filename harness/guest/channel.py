@@ -89,20 +89,33 @@ class PortShell:
         return self._collect(nonce, time.monotonic() + timeout, f"`{cmd}` (timeout {timeout:g} s)")
 
     def put_file(self, local: Path, remote: str, timeout: float = 120.0) -> None:
-        """Copy a file in: `head -c SIZE` in the guest reads exactly the bytes that
-        follow its command line (bash reads a non-seekable input byte by byte, so it
-        has consumed nothing past the line)."""
+        """Copy a file in."""
         size = local.stat().st_size
+        what = f"copying {local} to {remote}"
+        result = self._with_data(f"busybox head -c {size} > {shlex.quote(remote)}", local,
+                                 what, timeout)  # fmt: skip
+        if result.exit_code != 0:
+            raise GuestError(f"{what} failed: {result.stderr.strip()}")
+
+    def feed(self, local: Path, command: str, timeout: float = 120.0) -> CommandResult:
+        """Run `command` with the bytes of `local` on its stdin (e.g. an archive to
+        unpack), without storing them in the guest first."""
+        size = local.stat().st_size
+        return self._with_data(f"busybox head -c {size} | {{ {command}; }}", local,
+                               f"`{command}` < {local}", timeout)  # fmt: skip
+
+    def _with_data(self, cmd: str, local: Path, what: str, timeout: float) -> CommandResult:
+        """Send `cmd`, then the bytes of `local`: `head -c SIZE` in `cmd` reads exactly
+        the bytes that follow the command line (bash reads a non-seekable input byte
+        by byte, so it has consumed nothing past the line; busybox's head is static,
+        so it starts fast, and reads no more than it is asked)."""
         nonce = secrets.token_hex(8)
-        line = frame(f"head -c {size} > {shlex.quote(remote)}", nonce, stdin_null=False)
         deadline = time.monotonic() + timeout
-        self._send(line.encode())
+        self._send(frame(cmd, nonce, stdin_null=False).encode())
         with local.open("rb") as src:
             while chunk := src.read(CHUNK):
                 self._send(chunk)
-        result = self._collect(nonce, deadline, f"copying {local} to {remote}")
-        if result.exit_code != 0:
-            raise GuestError(f"copying {local} to {remote} failed: {result.stderr.strip()}")
+        return self._collect(nonce, deadline, what)
 
     def resync(self, timeout: float = 10.0) -> None:
         """After the guest's bash was killed: wait for the new one, drop leftovers

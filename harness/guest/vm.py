@@ -20,9 +20,11 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from harness.guest import reaper
 from harness.guest.accel import choose_accel, default_cache
@@ -42,6 +44,7 @@ from harness.guest.ssh import SshSession, connect, new_key, public_key
 
 __all__ = ["CommandResult", "Guest", "GuestConfig", "GuestCrashed", "GuestTimeout"]
 
+T = TypeVar("T")
 READY_MARKER = r"klp-harness: guest ready"
 HOST_KEY = "/etc/dropbear/ed25519_host_key"
 HOSTFWD_FAILED = "Could not set up host forwarding rule"
@@ -303,10 +306,31 @@ class Guest:
     def run(self, cmd: str, timeout: float = 30.0, check: bool = False) -> CommandResult:
         """Run a shell command on the command channel (bash, stdin /dev/null, own
         subshell).  A command that times out is killed with all it started."""
+        result = self._on_channel(f"`{cmd}`", lambda channel: channel.run(cmd, timeout))
+        if check and result.exit_code != 0:
+            raise CommandFailed(cmd, result)
+        return result
+
+    def feed(
+        self, local: Path, cmd: str, timeout: float = 120.0, check: bool = False
+    ) -> CommandResult:
+        """Run `cmd` with the bytes of the host file `local` on its stdin."""
+        result = self._on_channel(f"`{cmd}`", lambda channel: channel.feed(local, cmd, timeout))
+        if check and result.exit_code != 0:
+            raise CommandFailed(cmd, result)
+        return result
+
+    def put_file(self, local: Path, remote: str) -> None:
+        """Copy a host file to `remote` in the guest."""
+        self._on_channel(f"copying {local}", lambda channel: channel.put_file(Path(local), remote))
+
+    def _on_channel(self, what: str, use: Callable[[PortShell], T]) -> T:
+        """Use the channel; a lost guest raises GuestCrashed, a timed-out command is
+        killed (the guest stays usable), a broken channel is one GuestError."""
         channel = self._live_channel()
         self.check_alive()
         try:
-            result = channel.run(cmd, timeout)
+            result = use(channel)
         except GuestCrashed:
             raise
         except GuestTimeout:
@@ -314,10 +338,8 @@ class Guest:
             self._kill_stuck(channel)
             raise
         except (GuestError, OSError) as exc:
-            raise self._guarded(f"`{cmd}`", exc) from exc
+            raise self._guarded(what, exc) from exc
         self.check_alive()
-        if check and result.exit_code != 0:
-            raise CommandFailed(cmd, result)
         return result
 
     def _kill_stuck(self, channel: PortShell) -> None:
@@ -339,22 +361,6 @@ class Guest:
         if check and result.exit_code != 0:
             raise CommandFailed(cmd, result)
         return result
-
-    def put_file(self, local: Path, remote: str) -> None:
-        """Copy a host file to `remote` in the guest."""
-        channel = self._live_channel()
-        self.check_alive()
-        try:
-            channel.put_file(Path(local), remote)
-        except GuestCrashed:
-            raise
-        except GuestTimeout:
-            self.check_alive()
-            self._kill_stuck(channel)
-            raise
-        except (GuestError, OSError) as exc:
-            raise self._guarded(f"copying {local}", exc) from exc
-        self.check_alive()
 
     def save(self, state: Path, timeout: float = 120.0) -> None:
         """Save the guest's whole state to `state` (stopped meanwhile, then resumed),
