@@ -67,3 +67,24 @@ def test_guest_state_parsed_and_checked_against_the_baseline() -> None:
         "modules still loaded: p1",
         "kernel taint raised: W",  # 33280 = K (1<<15) | W (1<<9)
     ]
+
+
+def test_capacity_is_the_smallest_count_near_the_best() -> None:
+    from harness.runner.capacity import choose
+
+    assert choose({1: 1.0, 2: 1.95, 3: 1.9}) == 2  # a third guest only queues
+    assert choose({1: 1.0, 2: 1.05}) == 1  # a second guest barely helps
+    assert choose({1: 1.0, 2: 1.6, 3: 2.4, 4: 2.5}) == 3
+
+
+def test_measured_capacity_is_the_default_jobs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from harness.runner import capacity
+
+    monkeypatch.delenv("KLP_HARNESS_JOBS", raising=False)
+    monkeypatch.setattr(capacity, "cache_file", lambda: tmp_path / "capacity.json")
+    assert capacity.cached_jobs() is None
+    assert capacity.record({1: 1.0, 2: 1.9, 3: 1.95}) == 2
+    assert capacity.cached_jobs() == 2
+    assert default_jobs() == 2

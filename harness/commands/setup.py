@@ -136,4 +136,23 @@ def main(args: argparse.Namespace) -> int:
     if profiles:
         accel = choose_accel(profiles[0].bzimage, default_cache())
         print(f"accelerator: {accel.name} ({accel.reason})")
+        print(f"guests at once: {_capacity(profiles[0], args.force)}", flush=True)
     return 0
+
+
+def _capacity(profile: KernelProfile, force: bool) -> str:
+    """Measure (once per machine) how many guests run at once to advantage; this
+    also makes the profile's snapshot, which every later guest resumes from."""
+    from harness.runner import capacity
+
+    jobs = None if force else capacity.cached_jobs()
+    if jobs is not None:
+        return f"{jobs} (measured before; --force measures again)"
+    started = time.monotonic()
+    throughput = capacity.measure(profile)
+    jobs = capacity.record(throughput)
+    rates = ", ".join(f"{k}: {v:.2f}/s" for k, v in sorted(throughput.items()))
+    return (
+        f"{jobs} (probe loops with 1..{max(throughput)} guests: {rates}; "
+        f"{time.monotonic() - started:.0f} s)"
+    )

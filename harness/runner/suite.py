@@ -85,13 +85,15 @@ def shard_key(path: Path) -> str:
 
 
 def default_jobs() -> int:
-    """Guests run at once when the user does not say: one per CPU (a TCG guest keeps
-    one CPU busy while it runs; more only queue behind each other and disturb the
-    kernel's timing).  `KLP_HARNESS_JOBS` overrides it."""
+    """Guests run at once when the user does not say: `KLP_HARNESS_JOBS`, else what
+    `klp-harness setup` measured this machine sustains (harness.runner.capacity),
+    else one per CPU (a TCG guest keeps a CPU busy while it computes)."""
+    from harness.runner.capacity import cached_jobs
+
     env = os.environ.get("KLP_HARNESS_JOBS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return max(1, len(os.sched_getaffinity(0)))
+    return cached_jobs() or max(1, len(os.sched_getaffinity(0)))
 
 
 def prepare(
