@@ -41,7 +41,8 @@ def bench_checks() -> None:
             if not all(o.passed for o in outcomes):
                 print(f"   {'fast' if fast else 'checked'}: not every scenario passed")
     for fast, name in ((False, "checked"), (True, "fast")):
-        print(f"   {profile.name} {name}: boot median {statistics.median(boots[fast]):.1f}s, "
-              f"22 upstream scenarios (-j 1) median {statistics.median(walls[fast]):.1f}s")  # fmt: skip
+        boot, wall = statistics.median(boots[fast]), statistics.median(walls[fast])
+        print(f"   {profile.name} {name}: boot median {boot:.1f}s, "
+              f"22 upstream scenarios (-j 1) median {wall:.1f}s")  # fmt: skip
     ratio = statistics.median(walls[False]) / statistics.median(walls[True])
     print(f"checks_cost_ratio: {ratio:.2f}", flush=True)
