@@ -140,19 +140,25 @@ class Guest:
                 self._stop_qemu()
 
     def _console_log_path(self) -> Path:
+        """A new file in the config's log dir, or in the temp dir: without one, or if
+        the log dir cannot be written (a full or read-only results directory: the
+        guest still runs, and writing the artifacts reports it)."""
+        assert self.temp_dir is not None
         if self.config.log_dir is None:
-            assert self.temp_dir is not None
             return self.temp_dir / "console.log"
-        self.config.log_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        for n in range(1000):  # pid: pytest-xdist workers share the directory
-            name = f"console-{self.config.name}-{stamp}-{os.getpid()}-{n}.log"
-            path = self.config.log_dir / name
-            try:
-                path.open("x").close()
-            except FileExistsError:
-                continue
-            return path
+        try:
+            self.config.log_dir.mkdir(parents=True, exist_ok=True)
+            for n in range(1000):  # pid: pytest-xdist workers share the directory
+                name = f"console-{self.config.name}-{stamp}-{os.getpid()}-{n}.log"
+                path = self.config.log_dir / name
+                try:
+                    path.open("x").close()
+                except FileExistsError:
+                    continue
+                return path
+        except OSError:
+            return self.temp_dir / "console.log"
         raise GuestError(f"no free console log name in {self.config.log_dir}")
 
     def _start_qemu(self, boot: BootSpec) -> None:

@@ -145,7 +145,10 @@ class GuestManager:
         self._dirty = True
         self._kmsg_seq = None
         if artifacts is not None:
-            write_artifacts(artifacts, outcome, guest, console_start)
+            try:
+                write_artifacts(artifacts, outcome, guest, console_start)
+            except OSError as exc:  # a full or read-only results directory
+                artifacts_lost(outcome, artifacts, exc)
         if self.snapshots and not keep:
             self.discard()  # done with it: the next scenario gets its own
         return outcome
@@ -221,9 +224,27 @@ def write_artifacts(
         (directory / "report.txt").write_text(failure_text(outcome) + "\n")
 
 
+def artifacts_lost(outcome: ScenarioOutcome, directory: Path, exc: OSError) -> None:
+    """Make a scenario whose artifacts could not be written an error (its steps and
+    verdict stay): results that are not kept must not look like a clean pass."""
+    note = f"artifacts not kept in {directory}: {exc.strerror or exc}"
+    if outcome.error is None:
+        outcome.error = note
+    elif f"artifacts not kept in {directory}:" not in outcome.error:
+        outcome.error += f"\n{note}"
+
+
 def copy_sources(rendered: Path, directory: Path) -> None:
-    """Keep the rendered module sources next to the results (for bug reports)."""
+    """Keep the rendered module sources next to the results (for bug reports).  File
+    by file: copytree gathers failures into one shutil.Error whose text is a list of
+    every file, where the first OSError says what went wrong in one line."""
     target = directory / "modules"
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(rendered, target)
+    target.mkdir(parents=True)
+    for source in sorted(rendered.rglob("*")):
+        copy = target / source.relative_to(rendered)
+        if source.is_dir():
+            copy.mkdir()
+        else:
+            shutil.copyfile(source, copy)

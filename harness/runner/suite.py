@@ -22,7 +22,7 @@ from harness.errors import HarnessError
 from harness.kernels import KernelProfile
 from harness.record import StepRecord
 from harness.report.text import failure_text, result_line
-from harness.runner.manager import GuestManager, copy_sources
+from harness.runner.manager import GuestManager, artifacts_lost, copy_sources
 from harness.runner.session import ScenarioOutcome
 from harness.scenario.naming import artifact_ids, safe_component
 from harness.scenario.types import Scenario
@@ -217,7 +217,7 @@ def _worker(
             try:
                 copy_sources(item.sources, artifacts)
             except OSError as exc:
-                outcome.diagnostics.append(f"rendered sources not kept: {exc}")
+                artifacts_lost(outcome, artifacts, exc)
         finished = queue.done(index, outcome)
         with queue.lock:
             prefix = f"[{finished}/{total}] " if parallel else ""
