@@ -125,7 +125,10 @@ class Guest:
         if self._key_file is None:
             self._key_file, pubkey = new_key(self.temp_dir)
         else:
-            pubkey = public_key(self._key_file)
+            try:
+                pubkey = public_key(self._key_file)
+            except (OSError, ValueError) as exc:  # a snapshot replaced meanwhile
+                raise RestoreFailed(f"the saved guest's key: {exc}") from None
         self.console_log = self._console_log_path()
         incoming = self.restore.state if self.restore is not None else None
         for attempt in range(PORT_ATTEMPTS):
