@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kernel-series",
         default="6.1",
         metavar="SERIES",
-        help="kernel series to model: 6.1 (default) or 6.12",
+        help="kernel series to model: 6.1 (default), 6.12, or a later X.Y",
     )
 
 
