@@ -25,6 +25,7 @@ import subprocess
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from harness import kconfig
 from harness.errors import HarnessError, UsageError
 from harness.files import atomic_write, make_temp_dir, sha256_file, sweep_abandoned
 
@@ -244,19 +245,30 @@ def profile_from_tree(tree: Path) -> KernelProfile:
 
     Expects `make` and `make modules_install INSTALL_MOD_PATH=<tree>/mod-install` (or a
     `modules_dir` of the same layout) to have been run; the release comes from
-    include/config/kernel.release."""
+    include/config/kernel.release.  The tree is refused, before anything is built or
+    booted, when a file is missing, its .config lacks an option the harness needs
+    (harness.kconfig) or the guest drivers it builds as modules are not installed;
+    every refusal names the recipe (docs/own-kernel.md)."""
+    where = f"--kernel-dir {tree}"
     tree = tree.resolve()
     if not tree.is_dir():
-        raise UsageError(f"--kernel-dir {tree}: not a directory")
+        raise UsageError(f"{where}: not a directory{_recipe_hint()}")
     release_file = tree / "include/config/kernel.release"
     bzimage = tree / "arch/x86/boot/bzImage"
     config_file = tree / ".config"
-    for needed in (release_file, bzimage, config_file):
+    for needed in (config_file, release_file, bzimage):
         if not needed.is_file():
-            raise UsageError(f"--kernel-dir {tree}: missing {needed.relative_to(tree)} (build it)")
+            raise UsageError(
+                f"{where}: missing {needed.relative_to(tree)} (build it: "
+                f"`make bzImage modules`){_recipe_hint()}"
+            )
     release = release_file.read_text().strip()
     modules_dir = tree / "mod-install/lib/modules" / release
     config = read_config(config_file)
+    report = kconfig.check(config)
+    if not report.ok:
+        raise UsageError(report.error_line(where))
+    _check_modules_installed(where, config, modules_dir)
     version_match = re.match(r"\d+\.\d+(\.\d+)?", release)
     return KernelProfile(
         name=f"dir:{tree}",
@@ -269,6 +281,34 @@ def profile_from_tree(tree: Path) -> KernelProfile:
         config=config_file,
         livepatch=config.get("CONFIG_LIVEPATCH") == "y",
     )
+
+
+def _recipe_hint() -> str:
+    return f" (recipe: {kconfig.RECIPE})"
+
+
+def _check_modules_installed(where: str, config: dict[str, str], modules_dir: Path) -> None:
+    """The guest drivers the config builds as modules must be installed for this
+    release: the guest image takes them from `modules_dir` (a missing one would
+    otherwise surface as "module virtio_pci not found" while building the image)."""
+    modular = kconfig.modular_guest_drivers(config)
+    if not modular:
+        return
+    install = "run `make modules_install INSTALL_MOD_PATH=mod-install` in the tree"
+    order = modules_dir / "modules.order"
+    try:
+        listed = {Path(line.strip()).stem for line in order.read_text().splitlines()}
+    except OSError:
+        raise UsageError(
+            f"{where}: modules not installed: no {order} (the guest loads "
+            f"{', '.join(modular)} from there): {install}{_recipe_hint()}"
+        ) from None
+    missing = [m for m in modular if m not in {n.replace("-", "_") for n in listed}]
+    if missing:
+        raise UsageError(
+            f"{where}: modules not installed for this build: {order} lists no "
+            f"{', '.join(missing)}: {install}{_recipe_hint()}"
+        )
 
 
 # ---- fetching Debian profiles ---------------------------------------------------------

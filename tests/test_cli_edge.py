@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from harness import kconfig
 from harness.cli import main as cli_main
 from harness.commands import model as model_command
 from harness.commands.common import check_writable
 from harness.errors import UsageError
+from tests.test_kconfig import COMPLETE
 from tests.test_scenario_loader import GOOD
 
 REPO = Path(__file__).resolve().parents[1]
@@ -221,13 +223,14 @@ def test_broken_kernel_dir_build_shows_the_compiler_error(
     (tree / "include/config/kernel.release").write_text("6.9.0-klp\n")
     (tree / "arch/x86/boot").mkdir(parents=True)
     (tree / "arch/x86/boot/bzImage").write_bytes(b"\0" * 64)
-    (tree / ".config").write_text("CONFIG_SMP=y\nCONFIG_LIVEPATCH=y\nCONFIG_MODULE_UNLOAD=y\n")
+    (tree / ".config").write_text(COMPLETE)
     (tree / "Makefile").write_text(BROKEN_MAKEFILE)
     assert cli_main(["build", str(spec), "--kernel-dir", str(tree)]) == 1
     line = one_line_error(capsys)
     assert "list.h:5:10: fatal error: linux/container_of.h: No such file" in line
     assert "Leaving directory" not in line
     assert "(build log: " in line
+    assert line.endswith("recipe: " + str(kconfig.RECIPE) + ")")  # the tree broke, not ours
 
 
 def test_setup_failing_to_add_backports_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.commands.common import add_kernel_arguments, positive_int
+from harness.commands.common import add_kernel_arguments, positive_int, tree_profile
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     from harness.scenario.loader import load_scenario
 
     scenario = load_scenario(args.spec)
-    profile = resolve_profile(args.kernel, args.kernel_dir)
+    profile = tree_profile(args.kernel_dir) if args.kernel_dir else resolve_profile(args.kernel)
     result = build_modules(scenario, profile, jobs=args.jobs)
     width = max((len(name) for name in result.modules), default=0)
     for name in sorted(result.modules):

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import errno
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -29,14 +30,36 @@ def add_kernel_arguments(parser: argparse.ArgumentParser, multiple: bool = False
     )
 
 
-def selected_profiles(args: argparse.Namespace) -> list[KernelProfile]:
+def selected_profiles(args: argparse.Namespace, model: bool = False) -> list[KernelProfile]:
+    """The profiles a command runs on; `model`: the command compares with the model
+    (a user's tree then says which model rules its version gets)."""
     if args.kernel_dir:
-        return [resolve_profile(None, args.kernel_dir)]
+        return [tree_profile(args.kernel_dir, guest=True, model=model)]
     names = args.kernel if isinstance(args.kernel, list) else [args.kernel]
     names = [n for n in names if n] or [DEFAULT_PROFILE]
     if "all" in names:
         names = profile_names()
     return [resolve_profile(name) for name in dict.fromkeys(names)]
+
+
+def tree_profile(kernel_dir: str, *, guest: bool = False, model: bool = False) -> KernelProfile:
+    """A user's tree (`--kernel-dir`), checked (refused with the recipe's path if it
+    lacks something).  Said on stderr, once, before any work: for a command that
+    boots a `guest`, the optional features the tree lacks; for one that compares with
+    the `model`, which model rules the tree's version gets."""
+    from harness import kconfig
+    from harness.kernels import read_config
+    from harness.model.profiles import describe_choice, profile_for
+
+    profile = resolve_profile(None, kernel_dir)
+    where = f"--kernel-dir {kernel_dir}"
+    if guest:
+        for warning in kconfig.check(read_config(profile.config)).warnings:
+            print(f"klp-harness: warning: {where}: {warning}", file=sys.stderr)
+    if model:
+        profile_for(profile.series)  # older than the model knows: refused now, one line
+        print(f"klp-harness: {where}: {describe_choice(profile.version)}", file=sys.stderr)
+    return profile
 
 
 def positive_int(text: str) -> int:

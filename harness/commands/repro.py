@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
     until = len(scenario.steps) if args.until is None else args.until
     if not 0 <= until <= len(scenario.steps):
         raise UsageError(f"--until {until}: the scenario has {len(scenario.steps)} steps")
-    profile = selected_profiles(args)[0]
+    profile = selected_profiles(args, model=True)[0]
     check_writable(Path("results"), "results directory")
     item = prepare([scenario], profile)[0]
     item.scenario = dataclasses.replace(scenario, steps=scenario.steps[:until])

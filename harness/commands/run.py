@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
     if shard is not None:
         scenarios = [s for s in scenarios if shard.holds(shard_key(s.path))]
         stderr_echo(f"shard {shard.index}/{shard.count}: {len(scenarios)} scenario(s)")
-    profiles = selected_profiles(args)
+    profiles = selected_profiles(args, model=True)
     check_writable(args.results or Path("results"), "--results")
     if args.junit:
         check_writable(args.junit, "--junit", is_file=True)

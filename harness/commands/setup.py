@@ -118,6 +118,20 @@ def fetch_profile(name: str, apt: AptLists) -> KernelProfile:
         return fetch_debian_profile(name)
 
 
+def check_config(profile: KernelProfile) -> None:
+    """Debian's kernel config against what the harness needs (harness.kconfig): a
+    future Debian kernel that drops an option fails here, by name, instead of in
+    the scenarios; a missing optional feature is a warning."""
+    from harness import kconfig
+    from harness.kernels import read_config
+
+    report = kconfig.check(read_config(profile.config))
+    if not report.ok:
+        raise HarnessError(report.error_line(f"{profile.name} ({profile.config})", recipe=False))
+    for warning in report.warnings:
+        print(f"setup: {profile.name}: warning: {warning}", file=sys.stderr)
+
+
 def main(args: argparse.Namespace) -> int:
     from harness.guest.accel import choose_accel, default_cache
     from harness.guest.image import ensure_image
@@ -127,6 +141,7 @@ def main(args: argparse.Namespace) -> int:
     for name in args.profiles or profile_names():
         started = time.monotonic()
         profile = fetch_profile(name, apt)
+        check_config(profile)
         image = ensure_image(profile, force=args.force)
         profiles.append(profile)
         print(

@@ -37,6 +37,7 @@ from harness import kernels
 from harness.errors import HarnessError, UsageError
 from harness.files import discard, make_temp_dir
 from harness.guest.reaper import pdeathsig_preexec
+from harness.kconfig import RECIPE
 from harness.kernels import KernelProfile
 from harness.modules import cache as build_cache
 from harness.modules.cache import LOG
@@ -205,9 +206,13 @@ def failure_line(log: str, names: Sequence[str]) -> str:
 
 
 def _failure(log: str, names: Sequence[str], profile: KernelProfile, log_path: Path) -> str:
-    about = [n for n in names if _lines_about(log, n, "error")][:1] or names
+    """The one-line error of a failed build; a user's tree whose own files broke the
+    build (no error about our modules) also gets the recipe's path."""
+    own = [n for n in names if _lines_about(log, n, "error")][:1]
     line = failure_line(log, names)
-    return f"building {', '.join(about)} for {profile.name} failed: {line} (build log: {log_path})"
+    text = f"building {', '.join(own or names)} for {profile.name} failed: {line}"
+    hint = f"; recipe: {RECIPE}" if not own and profile.name.startswith("dir:") else ""
+    return f"{text} (build log: {log_path}{hint})"
 
 
 def build_sources(
