@@ -283,6 +283,20 @@ def profile_from_tree(tree: Path) -> KernelProfile:
     )
 
 
+def tree_identity(profile: KernelProfile) -> str:
+    """What changes when a user's tree is rebuilt: its kernel image's size and mtime
+    ("" for Debian's profiles, whose files never change under a name).  Part of the
+    build caches' keys, so modules built against a tree's old headers are not reused
+    after `make` rebuilt it with the same release (a maintainer's edit-build-test loop)."""
+    if not profile.name.startswith("dir:"):
+        return ""
+    try:
+        info = profile.bzimage.stat()
+    except OSError:
+        return "missing"
+    return f"{info.st_size}-{info.st_mtime_ns}"
+
+
 def _recipe_hint() -> str:
     return f" (recipe: {kconfig.RECIPE})"
 

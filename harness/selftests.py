@@ -25,7 +25,7 @@ from typing import NoReturn
 
 from harness.errors import HarnessError
 from harness.files import discard, make_temp_dir, publish_file, sweep_abandoned, verify_file
-from harness.kernels import KernelProfile, cache_root
+from harness.kernels import KernelProfile, cache_root, tree_identity
 from harness.runner.session import GuestLike
 from harness.runner.shell import Shell
 
@@ -110,7 +110,8 @@ def build_modules(sources: SelftestSources, profile: KernelProfile) -> list[Path
     from harness.modules.build import run_make
     from harness.modules.ko import check_ko
 
-    out = cache_root() / "selftests" / "build" / f"{profile.release}"
+    identity = tree_identity(profile)  # a user's tree: one dir per build of it
+    out = cache_root() / "selftests" / "build" / "-".join(filter(None, [profile.release, identity]))
     names = sorted(p.stem for p in sources.modules_dir.glob("test_klp_*.c"))
     kos = [out / f"{name}.ko" for name in names]
     if kos and all(_usable_ko(ko, profile) for ko in kos):

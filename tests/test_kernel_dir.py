@@ -158,6 +158,19 @@ def test_built_in_guest_drivers_need_no_installed_modules(tmp_path: Path, no_wor
     assert kernels.profile_from_tree(tree).release == RELEASE
 
 
+def test_a_rebuilt_tree_gets_new_module_cache_keys(tmp_path: Path, no_work: None) -> None:
+    """Same path, same release, new kernel image: modules built against the old
+    headers are not reused.  Debian's profiles keep their keys."""
+    tree = make_tree(tmp_path)
+    before = build.module_key("m", "int x;\n", kernels.profile_from_tree(tree), "gcc 12")
+    (tree / "arch/x86/boot/bzImage").write_bytes(b"\1" * 65)
+    after = build.module_key("m", "int x;\n", kernels.profile_from_tree(tree), "gcc 12")
+    assert before != after
+    debian = kernels.profile_from_tree(tree)
+    named = type(debian)(**{**debian.__dict__, "name": "debian-6.1"})
+    assert kernels.tree_identity(named) == ""
+
+
 def test_a_tree_older_than_the_model_is_refused_where_the_model_is_used(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], no_work: None
 ) -> None:

@@ -117,6 +117,9 @@ def module_key(name: str, source: str, profile: KernelProfile, compiler: str) ->
         "profile": [profile.name, profile.release, profile.vermagic],
         "compiler": compiler,
     }
+    identity = kernels.tree_identity(profile)
+    if identity:  # a user's tree: rebuilt trees get new keys (Debian's keys unchanged)
+        material["tree"] = identity
     blob = json.dumps(material, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 
