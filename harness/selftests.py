@@ -77,7 +77,11 @@ class ScriptResult:
 def fetch_sources(profile: KernelProfile) -> SelftestSources:
     """The selftests of the profile's kernel: its tree, or Debian's linux-source."""
     if profile.name.startswith("dir:"):
-        return SelftestSources(profile.build_dir)
+        # An O= build directory holds no sources; kbuild links them as `source`.
+        tree = profile.build_dir
+        if not (tree / SELFTESTS).is_dir() and (tree / "source" / SELFTESTS).is_dir():
+            tree = tree / "source"
+        return SelftestSources(tree)
     dest = cache_root() / "selftests" / f"linux-source-{profile.series}"
     if (dest / SELFTESTS).is_dir():
         return SelftestSources(dest)

@@ -15,6 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--script", action="append", metavar="NAME", help="run only this script (repeatable)"
     )
+    parser.add_argument(
+        "--fast-guest",
+        action="store_true",
+        help="a guest without the kernel's memory checks (as `run --fast-guest`)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -29,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
         kos = selftests.build_modules(sources, profile)
         programs = selftests.build_programs(sources)
         scripts = args.script or sources.makefile_list("TEST_PROGS")
-        with GuestManager(profile) as manager:
+        with GuestManager(profile, fast_guest=args.fast_guest) as manager:
             stderr_echo(f"[{profile.name}] booting guest ({profile.release})")
             guest = manager.guest
             selftests.install(guest, sources, kos, programs)
