@@ -109,6 +109,7 @@ class SnapshotStore:
         self.key = snapshot_key(config, prepare_id)
         self.variant = variant_name(config)
         self.directory = self.root / f"{self.variant}-{self.key}"
+        self.damage: str | None = None  # why `load` discarded the snapshot, if it did
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -125,7 +126,8 @@ class SnapshotStore:
                 raise ValueError("key missing")
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.damage = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
             self.discard()
             return None
         return Snapshot(self.directory, SavedGuest(state, self.directory / KEY), meta["extra"])

@@ -49,7 +49,7 @@ class SourceStats:
     restore_seconds: list[float] = field(default_factory=list)  # start -> verified clean
     install_seconds: list[float] = field(default_factory=list)
     wait_seconds: list[float] = field(default_factory=list)  # `take` blocked this long
-    lost: list[str] = field(default_factory=list)  # why guests made ahead were lost
+    notes: list[str] = field(default_factory=list)  # faults repaired on the way (one line)
 
 
 class GuestSource:
@@ -104,8 +104,8 @@ class GuestSource:
             try:
                 ready = pending.result()
             except HarnessError as exc:
-                self.stats.lost.append(str(exc))  # made again below; a second failure
-                ready = None  # is the scenario's
+                self.stats.notes.append(f"a guest made ahead was lost ({exc}); made again")
+                ready = None  # made again below; a second failure is the scenario's
             if ready is not None and ready.modules != modules:
                 ready.guest.close()
                 ready = None
@@ -159,6 +159,8 @@ class GuestSource:
         store = self._store()
         snapshot = store.load()
         if snapshot is None:
+            if store.damage is not None:
+                self._note_discarded(store, store.damage)
             return None
         started = time.monotonic()
         guest = Guest(self.config(), restore=snapshot.saved)
@@ -178,10 +180,15 @@ class GuestSource:
         if problems:
             guest.close()
             store.discard()
+            self._note_discarded(store, problems[0])
             return None
         self.baseline = baseline
         self.stats.restore_seconds.append(time.monotonic() - started)
         return guest
+
+    def _note_discarded(self, store: SnapshotStore, why: str) -> None:
+        self.stats.notes.append(f"snapshot {store.directory.name} discarded ({why}); "
+                                "a guest is booted to replace it")  # fmt: skip
 
     def _boot_and_save(self) -> Guest:
         """Boot and prepare a guest and save it as the snapshot, under the store's

@@ -265,10 +265,10 @@ def _guest_stats(managers: Sequence[GuestManager]) -> str:
         parts.append(f"{len(restores)} resume(s), mean {sum(restores) / len(restores):.2f}s")
     if resets:
         parts.append(f"{len(resets)} reset(s), mean {sum(resets) / len(resets):.2f}s")
-    lost = [reason for m in managers for reason in m.source.stats.lost]
-    if lost:  # each was made again; say why, or a QEMU killed meanwhile goes unnoticed
-        parts.append(f"{len(lost)} guest(s) made ahead lost and made again ({lost[-1]})")
-    return ", ".join(parts)
+    # Faults repaired on the way (a guest made ahead lost, a damaged snapshot): say
+    # so, or they go unnoticed but for the time they cost.
+    notes = dict.fromkeys(note for m in managers for note in m.source.stats.notes)
+    return "; ".join([", ".join(parts), *notes])
 
 
 def results_dir(root: Path | None = None) -> Path:
