@@ -31,7 +31,10 @@ Echo = Callable[[str], None]
 
 
 def stderr_echo(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    """One write per line: workers echo from threads of their own, and print()'s
+    separate write of the newline let another thread's line in before it."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 @dataclass
@@ -129,6 +132,7 @@ class _Queue:
         self.outcomes: dict[int, ScenarioOutcome] = {}
         self._next = 0
         self._stop = False
+        self.interrupted = False  # the run is being torn down: no more results
         self.lock = threading.Lock()
 
     def take(self) -> int | None:
@@ -177,6 +181,9 @@ def run_prepared(
         for worker in workers:
             while worker.is_alive():
                 worker.join(0.2)  # wakes for Ctrl-C
+    except BaseException:
+        queue.interrupted = True  # what the teardown cuts short is no scenario's result
+        raise
     finally:
         queue.stop()
         for manager in managers:
@@ -202,7 +209,8 @@ def _worker(
             echo(f"[{item.profile.name}] ({index + 1}/{total}) {item.scenario.name}")
 
         def progress(step: int, text: str, count: int = len(item.predicted)) -> None:
-            echo(f"    step {step + 1}/{count}: {text}")
+            if not queue.interrupted:
+                echo(f"    step {step + 1}/{count}: {text}")
 
         try:
             outcome = manager.run_scenario(
@@ -218,6 +226,8 @@ def _worker(
                 copy_sources(item.sources, artifacts)
             except OSError as exc:
                 artifacts_lost(outcome, artifacts, exc)
+        if queue.interrupted:
+            return
         finished = queue.done(index, outcome)
         with queue.lock:
             prefix = f"[{finished}/{total}] " if parallel else ""
