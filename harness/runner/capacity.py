@@ -27,7 +27,8 @@ from harness.kernels import KernelProfile, cache_root
 if TYPE_CHECKING:
     from harness.guest.vm import Guest
 
-PROBE_LOOP = "i=0; while [ $i -lt 40000 ]; do i=$((i+1)); done"
+PROBE_LOOP = "i=0; while [ $i -lt 15000 ]; do i=$((i+1)); done"
+REPEAT = 2  # the best of two: a burst of other load on the machine lowers one
 GOOD_ENOUGH = 0.9  # a count within 10% of the best throughput is as good
 
 
@@ -64,7 +65,8 @@ def measure(profile: KernelProfile, most: int | None = None) -> dict[int, float]
         for guest in guests:
             guest.run(PROBE_LOOP, timeout=300)  # warm: translation caches filled
         for count in range(1, most + 1):
-            throughput[count] = count / _all_at_once(guests[:count])
+            fastest = min(_all_at_once(guests[:count]) for _ in range(REPEAT))
+            throughput[count] = count / fastest
             if count > 1 and throughput[count] < throughput[count - 1]:
                 break
     finally:
