@@ -58,7 +58,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory, fast_snapshot: None) -> Run
     names = list(EXPECTED)
     paths = scenario_copies(tmp / "scenarios", [n for n in names if n != "stuck"])
     paths.insert(names.index("stuck"), scenario_copies(tmp / "scenarios", ["stuck"], STUCK)[0])
-    env = {"KLP_FAULT_BOOT": "0.3", "KLP_FAULT_SETTLE": "3"}
+    env = {"KLP_FAULT_BOOT": "0.1", "KLP_FAULT_SETTLE": "3"}  # killed long before it is ready
     return run_harness(tmp / "results", *paths, faults=FAULTS, env=env)
 
 
