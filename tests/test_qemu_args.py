@@ -23,11 +23,11 @@ def value(args: list[str], option: str) -> str:
     return args[args.index(option) + 1]
 
 
-def test_defaults_one_cpu_one_gib_tcg_max() -> None:
+def test_defaults_one_cpu_half_a_gib_tcg_max() -> None:
     args = qemu_args(CONFIG, BOOT)
     assert args[0] == "qemu-system-x86_64"
     assert value(args, "-smp") == "1"
-    assert value(args, "-m") == "1024"
+    assert value(args, "-m") == "512"
     assert value(args, "-accel") == "tcg"
     assert value(args, "-cpu") == "max"
     assert value(args, "-kernel") == "/k/bzImage"

@@ -39,7 +39,7 @@ class GuestConfig:
     initrd: Path  # from harness.guest.image
     name: str = "guest"  # profile name, used in log file names and messages
     release: str = ""  # expected `uname -r` (checked after boot when set)
-    memory_mib: int = 1024
+    memory_mib: int = 512  # ~150 MB used with the checks on; less to save and resume
     cpus: int = 1  # one CPU: livepatch transitions settle in their first attempt
     accel: str | None = None  # "kvm" or "tcg"; None probes (cached per machine)
     append: tuple[str, ...] = ()  # extra kernel command-line parameters
