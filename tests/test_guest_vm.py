@@ -58,7 +58,11 @@ def resumed(profile: str) -> Iterator[Guest]:
     """A guest resumed from the profile's snapshot (made first if there is none)."""
     source = GuestSource(load_profile(profile))
     try:
-        yield source.take({}).guest
+        guest = source.take({}).guest
+        if not guest.restored:  # there was no snapshot: that guest booted and made it
+            guest.close()
+            guest = source.take({}).guest
+        yield guest
     finally:
         source.close()
 

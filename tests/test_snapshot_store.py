@@ -65,7 +65,7 @@ def test_key_follows_everything_that_shapes_the_guest(config: GuestConfig, tmp_p
     base = SnapshotStore(config, "prep", root).key
     assert SnapshotStore(config, "prep", root).key == base
     assert SnapshotStore(config, "other prep", root).key != base
-    assert SnapshotStore(dataclasses.replace(config, memory_mib=512), "prep", root).key != base
+    assert SnapshotStore(dataclasses.replace(config, memory_mib=256), "prep", root).key != base
     assert SnapshotStore(dataclasses.replace(config, memory_checks=False), "prep", root).key != base
     config.initrd.write_bytes(b"another initrd")
     assert SnapshotStore(config, "prep", root).key != base
