@@ -16,7 +16,7 @@ from harness.guest.snapshot import META, STATE, SnapshotStore
 from harness.kernels import DEFAULT_PROFILE, load_profile
 from harness.runner import reset
 from harness.runner.guests import GuestSource
-from tests.test_guest_vm import default_sigint, qemu_pids, wait_gone
+from tests.test_guest_vm import default_sigint, qemu_pids
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,9 +70,21 @@ def run_j2(tmp_path: Path, *scenarios: Path) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def leftovers(pid: int) -> tuple[list[int], list[Path]]:
+def leftovers(
+    pid: int, before: tuple[set[int], set[Path]] = (set(), set())
+) -> tuple[list[int], list[Path]]:
+    """QEMUs and guest temp dirs of process `pid` that were not there `before` (this
+    process's pytest session may keep guests of its own, e.g. a prepared next item)."""
     marker = f"klp-guest-{pid}-"
-    return wait_gone(marker), list(Path("/tmp").glob(f"{marker}*"))
+    deadline = time.monotonic() + 10
+    while (qemus := set(qemu_pids(marker)) - before[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return sorted(qemus), sorted(set(Path("/tmp").glob(f"{marker}*")) - before[1])
+
+
+def existing(pid: int) -> tuple[set[int], set[Path]]:
+    marker = f"klp-guest-{pid}-"
+    return set(qemu_pids(marker)), set(Path("/tmp").glob(f"{marker}*"))
 
 
 def test_j2_run_with_a_failure_reports_each_and_leaves_nothing(tmp_path: Path) -> None:
@@ -90,12 +102,13 @@ def test_j2_run_with_a_failure_reports_each_and_leaves_nothing(tmp_path: Path) -
     wrong = dataclasses.replace(items[1].predicted[0], errno=22)
     items[1].predicted = [wrong, *items[1].predicted[1:]]
     lines: list[str] = []
+    before = existing(os.getpid())
     outcomes, _managers = run_prepared(items, tmp_path, echo=lines.append, jobs=2)
     assert [o.passed for o in outcomes] == [True, False, True]
     assert outcomes[1].mismatch is not None and outcomes[1].mismatch.index == 0
     finished = [line for line in lines if line.startswith("[") and "/3] " in line]
     assert len(finished) == 3, lines  # one line per scenario, with a progress count
-    assert leftovers(os.getpid()) == ([], [])
+    assert leftovers(os.getpid(), before) == ([], [])
     artifacts = {p.name for p in (tmp_path / DEFAULT_PROFILE).iterdir()}
     assert {"01_livepatch_basic", "19_sysfs", "21_shadow_vars"} <= artifacts
 
