@@ -36,7 +36,7 @@ test-fast: venv
 	$(BIN)/pytest -q -m 'not vm and not kbuild'
 
 test: setup lint
-	$(BIN)/pytest -q -ra -n auto --dist load --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -q -ra -n auto --dist worksteal --durations=15 $(PYTEST_ARGS)
 
 conformance: setup
 	mkdir -p results
