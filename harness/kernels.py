@@ -1,8 +1,9 @@
 """Kernel profiles: which kernel a guest boots and which headers modules build against.
 
-A profile is either a named Debian kernel (`debian-6.1`, `debian-6.12`), fetched as
-`.deb` files and unpacked with `dpkg-deb -x` into a cache outside the checkout (never
-installed into the host's /boot), or a user's own built tree (`--kernel-dir DIR`).
+A profile is either a named Debian kernel (`debian-6.1`, `debian-6.12`, `debian-7.3`),
+fetched as `.deb` files and unpacked with `dpkg-deb -x` into a cache outside the
+checkout by `harness.debian` (never installed into the host's /boot), or a user's own
+built tree (`--kernel-dir DIR`).
 Fetching is idempotent: an unpacked profile records itself in `profile.json` and is
 reused by every clone on the machine.
 
@@ -20,14 +21,13 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from harness import kconfig
 from harness.errors import HarnessError, UsageError
-from harness.files import atomic_write, make_temp_dir, sha256_file, sweep_abandoned
+from harness.files import atomic_write, sha256_file
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,8 @@ class KernelProfile:
         return ".".join(self.version.split(".")[:2])
 
 
-# Named Debian profiles: package-name patterns for the newest image of a series.
-DEBIAN_SERIES: dict[str, str] = {
-    "debian-6.1": r"linux-image-(6\.1\.0-\d+)-amd64-unsigned",
-    "debian-6.12": r"linux-image-(6\.12\.\d+\+deb12)-amd64-unsigned",
-}
+# Named Debian profiles; where each one's packages come from: harness.debian.SERIES.
+DEBIAN_SERIES: tuple[str, ...] = ("debian-6.1", "debian-6.12", "debian-7.3")
 DEFAULT_PROFILE = "debian-6.1"
 
 
@@ -79,7 +76,7 @@ def load_profile(name: str) -> KernelProfile:
         )
     dest = cache_root() / "kernels" / name
     record = dest / PROFILE_RECORD
-    if not record.is_file() and not (dest / "boot").is_dir():
+    if not record.is_file() and not dest.is_dir():
         raise HarnessError(f"kernel profile {name} is not fetched yet: run `make setup`")
     profile = read_record(record)
     if profile is None:  # damaged or from an older harness: rewrite it from the tree
@@ -178,14 +175,21 @@ def _image_problem(profile: KernelProfile, record: Path) -> str:
 
 def describe_unpacked(name: str, dest: Path) -> KernelProfile:
     """The profile of an unpacked Debian kernel under `dest` (what fetching found),
-    read back from the tree itself."""
-    images = sorted((dest / "boot").glob("vmlinuz-*"))
+    read back from the tree itself.  Up to 6.12 the image is boot/vmlinuz-<release>
+    and the modules are in lib/modules; 7.x ships both under usr/lib/modules/<release>
+    (vmlinuz.unsigned from linux-binary-unsigned)."""
+    images = [
+        *sorted((dest / "boot").glob("vmlinuz-*")),
+        *sorted((dest / "usr/lib/modules").glob("*/vmlinuz*")),
+    ]
     if len(images) != 1:
         raise HarnessError(
-            f"kernel profile {name}: profile.json is damaged and {dest / 'boot'} does not "
+            f"kernel profile {name}: profile.json is damaged and {dest} does not "
             "hold exactly one kernel image: run `make setup`"
         )
-    release = images[0].name.removeprefix("vmlinuz-")
+    image = images[0]
+    in_boot = image.parent.name == "boot"
+    release = image.name.removeprefix("vmlinuz-") if in_boot else image.parent.name
     build_dir = dest / "usr/src" / f"linux-headers-{release}"
     config_file = build_dir / ".config"
     try:
@@ -199,9 +203,9 @@ def describe_unpacked(name: str, dest: Path) -> KernelProfile:
         release=release,
         version=_debian_upstream_version(dest, release),
         vermagic=vermagic_for(release, config),
-        bzimage=images[0],
+        bzimage=image,
         build_dir=build_dir,
-        modules_dir=dest / "lib/modules" / release,
+        modules_dir=dest / ("lib/modules" if in_boot else "usr/lib/modules") / release,
         config=config_file,
         livepatch=config.get("CONFIG_LIVEPATCH") == "y",
     )
@@ -325,104 +329,16 @@ def _check_modules_installed(where: str, config: dict[str, str], modules_dir: Pa
         )
 
 
-# ---- fetching Debian profiles ---------------------------------------------------------
-
-
-def _run(cmd: list[str], cwd: Path | None = None) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-        raise HarnessError(f"`{' '.join(cmd)}` failed: {tail[0]}")
-    return proc.stdout
-
-
-def newest_package(pattern: str) -> tuple[str, str]:
-    """(package, abi) of the newest package whose name matches `pattern` in apt's lists."""
-    names = _run(["apt-cache", "pkgnames", "linux-image-6."]).split()
-    matches = [(n, m.group(1)) for n in names if (m := re.fullmatch(pattern, n))]
-    if not matches:
-        raise HarnessError(f"no package matching {pattern} in apt's lists (apt-get update?)")
-
-    def key(item: tuple[str, str]) -> list[int]:
-        return [int(x) for x in re.findall(r"\d+", item[1])]
-
-    return max(matches, key=key)
-
-
-def _header_packages(abi: str) -> list[str]:
-    """linux-headers-<abi>-amd64 plus what it depends on that carries files we need
-    (the -common headers and the linux-kbuild-* scripts)."""
-    main = f"linux-headers-{abi}-amd64"
-    deps = _run(["apt-cache", "depends", main])
-    wanted = [main]
-    for line in deps.splitlines():
-        line = line.strip()
-        if line.startswith("Depends:"):
-            dep = line.split()[1]
-            if dep.startswith(("linux-headers-", "linux-kbuild-")):
-                wanted.append(dep)
-    return wanted
-
-
-def fetch_debian_profile(name: str, force: bool = False) -> KernelProfile:
-    """Download and unpack the newest kernel image + headers of a named Debian series."""
-    if name not in DEBIAN_SERIES:
-        raise UsageError(f"unknown kernel profile {name!r}")
-    dest = cache_root() / "kernels" / name
-    package, abi = newest_package(DEBIAN_SERIES[name])
-    record = dest / PROFILE_RECORD
-    if not force:
-        existing = read_record(record)
-        if (
-            existing is not None
-            and existing.release == f"{abi}-amd64"
-            and not _image_problem(existing, record)
-        ):
-            return existing
-    packages = [package, *_header_packages(abi)]
-    sweep_abandoned(cache_root(), "klp-fetch")  # downloads of a killed setup
-    tmp_path = make_temp_dir(cache_root(), "klp-fetch")
-    try:
-        _run(["apt-get", "download", "-q", *packages], cwd=tmp_path)
-        root = tmp_path / "root"
-        for deb in sorted(tmp_path.glob("*.deb")):
-            _run(["dpkg-deb", "-x", str(deb), str(root)])
-        _fix_header_paths(root)
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        root.rename(dest)
-    finally:
-        shutil.rmtree(tmp_path, ignore_errors=True)
-    profile = describe_unpacked(name, dest)
-    write_record(profile, record)
-    return profile
-
-
-def _fix_header_paths(root: Path) -> None:
-    """Make the absolute /usr/... paths of Debian's header tree relative, so the unpacked
-    tree builds from the cache wherever the cache lives.
-
-    Debian's linux-headers-<abi>-amd64/Makefile includes
-    /usr/src/linux-headers-<abi>-common/Makefile, and its `scripts` and `tools` are
-    symlinks into /usr/lib/linux-kbuild-*; `make -C <build_dir>` runs in the build dir,
-    so paths relative to it work."""
-    src = root / "usr/src"
-    for makefile in src.glob("linux-headers-*/Makefile"):
-        text = makefile.read_text()
-        fixed = re.sub(r"/usr/src/(linux-headers-[^/\s]+)", r"../\1", text)
-        makefile.write_text(fixed)
-    for link in [*src.glob("linux-headers-*/*"), *(root / "lib/modules").glob("*/build")]:
-        if link.is_symlink():
-            target = os.readlink(link)
-            if target.startswith("/"):
-                link.unlink()
-                link.symlink_to(os.path.relpath(root / target.lstrip("/"), link.parent))
+# ---- Debian's trees (fetched by harness.debian) ---------------------------------------
 
 
 def _debian_upstream_version(root: Path, release: str) -> str:
-    """Upstream version (e.g. 6.1.192) from the image's changelog directory name."""
-    for doc in (root / "usr/share/doc").glob(f"linux-image-{release}*/changelog.Debian.gz"):
+    """Upstream version (e.g. 6.1.192) from the image's (7.x: linux-base's) changelog."""
+    docs = root / "usr/share/doc"
+    for doc in [
+        *docs.glob(f"linux-image-{release}*/changelog.Debian.gz"),
+        *docs.glob(f"linux-base-{release}/changelog.Debian.gz"),  # 7.x
+    ]:
         out = subprocess.run(["zcat", str(doc)], capture_output=True, text=True, check=False)
         match = re.search(r"\(([\d.]+)", out.stdout)
         if match:

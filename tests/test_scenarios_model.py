@@ -1,4 +1,4 @@
-"""Every shipped scenario loads and the reference model predicts it, on 6.1 and 6.12.
+"""Every shipped scenario loads and the reference model predicts it, on 6.1, 6.12, 7.3.
 
 No expected output here: this only proves the library is consistent (valid files,
 steps the model accepts, one record per step).  Whether a prediction is right is for
@@ -18,7 +18,7 @@ from harness.scenario.steps import format_step
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 FILES = scenario_paths([SCENARIOS])
-SERIES = ("6.1", "6.12")
+SERIES = ("6.1", "6.12", "7.3")
 
 
 def _id(path: Path) -> str:

@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+from harness.debian import fetch_debian_profile, series_of
 from harness.errors import HarnessError
-from harness.kernels import KernelProfile, fetch_debian_profile, profile_names
+from harness.kernels import KernelProfile, profile_names
 
 # Profiles whose kernels Debian 12 also publishes in bookworm-backports.
 BACKPORTS_PROFILES = ("debian-6.12",)
@@ -106,6 +107,8 @@ class AptLists:
 def fetch_profile(name: str, apt: AptLists) -> KernelProfile:
     """A fetched profile; refreshes apt's lists once if the kernel is not found or
     its download fails (stale lists name packages the mirror no longer has)."""
+    if series_of(name).suites:  # a private apt configuration: refreshed by fetching
+        return fetch_debian_profile(name)
     if name in BACKPORTS_PROFILES and ensure_backports_source():
         apt.update()
     try:
