@@ -28,6 +28,7 @@ from harness.model.transition import (
     klp_start_transition,
     klp_try_complete_transition,
 )
+from harness.model.variants import Variant
 from harness.scenario.types import PatchModule
 
 
@@ -55,8 +56,37 @@ def enabled_store(k: Kernel, patch: KlpPatch, enabled: bool) -> int:
         klp_reverse_transition(k)
         return 0
     if not enabled:
+        if k.variant is Variant.DISABLE_TOP_ONLY and not _on_top(k, patch):
+            return -errno.EBUSY
         return __klp_disable_patch(k, patch)
+    if k.variant is Variant.REPLACED_REENABLE and patch in k.klp_replaced_patches:
+        return _reenable_replaced(k, patch)
     return -errno.EINVAL  # a disabled patch cannot be re-enabled
+
+
+def _on_top(k: Kernel, patch: KlpPatch) -> bool:
+    """Variant.DISABLE_TOP_ONLY: `patch` is the top of every func stack it is on."""
+    return all(
+        k.klp_ops[func.key][-1] is func
+        for obj in patch.objects
+        for func in obj.funcs
+        if func.patched
+    )
+
+
+def _reenable_replaced(k: Kernel, patch: KlpPatch) -> int:
+    """Variant.REPLACED_REENABLE: a replaced patch goes back on klp_patches, on top."""
+    if k.klp_transition_patch is not None:
+        return -errno.EBUSY
+    k.klp_replaced_patches.remove(patch)
+    for obj in patch.objects:
+        klp_init_object(k, patch, obj)
+    k.klp_patches.append(patch)
+    ret = __klp_enable_patch(k, patch)
+    if ret:
+        k.klp_patches.remove(patch)
+        k.klp_replaced_patches.append(patch)
+    return ret
 
 
 def force_store(k: Kernel, patch: KlpPatch, value: bool) -> int:
@@ -112,6 +142,8 @@ def __klp_enable_patch(k: Kernel, patch: KlpPatch) -> int:
             k.pr_warn(f"failed to patch object '{obj.name}'")
             break
     else:
+        if k.variant is Variant.REPLACED_UNPATCH_CALLBACKS and patch.replace:
+            _replaced_pre_unpatch(k, patch)
         klp_start_transition(k)
         patch.enabled = True
         klp_try_complete_transition(k)
@@ -119,6 +151,18 @@ def __klp_enable_patch(k: Kernel, patch: KlpPatch) -> int:
     k.pr_warn(f"failed to enable patch '{patch.name}'")
     klp_cancel_transition(k)
     return ret
+
+
+def _replaced_pre_unpatch(k: Kernel, patch: KlpPatch) -> None:
+    """Variant.REPLACED_UNPATCH_CALLBACKS: after the new patch's pre_patch callbacks,
+    the pre_unpatch callbacks of the enabled patches it replaces, newest first (seed
+    000's klp_run_pre_unpatch_callbacks_when_replacing)."""
+    for old_patch in reversed(k.klp_patches):
+        if old_patch is patch or not old_patch.enabled:
+            continue
+        for old_obj in old_patch.objects:
+            if old_obj.loaded:
+                klp_pre_unpatch_callback(k, old_obj)
 
 
 def klp_enable_patch(k: Kernel, patch: KlpPatch) -> int:
@@ -142,7 +186,10 @@ def __klp_disable_patch(k: Kernel, patch: KlpPatch) -> int:
     if k.klp_transition_patch is not None:
         return -errno.EBUSY
     klp_init_transition(k, patch, KLP_UNPATCHED)
-    for obj in patch.objects:
+    objects = patch.objects
+    if k.variant is Variant.DISABLE_CALLBACKS_REVERSED:
+        objects = objects[::-1]
+    for obj in objects:
         if obj.patched:
             klp_pre_unpatch_callback(k, obj)
     klp_start_transition(k)

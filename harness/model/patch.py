@@ -18,6 +18,7 @@ from harness.model.klp import (
     KlpPatch,
 )
 from harness.model.system import Kernel
+from harness.model.variants import Variant
 
 
 def klp_ftrace_handler(k: Kernel, key: FuncKey, patch_state: int) -> KlpPatch | None:
@@ -80,7 +81,10 @@ def __klp_unpatch_object(k: Kernel, obj: KlpObject, nops_only: bool) -> None:
             continue
         if func.patched:
             klp_unpatch_func(k, func)
-    if obj.dynamic or not nops_only:
+    dynamic = obj.dynamic
+    if k.variant is Variant.STATIC_PATCHED_CLEARED:
+        dynamic = not dynamic
+    if dynamic or not nops_only:
         obj.patched = False
 
 

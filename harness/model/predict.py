@@ -32,6 +32,7 @@ from harness.model.profiles import DEFAULT_SERIES, profile_for
 from harness.model.replace import run_free_work
 from harness.model.system import Kernel
 from harness.model.transition import SIGNALS_TIMEOUT, klp_check_stack, klp_transition_work_fn
+from harness.model.variants import Variant
 from harness.record import StepRecord
 from harness.scenario.steps import format_step
 from harness.scenario.types import (
@@ -73,7 +74,8 @@ def predicted_log(scenario: Scenario, series: str = DEFAULT_SERIES) -> list[str]
 
 class StepModel:
     """The model of one scenario run, one step at a time (also used by property tests
-    and the benchmark).  `strict=False` drops the refusals of `check_blocked`."""
+    and the benchmark).  `strict=False` drops the refusals of `check_blocked`;
+    `variant` predicts with a design the kernel did not take (harness.model.variants)."""
 
     def __init__(
         self,
@@ -82,8 +84,9 @@ class StepModel:
         *,
         dyndbg: bool = True,
         strict: bool = True,
+        variant: Variant | None = None,
     ) -> None:
-        self.kernel = Kernel(scenario, profile_for(series), dyndbg=dyndbg)
+        self.kernel = Kernel(scenario, profile_for(series), dyndbg=dyndbg, variant=variant)
         self.strict = strict
         self.funcs = [((obj, func), f"{obj}:{func}") for obj, func in scenario.patched_funcs()]
         self.profile = self.kernel.profile

@@ -12,9 +12,11 @@ step settles.
 
 from __future__ import annotations
 
+from harness.model.callbacks import klp_post_unpatch_callback
 from harness.model.klp import KlpFunc, KlpObject, KlpPatch
-from harness.model.patch import klp_unpatch_objects, klp_unpatch_objects_dynamic
+from harness.model.patch import klp_unpatch_func, klp_unpatch_objects, klp_unpatch_objects_dynamic
 from harness.model.system import Kernel
+from harness.model.variants import Variant
 
 
 def klp_find_object(patch: KlpPatch, old_obj: KlpObject) -> KlpObject | None:
@@ -45,6 +47,8 @@ def klp_add_object_nops(patch: KlpPatch, old_obj: KlpObject) -> None:
 
 def klp_add_nops(k: Kernel, patch: KlpPatch) -> None:
     """Cover every object and func of every patch in klp_patches (list order)."""
+    if k.variant is Variant.NO_NOPS:
+        return
     for old_patch in k.klp_patches:
         for old_obj in old_patch.objects:
             klp_add_object_nops(patch, old_obj)
@@ -56,7 +60,24 @@ def klp_unpatch_replaced_patches(k: Kernel, new_patch: KlpPatch) -> None:
         if old_patch is new_patch:
             return
         old_patch.enabled = False
-        klp_unpatch_objects(k, old_patch)
+        if k.variant is Variant.NO_NOPS:
+            _unpatch_covered(k, old_patch, new_patch)
+        else:
+            klp_unpatch_objects(k, old_patch)
+        if k.variant is Variant.REPLACED_UNPATCH_CALLBACKS:
+            for old_obj in old_patch.objects:
+                if old_obj.loaded:
+                    klp_post_unpatch_callback(k, old_obj)
+
+
+def _unpatch_covered(k: Kernel, old_patch: KlpPatch, new_patch: KlpPatch) -> None:
+    """Variant.NO_NOPS: only the funcs the new patch patches leave their stacks; the
+    others keep running the replaced patch's code."""
+    for old_obj in old_patch.objects:
+        new_obj = klp_find_object(new_patch, old_obj)
+        for func in old_obj.funcs:
+            if func.patched and new_obj is not None and klp_find_func(new_obj, func):
+                klp_unpatch_func(k, func)
 
 
 def klp_free_objects_dynamic(patch: KlpPatch) -> None:
@@ -99,6 +120,10 @@ def klp_free_replaced_patches_async(k: Kernel, new_patch: KlpPatch) -> None:
     for old_patch in list(k.klp_patches):
         if old_patch is new_patch:
             return
+        if k.variant is Variant.REPLACED_REENABLE:  # kept, sysfs and module reference too
+            k.klp_patches.remove(old_patch)
+            k.klp_replaced_patches.append(old_patch)
+            continue
         klp_free_patch_async(k, old_patch)
 
 

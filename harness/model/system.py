@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from harness.model.klp import KLP_UNDEFINED, FuncKey, KlpFunc, KlpPatch, Module, Task
 from harness.model.profiles import ModelProfile
 from harness.model.shadow import ShadowTable
+from harness.model.variants import Variant
 from harness.scenario.types import Scenario
 
 LIVEPATCH = "livepatch: "  # pr_fmt of kernel/livepatch/*.c
@@ -31,6 +32,7 @@ class Kernel:
     scenario: Scenario
     profile: ModelProfile
     dyndbg: bool = True  # `file kernel/livepatch/* +p` (and `func klp_try_switch_task -p`)
+    variant: Variant | None = None  # a design the kernel did not take (model/variants.py)
 
     # kernel/livepatch/core.c, transition.c, patch.c
     klp_patches: list[KlpPatch] = field(default_factory=list)
@@ -39,6 +41,8 @@ class Kernel:
     klp_ops: dict[FuncKey, list[KlpFunc]] = field(default_factory=dict)  # top = last
     retry_scheduled: bool = False  # klp_transition_work is queued
     free_work: list[KlpPatch] = field(default_factory=list)  # patch->free_work queued
+    # Variant.REPLACED_REENABLE only: replaced patches kept for enabling again
+    klp_replaced_patches: list[KlpPatch] = field(default_factory=list)
     # steps a transition has stayed blocked since it (re)started: the kernel starts
     # signalling after 15 retries (~15 s), which the model refuses to time
     blocked_steps: int = 0

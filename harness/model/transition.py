@@ -21,6 +21,7 @@ from harness.model.replace import (
     klp_unpatch_replaced_patches,
 )
 from harness.model.system import Kernel
+from harness.model.variants import Variant
 
 SIGNALS_TIMEOUT = 15  # failed attempts before klp_send_signals()
 
@@ -68,7 +69,7 @@ def klp_check_stack(k: Kernel, task: Task) -> bool:
         for func in obj.funcs:
             if func.key != task.key:
                 continue
-            if k.klp_target_state == KLP_UNPATCHED:
+            if k.klp_target_state == KLP_UNPATCHED or k.variant is Variant.STACK_CHECK_NEW_FUNC:
                 checked: KlpPatch | bool | None = func.code
             else:
                 checked = stack_below(k, func)
