@@ -1,0 +1,32 @@
+"""What one fuzz worker needs, in plain data: it crosses a process boundary (-j N),
+and a worker that measures coverage must unpickle it before the model is imported
+(so this module imports nothing of the model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.kernels import KernelProfile
+
+DEFAULT_MAX_STEPS = 12
+
+
+@dataclass
+class SearchConfig:
+    seed: int = 0
+    seconds: float = 600.0  # generating; a found difference then gets shrink_seconds
+    shrink_seconds: float = 300.0
+    max_steps: int = DEFAULT_MAX_STEPS
+    series: str = "6.1"
+    variant: str | None = None  # a harness.model.variants.Variant value
+
+
+@dataclass
+class WorkerConfig:
+    search: SearchConfig
+    out: Path
+    profile: KernelProfile | None = None  # None: --model-only
+    modules: dict[str, Path] = field(default_factory=dict)  # the palette, built
+    fast_guest: bool = False
+    coverage_file: Path | None = None  # measure harness/model's branches into this

@@ -1,0 +1,88 @@
+"""A found difference as files: a ready-to-run scenario (`<name>.toml`, loadable by
+`klp-harness run`) and the first-difference report (`<name>.report.txt`).
+
+The scenario holds the shrunk history up to its first difference, the modules it
+names, and comments saying how it was found, what differed and, for a model
+variant, whether the model itself agrees with the kernel there (then the history
+refutes the variant; otherwise the model or the kernel is wrong too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from harness.fuzz.config import SearchConfig
+from harness.fuzz.judge import MODEL_SIDE
+from harness.fuzz.search import Found
+from harness.model.variants import DESCRIPTIONS, parse_variant
+from harness.report.text import failure_text
+from harness.scenario.steps import format_step
+from harness.scenario.writer import scenario_toml
+
+
+def found_name(found: Found, side: str, config: SearchConfig) -> str:
+    return f"{config.variant or 'model'}-{side}-{found.prediction.history.digest}"
+
+
+def _what(config: SearchConfig) -> str:
+    variant = parse_variant(config.variant)
+    if variant is None:
+        return "the model"
+    return f"the model variant {variant.value} ({DESCRIPTIONS[variant]})"
+
+
+def _command(config: SearchConfig, side: str) -> str:
+    words = ["klp-harness fuzz", f"--seed {config.seed}"]
+    words.append("--model-only" if side == MODEL_SIDE else f"--kernel {side}")
+    if config.variant:
+        words.append(f"--model-variant {config.variant}")
+    return " ".join(words)
+
+
+def write_found(out: Path, found: Found, side: str, config: SearchConfig) -> tuple[Path, Path]:
+    """Write the scenario and the report; returns their paths."""
+    outcome = found.verdict.outcome
+    mismatch = outcome.mismatch
+    history = found.prediction.history
+    end = mismatch.index + 1 if mismatch is not None else len(outcome.observed) or 1
+    history = history.prefix(min(end, len(history.steps)))
+    name = found_name(found, side, config)
+    against = "the model's own prediction" if side == MODEL_SIDE else side
+    if mismatch is not None:
+        fields = ", ".join(mismatch.fields)
+        summary = f"{against} differs from {_what(config)} at step {mismatch.index + 1} ({fields})"
+    else:
+        summary = f"{against} failed where {_what(config)} predicted success"
+    header = [
+        f"Found by `{_command(config, side)}` after {found.found_after} histories "
+        f"({found.found_seconds:.0f} s),",
+        f"shrunk by hypothesis in {found.shrink_runs} more runs ({found.shrink_seconds:.0f} s)"
+        + ("" if found.shrunk else ", cut short by the shrink budget")
+        + f": {len(history.steps)} steps.",
+        f"{summary[0].upper()}{summary[1:]}.",
+    ]
+    if config.variant and side != MODEL_SIDE:
+        if found.verdict.model_agrees:
+            header.append(
+                "The model itself predicts every observed step: this history refutes the variant."
+            )
+        else:
+            header.append("The model itself disagrees as well: a model or kernel difference.")
+    comments = {}
+    if mismatch is not None:
+        comments[mismatch.index] = "first difference: " + ", ".join(mismatch.fields)
+    scenario = dataclasses.replace(
+        history.scenario(),
+        path=Path(f"{name}.toml"),
+        description=f"Fuzz history: {summary}.",
+        kernels=() if side == MODEL_SIDE else (side,),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    toml_path = out / f"{name}.toml"
+    toml_path.write_text(scenario_toml(scenario, header, comments))
+    report = [*header, "", failure_text(outcome), "", "history:"]
+    report += [f"  [{i + 1}] {format_step(step)}" for i, step in enumerate(history.steps)]
+    report_path = out / f"{name}.report.txt"
+    report_path.write_text("\n".join(report) + "\n")
+    return toml_path, report_path

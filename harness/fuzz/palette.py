@@ -1,0 +1,158 @@
+"""The modules random histories are made of.
+
+A history's module set is the two targets plus a few patches chosen from `PATCHES`,
+each a distinct design: a lone vmlinux patch, patches that share functions (func
+stacks), one on a module object only, one with no callbacks, cumulative ones with and
+without klp_states (nops, dynamic objects, compatibility refusals), a shadow-variable
+script.  Every module has a name of its own, so the whole palette is built once
+(cached per module) and installed in every guest: the next history's guest can be
+prepared while one runs, whatever set it draws, and a chosen set needs no build.
+
+Order matters to the shrinker: hypothesis prefers earlier choices, so the simplest
+patch comes first and a minimal history names the simplest modules that show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from harness.scenario.steps import parse_steps
+from harness.scenario.types import (
+    VMLINUX,
+    Blocker,
+    Callback,
+    KlpState,
+    PatchModule,
+    PatchObject,
+    Scenario,
+    ShadowOp,
+    ShadowOpKind,
+    Step,
+    TargetModule,
+)
+
+ALL = frozenset(Callback)
+NONE: frozenset[Callback] = frozenset()
+
+TARGETS = (
+    TargetModule("t_alpha", ("f1", "f2"), Blocker("f1")),
+    TargetModule(
+        "t_beta",
+        ("g1",),
+        Blocker("g1", "park"),
+        shadow=(ShadowOp(ShadowOpKind.GET_OR_ALLOC, 1, 1, 1), ShadowOp(ShadowOpKind.GET, 1, 1)),
+    ),
+)
+
+PATCHES = (
+    # one vmlinux function, every callback
+    PatchModule("p_cmd", (PatchObject(VMLINUX, ("cmdline_proc_show",), ALL),)),
+    # vmlinux and a module object, a klp_state
+    PatchModule(
+        "p_one",
+        (
+            PatchObject(VMLINUX, ("cmdline_proc_show",), ALL),
+            PatchObject("t_alpha", ("f1", "f2"), ALL),
+        ),
+        states=(KlpState(1, 1),),
+    ),
+    # cumulative with a state: nops for whatever it does not patch
+    PatchModule(
+        "p_cum",
+        (PatchObject(VMLINUX, (), ALL), PatchObject("t_alpha", ("f2",), ALL)),
+        replace=True,
+        states=(KlpState(1, 2),),
+    ),
+    # module objects only, some callbacks, a shadow script
+    PatchModule(
+        "p_two",
+        (
+            PatchObject("t_alpha", ("f1",), frozenset({Callback.PRE_PATCH, Callback.POST_UNPATCH})),
+            PatchObject("t_beta", ("g1",), ALL),
+        ),
+        shadow=(ShadowOp(ShadowOpKind.FREE_ALL, 1),),
+    ),
+    # two states, one the cumulative patches lack
+    PatchModule(
+        "p_three",
+        (PatchObject(VMLINUX, ("meminfo_proc_show",), ALL), PatchObject("t_beta", ("g1",), ALL)),
+        states=(KlpState(1, 2), KlpState(7, 1)),
+    ),
+    # no callbacks at all
+    PatchModule(
+        "p_mem",
+        (
+            PatchObject(VMLINUX, ("meminfo_proc_show",), NONE),
+            PatchObject("t_alpha", ("f1",), NONE),
+        ),
+    ),
+    # cumulative without states, callbacks on a module object
+    PatchModule(
+        "p_rep",
+        (
+            PatchObject(VMLINUX, ("cmdline_proc_show",), NONE),
+            PatchObject("t_beta", ("g1",), frozenset({Callback.PRE_PATCH, Callback.POST_PATCH})),
+        ),
+        replace=True,
+    ),
+)
+
+PALETTE = Scenario(
+    path=Path("fuzz-palette.toml"),
+    description="Every module random histories are made of.",
+    steps=(),
+    targets=TARGETS,
+    patches=PATCHES,
+)
+
+PATCH_NAMES = tuple(p.name for p in PATCHES)
+MAX_PATCHES = 4
+
+
+def module_set(names: Iterable[str]) -> tuple[str, ...]:
+    """A module set's patch names in palette order (the canonical form)."""
+    chosen = set(names)
+    unknown = chosen - set(PATCH_NAMES)
+    if unknown:
+        raise ValueError(f"not in the palette: {', '.join(sorted(unknown))}")
+    return tuple(name for name in PATCH_NAMES if name in chosen)
+
+
+@lru_cache(maxsize=256)
+def scenario_of(patches: tuple[str, ...], name: str = "fuzz") -> Scenario:
+    """The scenario (without steps) of a module set: both targets, the chosen patches."""
+    return Scenario(
+        path=Path(f"{name}.toml"),
+        description="A random history over palette modules.",
+        steps=(),
+        targets=TARGETS,
+        patches=tuple(p for p in PATCHES if p.name in patches),
+    )
+
+
+def _step_texts(patches: Sequence[PatchModule]) -> list[str]:
+    """Every step over a module set; loads first (the shrinker's favourites)."""
+    texts = [f"load {p.name}" for p in patches] + [f"load {t.name}" for t in TARGETS]
+    for patch in patches:
+        name = patch.name
+        texts += [f"disable {name}", f"unload {name}", f"load {name} replace=1"]
+        texts += [f"load {name} --nowait", f"disable {name} --nowait", f"enable {name}"]
+        texts += [f"force {name}", f"wait {name}", f"load {name} pre_patch_ret=-19"]
+        texts += [f"set {name} pre_patch_ret -19", f"set {name} pre_patch_ret 0"]
+    for target in TARGETS:
+        assert target.blocker is not None
+        name, param = target.name, target.blocker.param
+        texts += [f"unload {name}", f"park {name}", f"release {name}", f"load {name} {param}=Y"]
+        texts += [f"call {name}:{func}" for func in target.funcs]
+    texts += ["call vmlinux:cmdline_proc_show", "call vmlinux:meminfo_proc_show"]
+    texts += ["sysctl ftrace_enabled=0", "sysctl ftrace_enabled=1"]
+    return texts
+
+
+@lru_cache(maxsize=256)
+def steps_of(patches: tuple[str, ...]) -> tuple[Step, ...]:
+    """Every step a history over this module set may take."""
+    scenario = scenario_of(patches)
+    return parse_steps(_step_texts(scenario.patches), scenario.targets, scenario.patches)

@@ -1,0 +1,105 @@
+"""A `Scenario` as a scenario file (docs/scenario-format.md): the inverse of the loader.
+
+Used to ship what a program found (`klp-harness fuzz` writes its minimal histories
+this way), so the text is meant to be read: `steps` first (a top-level key must come
+before the first table), each step optionally followed by a comment, then the
+targets and patches with only the keys that differ from their defaults.
+`load_scenario(path)` of the written file gives back an equal scenario.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from harness.scenario.steps import format_step
+from harness.scenario.types import Callback, PatchModule, Scenario, ShadowOp, TargetModule
+
+
+def _string(text: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's for everything we write)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _strings(items: Sequence[str]) -> str:
+    return "[" + ", ".join(_string(item) for item in items) + "]"
+
+
+def _shadow(ops: Sequence[ShadowOp]) -> str:
+    tables = []
+    for op in ops:
+        fields = [f"op = {_string(op.kind.value)}"]
+        if op.obj:
+            fields.append(f"obj = {op.obj}")
+        fields.append(f"id = {op.id}")
+        if op.ctor_data:
+            fields.append(f"ctor_data = {op.ctor_data}")
+        if op.dtor:
+            fields.append("dtor = true")
+        tables.append("{ " + ", ".join(fields) + " }")
+    return "[\n" + "".join(f"  {table},\n" for table in tables) + "]"
+
+
+def _callbacks(callbacks: frozenset[Callback]) -> str:
+    if callbacks == frozenset(Callback):
+        return _string("all")
+    return _strings([cb.value for cb in Callback if cb in callbacks])
+
+
+def _target(target: TargetModule) -> list[str]:
+    lines = ["[[target]]", f"name = {_string(target.name)}", f"funcs = {_strings(target.funcs)}"]
+    if target.blocker is not None:
+        lines.append(f"blocker = {_string(target.blocker.func)}")
+        if target.blocker.param != "block_transition":
+            lines.append(f"blocker_param = {_string(target.blocker.param)}")
+    if not target.log_init_exit:
+        lines.append("log_init_exit = false")
+    if target.shadow:
+        lines.append(f"shadow = {_shadow(target.shadow)}")
+    return lines
+
+
+def _patch(patch: PatchModule) -> list[str]:
+    lines = ["[[patch]]", f"name = {_string(patch.name)}"]
+    if patch.replace:
+        lines.append("replace = true")
+    if patch.pre_patch_ret:
+        lines.append(f"pre_patch_ret = {patch.pre_patch_ret}")
+    if patch.states:
+        states = ", ".join(f"{{ id = {s.id}, version = {s.version} }}" for s in patch.states)
+        lines.append(f"states = [{states}]")
+    if patch.shadow:
+        lines.append(f"shadow = {_shadow(patch.shadow)}")
+    for obj in patch.objects:
+        lines += ["", "[[patch.object]]", f"name = {_string(obj.name)}"]
+        lines.append(f"funcs = {_strings(obj.funcs)}")
+        if obj.callbacks:
+            lines.append(f"callbacks = {_callbacks(obj.callbacks)}")
+    return lines
+
+
+def scenario_toml(
+    scenario: Scenario,
+    header: Sequence[str] = (),
+    step_comments: dict[int, str] | None = None,
+) -> str:
+    """The scenario file's text; `header`: comment lines on top (without `#`),
+    `step_comments`: a comment after step i."""
+    comments = step_comments or {}
+    lines = [f"# {line}".rstrip() for line in header]
+    lines.append(f"description = {_string(scenario.description)}")
+    if scenario.links:
+        lines.append(f"links = {_strings(scenario.links)}")
+    if scenario.kernels:
+        lines.append(f"kernels = {_strings(scenario.kernels)}")
+    lines += ["", "steps = ["]
+    for index, step in enumerate(scenario.steps):
+        comment = comments.get(index)
+        text = f"  {_string(format_step(step))},"
+        lines.append(f"{text:<36}  # {comment}" if comment else text)
+    lines.append("]")
+    for target in scenario.targets:
+        lines += ["", *_target(target)]
+    for patch in scenario.patches:
+        lines += ["", *_patch(patch)]
+    return "\n".join(lines) + "\n"
