@@ -64,6 +64,8 @@ def main(args: argparse.Namespace) -> int:
         if not outcome.passed:
             stderr_echo(failure_text(outcome))
         guest = manager.guest
+        # Steps load modules by file; a user types `modprobe NAME`, which needs the index.
+        guest.run("depmod -a", timeout=120)
         if args.command is not None:
             result = guest.run(args.command, timeout=300)
             sys.stdout.write(result.stdout)

@@ -65,6 +65,8 @@ TERMINFO_DIRS = (Path("/etc/terminfo"), Path("/lib/terminfo"), Path("/usr/share/
 TOP_LINKS = {"bin": "usr/bin", "sbin": "usr/bin", "usr/sbin": "bin", "lib": "usr/lib",
              "lib64": "usr/lib64"}  # fmt: skip
 EMPTY_DIRS = ("proc", "sys", "dev", "tmp", "run", "mnt", "root/.ssh", "etc/dropbear", "var/log")
+# Programs of the harness's own, built static from images/ (see each file for why).
+HELPERS = {"klp-load.c": "usr/bin/klp-load"}
 _BIN_PATH = re.compile(r"^/(?:usr/)?s?bin/[^/]+$")
 _KO_SUFFIX = re.compile(r"\.ko(?:\.xz|\.zst|\.gz)?$")
 
@@ -91,6 +93,7 @@ class ImagePlan:
             "links": dict(sorted(self.links.items())),
             "modules": {m: _stat_id(self.modules_dir / m) for m in self.modules},
             "init": _sha(IMAGES_SRC / "init"),
+            "helpers": {name: _sha(IMAGES_SRC / name) for name in HELPERS},
             "overlay": {str(p.relative_to(IMAGES_SRC)): _sha(p) for p in overlay},
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -283,7 +286,20 @@ def stage(plan: ImagePlan, root: Path) -> None:
         if src.is_file():
             _copy(src, root / src.relative_to(IMAGES_SRC / "rootfs"), 0o644)
     _copy(IMAGES_SRC / "init", root / "init", 0o755)
+    _build_helpers(root)
     _stage_modules(plan, root / "usr/lib/modules" / plan.release)
+
+
+def _build_helpers(root: Path) -> None:
+    """Compile the harness's guest programs, static: the guest has no libc of its
+    own to spare them the dynamic loader, whose cost under TCG is why they exist."""
+    compiler = shutil.which("gcc-12") or shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        raise HarnessError("no C compiler for the guest's helper programs (run `make setup`)")
+    for source, dest in HELPERS.items():
+        out = root / dest
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _run([compiler, "-static", "-O2", "-Wall", "-o", str(out), str(IMAGES_SRC / source)])
 
 
 def _stage_modules(plan: ImagePlan, dest: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import shlex
 
+from harness.errors import HarnessError
 from harness.runner.observe import LIVEPATCH_SYSFS, func_source
 from harness.runner.shell import Shell, errno_from_message, kmsg_write
 from harness.scenario.types import (
@@ -30,6 +31,15 @@ from harness.scenario.types import (
 )
 
 TOOL_TIMEOUT = 120.0  # a load whose transition stalls still returns: klp_enable_patch is async
+# Where the scenario's modules are (`$__release` is read with a builtin: `$(uname -r)`
+# would start a program, tens of ms under TCG).
+EXTRA_DIR = "/lib/modules/$__release/extra"
+ERR_FILE = "/run/klp-step.err"  # the step's tool writes its error message here
+# After an action script: its exit status ($__rc) and, on failure, the tool's message.
+REPORT = (
+    'echo @@action; echo "$__rc"; [ "$__rc" = 0 ] || '
+    f'{{ while IFS= read -r __l; do echo "$__l"; done < {ERR_FILE}; }} 2>/dev/null'
+)
 
 
 def blocker_param(scenario: Scenario, target: str) -> str:
@@ -38,86 +48,107 @@ def blocker_param(scenario: Scenario, target: str) -> str:
     return module.blocker.param
 
 
-def _error_line(stderr: str) -> str:
-    """The last line a failing tool printed: the one naming the error."""
-    lines = stderr.strip().splitlines()
-    return lines[-1] if lines else "?"
+def _sysfs_write(path: str, value: str) -> str:
+    """`echo value > path` after logging it."""
+    return (
+        f"{kmsg_write(f'% echo {value} > {path}')}; "
+        f"echo {shlex.quote(value)} 2>{ERR_FILE} > {shlex.quote(path)}; __rc=$?"
+    )
 
 
-def _sysfs_write(shell: Shell, path: str, value: str) -> int:
-    """`echo value > path` after logging it; the errno of the write."""
-    cmd = f"echo {shlex.quote(value)} > {shlex.quote(path)}"
-    result = shell.run(f"{kmsg_write(f'% echo {value} > {path}')}; {cmd}", timeout=TOOL_TIMEOUT)
-    return 0 if result.exit_code == 0 else errno_from_message(result.stderr)
+def _load(step: Load) -> str:
+    """klp-load (the guest's static stand-in for modprobe, images/klp-load.c); on
+    failure the runner logs modprobe's message, as upstream's load_failing_mod does."""
+    params = [f"{k}={v}" for k, v in step.params]
+    marker = kmsg_write(" ".join(["% modprobe", step.module, *params]))
+    args = " ".join(shlex.quote(a) for a in params)
+    return (
+        f"read -r __release < /proc/sys/kernel/osrelease; {marker}; "
+        f"klp-load {shlex.quote(step.module)} {EXTRA_DIR}/{step.module}.ko {args} "
+        f"2>{ERR_FILE}; __rc=$?; "
+        f'[ $__rc = 0 ] || {{ read -r __e < {ERR_FILE}; echo "$__e" > /dev/kmsg; }}'
+    )
 
 
-def _load(shell: Shell, step: Load) -> int:
-    args = " ".join([step.module, *(f"{k}={v}" for k, v in step.params)])
-    result = shell.run(f"{kmsg_write(f'% modprobe {args}')}; modprobe {args}", timeout=TOOL_TIMEOUT)
-    if result.exit_code == 0:
-        return 0
-    message = _error_line(result.stderr)
-    shell.run(kmsg_write(message))  # upstream's load_failing_mod logs modprobe's error
-    return errno_from_message(message)
-
-
-def _unload(shell: Shell, step: Unload) -> int:
+def _unload(step: Unload) -> str:
     """rmmod through busybox, which calls delete_module(O_NONBLOCK) and reports the
     kernel's errno; kmod's rmmod refuses a module in use itself, hiding it."""
-    rmmod = f"busybox rmmod {shlex.quote(step.module)}"
-    result = shell.run(f"{kmsg_write(f'% rmmod {step.module}')}; {rmmod}", timeout=TOOL_TIMEOUT)
-    return 0 if result.exit_code == 0 else errno_from_message(result.stderr)
+    return (
+        f"{kmsg_write(f'% rmmod {step.module}')}; "
+        f"busybox rmmod {shlex.quote(step.module)} 2>{ERR_FILE}; __rc=$?"
+    )
 
 
-def _sysctl(shell: Shell, step: SysctlFtrace) -> int:
-    result = shell.run(f"sysctl -q kernel.ftrace_enabled={step.value}")
-    if result.exit_code == 0:
-        shell.run(kmsg_write(f"livepatch: kernel.ftrace_enabled = {step.value}"))
-        return 0
-    message = _error_line(result.stderr)
-    shell.run(kmsg_write(f"livepatch: {message}"))
-    return errno_from_message(message)
+def _sysctl(step: SysctlFtrace) -> str:
+    ok = kmsg_write(f"livepatch: kernel.ftrace_enabled = {step.value}")
+    return (
+        f"sysctl -q kernel.ftrace_enabled={step.value} 2>{ERR_FILE}; __rc=$?; "
+        f"if [ $__rc = 0 ]; then {ok}; else "
+        f'read -r __e < {ERR_FILE}; echo "livepatch: $__e" > /dev/kmsg; fi'
+    )
 
 
-def _call(shell: Shell, step: Call) -> int:
+def _call(step: Call) -> str:
     src = func_source(step.object, step.func)
     # Builtins only: each matching line becomes one kernel log record, as grep's
-    # output did (a program costs tens of ms to start under TCG).
-    result = shell.run(
+    # output did.
+    return (
         f"{{ while IFS= read -r l; do [[ $l == *'live patched'* ]] && echo \"$l\" > /dev/kmsg; "
-        f"done < {src}; }} 2>/dev/null; test -e {src}"
+        f"done < {src}; }} 2>/dev/null; test -e {src}; __rc=$?"
     )
-    return 0 if result.exit_code == 0 else errno.ENOENT
+
+
+def action_script(scenario: Scenario, step: Step) -> str:
+    """Shell that performs `step` (builtins and the one tool the step needs) and
+    leaves its exit status in `$__rc` and the tool's error message in ERR_FILE.
+    Waiting for a transition is not part of it: the runner waits as the model
+    predicts."""
+    match step:
+        case Load():
+            return _load(step)
+        case Unload():
+            return _unload(step)
+        case Enable(patch=p):
+            return _sysfs_write(f"{LIVEPATCH_SYSFS}/{p}/enabled", "1")
+        case Disable(patch=p):
+            return _sysfs_write(f"{LIVEPATCH_SYSFS}/{p}/enabled", "0")
+        case Force(patch=p):
+            return _sysfs_write(f"{LIVEPATCH_SYSFS}/{p}/force", "1")
+        case SetParam(module=m, param=p, value=v):
+            return _sysfs_write(f"/sys/module/{m}/parameters/{p}", v)
+        case Park(target=t):
+            return _sysfs_write(f"/sys/module/{t}/parameters/{blocker_param(scenario, t)}", "Y")
+        case Release(target=t):
+            return _sysfs_write(f"/sys/module/{t}/parameters/{blocker_param(scenario, t)}", "N")
+        case SysctlFtrace():
+            return _sysctl(step)
+        case Call():
+            return _call(step)
+        case Wait():
+            return "__rc=0"
+    raise AssertionError(step)
+
+
+def parse_report(section: str) -> tuple[int, str]:
+    """REPORT's output: the exit status and the tool's message."""
+    lines = section.splitlines()
+    try:
+        return int(lines[0]), "\n".join(lines[1:])
+    except (IndexError, ValueError):
+        raise HarnessError(f"a step's report is unreadable: {section[:200]!r}") from None
+
+
+def action_errno(step: Step, exit_code: int, message: str) -> int:
+    """0, or the positive errno of the step's operation, from its tool's message."""
+    if exit_code == 0:
+        return 0
+    if isinstance(step, Call):
+        return errno.ENOENT
+    return errno_from_message(message)
 
 
 def perform(shell: Shell, scenario: Scenario, step: Step) -> int:
-    """Run one step; returns 0 or the positive errno of its operation.  Waiting for a
-    transition is not done here: the runner waits as the model predicts."""
-    match step:
-        case Load():
-            return _load(shell, step)
-        case Unload():
-            return _unload(shell, step)
-        case Enable(patch=p):
-            return _sysfs_write(shell, f"{LIVEPATCH_SYSFS}/{p}/enabled", "1")
-        case Disable(patch=p):
-            return _sysfs_write(shell, f"{LIVEPATCH_SYSFS}/{p}/enabled", "0")
-        case Force(patch=p):
-            return _sysfs_write(shell, f"{LIVEPATCH_SYSFS}/{p}/force", "1")
-        case SetParam(module=m, param=p, value=v):
-            return _sysfs_write(shell, f"/sys/module/{m}/parameters/{p}", v)
-        case Park(target=t):
-            return _sysfs_write(
-                shell, f"/sys/module/{t}/parameters/{blocker_param(scenario, t)}", "Y"
-            )
-        case Release(target=t):
-            return _sysfs_write(
-                shell, f"/sys/module/{t}/parameters/{blocker_param(scenario, t)}", "N"
-            )
-        case SysctlFtrace():
-            return _sysctl(shell, step)
-        case Call():
-            return _call(shell, step)
-        case Wait():
-            return 0
-    raise AssertionError(step)
+    """Run one step on its own (one round trip); returns 0 or the positive errno."""
+    out = shell.run(f"{action_script(scenario, step)}; {REPORT}", timeout=TOOL_TIMEOUT)
+    _, _, section = out.stdout.partition("@@action\n")
+    return action_errno(step, *parse_report(section))

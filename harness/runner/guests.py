@@ -35,12 +35,10 @@ if TYPE_CHECKING:
 
 @dataclass
 class ReadyGuest:
-    """A clean guest with a scenario's modules installed; `kmsg_seq`: the last kernel
-    log record before the scenario (its log starts after it)."""
+    """A clean guest with a scenario's modules installed and its kernel log cleared."""
 
     guest: Guest
     modules: dict[str, Path]
-    kmsg_seq: int
 
 
 @dataclass
@@ -138,12 +136,12 @@ class GuestSource:
         guest = self._resume() or self._boot_and_save()
         try:
             started = time.monotonic()
-            seq = install_modules(guest, modules)
+            install_modules(guest, modules)
             self.stats.install_seconds.append(time.monotonic() - started)
         except BaseException:
             guest.close()
             raise
-        return ReadyGuest(guest, modules, seq)
+        return ReadyGuest(guest, modules)
 
     def _store(self) -> SnapshotStore:
         from harness.guest.snapshot import SnapshotStore

@@ -45,7 +45,7 @@ class GuestManager:
         self.snapshots = snapshots
         self.source = GuestSource(profile, log_dir, fast=fast_guest)
         self._guest: Guest | None = None
-        self._kmsg_seq: int | None = None  # set when the guest's modules are installed
+        self._installed = False  # the guest's modules are installed, its log cleared
         self._dirty = False
         self.reset_seconds: list[float] = []
 
@@ -78,10 +78,10 @@ class GuestManager:
         self.discard()
         if self.snapshots:
             ready = self.source.take(modules)
-            self._guest, self._kmsg_seq = ready.guest, ready.kmsg_seq
+            self._guest, self._installed = ready.guest, True
         else:
             self._guest = self.source.boot_guest()
-            self._kmsg_seq = None
+            self._installed = False
         self._dirty = False
         return self._guest
 
@@ -103,8 +103,9 @@ class GuestManager:
                 return self._new_guest(modules or {})
             self.reset_seconds.append(time.monotonic() - started)
             self._dirty = False
-        if modules is not None and self._kmsg_seq is None:
-            self._kmsg_seq = install_modules(guest, modules)
+        if modules is not None and not self._installed:
+            install_modules(guest, modules)
+            self._installed = True
         return guest
 
     def mark_dirty(self) -> None:
@@ -135,7 +136,7 @@ class GuestManager:
         console_start = _size(guest.console_log)
         session: ScenarioSession | None = None
         try:
-            session = ScenarioSession(guest, scenario, self.profile.name, self._kmsg_seq)
+            session = ScenarioSession(guest, scenario, self.profile.name, self._installed)
             outcome = session.run(predicted, progress)
             self._check_kernel_health(guest, outcome)
         except HarnessError as exc:
@@ -143,7 +144,7 @@ class GuestManager:
             outcome = _failed(scenario, self.profile.name, predicted, exc, partial)
             self.discard()
         self._dirty = True
-        self._kmsg_seq = None
+        self._installed = False
         if artifacts is not None:
             try:
                 write_artifacts(artifacts, outcome, guest, console_start)
@@ -154,23 +155,36 @@ class GuestManager:
         return outcome
 
     def _guest_for(self, modules: dict[str, Path]) -> Guest:
-        if self._guest is not None and not self._dirty and self._kmsg_seq is not None:
+        if self._guest is not None and not self._dirty and self._installed:
             self.discard()  # prepared for someone else's modules
         return self.clean_guest(modules)
 
     def _check_kernel_health(self, guest: Guest, outcome: ScenarioOutcome) -> None:
         """A scenario whose steps all matched still fails if the kernel was hurt: a
-        taint flag no scenario should raise (a WARN, an oops, a bad page)."""
+        taint flag no scenario should raise (a WARN, an oops, a bad page).  Every
+        step observes the taint, so the report names the step that raised it; when
+        there is no reading (no steps), it is read now."""
         baseline = self.source.baseline
         assert baseline is not None
-        state = reset.read_state(guest)
-        hurt = reset.unexpected_taint(baseline.taint, state.taint)
-        if hurt and outcome.error is None:
-            outcome.error = (
-                f"the kernel raised taint {hurt} during the scenario "
-                f"(now {reset.taint_letters(state.taint)}); see console.log"
+        taints = list(outcome.taints)
+        if not taints or taints[-1] < 0:
+            taints.append(reset.read_state(guest).taint)
+        for index, taint in enumerate(taints):
+            hurt = reset.unexpected_taint(baseline.taint, taint) if taint >= 0 else ""
+            if not hurt:
+                continue
+            where = (
+                f" at step {index + 1} ({outcome.observed[index].step})"
+                if index < len(outcome.observed)
+                else ""
             )
+            if outcome.error is None:
+                outcome.error = (
+                    f"the kernel raised taint {hurt}{where} "
+                    f"(now {reset.taint_letters(taints[-1])}); see console.log"
+                )
             self.discard()
+            return
 
     @property
     def guest(self) -> Guest:

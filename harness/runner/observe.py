@@ -1,9 +1,9 @@
 """Observe the guest on the same terms the model predicts (see harness/record.py).
 
-Every observation is one shell round trip whose output is parsed here, so parsing is
-tested on recorded output without a VM.  The kernel log is read from /dev/kmsg by
-sequence number (not scraped from the console, where messages interleave with the
-shell and depend on the console log level).
+Every observation is part of one shell round trip whose output is parsed here, so
+parsing is tested on recorded output without a VM.  The kernel log is read with
+syslog(2) (not scraped from the console, where messages interleave with the shell and
+depend on the console log level).
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ class KernelLog:
 # Under TCG every exec in the guest costs ~35 ms, so the snapshot is one script made of
 # shell builtins (`read` instead of cat/grep/stat) plus a single dd for the log.
 
-_SECTIONS = ("kmsg", "sysfs", "modules", "impls")
+_SECTIONS = ("action", "kmsg", "sysfs", "modules", "impls", "taint")
+TAINTED = "/proc/sys/kernel/tainted"
 
 
 def func_source(obj: str, func: str) -> str:
@@ -123,7 +124,8 @@ def func_source(obj: str, func: str) -> str:
 
 
 def snapshot_script(module_names: Sequence[str], funcs: Sequence[tuple[str, str]]) -> str:
-    """Kernel log, sysfs tree, module refcounts and function implementations.
+    """Kernel log, sysfs tree, module refcounts, function implementations and the
+    kernel's taint (so a step that hurt the kernel is named).
 
     A sysfs file whose read fails is write-only (`force` has no show method and reads
     return EIO).  A function's implementation is the first line its read prints;
@@ -147,7 +149,8 @@ def snapshot_script(module_names: Sequence[str], funcs: Sequence[tuple[str, str]
     for obj, func in funcs:
         src = func_source(obj, func)
         parts.append(f'[ -e {src} ] && read -r l < {src} && echo "{obj}:{func}=$l"')
-    return "; ".join(parts) + "; true"
+    parts.append(f'echo @@taint; read -r t < {TAINTED}; echo "$t"')
+    return "; ".join(parts)
 
 
 def split_sections(out: str) -> dict[str, str]:
@@ -169,6 +172,15 @@ def parse_sysfs(out: str) -> dict[str, str]:
         if sep and path.startswith(prefix):
             values[path[len(prefix) :]] = value.strip()
     return values
+
+
+def parse_taint(out: str) -> int:
+    """The taint bitmask; -1 when it could not be read (the health check then reads it
+    itself)."""
+    try:
+        return int(out.strip())
+    except ValueError:
+        return -1
 
 
 def parse_modules(out: str) -> dict[str, str]:

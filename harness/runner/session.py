@@ -20,14 +20,17 @@ from typing import Protocol
 from harness.record import StepRecord
 from harness.report.compare import Mismatch, diff_records
 from harness.runner import observe, waits
-from harness.runner.actions import perform
+from harness.runner.actions import (
+    EXTRA_DIR,
+    REPORT,
+    TOOL_TIMEOUT,
+    action_errno,
+    action_script,
+    parse_report,
+)
 from harness.runner.shell import CommandResult
 from harness.scenario.steps import format_step
 from harness.scenario.types import Scenario, Step, Unload
-
-# Where the scenario's modules go; `$__release` is set by INSTALL with a builtin read
-# (`$(uname -r)` would start a program: tens of ms under TCG).
-EXTRA_DIR = "/lib/modules/$__release/extra"
 
 
 class GuestLike(Protocol):
@@ -57,6 +60,7 @@ class ScenarioOutcome:
     diagnostics: list[str] = field(default_factory=list)
     seconds: float = 0.0
     kernel_log: list[str] = field(default_factory=list)
+    taints: list[int] = field(default_factory=list)  # the kernel's taint after each step
 
     @property
     def passed(self) -> bool:
@@ -68,20 +72,20 @@ class ScenarioOutcome:
 
 
 # Unpack the archive on stdin into an emptied extra/ (a resumed guest's is empty: no
-# program starts), index it, and clear the kernel log.  Static busybox where kmod's
-# own tools are not needed: it starts several times faster than dynamic programs.
+# program starts) and clear the kernel log.  Static busybox: it starts several times
+# faster than dynamic programs.  No depmod: loads name the module's file.
 INSTALL = (
     "read -r __release < /proc/sys/kernel/osrelease; "
     f'for f in {EXTRA_DIR}/*; do [ -e "$f" ] && rm -rf {EXTRA_DIR} && break; done; '
     f"{{ [ -d {EXTRA_DIR} ] || mkdir -p {EXTRA_DIR}; }} && "
-    f"busybox tar -x -C {EXTRA_DIR} && depmod -a && {observe.KMSG_DUMP}"
+    f"busybox tar -x -C {EXTRA_DIR} && {observe.KMSG_DUMP} > /dev/null"
 )
 
 
-def install_modules(guest: GuestLike, modules: dict[str, Path]) -> int:
-    """Replace the guest's extra/ modules with this scenario's and run depmod, so
-    `modprobe <name>` finds exactly the scenario's build of each module; returns the
-    sequence number of the last kernel log record (the scenario's log starts after).
+def install_modules(guest: GuestLike, modules: dict[str, Path]) -> None:
+    """Replace the guest's extra/ modules with this scenario's, so a load finds
+    exactly the scenario's build of each module, and clear the kernel log (the
+    scenario's log starts empty).
 
     The modules travel as one tar archive (a copy costs a round trip, a module set is
     several), without their debug information: it is most of a module's size, the
@@ -91,9 +95,7 @@ def install_modules(guest: GuestLike, modules: dict[str, Path]) -> int:
         with tarfile.open(archive, "w") as tar:
             for name, ko in sorted(modules.items()):
                 tar.add(_without_debug_info(ko, Path(tmp)), arcname=f"{name}.ko")
-        out = guest.feed(archive, INSTALL, check=True, timeout=60)
-    records = observe.parse_kmsg(out.stdout)  # cleared: the scenario's log starts empty
-    return records[-1].seq if records else -1
+        guest.feed(archive, INSTALL, check=True, timeout=60)
 
 
 def _without_debug_info(ko: Path, directory: Path) -> Path:
@@ -115,13 +117,13 @@ class ScenarioSession:
     """Runs the steps of one scenario on a guest that `reset` has cleaned."""
 
     def __init__(
-        self, guest: GuestLike, scenario: Scenario, profile: str, kmsg_seq: int | None = None
+        self, guest: GuestLike, scenario: Scenario, profile: str, log_cleared: bool = False
     ) -> None:
         self.guest = guest
         self.scenario = scenario
         self.profile = profile
         self.log = observe.KernelLog(guest)
-        self.kmsg_seq = kmsg_seq  # the log before the scenario ends here (None: read it)
+        self.log_cleared = log_cleared  # install_modules cleared the log: nothing to skip
         self.module_names = [m.name for m in scenario.modules]
         self.funcs = scenario.patched_funcs()
         self.outcome: ScenarioOutcome | None = None  # set by run()
@@ -133,10 +135,8 @@ class ScenarioSession:
         self.outcome = outcome  # kept if a step raises: the steps observed before it
         started = time.monotonic()
         try:
-            if self.kmsg_seq is None:
+            if not self.log_cleared:
                 self.log.skip_to_end()
-            else:
-                self.log.last_seq = self.kmsg_seq
             steps = zip(self.scenario.steps, predicted, strict=True)
             for index, (step, want) in enumerate(steps):
                 if progress:
@@ -156,42 +156,51 @@ class ScenarioSession:
         return outcome
 
     def run_step(self, index: int, step: Step, want: StepRecord) -> StepRecord:
+        """Perform the step, wait as the model predicts, observe: one round trip."""
+        parts = []
         if isinstance(step, Unload) and want.errno == 0:
-            waits.wait_refcnt_zero(self.guest, step.module)
-        first_seq = self.log.last_seq
-        errno_value = perform(self.guest, self.scenario, step)
-        return self.observe(index, step, errno_value, first_seq, want)
+            parts.append(waits.refcnt_zero_script(step.module))
+        parts += [action_script(self.scenario, step), REPORT, self.observe_script(want)]
+        out = self.guest.run("; ".join(parts), timeout=TOOL_TIMEOUT + 2 * waits.SETTLE_TIMEOUT)
+        sections = observe.split_sections(out.stdout)
+        errno_value = action_errno(step, *parse_report(sections["action"]))
+        return self.record(index, step, errno_value, sections)
 
-    def observe(
-        self, index: int, step: Step, errno_value: int, first_seq: int, want: StepRecord
-    ) -> StepRecord:
-        """Wait as the model predicts, then take one snapshot (one round trip).
+    def observe(self, index: int, step: Step, errno_value: int, want: StepRecord) -> StepRecord:
+        """Wait as the model predicts, then observe, without performing a step."""
+        out = self.guest.run(self.observe_script(want), timeout=waits.SETTLE_TIMEOUT + 30)
+        return self.record(index, step, errno_value, observe.split_sections(out.stdout))
 
-        Any step can start or end a transition (a load, a write, a release of a parked
-        task), so every step waits for the state the model predicts; when it is already
-        there the wait costs nothing.  A wait that runs out is not an error here: the
-        snapshot then shows the difference."""
-        script = (
+    def observe_script(self, want: StepRecord) -> str:
+        """Any step can start or end a transition (a load, a write, a release of a
+        parked task), so every step waits for the state the model predicts; when it
+        is already there the wait costs nothing.  A wait that runs out is not an error
+        here: the snapshot then shows the difference."""
+        return (
             waits.settle_script(want)
             + "; "
             + observe.snapshot_script(self.module_names, self.funcs)
         )
-        out = observe.split_sections(
-            self.guest.run(script, timeout=waits.SETTLE_TIMEOUT + 30).stdout
-        )
-        texts = [r.text for r in self.log.feed(out["kmsg"]) if r.seq > first_seq]
-        sysfs = observe.parse_sysfs(out["sysfs"])
+
+    def record(
+        self, index: int, step: Step, errno_value: int, sections: dict[str, str]
+    ) -> StepRecord:
+        """The step as observed, on the model's terms (harness/record.py)."""
+        texts = [r.text for r in self.log.feed(sections["kmsg"])]
+        sysfs = observe.parse_sysfs(sections["sysfs"])
         pending = next(
             (p.split("/")[0] for p, v in sysfs.items() if p.endswith("/transition") and v == "1"),
             None,
         )
+        if self.outcome is not None:
+            self.outcome.taints.append(observe.parse_taint(sections["taint"]))
         return StepRecord(
             index=index,
             step=format_step(step),
             errno=errno_value,
             log=observe.normalize_pointers(observe.filter_log(texts, self.module_names)),
             sysfs=sysfs,
-            modules=observe.parse_modules(out["modules"]),
-            impls=observe.parse_impls(out["impls"]),
+            modules=observe.parse_modules(sections["modules"]),
+            impls=observe.parse_impls(sections["impls"]),
             pending=pending,
         )

@@ -68,12 +68,12 @@ def settle_script(record: StepRecord, timeout: float = SETTLE_TIMEOUT) -> str:
     return _poll_script(settled_condition(predicted_patch_dirs(record)), timeout)
 
 
-def wait_refcnt_zero(shell: Shell, module: str, timeout: float = SETTLE_TIMEOUT) -> bool:
+def refcnt_zero_script(module: str, timeout: float = SETTLE_TIMEOUT) -> str:
     """Upstream's unload_lp: a disabled patch drops its module reference only when its
     (asynchronous) free completes, so rmmod must wait for refcnt 0."""
     path = f"/sys/module/{shlex.quote(module)}/refcnt"
     condition = f'{{ [ ! -e {path} ] || {{ read -r r < {path} && [ "$r" = 0 ]; }}; }}'
-    return shell.run(_poll_script(condition, timeout), timeout=timeout + 10).exit_code == 0
+    return _poll_script(condition, timeout)
 
 
 def unpatched_tasks(shell: Shell) -> list[str]:

@@ -139,7 +139,7 @@ def plant_step_faults(faults: list[dict[str, Any]]) -> None:
             if fault["scenario"] == self.scenario.name and fault["step"] == index:
                 pending.remove(fault)
                 if not fire(fault, self.guest):
-                    observed: StepRecord = self.observe(index, step, 0, self.log.last_seq, want)
+                    observed: StepRecord = self.observe(index, step, 0, want)
                     return observed
         return original(self, index, step, want)
 
