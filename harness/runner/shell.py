@@ -28,7 +28,13 @@ def _strerror_table() -> dict[str, int]:
     return table
 
 
-STRERROR_TO_ERRNO = _strerror_table()
+# kmod's modprobe words two errors its own way (tools/modprobe.c, insmod()); the
+# guest's klp-load prints the same.
+KMOD_TEXTS = {
+    "Module already in kernel": errno.EEXIST,
+    "Unknown symbol in module, or unknown parameter (see dmesg)": errno.ENOENT,
+}
+STRERROR_TO_ERRNO = _strerror_table() | KMOD_TEXTS
 
 
 def errno_from_message(message: str) -> int:
