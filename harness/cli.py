@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run scenarios in a guest and compare with the model"),
     "repro": ("repro", "run a scenario up to a step and open a shell in the guest"),
     "selftests": ("selftests", "run the kernel's own livepatch selftests in a guest"),
+    "fuzz": ("fuzz", "random histories, model vs kernel, a difference shrunk to a scenario"),
 }
 
 

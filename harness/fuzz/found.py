@@ -40,15 +40,15 @@ def _command(config: SearchConfig, side: str) -> str:
     return " ".join(words)
 
 
-def write_found(out: Path, found: Found, side: str, config: SearchConfig) -> tuple[Path, Path]:
-    """Write the scenario and the report; returns their paths."""
+def write_found(out: Path, found: Found, side: str, config: SearchConfig) -> tuple[Path, Path, int]:
+    """Write the scenario and the report; returns their paths and its length in steps."""
     outcome = found.verdict.outcome
     mismatch = outcome.mismatch
     history = found.prediction.history
     end = mismatch.index + 1 if mismatch is not None else len(outcome.observed) or 1
     history = history.prefix(min(end, len(history.steps)))
     name = found_name(found, side, config)
-    against = "the model's own prediction" if side == MODEL_SIDE else side
+    against = "the model's own prediction" if side == MODEL_SIDE else f"the kernel ({side})"
     if mismatch is not None:
         fields = ", ".join(mismatch.fields)
         summary = f"{against} differs from {_what(config)} at step {mismatch.index + 1} ({fields})"
@@ -59,7 +59,7 @@ def write_found(out: Path, found: Found, side: str, config: SearchConfig) -> tup
         f"({found.found_seconds:.0f} s),",
         f"shrunk by hypothesis in {found.shrink_runs} more runs ({found.shrink_seconds:.0f} s)"
         + ("" if found.shrunk else ", cut short by the shrink budget")
-        + f": {len(history.steps)} steps.",
+        + f": {len(history.steps)} step(s).",
         f"{summary[0].upper()}{summary[1:]}.",
     ]
     if config.variant and side != MODEL_SIDE:
@@ -85,4 +85,4 @@ def write_found(out: Path, found: Found, side: str, config: SearchConfig) -> tup
     report += [f"  [{i + 1}] {format_step(step)}" for i, step in enumerate(history.steps)]
     report_path = out / f"{name}.report.txt"
     report_path.write_text("\n".join(report) + "\n")
-    return toml_path, report_path
+    return toml_path, report_path, len(history.steps)

@@ -131,7 +131,12 @@ def predict_history(
         if refused is not None:
             cut = history.prefix(index)
             return Prediction(
-                cut, len(history.steps), records[:index], reference, refused, model_error
+                cut,
+                len(history.steps),
+                records[:index] if other is not None else reference,
+                reference,
+                refused,
+                model_error,
             )
         reference.append(want)
     return Prediction(history, len(history.steps), records if other else reference, reference)
