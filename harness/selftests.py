@@ -111,7 +111,8 @@ def fetch_sources(profile: KernelProfile) -> SelftestSources:
 def build_modules(sources: SelftestSources, profile: KernelProfile) -> list[Path]:
     """Build every test_klp_*.c against the profile (cached per kernel release; a
     cached .ko that no longer matches its checksum or vermagic is rebuilt)."""
-    from harness.modules.build import run_make
+    from harness import buildroot
+    from harness.modules.build import compiler_for, make_command, run_make
     from harness.modules.ko import check_ko
 
     identity = tree_identity(profile)  # a user's tree: one dir per build of it
@@ -126,7 +127,8 @@ def build_modules(sources: SelftestSources, profile: KernelProfile) -> list[Path
         for name in names:
             shutil.copy(sources.modules_dir / f"{name}.c", work)
         (work / "Kbuild").write_text("obj-m += " + " ".join(f"{n}.o" for n in names) + "\n")
-        argv = ["make", "-C", str(profile.build_dir), f"M={work}", "-j2", "modules"]
+        root = buildroot.root_for(profile)  # a kernel newer than the host's: its release's
+        argv = make_command(profile, work, compiler_for(profile), 2, root)
         status, log = run_make(argv, work)
         if status != 0:
             _failed(argv, log, out.parent)

@@ -10,6 +10,7 @@ PACKAGES=(
   cpio zstd xz-utils                  # initramfs
   python3-venv                        # make venv
   make gcc-12 libelf-dev bc flex bison dwarves  # out-of-tree module builds (pahole for 6.12 BTF)
+  mmdebstrap bubblewrap               # build roots for kernels newer than the host (7.x)
   libc6-dev                           # the static helper programs of the guest (images/*.c)
 )
 SUDO=()

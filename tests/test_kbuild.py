@@ -158,3 +158,32 @@ def test_function_names_like_template_locals_build(profile_name: str, tmp_path: 
     )
     assert result.warnings == {}
     assert sorted(result.modules) == ["klp_kb_names", "klp_kb_names_patch"]
+
+
+def test_newer_kernels_build_in_their_release_s_root(tmp_path: Path) -> None:
+    """debian-7.3's modules are built by the kernel's own gcc-14 in a trixie build
+    root (its kbuild tools need trixie's libc); the root is made once and reused."""
+    from harness import buildroot
+    from harness.modules.build import compiler_for, compiler_id
+
+    profile = load_profile("debian-7.3")
+    root = buildroot.root_for(profile)
+    assert root is not None and root.name.startswith("trixie-")
+    marker = (root / buildroot.MARKER).stat().st_mtime_ns
+    assert buildroot.root_for(profile) == root
+    assert (root / buildroot.MARKER).stat().st_mtime_ns == marker
+    cc = compiler_for(profile)
+    assert cc == "x86_64-linux-gnu-gcc-14"
+    assert compiler_id(cc, root).endswith(profile_config_gcc(profile))
+    result = build_modules([EMPTY_TARGET], profile, cache_dir=tmp_path)
+    assert result.log is not None
+    assert result.log.read_text().startswith("$ bwrap ")
+    assert buildroot.suite_for(load_profile("debian-6.12")) is None
+
+
+def profile_config_gcc(profile: object) -> str:
+    """`14.2.0` from CONFIG_CC_VERSION_TEXT="x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0"."""
+    from harness.kernels import KernelProfile, read_config
+
+    assert isinstance(profile, KernelProfile)
+    return read_config(profile.config)["CONFIG_CC_VERSION_TEXT"].strip('"').split()[-1]

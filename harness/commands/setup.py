@@ -1,7 +1,8 @@
 """`klp-harness setup [PROFILE...]`: fetch kernel profiles and build their guest images.
 
 Idempotent and fast when warm: a fetched profile is reused unless Debian has a newer
-kernel of its series in apt's lists, and an image is rebuilt only when one of its
+kernel of its series in apt's lists, a build root (profiles newer than the host:
+harness.buildroot) is made once, and an image is rebuilt only when one of its
 inputs changed.  apt's lists are refreshed at most once per run, and only when
 needed: bookworm-backports was just added, or a kernel cannot be found or downloaded.
 """
@@ -136,6 +137,7 @@ def check_config(profile: KernelProfile) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from harness import buildroot
     from harness.guest.accel import choose_accel, default_cache
     from harness.guest.image import ensure_image
 
@@ -145,11 +147,13 @@ def main(args: argparse.Namespace) -> int:
         started = time.monotonic()
         profile = fetch_profile(name, apt)
         check_config(profile)
+        root = buildroot.root_for(profile)  # modules of a newer release build in its root
         image = ensure_image(profile, force=args.force)
         profiles.append(profile)
         print(
             f"{name}: {profile.release}, livepatch {'yes' if profile.livepatch else 'NO'}, "
-            f"image {image.name} ({time.monotonic() - started:.1f} s)"
+            + (f"build root {root.name}, " if root else "")
+            + f"image {image.name} ({time.monotonic() - started:.1f} s)"
         )
     if profiles:
         accel = choose_accel(profiles[0].bzimage, default_cache())

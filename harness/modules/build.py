@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from harness import kernels
+from harness import buildroot, kernels
 from harness.errors import HarnessError, UsageError
 from harness.files import discard, make_temp_dir
 from harness.guest.reaper import pdeathsig_preexec
@@ -86,7 +86,10 @@ def run_make(argv: Sequence[str], cwd: Path) -> tuple[int, str]:
 def compiler_for(profile: KernelProfile) -> str:
     """The C compiler the profile's kernel was built with (CONFIG_CC_VERSION_TEXT's
     first word, e.g. `x86_64-linux-gnu-gcc-12`) if installed, else `gcc`.  Using the
-    same one avoids kbuild's "compiler differs" warning and plugin/flag mismatches."""
+    same one avoids kbuild's "compiler differs" warning and plugin/flag mismatches.
+    A kernel built in a build root (harness.buildroot) gets its own, from the root."""
+    if buildroot.suite_for(profile) is not None:
+        return buildroot.compiler(profile)[0]
     try:
         text = kernels.read_config(profile.config).get("CONFIG_CC_VERSION_TEXT", "")
     except OSError:
@@ -98,13 +101,32 @@ def compiler_for(profile: KernelProfile) -> str:
 
 
 @cache
-def compiler_id(cc: str) -> str:
-    """First line of `cc --version`: part of the cache key."""
+def compiler_id(cc: str, root: Path | None = None) -> str:
+    """First line of `cc --version` (run in build root `root`, if given): part of the
+    cache key."""
+    argv = [cc, "--version"]
+    if root is not None:
+        argv = buildroot.wrap(root, argv, Path("/"))
     try:
-        out = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False)
+        out = subprocess.run(argv, capture_output=True, text=True, check=False)
     except FileNotFoundError:
         raise HarnessError(f"C compiler {cc} not found (install gcc)") from None
+    if out.returncode != 0:
+        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["?"]
+        raise HarnessError(f"C compiler {cc} does not run: {tail[0]}")
     return (out.stdout.splitlines() or [cc])[0]
+
+
+def make_command(
+    profile: KernelProfile, work: Path, cc: str, jobs: int, root: Path | None
+) -> list[str]:
+    """`make ... modules` building the modules in `work` against `profile`, in build
+    root `root` if the profile needs one (its tree read-only, `work` writable)."""
+    argv = ["make", "-C", str(profile.build_dir), f"M={work}", f"CC={cc}", f"-j{jobs}", "modules"]
+    if root is None:
+        return argv
+    tree = kernels.cache_root() / "kernels" / profile.name
+    return buildroot.wrap(root, argv, work, read_only=[tree], writable=[work])
 
 
 def module_key(name: str, source: str, profile: KernelProfile, compiler: str) -> str:
@@ -238,7 +260,8 @@ def build_sources(
     builds = _builds_dir(cache_dir)
     build_cache.sweep(builds)
     cc = compiler_for(profile)
-    compiler = compiler if compiler is not None else compiler_id(cc)
+    root = buildroot.root_for(profile) if compiler is None else None
+    compiler = compiler if compiler is not None else compiler_id(cc, root)
     result = BuildResult()
     missing: dict[str, str] = {}  # name -> key
     for name in sorted(sources):
@@ -252,7 +275,9 @@ def build_sources(
                 build_cache.invalidate(builds, key)
             missing[name] = key
     if missing:
-        _build_missing(sources, missing, set(livepatch), profile, builds, make, cc, jobs, result)
+        _build_missing(
+            sources, missing, set(livepatch), profile, builds, make, cc, root, jobs, result
+        )
     return result
 
 
@@ -274,6 +299,7 @@ def _build_missing(
     builds: Path,
     make: MakeRunner,
     cc: str,
+    root: Path | None,
     jobs: int | None,
     result: BuildResult,
 ) -> None:
@@ -283,15 +309,7 @@ def _build_missing(
     work = build_cache.work_dir(builds)
     try:
         write_sources({n: sources[n] for n in missing}, work)
-        argv = [
-            "make",
-            "-C",
-            str(profile.build_dir),
-            f"M={work}",
-            f"CC={cc}",
-            f"-j{jobs or os.cpu_count() or 1}",
-            "modules",
-        ]
+        argv = make_command(profile, work, cc, jobs or os.cpu_count() or 1, root)
         status, log = make(argv, work)
         (work / LOG).write_text(f"$ {' '.join(argv)}\n{log}")
         if status != 0:
