@@ -27,7 +27,8 @@ MODEL_SIDE = "model"  # the `profile` of a model-only outcome
 class Verdict:
     outcome: ScenarioOutcome
     steps_run: int  # steps checked (up to and including the first difference)
-    model_agrees: bool = True  # the model itself predicts what was observed
+    model_agrees: bool = True  # the model itself predicts what was observed (so a
+    # variant's difference refutes the variant, not the model)
     remembered: bool = False  # served from memory, nothing ran
 
     @property
@@ -52,12 +53,6 @@ def first_difference(
         if diffs:
             return observed[: index + 1], Mismatch(index, got.step, tuple(diffs))
     return observed, None
-
-
-def model_agrees(reference: list[StepRecord], observed: list[StepRecord]) -> bool:
-    """Whether the model itself predicts every observed step (so a variant's
-    difference refutes the variant, not the model)."""
-    return all(not diff_records(want, got) for want, got in zip(reference, observed, strict=False))
 
 
 class ModelJudge:
@@ -92,17 +87,35 @@ class KernelJudge:
         self.side = manager.profile.name
 
     def judge(self, prediction: Prediction, artifacts: Path | None = None) -> Verdict:
-        history = prediction.history
+        """Run the history as the model predicts it (the runner waits for the settled
+        state the model predicts: a variant's wrong sysfs would cost the 60 s settle
+        timeout on every step it gets wrong), then compare the variant's records with
+        what was observed.  The first difference of either counts; the model's own is
+        a model (or kernel) difference, said by `model_agrees`."""
         outcome = self.manager.run_scenario(
-            history.scenario(),
-            prediction.records,
+            prediction.history.scenario(),
+            prediction.reference,
             self.modules,
             artifacts,
             then=self.modules,
         )
-        return Verdict(
-            outcome, len(outcome.observed), model_agrees(prediction.reference, outcome.observed)
-        )
+        observed = outcome.observed
+        agrees = outcome.passed
+        if prediction.records is not prediction.reference and outcome.error is None:
+            seen, mismatch = first_difference(prediction.records[: len(observed)], observed)
+            own = outcome.mismatch
+            if mismatch is not None and (own is None or mismatch.index < own.index):
+                outcome = ScenarioOutcome(
+                    outcome.scenario,
+                    outcome.profile,
+                    prediction.records,
+                    seen,
+                    mismatch,
+                    seconds=outcome.seconds,
+                    kernel_log=outcome.kernel_log,
+                )
+                agrees = True  # up to and including the variant's difference
+        return Verdict(outcome, len(outcome.observed), agrees)
 
     def close(self) -> None:
         self.manager.close()
