@@ -7,7 +7,7 @@ PROFILES ?= debian-6.1 debian-6.12
 KERNEL ?= debian-6.1
 PYTEST_ARGS ?=
 
-.PHONY: setup host-packages venv demo test test-fast lint bench conformance clean
+.PHONY: setup host-packages venv demo test test-fast lint bench conformance fuzz clean
 
 setup: host-packages venv
 	$(BIN)/klp-harness setup $(PROFILES)
@@ -42,6 +42,11 @@ conformance: setup
 	mkdir -p results
 	$(BIN)/klp-harness run --kernel all --keep-going --table --ktap \
 		--junit results/conformance.xml tests/scenarios > results/conformance.ktap
+
+FUZZ_BUDGET ?= 10m
+FUZZ_SEED ?= 0
+fuzz: setup
+	$(BIN)/klp-harness fuzz --kernel $(KERNEL) --budget $(FUZZ_BUDGET) --seed $(FUZZ_SEED) --coverage
 
 bench: setup
 	$(BIN)/python -m harness.bench

@@ -12,6 +12,7 @@ and prints the model's branch coverage.  See docs/fuzz.md.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import re
 import sys
@@ -87,6 +88,9 @@ def main(args: argparse.Namespace) -> int:
     check_writable(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     coverage = args.coverage if args.coverage is not None else args.model_only
+    if coverage and importlib.util.find_spec("coverage") is None:
+        stderr_echo("fuzz: coverage.py is not installed (pip install coverage): no coverage")
+        coverage = False
     config = WorkerConfig(
         SearchConfig(
             seed=args.seed,
