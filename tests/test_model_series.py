@@ -27,7 +27,9 @@ from tests.test_scenario_loader import SCENARIOS
         ("6.12.117", "6.12"),
         ("6.14.3", "6.12"),
         ("7.0", "6.12"),
-        ("10.2", "6.12"),
+        ("7.2.13", "6.12"),
+        ("7.3.4", "7.3"),
+        ("10.2", "7.3"),
     ],
 )
 def test_model_series_is_the_newest_known_not_newer(version: str, series: str) -> None:
@@ -44,7 +46,7 @@ def test_known_profiles_agree_with_when_each_difference_appeared() -> None:
 
 @pytest.mark.parametrize(
     ("series", "replace", "stack_order"),
-    [("6.9", False, False), ("6.11", True, False), ("6.13", True, True), ("7.1", True, True)],
+    [("6.9", False, False), ("6.11", True, False), ("6.13", True, False), ("7.1", True, True)],
 )
 def test_other_series_get_each_difference_by_version(
     series: str, replace: bool, stack_order: bool
@@ -68,9 +70,10 @@ def test_describe_choice_says_the_rules_and_what_is_not_modelled() -> None:
     assert describe_choice("6.11.0") == (
         "kernel 6.11.0: the model applies its 6.1 rules, with sysfs_replace (v6.11)"
     )
-    assert describe_choice("6.14.0").endswith(
-        "6.12 rules; not modelled yet, so steps will differ: sysfs_stack_order (v6.13)"
+    assert describe_choice("6.14.0") == (
+        "kernel 6.14.0: the model applies its 6.12 rules, with sysfs_stack_order (v6.14)"
     )
+    assert describe_choice("7.3.4") == "kernel 7.3.4: the model applies its 7.3 rules"
 
 
 def test_a_tree_between_the_profiles_predicts_like_its_rules() -> None:
@@ -80,3 +83,21 @@ def test_a_tree_between_the_profiles_predicts_like_its_rules() -> None:
     with_replace = predict(scenario, "6.11")
     assert with_replace == predict(scenario, "6.12")
     assert any(key.endswith("/replace") for r in with_replace for key in r.sysfs)
+
+
+def test_7_3_shows_stack_order_and_refuses_ftrace_off() -> None:
+    """stack_order is each patch's place in klp_patches; ftrace_enabled=0 is refused
+    with EOPNOTSUPP, so a patch still loads afterwards (7.3 ftrace.c)."""
+    multiple = predict(load_scenario(SCENARIOS / "upstream/02_livepatch_multiple.toml"), "7.3")
+    orders = {k: v for r in multiple for k, v in r.sysfs.items() if k.endswith("/stack_order")}
+    assert sorted(set(orders.values())) == ["1", "2"]
+    ftrace = predict(load_scenario(SCENARIOS / "upstream/22_ftrace_enabled.toml"), "7.3")
+    assert ftrace[0].errno == 95 and ftrace[0].log == [
+        'livepatch: sysctl: setting key "kernel.ftrace_enabled": Operation not supported'
+    ]
+    assert ftrace[1].errno == 0  # ftrace stayed on: the patch loads
+    assert not any(
+        k.endswith("/stack_order")
+        for r in predict(load_scenario(SCENARIOS / "upstream/19_sysfs.toml"), "6.12")
+        for k in r.sysfs
+    )

@@ -235,7 +235,14 @@ def do_set_param(k: Kernel, name: str, param: str, value: str) -> int:
 
 def do_sysctl_ftrace(k: Kernel, value: int) -> int:
     """sysctl kernel.ftrace_enabled=N: turning it off fails while any permanent ftrace
-    ops (a livepatch handler) is registered (ftrace_enable_sysctl)."""
+    ops (a livepatch handler) is registered (ftrace_enable_sysctl).  Since 7.3 turning
+    it off is always refused (EOPNOTSUPP) and ftrace stays on."""
+    if not value and k.profile.ftrace_off_refused:
+        k.userland(
+            'livepatch: sysctl: setting key "kernel.ftrace_enabled": '
+            f"{os.strerror(errno.EOPNOTSUPP)}"
+        )
+        return errno.EOPNOTSUPP
     if not value and k.ftrace_enabled and k.klp_ops:
         k.userland(
             f'livepatch: sysctl: setting key "kernel.ftrace_enabled": {os.strerror(errno.EBUSY)}'

@@ -201,6 +201,7 @@ class StepModel:
         runs once per predicted step."""
         k = self.kernel
         replace_attr = self.profile.sysfs_replace
+        stack_order = self.profile.sysfs_stack_order
         tree: dict[str, str] = {}
         for name, mod in k.modules.items():
             patch = mod.patch
@@ -210,6 +211,9 @@ class StepModel:
             tree[name + "/force"] = WRITE_ONLY
             if replace_attr:
                 tree[name + "/replace"] = "1" if patch.replace else "0"
+            if stack_order:  # its place in klp_patches; all of them if it left (core.c)
+                order = k.klp_patches.index(patch) + 1 if patch in k.klp_patches else None
+                tree[name + "/stack_order"] = str(order or len(k.klp_patches))
             tree[name + "/transition"] = "1" if patch is k.klp_transition_patch else "0"
             for obj in patch.objects:
                 tree[f"{name}/{obj.name}/patched"] = "1" if obj.patched else "0"

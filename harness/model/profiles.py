@@ -1,10 +1,12 @@
 """Kernel-version differences the model knows about, in one place.
 
-The model is written against Linux 6.1 (Debian 6.1.192).  Each later difference that a
-scenario can observe is one field of `ModelProfile`, set in the profile of the first
-series that has it, with the upstream version that introduced it.  Differences that
-exist but that no scenario step can observe are listed in `UNOBSERVABLE` so that a
-reader knows they were considered.
+The model is written against Linux 6.1 (Debian 6.1.192); 6.12 (6.12.117) and 7.3
+(7.3.4) were read against it, and docs/model-notes.md lists each difference with the
+source line it comes from.  Each later difference that a scenario can observe is one
+field of `ModelProfile`, set in the profile of the first series that has it, with the
+upstream version that introduced it.  Differences that exist but that no scenario
+step can observe are listed in `UNOBSERVABLE` so that a reader knows they were
+considered.
 """
 
 from __future__ import annotations
@@ -23,13 +25,20 @@ class ModelProfile:
     # attribute", v6.11 (Documentation/ABI/testing/sysfs-kernel-livepatch says 6.11.0).
     sysfs_replace: bool = False
     # /sys/kernel/livepatch/<patch>/stack_order (0444): "livepatch: Add stack_order sysfs
-    # attribute", v6.13 -- not in 6.12 (checked against Debian's 6.12.117 source).
+    # attribute", v6.14 (ABI doc: 6.14.0) -- not in 6.12 (Debian's 6.12.117 source);
+    # the patch's 1-based position in klp_patches (7.3 core.c:460-479).
     sysfs_stack_order: bool = False
+    # sysctl kernel.ftrace_enabled=0 is refused with EOPNOTSUPP and ftrace stays on
+    # (7.3 kernel/trace/ftrace.c:9441-9447, "deprecated and no longer disables
+    # ftrace"); up to 7.2 it turns ftrace off unless a permanent ops (a livepatch
+    # handler) is registered (EBUSY).  Not in Debian's 7.2.13 source, in 7.3.4's.
+    ftrace_off_refused: bool = False
 
 
 PROFILES: dict[str, ModelProfile] = {
     "6.1": ModelProfile("6.1"),
     "6.12": ModelProfile("6.12", sysfs_replace=True),
+    "7.3": ModelProfile("7.3", sysfs_replace=True, sysfs_stack_order=True, ftrace_off_refused=True),
 }
 
 DEFAULT_SERIES = "6.1"
@@ -44,12 +53,23 @@ UNOBSERVABLE = {
     "stack check refactors": "v6.3",
     # KLP_UNDEFINED renamed KLP_TRANSITION_IDLE (v6.7): a name only.
     "KLP_TRANSITION_* names": "v6.7",
+    # Tasks switch in __schedule() (sched/core.c:7135, TASK_FREEZABLE sleepers only,
+    # livepatch_sched.h:14-19) instead of cond_resched() (7.3 transition.c:30-38,
+    # 357-381): our blockers sleep in msleep() (uninterruptible, not freezable) and
+    # have the patched function on their stack anyway; the others switch sooner.
+    "switching in schedule()": "after 6.12 (in 7.2.13)",
+    # klp_check_patch() (7.3 core.c:1092-1109): a func without old_name is refused in
+    # klp_enable_patch() before anything else; generated patches always name theirs.
+    "old_name checked first": "v7.3",
+    # "symbol %s at rela sec %u idx %d is not marked as a livepatch symbol" (7.3
+    # core.c:226): klp relocations; generated patches have none.
+    "klp relocation message": "after 6.12 (in 7.2.13)",
 }
 
 
 # When each difference appeared upstream; the PROFILES above agree with it (tested).
-SINCE = {"sysfs_replace": (6, 11), "sysfs_stack_order": (6, 13)}
-MODELLED = ("sysfs_replace",)  # what predict() implements; stack_order is not yet
+SINCE = {"sysfs_replace": (6, 11), "sysfs_stack_order": (6, 14), "ftrace_off_refused": (7, 3)}
+MODELLED = ("sysfs_replace", "sysfs_stack_order", "ftrace_off_refused")  # what predict() does
 
 
 def _version(series: str) -> tuple[int, int] | None:
