@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from harness.runner.observe import KMSG_DUMP, LIVEPATCH_SYSFS
 from harness.runner.shell import Shell
-from harness.runner.waits import idle
+from harness.runner.waits import RETRY_TRACE_SETUP, idle
 
 # Upstream's setup_config: livepatch core debug messages on, but not the per-task
 # "is running / is sleeping on function" lines, which depend on timing.
@@ -22,6 +22,7 @@ PREPARE = (
     f"echo 'file kernel/livepatch/* +p' > {DYNDBG_CONTROL} && "
     f"echo 'func klp_try_switch_task -p' > {DYNDBG_CONTROL} && "
     "sysctl -q kernel.ftrace_enabled=1 && "
+    f"{RETRY_TRACE_SETUP} && "
     f"{KMSG_DUMP} > /dev/null"  # the boot log is not any scenario's
 )
 

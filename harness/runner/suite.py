@@ -22,6 +22,7 @@ from harness.errors import HarnessError
 from harness.kernels import KernelProfile
 from harness.record import StepRecord
 from harness.report.text import failure_text, result_line
+from harness.runner import waits
 from harness.runner.manager import GuestManager, artifacts_lost, copy_sources
 from harness.runner.session import ScenarioOutcome
 from harness.scenario.naming import artifact_ids, safe_component
@@ -126,10 +127,15 @@ def prepare(
 class _Queue:
     """Scenarios left to run, shared by the workers; remembers the outcomes."""
 
-    def __init__(self, items: Sequence[PreparedScenario], keep_going: bool) -> None:
+    def __init__(
+        self, items: Sequence[PreparedScenario], keep_going: bool, longest_first: bool = False
+    ) -> None:
         self.items = list(items)
         self.keep_going = keep_going
         self.outcomes: dict[int, ScenarioOutcome] = {}
+        self._order = list(range(len(self.items)))  # taken in this order
+        if longest_first:
+            self._order.sort(key=lambda i: -waits.expected_seconds(self.items[i].predicted))
         self._next = 0
         self._stop = False
         self.interrupted = False  # the run is being torn down: no more results
@@ -140,7 +146,7 @@ class _Queue:
             if self._stop or self._next >= len(self.items):
                 return None
             self._next += 1
-            return self._next - 1
+            return self._order[self._next - 1]
 
     def done(self, index: int, outcome: ScenarioOutcome) -> int:
         with self.lock:
@@ -165,7 +171,7 @@ def run_prepared(
 ) -> tuple[list[ScenarioOutcome], list[GuestManager]]:
     """Run on `jobs` workers; returns the outcomes in the given order and the
     (closed) managers, whose statistics the caller may print."""
-    queue = _Queue(prepared, keep_going)
+    queue = _Queue(prepared, keep_going, longest_first=jobs > 1)
     managers = [
         GuestManager(item.profile, log_dir=results / safe_component(item.profile.name),
                      snapshots=snapshots, fast_guest=fast_guest)

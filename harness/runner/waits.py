@@ -3,15 +3,16 @@
 The kernel settles transitions asynchronously (it retries every second), so after a
 step the runner must wait before it observes.  It never guesses: when the model says a
 transition settles, the runner polls until it has (bounded, like upstream's 60 s);
-when the model says it stays pending, the runner lets one kernel retry interval pass
-and then observes, which confirms that it really is still pending.  A wait that runs
-out is not an error here: the observation that follows shows the difference.
+when the model says it stays pending, the runner waits until the kernel has retried
+the transition once more after the step, and then observes: that confirms it really
+is still pending, not merely that the first attempt failed.  A wait that runs out is
+not an error here: the observation that follows shows the difference.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from harness.record import StepRecord
 from harness.runner.observe import LIVEPATCH_SYSFS
@@ -25,9 +26,49 @@ POLL = 0.05
 IDLE_FIFO = "/run/klp-idle"
 
 
+# The kernel's transition retries, counted by the kernel: a trace instance of the
+# harness's own that records only the end of klp_transition_work_fn, the delayed work
+# that retries a stalled transition (kernel/livepatch/transition.c,
+# klp_try_complete_transition: schedule_delayed_work(&klp_transition_work,
+# round_jiffies_relative(HZ))).  A tracepoint, not an ftrace user of any function, in
+# an instance, not the top-level buffer that users and upstream's test-ftrace read.
+RETRY_TRACE = "/sys/kernel/tracing/instances/klp-retries"
+_RETRY_EVENT = f"{RETRY_TRACE}/events/workqueue/workqueue_execute_end"
+# Run once in the guest that becomes the snapshot; without tracing (a kernel built
+# without it) the instance is absent and a pending step idles 1.5 retry intervals.
+RETRY_TRACE_SETUP = (
+    "{ __a=$(grep -m1 ' klp_transition_work_fn$' /proc/kallsyms) && "
+    f"mkdir -p {RETRY_TRACE} && "
+    f'echo "function == 0x${{__a%% *}}" > {_RETRY_EVENT}/filter && '
+    f"echo 1 > {_RETRY_EVENT}/enable; }} 2>/dev/null || rmdir {RETRY_TRACE} 2>/dev/null; true"
+)
+# Builtins: the retries so far (events in the buffer plus any it overwrote) in $__n.
+_COUNT_RETRIES = (
+    f"__n=0; for __f in {RETRY_TRACE}/per_cpu/cpu*/stats; do "
+    '{ read -r _ __e; read -r _ __o; } < "$__f"; __n=$((__n + __e + __o)); done'
+)
+
+
 def idle(seconds: float) -> str:
     """Shell builtins that wait `seconds`."""
     return f"read -r -t {seconds:g} <> {IDLE_FIFO}"
+
+
+STEP_SECONDS = 0.15  # a step that waits for nothing, roughly (TCG)
+
+
+def expected_seconds(predicted: Sequence[StepRecord]) -> float:
+    """A rough duration of a scenario from its prediction, for ordering work (the
+    longest first, so no worker runs a long scenario alone at the end): a pending
+    step waits for the kernel's next retry, and so does a step that ends a pending transition waits
+    for the kernel's next retry."""
+    total, pending = 0.0, False
+    for record in predicted:
+        total += STEP_SECONDS
+        if record.pending or pending:  # waits for a retry: pending, or settling after
+            total += RETRY_INTERVAL
+        pending = record.pending is not None
+    return total
 
 
 def predicted_patch_dirs(record: StepRecord) -> list[str]:
@@ -60,11 +101,30 @@ def settled_condition(patch_dirs: Iterable[str]) -> str:
     )
 
 
+def retried_script(timeout: float = RETRY_INTERVAL * 3) -> str:
+    """Wait until the kernel has retried the pending transition once more (or none
+    is pending any more: then the observation shows the difference at once)."""
+    settled = settled_condition_any()
+    wait = _poll_script(f"{{ {_COUNT_RETRIES}; [ $__n -gt $__n0 ] || {settled}; }}", timeout)
+    return (
+        f"if [ -d {RETRY_TRACE} ]; then {_COUNT_RETRIES}; __n0=$__n; {wait}; "
+        f"else {idle(RETRY_INTERVAL * 1.5)}; fi; true"
+    )
+
+
+def settled_condition_any() -> str:
+    """Shell condition, builtins only: no patch is in transition."""
+    return (
+        f'{{ busy=0; for d in {LIVEPATCH_SYSFS}/*; do [ -d "$d" ] || continue; '
+        'read -r t < "$d/transition" && [ "$t" = 1 ] && busy=1; done; [ $busy = 0 ]; }'
+    )
+
+
 def settle_script(record: StepRecord, timeout: float = SETTLE_TIMEOUT) -> str:
     """What to wait for after a step: the predicted settled state, or (when the model
-    predicts a pending transition) one kernel retry interval."""
+    predicts a pending transition) the kernel's next retry."""
     if record.pending:
-        return f"{idle(RETRY_INTERVAL * 1.5)}; true"
+        return retried_script()
     return _poll_script(settled_condition(predicted_patch_dirs(record)), timeout)
 
 
