@@ -2,10 +2,11 @@
 
 The scripts (tools/testing/selftests/livepatch) and their test modules (lib/livepatch
 in 6.1, the selftests' test_modules/ since 6.8) come from the profile's kernel source:
-Debian's linux-source-<series> package, or the user's tree.  The modules are built out
-of tree (CONFIG_TEST_LIVEPATCH is not set in Debian's kernels), installed under
-/lib/modules/<release>/extra, and each script runs with bash in the guest.  Its
-`TEST: <name> ... ok|not ok` lines become one result per case.
+Debian's linux-source-<series> package (fetched like the profile: harness.debian), or
+the user's tree.  The modules are built out of tree (CONFIG_TEST_LIVEPATCH is not set
+in Debian's kernels; a kernel newer than the host's release in its build root),
+installed under /lib/modules/<release>/extra, and each script runs with bash in the
+guest.  Its `TEST: <name> ... ok|not ok` lines become one result per case.
 
 What is built is cached like everything else (`harness.files`): built in a scratch
 directory, checked, published by a rename with checksums beside each file, and
@@ -85,11 +86,15 @@ def fetch_sources(profile: KernelProfile) -> SelftestSources:
     dest = cache_root() / "selftests" / f"linux-source-{profile.series}"
     if (dest / SELFTESTS).is_dir():
         return SelftestSources(dest)
+    from harness.debian import apt_for
+
     package = f"linux-source-{profile.series}"
+    apt = apt_for(profile.name)  # the host's apt, or the profile's private configuration
+    apt.ensure_lists()
     sweep_abandoned(cache_root(), "klp-fetch")
     tmp_path = make_temp_dir(cache_root(), "klp-fetch")
     try:
-        _run(["apt-get", "download", "-q", package], tmp_path)
+        apt.run(["apt-get", "download", "-q", package], tmp_path)
         deb = next(tmp_path.glob("*.deb"))
         _run(["dpkg-deb", "-x", str(deb), "x"], tmp_path)
         tarball = next((tmp_path / "x/usr/src").glob("linux-source-*.tar.xz"))
