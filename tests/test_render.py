@@ -366,7 +366,7 @@ def test_render_rejects_bad_descriptions() -> None:
     with pytest.raises(ScenarioError, match=r"target\[0\]\.funcs\[0\]"):
         render_sources([TargetModule("t", ('x"); evil("',))])
     with pytest.raises(ScenarioError, match=r"patch\[0\]\.object\[0\]\.name"):
-        render_sources([PatchModule("p", (PatchObject("missing", ("f",)),))])
+        render_sources([PatchModule("p", (PatchObject("bad-name", ("f",)),))])
 
 
 def test_render_patches_with_context_targets() -> None:

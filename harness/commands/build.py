@@ -23,9 +23,11 @@ def main(args: argparse.Namespace) -> int:
     from harness.kernels import resolve_profile
     from harness.modules.build import build_modules
     from harness.scenario.loader import load_scenario
+    from harness.symbols.validate import validate_symbols
 
     scenario = load_scenario(args.spec)
     profile = tree_profile(args.kernel_dir) if args.kernel_dir else resolve_profile(args.kernel)
+    validate_symbols([scenario], [profile])
     result = build_modules(scenario, profile, jobs=args.jobs)
     width = max((len(name) for name in result.modules), default=0)
     for name in sorted(result.modules):

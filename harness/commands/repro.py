@@ -39,12 +39,14 @@ def main(args: argparse.Namespace) -> int:
     from harness.runner.suite import prepare, results_dir, stderr_echo
     from harness.scenario.loader import load_scenario
     from harness.scenario.naming import artifact_ids, safe_component
+    from harness.symbols.validate import validate_symbols
 
     scenario = load_scenario(args.scenario)
     until = len(scenario.steps) if args.until is None else args.until
     if not 0 <= until <= len(scenario.steps):
         raise UsageError(f"--until {until}: the scenario has {len(scenario.steps)} steps")
     profile = selected_profiles(args, model=True)[0]
+    validate_symbols([scenario], [profile])
     check_writable(Path("results"), "results directory")
     item = prepare([scenario], profile)[0]
     item.scenario = dataclasses.replace(scenario, steps=scenario.steps[:until])

@@ -72,6 +72,7 @@ def main(args: argparse.Namespace) -> int:
         stderr_echo,
     )
     from harness.scenario.loader import load_scenarios
+    from harness.symbols.validate import validate_symbols
 
     shard = Shard.parse(args.shard) if args.shard else None
     scenarios = load_scenarios([Path(p) for p in args.scenarios])
@@ -79,6 +80,7 @@ def main(args: argparse.Namespace) -> int:
         scenarios = [s for s in scenarios if shard.holds(shard_key(s.path))]
         stderr_echo(f"shard {shard.index}/{shard.count}: {len(scenarios)} scenario(s)")
     profiles = selected_profiles(args, model=True)
+    validate_symbols(scenarios, profiles)
     check_writable(args.results or Path("results"), "--results")
     if args.junit:
         check_writable(args.junit, "--junit", is_file=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 
+from harness.errors import ScenarioError
 from harness.scenario.checks import validate_modules
 from harness.scenario.types import (
     VMLINUX,
@@ -114,6 +115,11 @@ def render_patch(patch: PatchModule) -> str:
     """C source of a livepatch module (assumes a validated description)."""
     objects = []
     for j, obj in enumerate(patch.objects):
+        for func in obj.funcs:
+            if obj.name == VMLINUX and func not in VMLINUX_FUNCS:
+                raise ScenarioError(
+                    "funcs", f"{func}: a replacement of a real function needs a body"
+                )
         vmlinux = obj.name == VMLINUX
         objects.append(
             {

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from harness.errors import ScenarioError
 from harness.scenario.types import (
     VMLINUX,
-    VMLINUX_FUNCS,
     Callback,
+    FuncSpec,
     PatchModule,
     ShadowOp,
     ShadowOpKind,
@@ -55,6 +55,11 @@ ERRNO_MAX = 133
 RESERVED_PREFIX = "klp_harness"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A real kernel function's name (kallsyms keeps up to KSYM_NAME_LEN - 1 = 127 on 6.1).
+SYMBOL_NAME_MAX = 127
+SYMPOS_MAX = 2**31 - 1
+# A header a body may include: `linux/seq_file.h`, `net/sock.h`, ...
+_HEADER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./+-]*\.h")
 
 # C11 keywords plus GNU spellings the kernel compiles with; any of these as a function or
 # parameter name would not compile (or would mean something else).
@@ -93,6 +98,22 @@ def check_c_identifier(value: object, where: str, max_len: int = FUNC_NAME_MAX) 
         raise ScenarioError(where, f"{value!r} is a C keyword")
     if value.startswith("__") or re.match(r"_[A-Z]", value):
         raise ScenarioError(where, f"{value!r} is a reserved C identifier")
+    if value.lower().startswith(RESERVED_PREFIX):
+        raise ScenarioError(where, f"{value!r}: names starting {RESERVED_PREFIX!r} are reserved")
+    return value
+
+
+def check_symbol_name(value: object, where: str) -> str:
+    """The name of a real kernel function: any C identifier (leading underscores
+    included, as `__x64_sys_getpid`), not in the templates' namespace."""
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        raise ScenarioError(
+            where,
+            f"{value!r} is not a function name (letters, digits, '_'; compiler clones "
+            "such as .isra/.constprop/.part are not supported)",
+        )
+    if len(value) > SYMBOL_NAME_MAX:
+        raise ScenarioError(where, f"{value!r} is longer than {SYMBOL_NAME_MAX} characters")
     if value.lower().startswith(RESERVED_PREFIX):
         raise ScenarioError(where, f"{value!r}: names starting {RESERVED_PREFIX!r} are reserved")
     return value
@@ -184,27 +205,57 @@ def _check_patch(patch: PatchModule, where: str, target_funcs: dict[str, tuple[s
         if obj.name in objects:
             raise ScenarioError(f"{owhere}.name", f"duplicate object {obj.name!r}")
         objects.add(obj.name)
-        if obj.name == VMLINUX:
-            known: Sequence[str] = tuple(VMLINUX_FUNCS)
-        elif obj.name in target_funcs:
+        if obj.name in target_funcs:
+            _check_func_list(obj.funcs, f"{owhere}.funcs")
             known = target_funcs[obj.name]
-        else:
-            raise ScenarioError(
-                f"{owhere}.name", f"{obj.name!r} is neither {VMLINUX!r} nor a scenario target"
-            )
-        _check_func_list(obj.funcs, f"{owhere}.funcs")
-        for k, func in enumerate(obj.funcs):
-            if func not in known:
-                choices = ", ".join(known) or "none"
-                raise ScenarioError(
-                    f"{owhere}.funcs[{k}]",
-                    f"{obj.name} does not define {func!r} (it defines: {choices})",
-                )
+            for k, func in enumerate(obj.funcs):
+                if func not in known:
+                    choices = ", ".join(known) or "none"
+                    raise ScenarioError(
+                        f"{owhere}.funcs[{k}]",
+                        f"{obj.name} does not define {func!r} (it defines: {choices})",
+                    )
+        else:  # vmlinux or a module of the kernel: checked against the profile's symbols
+            _check_real_funcs(obj.funcs, f"{owhere}.funcs")
+        _check_specs(obj.funcs, obj.specs, f"{owhere}.funcs", obj.name in target_funcs)
         for cb in obj.callbacks:
             if not isinstance(cb, Callback):
                 raise ScenarioError(f"{owhere}.callbacks", f"unknown callback {cb!r}")
     _check_states(patch, where)
     _check_shadow(patch.shadow, f"{where}.shadow")
+
+
+def _check_real_funcs(funcs: Sequence[str], where: str) -> None:
+    names: set[str] = set()
+    for j, func in enumerate(funcs):
+        check_symbol_name(func, f"{where}[{j}]")
+        if func in names:
+            raise ScenarioError(f"{where}[{j}]", f"duplicate function {func!r}")
+        names.add(func)
+
+
+def _check_specs(
+    funcs: Sequence[str], specs: Sequence[FuncSpec], where: str, generated: bool
+) -> None:
+    """sympos in range (a generated target defines each name once), header names."""
+    for spec in specs:
+        fwhere = f"{where}[{list(funcs).index(spec.name)}]"
+        check_int(spec.sympos, f"{fwhere}.sympos", 0, SYMPOS_MAX, "sympos")
+        if generated and spec.sympos > 1:
+            raise ScenarioError(
+                f"{fwhere}.sympos",
+                f"sympos {spec.sympos} out of range: {spec.name!r} is defined once (use 0 or 1)",
+            )
+        if spec.body is None:
+            continue
+        if not spec.body.code.strip():
+            raise ScenarioError(f"{fwhere}.body", "is empty: write the function's definition")
+        for h, header in enumerate(spec.body.headers):
+            if not _HEADER.fullmatch(header) or ".." in header.split("/"):
+                raise ScenarioError(
+                    f"{fwhere}.headers[{h}]",
+                    f"{header!r} is not a header name such as 'linux/seq_file.h'",
+                )
 
 
 def _check_states(patch: PatchModule, where: str) -> None:

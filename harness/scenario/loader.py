@@ -23,6 +23,8 @@ from harness.scenario.steps import parse_steps
 from harness.scenario.types import (
     Blocker,
     Callback,
+    FuncBody,
+    FuncSpec,
     KlpState,
     PatchModule,
     PatchObject,
@@ -36,6 +38,7 @@ TOP_KEYS = {"description", "links", "kernels", "steps", "target", "patch"}
 TARGET_KEYS = {"name", "funcs", "blocker", "blocker_param", "log_init_exit", "shadow"}
 PATCH_KEYS = {"name", "replace", "pre_patch_ret", "states", "object", "shadow"}
 OBJECT_KEYS = {"name", "funcs", "callbacks"}
+FUNC_KEYS = {"name", "sympos", "body", "file", "headers"}
 STATE_KEYS = {"id", "version"}
 SHADOW_KEYS = {"op", "id", "obj", "ctor_data", "dtor"}
 
@@ -83,7 +86,7 @@ def _load(path: Path) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _syntax_error(exc) from None
-    return _scenario(path, data)
+    return _scenario(path, data, text)
 
 
 def _syntax_error(exc: tomllib.TOMLDecodeError) -> ScenarioError:
@@ -167,7 +170,7 @@ def _kind(value: Any) -> str:
 # ---- building the types --------------------------------------------------------------------
 
 
-def _scenario(path: Path, data: dict[str, Any]) -> Scenario:
+def _scenario(path: Path, data: dict[str, Any], text: str = "") -> Scenario:
     _keys(data, TOP_KEYS, "")
     description = _str(_required(data, "description", ""), "description").strip()
     if not description:
@@ -184,8 +187,9 @@ def _scenario(path: Path, data: dict[str, Any]) -> Scenario:
         _target(t, f"target[{i}]")
         for i, t in enumerate(_tables(data.get("target", []), "target", "[[target]]"))
     )
+    bodies = _BodyPlaces(path, text)
     patches = tuple(
-        _patch(p, f"patch[{i}]")
+        _patch(p, f"patch[{i}]", bodies)
         for i, p in enumerate(_tables(data.get("patch", []), "patch", "[[patch]]"))
     )
     validate_modules(targets, patches)
@@ -224,7 +228,7 @@ def _target(table: dict[str, Any], where: str) -> TargetModule:
     )
 
 
-def _patch(table: dict[str, Any], where: str) -> PatchModule:
+def _patch(table: dict[str, Any], where: str, bodies: _BodyPlaces) -> PatchModule:
     _keys(table, PATCH_KEYS, where)
     name = _str(_required(table, "name", where), f"{where}.name")
     objects = _tables(_required(table, "object", where), f"{where}.object", "[[patch.object]]")
@@ -238,7 +242,7 @@ def _patch(table: dict[str, Any], where: str) -> PatchModule:
     )
     return PatchModule(
         name=name,
-        objects=tuple(_object(o, f"{where}.object[{i}]") for i, o in enumerate(objects)),
+        objects=tuple(_object(o, f"{where}.object[{i}]", bodies) for i, o in enumerate(objects)),
         replace=_bool(table.get("replace", False), f"{where}.replace"),
         pre_patch_ret=_int(table.get("pre_patch_ret", 0), f"{where}.pre_patch_ret"),
         states=states,
@@ -246,11 +250,77 @@ def _patch(table: dict[str, Any], where: str) -> PatchModule:
     )
 
 
-def _object(table: dict[str, Any], where: str) -> PatchObject:
+def _object(table: dict[str, Any], where: str, bodies: _BodyPlaces) -> PatchObject:
     _keys(table, OBJECT_KEYS, where)
     name = _str(_required(table, "name", where), f"{where}.name")
-    funcs = _str_list(table.get("funcs", []), f"{where}.funcs")
-    return PatchObject(name, funcs, _callbacks(table.get("callbacks", []), f"{where}.callbacks"))
+    funcs: list[str] = []
+    specs: list[FuncSpec] = []
+    for i, item in enumerate(_list(table.get("funcs", []), f"{where}.funcs")):
+        fwhere = f"{where}.funcs[{i}]"
+        if isinstance(item, dict):
+            spec = _func(item, fwhere, bodies)
+            specs.append(spec)
+            funcs.append(spec.name)
+        else:
+            funcs.append(_str(item, fwhere))
+    callbacks = _callbacks(table.get("callbacks", []), f"{where}.callbacks")
+    return PatchObject(name, tuple(funcs), callbacks, tuple(specs))
+
+
+def _func(table: dict[str, Any], where: str, bodies: _BodyPlaces) -> FuncSpec:
+    """`{ name = "f", sympos = 2, body = "...", headers = [...] }` or `file = "f.c"`."""
+    _keys(table, FUNC_KEYS, where)
+    name = _str(_required(table, "name", where), f"{where}.name")
+    sympos = _int(table.get("sympos", 0), f"{where}.sympos")
+    headers = _str_list(table.get("headers", []), f"{where}.headers")
+    body = None
+    if "body" in table and "file" in table:
+        raise ScenarioError(f"{where}.file", "give either body or file, not both")
+    if "body" in table:
+        code = _str(table["body"], f"{where}.body")
+        file, line = bodies.inline(code)
+        body = FuncBody(code, file, line, headers)
+    elif "file" in table:
+        body = bodies.from_file(_str(table["file"], f"{where}.file"), f"{where}.file", headers)
+    elif headers:
+        raise ScenarioError(f"{where}.headers", "headers are for a body: give body or file")
+    return FuncSpec(name, sympos, body)
+
+
+class _BodyPlaces:
+    """Where the bodies of a scenario file are written: an inline body's first line
+    is found in the file's text (the n-th body with the same first line is its n-th
+    occurrence), a file body is read from beside the scenario."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+        self.used: dict[str, int] = {}
+
+    def inline(self, code: str) -> tuple[str, int]:
+        """The file and the line where `code`'s first line is written."""
+        stripped = code.lstrip("\n")
+        blank = len(code) - len(stripped)  # lines before the first non-empty one
+        first = stripped.splitlines()[0] if stripped.strip() else ""
+        wanted = self.used.get(first, 0)
+        seen = 0
+        for number, line in enumerate(self.lines, start=1):
+            if first and first in line:
+                if seen == wanted:
+                    self.used[first] = wanted + 1
+                    return str(self.path), max(1, number - blank)
+                seen += 1
+        return str(self.path), 1
+
+    def from_file(self, name: str, where: str, headers: tuple[str, ...]) -> FuncBody:
+        path = self.path.parent / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ScenarioError(where, f"{name!r}: a body file sits beside the scenario")
+        try:
+            code = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ScenarioError(where, f"cannot read {name!r}: {exc}") from None
+        return FuncBody(code, str(path), 1, headers)
 
 
 def _callbacks(value: Any, where: str) -> frozenset[Callback]:

@@ -95,12 +95,44 @@ class KlpState:
 
 
 @dataclass(frozen=True)
-class PatchObject:
-    """One `struct klp_object`: vmlinux or a target module (loaded or not)."""
+class FuncBody:
+    """A replacement written by the scenario: the full C definition of a function with
+    the original's signature (its name may be the original's), where it was written
+    (the scenario file, or a .c file beside it) and the headers it needs."""
 
-    name: str  # VMLINUX or a target module name
+    code: str
+    file: str  # path as the scenario names it: compile errors point here
+    line: int  # line of `file` where `code` starts
+    headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FuncSpec:
+    """What a patch says about one of its funcs beyond the name: `sympos` (the
+    occurrence of the name in the object's kallsyms, 1-based; 0 = the name must be
+    unique) and its own replacement body (None: the template's default)."""
+
+    name: str
+    sympos: int = 0
+    body: FuncBody | None = None
+
+
+@dataclass(frozen=True)
+class PatchObject:
+    """One `struct klp_object`: vmlinux, a target module or a module of the kernel
+    (loaded or not)."""
+
+    name: str  # VMLINUX, a target module name or a kernel module name
     funcs: tuple[str, ...] = ()
     callbacks: frozenset[Callback] = frozenset()
+    specs: tuple[FuncSpec, ...] = ()  # funcs given as tables, in any order
+
+    def spec(self, func: str) -> FuncSpec:
+        """The FuncSpec of `func` (a plain one when the file gave only its name)."""
+        for spec in self.specs:
+            if spec.name == func:
+                return spec
+        return FuncSpec(func)
 
 
 @dataclass(frozen=True)
@@ -248,13 +280,27 @@ class Scenario:
         return (*self.targets, *self.patches)
 
     def patched_funcs(self) -> list[tuple[str, str]]:
-        """Every (object, func) any patch names, in first-seen order: the functions
-        whose implementation is predicted and observed after every step."""
+        """Every (object, func) any patch names that a file read calls (a target's
+        function, or a vmlinux function of VMLINUX_FUNCS), in first-seen order: the
+        functions whose implementation is predicted and observed after every step."""
+        targets = {t.name for t in self.targets}
         seen: dict[tuple[str, str], None] = {}
         for patch in self.patches:
             for obj in patch.objects:
                 for func in obj.funcs:
-                    seen[(obj.name, func)] = None
+                    if obj.name in targets or (obj.name == VMLINUX and func in VMLINUX_FUNCS):
+                        seen[(obj.name, func)] = None
+        return list(seen)
+
+    def real_objects(self) -> list[str]:
+        """Objects of patches that are neither vmlinux nor a scenario target: modules
+        of the kernel itself, in first-seen order."""
+        targets = {t.name for t in self.targets}
+        seen: dict[str, None] = {}
+        for patch in self.patches:
+            for obj in patch.objects:
+                if obj.name != VMLINUX and obj.name not in targets:
+                    seen[obj.name] = None
         return list(seen)
 
     def module(self, name: str) -> Module:

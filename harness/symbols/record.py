@@ -1,0 +1,90 @@
+"""vmlinux's symbol data, recorded once per profile from a guest and cached.
+
+One guest boot per profile (about 15 s under TCG): the text symbols of vmlinux from
+`/proc/kallsyms` (filtered in the guest by static busybox awk: only `t`/`T` lines
+without a module), `available_filter_functions`, and the modules the guest has loaded
+when a scenario starts.  Kept gzipped under `<cache>/symbols/<profile>-<release>/`,
+written atomically, so a damaged or half-written record is never read.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from harness.errors import HarnessError
+from harness.files import atomic_write
+from harness.kernels import KernelProfile, cache_root
+from harness.runner.shell import CommandResult
+from harness.symbols.data import ObjectSymbols, parse_filter_functions, parse_kallsyms_text
+
+KALLSYMS = "kallsyms.txt.gz"
+FTRACE = "available_filter_functions.txt.gz"
+LOADED = "loaded_modules.txt"
+TRACEFS = "/sys/kernel/tracing"
+
+COMMANDS = {
+    KALLSYMS: "busybox awk '$2 ~ /^[tT]$/ && NF == 3 {print $3}' /proc/kallsyms",
+    FTRACE: f"cat {TRACEFS}/available_filter_functions",
+    LOADED: "busybox awk '{print $1}' /proc/modules",
+}
+
+
+class Runs(Protocol):
+    def run(self, cmd: str, timeout: float = 30.0, check: bool = False) -> CommandResult: ...
+
+
+@dataclass(frozen=True)
+class VmlinuxRecord:
+    symbols: ObjectSymbols
+    loaded_modules: frozenset[str]  # modules loaded in the guest before any step
+
+
+def record_dir(profile: KernelProfile) -> Path:
+    return cache_root() / "symbols" / f"{profile.name}-{profile.release}".replace("/", "_")
+
+
+def is_recorded(directory: Path) -> bool:
+    return all((directory / name).is_file() for name in COMMANDS)
+
+
+def record_from(guest: Runs, directory: Path) -> None:
+    """Read the three lists from a running guest into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, command in COMMANDS.items():
+        out = guest.run(command, timeout=600)
+        if out.exit_code != 0 or not out.stdout.strip():
+            raise HarnessError(f"recording symbols: `{command}` failed in the guest")
+        data = out.stdout.encode()
+        atomic_write(directory / name, gzip.compress(data) if name.endswith(".gz") else data)
+
+
+def record_profile(profile: KernelProfile) -> Path:
+    """Boot a guest of `profile` once and record its vmlinux symbol data."""
+    from harness.guest.vm import Guest, GuestConfig
+
+    directory = record_dir(profile)
+    if is_recorded(directory):
+        return directory
+    config = GuestConfig.for_profile(profile, log_dir=cache_root() / "logs")
+    with Guest(config) as guest:
+        record_from(guest, directory)
+    return directory
+
+
+def read_record(directory: Path) -> VmlinuxRecord:
+    def text(name: str) -> str:
+        raw = (directory / name).read_bytes()
+        return (gzip.decompress(raw) if name.endswith(".gz") else raw).decode()
+
+    functions = parse_kallsyms_text(text(KALLSYMS))
+    symbols = ObjectSymbols("vmlinux", functions, parse_filter_functions(text(FTRACE)))
+    loaded = frozenset(line.strip() for line in text(LOADED).splitlines() if line.strip())
+    return VmlinuxRecord(symbols, loaded)
+
+
+def vmlinux_record(profile: KernelProfile) -> VmlinuxRecord:
+    """The profile's recorded vmlinux data, recording it first if needed."""
+    return read_record(record_profile(profile))
