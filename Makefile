@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PROFILES ?= debian-6.1 debian-6.12
+PROFILES ?= debian-6.1 debian-6.12 debian-7.3
 KERNEL ?= debian-6.1
 PYTEST_ARGS ?=
 

@@ -75,6 +75,22 @@ CASES = [
      "crashmod_init", False),
     ("debian-6.12-soft-lockup", "lockup", "watchdog: BUG: soft lockup - CPU#0 stuck for",
      "crashmod_init", False),
+    # 7.3 (PREEMPT_LAZY: no "PREEMPT" in the Oops line; WARN names file:line first)
+    ("debian-7.3-oops", "oops", "BUG: kernel NULL pointer dereference", "Oops: Oops: 0002",
+     True),
+    ("debian-7.3-ud2", "oops", "Oops: invalid opcode: 0000 [#1] SMP NOPTI",
+     "RIP: 0010:crashmod_init", True),
+    ("debian-7.3-gpf", "gpf", "Oops: general protection fault, probably for non-canonical",
+     "crashmod_init", True),
+    ("debian-7.3-bug", "bug", "kernel BUG at crashmod.c:", "Oops: invalid opcode", True),
+    ("debian-7.3-warn", "warning", "WARNING: crashmod.c:52 at crashmod_init", "crashmod_init",
+     False),
+    ("debian-7.3-double-free", "slub", "BUG kmalloc-8 (Tainted: G", "FIX kmalloc-8: Object",
+     False),
+    ("debian-7.3-redzone", "slub", "BUG kmalloc-8 (Tainted: G", "FIX kmalloc-8: Restoring",
+     False),
+    ("debian-7.3-soft-lockup", "lockup", "watchdog: BUG: soft lockup - CPU#0 stuck for",
+     "crashmod_init", False),
     ("debian-6.1-hang", "hung-task", "INFO: task insmod:", "hung_task_timeout_secs", False),
     ("debian-6.1-stall", "rcu-stall", "rcu: INFO: rcu_preempt detected stalls",
      "crashmod_init", False),
@@ -117,6 +133,8 @@ def test_streamed_report_is_complete_before_the_console_ends(
     [
         ("debian-6.1-ud2", "crashmod_init+0x33/0x1000 [crashmod]"),
         ("debian-6.12-ud2", "crashmod_init+0x37/0xff0 [crashmod]"),
+        ("debian-7.3-ud2", "crashmod_init+0x37/0xff0 [crashmod]"),
+        ("debian-7.3-oops", "crashmod_init+0x16a/0xff0 [crashmod]"),
         ("debian-6.1-oops", "crashmod_init+0x3a/0x1000 [crashmod]"),
     ],
 )
@@ -297,6 +315,8 @@ def test_lines_that_only_look_like_reports(line: str) -> None:
         "debian-6.1-double-free",
         "debian-6.12-ud2",
         "debian-6.12-double-free",
+        "debian-7.3-ud2",
+        "debian-7.3-double-free",
     ],
 )
 def test_boot_with_slub_debug_has_no_report(name: str) -> None:
