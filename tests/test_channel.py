@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.guest.channel import PortShell, describe_status
+from harness.guest.channel import PortShell, describe_status, frame
 from harness.guest.errors import GuestError
 
 Guest = Callable[[socket.socket, socket.socket], None]  # the guest side's script
@@ -26,7 +27,13 @@ def read_line(sock: socket.socket) -> str:
 
 
 def answer(out: socket.socket, err: socket.socket, line: str, stdout: str) -> None:
-    """What the guest's bash prints for one framed command line."""
+    """What the guest's bash prints for one framed command (its text follows the
+    line: consumed here)."""
+    size = re.search(r" -N (\d+) ", line)
+    assert size is not None
+    text = b""
+    while len(text) < int(size.group(1)):
+        text += out.recv(int(size.group(1)) - len(text))
     nonce = re.search(r"([0-9a-f]{16}):err", line)
     assert nonce is not None
     err.sendall(f"\n{nonce.group(1)}:err\n".encode())
@@ -103,3 +110,32 @@ def test_resync_skips_the_notice_of_the_killed_shell(
 )  # fmt: skip
 def test_describe_status(status: int, text: str) -> None:
     assert describe_status(status) == text
+
+
+def _bash_reading_frames(*chunks: bytes) -> tuple[str, str]:
+    """What a real bash prints when the framed commands arrive on a pipe (not
+    seekable: bash then reads its input as it does from the guest's port)."""
+    proc = subprocess.run(
+        ["bash", "--noprofile", "--norc"],
+        input=b"".join(chunks),
+        capture_output=True,
+        timeout=30,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    return proc.stdout.decode(), proc.stderr.decode()
+
+
+def test_framed_commands_run_exactly_as_sent_and_leave_the_next_intact() -> None:
+    tricky = "printf '%s|' \"it's\" 'a \"b\"' \\\\n ünï; echo; x=1; echo $((x + 1)); false"
+    data = b"payload bytes\nwith a line\n"
+    feed = frame(f"head -c {len(data)} | wc -c", "1" * 16, stdin_null=False)
+    stdout, stderr = _bash_reading_frames(
+        frame(tricky, "0" * 16).encode(),
+        feed.encode() + data,
+        frame("echo after; echo $x", "2" * 16).encode(),
+    )
+    assert stdout.split("\n" + "0" * 16 + ":out 1\n")[0] == 'it\'s|a "b"|\\n|ünï|\n2\n'
+    assert f"{len(data)}\n\n{'1' * 16}:out 0\n" in stdout
+    assert stdout.endswith("after\n\n\n" + "2" * 16 + ":out 0\n")  # x stayed in its subshell
+    assert stderr.count(":err") == 3

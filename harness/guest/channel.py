@@ -49,12 +49,18 @@ Poll = Callable[[], None]  # raises if the guest is lost (crash watcher, QEMU ex
 
 
 def frame(cmd: str, nonce: str, stdin_null: bool = True) -> str:
-    """The line the guest's bash reads for one command: the command in a subshell,
-    then an end marker on stderr and one with the exit code on stdout."""
-    body = f"( eval {shlex.quote(cmd)} )" + (" </dev/null" if stdin_null else "")
+    """What the guest's bash reads for one command: a line that reads the command's
+    text with one `read -N` (bash parses its own input a byte per system call, so it
+    never consumes what follows the line; `read -N` takes the exact count in a few),
+    runs it in a subshell, then prints an end marker on stderr and one with the exit
+    code on stdout.  Then the text itself.  Under TCG each system call costs
+    microseconds: a step's script is kilobytes."""
+    if "\0" in cmd:
+        raise GuestError("a command cannot contain NUL bytes")
+    run = '( eval "$__c" )' + (" </dev/null" if stdin_null else "")
     return (
-        f"{body}; __rc=$?; printf '\\n%s\\n' {nonce}:err >&2; "
-        f"printf '\\n%s %d\\n' {nonce}:out $__rc\n"
+        f"LC_ALL=C IFS= read -r -N {len(cmd.encode())} __c; {run}; __rc=$?; unset __c; "
+        f"printf '\\n%s\\n' {nonce}:err >&2; printf '\\n%s %d\\n' {nonce}:out $__rc\n" + cmd
     )
 
 
