@@ -155,7 +155,7 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-        shown = [w for w in cmd if not w.startswith("-oDir::")]
+        shown = [w for w in cmd if not w.startswith("-o")]
         raise HarnessError(f"`{' '.join(shown)}` failed: {tail[0]}")
     return proc.stdout
 

@@ -109,7 +109,12 @@ def fetch_profile(name: str, apt: AptLists) -> KernelProfile:
     """A fetched profile; refreshes apt's lists once if the kernel is not found or
     its download fails (stale lists name packages the mirror no longer has)."""
     if series_of(name).suites:  # a private apt configuration: refreshed by fetching
-        return fetch_debian_profile(name)
+        try:
+            return fetch_debian_profile(name)
+        except HarnessError as exc:
+            if str(exc).startswith(f"kernel profile {name}"):
+                raise
+            raise HarnessError(f"kernel profile {name}: {exc}") from None
     if name in BACKPORTS_PROFILES and ensure_backports_source():
         apt.update()
     try:
