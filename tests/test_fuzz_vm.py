@@ -9,9 +9,10 @@ no taint flag that means a kernel bug (a BUG, Oops or WARN; with slub_debug a ba
 A step the strict model refuses is dropped from the history, so every history is one a
 scenario file could contain.
 
-Bounded: KLP_FUZZ_SECONDS (default 120) is shared by the selected profiles; when a
+Bounded: KLP_FUZZ_SECONDS (default 60) is shared by the selected profiles; when a
 profile's share is spent the remaining examples pass without running.  A failure
 prints the history as scenario steps (copy them under tests/scenarios/found/).
+Longer searches, with shrinking and coverage, are `make fuzz` (`klp-harness fuzz`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from harness.scenario.types import Step
 
 pytestmark = pytest.mark.vm
 
-TOTAL_SECONDS = float(os.environ.get("KLP_FUZZ_SECONDS", "120"))
+TOTAL_SECONDS = float(os.environ.get("KLP_FUZZ_SECONDS", "60"))
 # candidate steps per history (refused ones are dropped); long histories reach the
 # corners and amortise what comes between histories (a fresh guest, modules copied in)
 MAX_STEPS = int(os.environ.get("KLP_FUZZ_STEPS", "25"))
