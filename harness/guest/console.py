@@ -343,6 +343,8 @@ class Console:
         self._kill()
         if self._lock.acquire(timeout=CLOSE_WAIT):  # readers see EOF and let go
             try:
+                if self._exited(CLOSE_WAIT):  # then pexpect need not sleep 0.1 s first
+                    self._child.ptyproc.delayafterclose = 0.0
                 with contextlib.suppress(Exception):
                     self._child.close(force=True)  # the one place QEMU is reaped
             finally:
@@ -357,6 +359,16 @@ class Console:
             with contextlib.suppress(OSError):
                 os.close(self._pidfd)
             self._pidfd = None
+
+    def _exited(self, timeout: float) -> bool:
+        """Wait (up to `timeout`) until QEMU has exited, without reaping it; False
+        when there is no pidfd to wait on."""
+        if self._pidfd is None:
+            return False
+        with contextlib.suppress(OSError):
+            ready, _, _ = select.select([self._pidfd], [], [], timeout)
+            return bool(ready)
+        return False
 
     def _kill(self) -> None:
         """SIGKILL QEMU through its pidfd: never a reused pid, and no reaping."""
