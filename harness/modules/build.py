@@ -40,6 +40,7 @@ from harness.guest.reaper import pdeathsig_preexec
 from harness.kconfig import RECIPE
 from harness.kernels import KernelProfile
 from harness.modules import cache as build_cache
+from harness.modules.bodies import body_error
 from harness.modules.cache import LOG
 from harness.modules.ko import BadModule, check_ko, read_modinfo
 from harness.modules.render import KBUILD, render_kbuild, render_sources, write_sources
@@ -319,6 +320,9 @@ def _build_missing(
             log_path = failed / f"{batch[:16]}.log"
             with contextlib.suppress(OSError):
                 shutil.copyfile(work / LOG, log_path)
+            mine = body_error(log, {n: sources[n] for n in missing})
+            if mine is not None:
+                raise UsageError(f"{mine} (building for {profile.name}; log: {log_path})")
             raise HarnessError(_failure(log, list(missing), profile, log_path))
         for name, key in missing.items():
             built_ko = work / f"{name}.ko"

@@ -9,6 +9,7 @@ the types by hand instead of going through the scenario loader.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
@@ -111,48 +112,111 @@ def render_target(target: TargetModule) -> str:
     )
 
 
-def render_patch(patch: PatchModule) -> str:
-    """C source of a livepatch module (assumes a validated description)."""
-    objects = []
+def render_patch(patch: PatchModule, targets: Iterable[str] | None = None) -> str:
+    """C source of a livepatch module (assumes a validated description).  `targets`
+    names the generated targets; other module objects are modules of the kernel
+    (None: every module object is a generated target)."""
+    generated = None if targets is None else set(targets)
+    objects: list[dict[str, Any]] = []
+    headers: dict[str, None] = {}
+    park = False  # a target function keeps the parking default
+    index = 0
+    trampolines = False
     for j, obj in enumerate(patch.objects):
-        for func in obj.funcs:
-            if obj.name == VMLINUX and func not in VMLINUX_FUNCS:
-                raise ScenarioError(
-                    "funcs", f"{func}: a replacement of a real function needs a body"
-                )
         vmlinux = obj.name == VMLINUX
+        info: dict[str, dict[str, Any]] = {}
+        for k, func in enumerate(obj.funcs):
+            spec = obj.spec(func)
+            body = spec.body
+            # a real function without a body (not one whose file read shows its patch)
+            trampoline = body is None and (
+                (vmlinux and func not in VMLINUX_FUNCS)
+                or (not vmlinux and generated is not None and obj.name not in generated)
+            )
+            trampolines = trampolines or trampoline
+            park = park or (body is None and not vmlinux and not trampoline)
+            new = f"klp_harness_new_{j}_{func}"  # index-qualified: two targets may share names
+            code = None
+            if body is not None:
+                headers.update(dict.fromkeys(body.headers))
+                code = counted_body(body.code, func, index, f"patch.object[{j}].funcs[{k}]")
+            info[func] = {
+                "new": new,
+                "index": index,
+                "sympos": spec.sympos,
+                "body": body,
+                "code": code,
+                "trampoline": trampoline,
+            }
+            index += 1
         objects.append(
             {
                 "name": obj.name,
                 "vmlinux": vmlinux,
                 "funcs": list(obj.funcs),
-                # Index-qualified: two targets may both define `alpha`.
-                "new": {f: f"klp_harness_new_{j}_{f}" for f in obj.funcs},
+                "info": info,
                 "proc": VMLINUX_FUNCS,
                 "callbacks": [cb.value for cb in Callback if cb in obj.callbacks],
             }
         )
     used = {cb for obj in patch.objects for cb in obj.callbacks}
-    return _template("livepatch.c.j2").render(
+    text = _template("livepatch.c.j2").render(
         name=patch.name,
         replace=int(patch.replace),
         pre_patch_ret=patch.pre_patch_ret,
         objects=objects,
         callbacks=[cb.value for cb in Callback if cb in used],
         states=list(patch.states),
-        uses_park=any(o.funcs and o.name != VMLINUX for o in patch.objects),
-        uses_seq=any(o.funcs and o.name == VMLINUX for o in patch.objects),
+        uses_park=park,
+        headers=list(headers),
+        nfuncs=index,
+        nslots=max(index, 1),
+        trampolines=trampolines,
         shadow=_shadow_context(patch.shadow),
     )
+    return restore_lines(text, f"{patch.name}.c")
+
+
+def counted_body(code: str, func: str, index: int, where: str) -> str:
+    """A scenario's definition of `func` with a call count as its first statement,
+    inserted on the line of the opening brace so every line keeps its number."""
+    match = re.search(rf"\b{re.escape(func)}\s*\(", code)
+    if match is None:
+        raise ScenarioError(
+            f"{where}.body", f"defines no {func}(...): write the function under its own name"
+        )
+    depth, pos = 1, match.end()
+    while pos < len(code) and depth:
+        depth += {"(": 1, ")": -1}.get(code[pos], 0)
+        pos += 1
+    brace = code.find("{", pos)
+    if depth or brace < 0:
+        raise ScenarioError(f"{where}.body", f"{func}(...) has no body in braces")
+    count = f" atomic_long_inc(&klp_harness_calls[{index}]);"
+    return code[: brace + 1] + count + code[brace + 1 :].rstrip("\n")
+
+
+_RESTORE = "#line KLP_HARNESS_RESTORE"
+
+
+def restore_lines(text: str, file: str) -> str:
+    """After a scenario's body, line numbers are the generated file's again."""
+    if _RESTORE not in text:
+        return text
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        if line == _RESTORE:
+            lines[number - 1] = f'#line {number + 1} "{file}"'
+    return "\n".join(lines)
 
 
 def render_kbuild(names: Iterable[str]) -> str:
     return _template("Kbuild.j2").render(names=sorted(names))
 
 
-def render_module(module: Module) -> str:
+def render_module(module: Module, targets: Iterable[str] | None = None) -> str:
     if isinstance(module, PatchModule):
-        return render_patch(module)
+        return render_patch(module, targets)
     return render_target(module)
 
 
@@ -179,7 +243,8 @@ def render_sources(
     targets, patches = _split(modules)
     known = {t.name for t in targets}
     validate_modules([*targets, *(t for t in context if t.name not in known)], patches)
-    return {m.name: render_module(m) for m in modules}
+    names = known | {t.name for t in context}
+    return {m.name: render_module(m, names) for m in modules}
 
 
 def write_sources(sources: dict[str, str], out_dir: Path) -> dict[str, Path]:
