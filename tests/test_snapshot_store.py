@@ -97,3 +97,40 @@ def test_guest_variants_keep_their_own_snapshots(config: GuestConfig, tmp_path: 
     save(newer_fast, tmp_path, b"new")
     assert not fast.directory.exists()  # replaced by its own kind's newer one
     assert default.load() is not None and extra.load() is not None
+
+
+def test_a_snapshot_that_cannot_be_saved_is_said_once_and_the_guest_still_runs(
+    config: GuestConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from harness.kernels import KernelProfile
+    from harness.runner import reset
+    from harness.runner.guests import GuestSource
+
+    class FakeGuest:
+        key_file = tmp_path / "id_ed25519"
+
+        def save(self, path: Path) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    FakeGuest.key_file.write_text("key")
+    dirs = (tmp_path, tmp_path, tmp_path)
+    profile = KernelProfile("p", "r", "1.0", "vm", config.kernel, *dirs, livepatch=True)
+    source = GuestSource(profile, snapshot_root=tmp_path / "snaps")
+    guest = FakeGuest()
+    monkeypatch.setattr(source, "config", lambda: config)
+    monkeypatch.setattr(source, "_resume", lambda: None)
+
+    def boot() -> FakeGuest:
+        source.baseline = reset.GuestBaseline(frozenset())
+        return guest
+
+    monkeypatch.setattr(source, "boot", boot)
+    try:
+        assert source._boot_and_save() is guest  # type: ignore[comparison-overlap]
+    finally:
+        source.close()
+    assert len(source.stats.notes) == 1
+    assert "not saved (No space left on device)" in source.stats.notes[0]
+    assert SnapshotStore(config, reset.PREPARE, tmp_path / "snaps").load() is None

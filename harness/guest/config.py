@@ -11,10 +11,14 @@ only host-side values (port, socket paths) may differ.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from harness.guest.errors import GuestError
 
 if TYPE_CHECKING:
     from harness.kernels import KernelProfile
@@ -187,3 +191,24 @@ def _file_safe(name: str) -> str:
     """A profile name usable in file names ("dir:/x/y" -> "dir-x-y")."""
     safe = "".join(c if c.isalnum() or c in ".-_" else "-" for c in name)
     return safe.strip("-")[:80] or "guest"
+
+
+def console_log_path(log_dir: Path | None, name: str, temp_dir: Path) -> Path:
+    """A new file for a guest's console in `log_dir`, or in `temp_dir`: without a log
+    dir, or if it cannot be written (a full or read-only results directory: the guest
+    still runs, and writing the artifacts reports it)."""
+    if log_dir is None:
+        return temp_dir / "console.log"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for n in range(1000):  # pid: pytest-xdist workers share the directory
+            path = log_dir / f"console-{name}-{stamp}-{os.getpid()}-{n}.log"
+            try:
+                path.open("x").close()
+            except FileExistsError:
+                continue
+            return path
+    except OSError:
+        return temp_dir / "console.log"
+    raise GuestError(f"no free console log name in {log_dir}")

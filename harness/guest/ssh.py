@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import shlex
 import socket
 import sys
 import termios
@@ -176,3 +177,23 @@ def _pump(chan: paramiko.Channel, on_crash: Callable[[], str | None]) -> bool:
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
     return warned
+
+
+HOST_KEY_COMMAND = "dropbearkey -y -f /etc/dropbear/ed25519_host_key"
+
+
+def parse_host_key(out: str) -> str:
+    """The "ssh-ed25519 AAAA..." line of HOST_KEY_COMMAND's output."""
+    for line in out.splitlines():
+        if line.startswith("ssh-ed25519 "):
+            return " ".join(line.split()[:2])
+    raise GuestError("the guest's SSH host key could not be read")
+
+
+def ssh_command_line(port: int, key_file: Path, known_hosts: Path) -> str:
+    """`ssh` into the guest from another terminal, its host key pinned."""
+    return shlex.join([
+        "ssh", "-i", str(key_file), "-p", str(port),
+        "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+        "-o", "LogLevel=ERROR", "root@127.0.0.1",
+    ])  # fmt: skip

@@ -14,8 +14,6 @@ the report, and so does every later one: a guest that crashed once is lost.
 from __future__ import annotations
 
 import contextlib
-import os
-import shlex
 import shutil
 import socket
 import sys
@@ -29,7 +27,7 @@ from typing import TypeVar
 from harness.guest import reaper
 from harness.guest.accel import choose_accel, default_cache
 from harness.guest.channel import PortShell
-from harness.guest.config import BootSpec, GuestConfig, qemu_args
+from harness.guest.config import BootSpec, GuestConfig, console_log_path, qemu_args
 from harness.guest.console import Console
 from harness.guest.errors import (
     CommandFailed,
@@ -40,13 +38,20 @@ from harness.guest.errors import (
 )
 from harness.guest.qmp import QmpClient
 from harness.guest.result import CommandResult
-from harness.guest.ssh import SshSession, connect, new_key, public_key
+from harness.guest.ssh import (
+    HOST_KEY_COMMAND,
+    SshSession,
+    connect,
+    new_key,
+    parse_host_key,
+    public_key,
+    ssh_command_line,
+)
 
 __all__ = ["CommandResult", "Guest", "GuestConfig", "GuestCrashed", "GuestTimeout"]
 
 T = TypeVar("T")
 READY_MARKER = r"klp-harness: guest ready"
-HOST_KEY = "/etc/dropbear/ed25519_host_key"
 HOSTFWD_FAILED = "Could not set up host forwarding rule"
 PORT_ATTEMPTS = 3
 
@@ -143,26 +148,8 @@ class Guest:
                 self._stop_qemu()
 
     def _console_log_path(self) -> Path:
-        """A new file in the config's log dir, or in the temp dir: without one, or if
-        the log dir cannot be written (a full or read-only results directory: the
-        guest still runs, and writing the artifacts reports it)."""
         assert self.temp_dir is not None
-        if self.config.log_dir is None:
-            return self.temp_dir / "console.log"
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        try:
-            self.config.log_dir.mkdir(parents=True, exist_ok=True)
-            for n in range(1000):  # pid: pytest-xdist workers share the directory
-                name = f"console-{self.config.name}-{stamp}-{os.getpid()}-{n}.log"
-                path = self.config.log_dir / name
-                try:
-                    path.open("x").close()
-                except FileExistsError:
-                    continue
-                return path
-        except OSError:
-            return self.temp_dir / "console.log"
-        raise GuestError(f"no free console log name in {self.config.log_dir}")
+        return console_log_path(self.config.log_dir, self.config.name, self.temp_dir)
 
     def _start_qemu(self, boot: BootSpec) -> None:
         """Start QEMU, connect the command channel at once (the guest's bash reads
@@ -294,11 +281,7 @@ class Guest:
 
     def host_key(self) -> str:
         """The guest's SSH host key ("ssh-ed25519 AAAA..."), read over the channel."""
-        out = self.run(f"dropbearkey -y -f {HOST_KEY}", check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("ssh-ed25519 "):
-                return " ".join(line.split()[:2])
-        raise GuestError("the guest's SSH host key could not be read")
+        return parse_host_key(self.run(HOST_KEY_COMMAND, check=True).stdout)
 
     def check_alive(self) -> None:
         """Raise GuestCrashed (with the report) if the guest crashed or QEMU died."""
@@ -406,11 +389,7 @@ class Guest:
         assert self.temp_dir is not None
         known_hosts = self.temp_dir / "known_hosts"
         known_hosts.write_text(f"[127.0.0.1]:{self._port} {self.host_key()}\n")
-        return shlex.join([
-            "ssh", "-i", str(self.key_file), "-p", str(self._port),
-            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
-            "-o", "LogLevel=ERROR", "root@127.0.0.1",
-        ])  # fmt: skip
+        return ssh_command_line(self._port, self.key_file, known_hosts)
 
 
 def main(argv: list[str]) -> int:

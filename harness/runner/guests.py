@@ -14,7 +14,6 @@ started it ends, so that thread must outlive every guest it starts.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -198,9 +197,14 @@ class GuestSource:
                 return resumed
             guest = self.boot()
             assert self.baseline is not None
-            # No snapshot this time (e.g. a full disk): guests are booted until one is saved.
-            with contextlib.suppress(HarnessError, OSError):
+            # No snapshot this time (e.g. a full disk): guests are booted until one is
+            # saved, and the run says why.
+            try:
                 store.save(staging, guest.save, guest.key_file, self.baseline.to_json())
+            except (HarnessError, OSError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self.stats.notes.append(f"snapshot {store.directory.name} not saved ({why}); "
+                                        "the next guest boots too")  # fmt: skip
         return guest
 
     def boot_guest(self) -> Guest:
