@@ -19,6 +19,10 @@ use exactly these conventions:
   a call runs now: "orig" or the patch's name.  Functions of unloaded target modules
   are omitted.
 * `pending`: the patch whose transition has not settled after the step, or None.
+* `ran` (trigger steps only): per watched function `object:func`, which
+  implementations ran while the command did: patch names and/or "orig", sorted,
+  joined by "+" ("none" if nothing ran), followed by `*N` when the step gives the
+  exact number of calls (the sum over implementations).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class StepRecord:
     modules: dict[str, str] = field(default_factory=dict)
     impls: dict[str, str] = field(default_factory=dict)
     pending: str | None = None
+    ran: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,4 +51,4 @@ class StepRecord:
         return cls(**data)
 
 
-COMPARED_FIELDS = ("errno", "log", "sysfs", "modules", "impls", "pending")
+COMPARED_FIELDS = ("errno", "log", "sysfs", "modules", "impls", "pending", "ran")

@@ -98,6 +98,8 @@ def print_records(records: list[StepRecord], out: TextIO) -> None:
                 if old.get(key) != new.get(key):
                     value = new.get(key, "(gone)")
                     out.write(f"    {label} {key} = {value}\n")
+        for key, value in record.ran.items():
+            out.write(f"    ran {key} = {value}\n")
         if record.pending != before.pending:
             out.write(f"    pending: {record.pending or 'none (settled)'}\n")
         elif record.pending:

@@ -32,6 +32,7 @@ from harness.model.profiles import DEFAULT_SERIES, profile_for
 from harness.model.replace import run_free_work
 from harness.model.system import Kernel
 from harness.model.transition import SIGNALS_TIMEOUT, klp_check_stack, klp_transition_work_fn
+from harness.model.trigger import predict_ran
 from harness.model.variants import Variant
 from harness.record import StepRecord
 from harness.scenario.steps import format_step
@@ -49,6 +50,7 @@ from harness.scenario.types import (
     Step,
     SysctlFtrace,
     TargetModule,
+    Trigger,
     Unload,
     Wait,
 )
@@ -58,7 +60,7 @@ WRITE_ONLY = "<write-only>"
 # (~15 s) the kernel starts signalling tasks and logs `signaling remaining tasks`, at a
 # moment the model cannot time.  Each pending step costs the runner >= 1.5 s.
 MAX_BLOCKED_STEPS = 5
-READ_ONLY_STEPS = (Call, Wait)
+READ_ONLY_STEPS = (Call, Wait, Trigger)
 
 
 def predict(scenario: Scenario, series: str = DEFAULT_SERIES) -> list[StepRecord]:
@@ -169,6 +171,12 @@ class StepModel:
             )
 
     def record(self, index: int, step: Step, errno_value: int) -> StepRecord:
+        record = self._record(index, step, errno_value)
+        if isinstance(step, Trigger):
+            record.ran = predict_ran(self.kernel, step)
+        return record
+
+    def _record(self, index: int, step: Step, errno_value: int) -> StepRecord:
         k = self.kernel
         last = self.last
         if last is not None and isinstance(step, READ_ONLY_STEPS):
@@ -262,7 +270,7 @@ def run_step(k: Kernel, step: Step) -> int:
             return do_sysctl_ftrace(k, value)
         case Call(object=obj, func=func):
             return do_call(k, obj, func)
-        case Wait():
+        case Wait() | Trigger():
             return 0
     raise AssertionError(f"unknown step {step!r}")
 

@@ -67,6 +67,9 @@ def side_by_side(outcome: ScenarioOutcome) -> str:
         impls = ", ".join(f"{k}={v}" for k, v in sorted(got.impls.items()))
         if impls:
             lines.append(f"      runs: {impls}")
+        ran = ", ".join(f"{k}={v}" for k, v in got.ran.items())
+        if ran:
+            lines.append(f"      ran: {ran}")
         if got.pending:
             lines.append(f"      transition pending: {got.pending}")
     return "\n".join(lines)

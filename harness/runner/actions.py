@@ -26,6 +26,7 @@ from harness.scenario.types import (
     Step,
     SysctlFtrace,
     TargetModule,
+    Trigger,
     Unload,
     Wait,
 )
@@ -126,6 +127,10 @@ def action_script(scenario: Scenario, step: Step) -> str:
             return _call(step)
         case Wait():
             return "__rc=0"
+        case Trigger():
+            from harness.runner.trigger import trigger_script
+
+            return trigger_script(step)
     raise AssertionError(step)
 
 
@@ -144,6 +149,8 @@ def action_errno(step: Step, exit_code: int, message: str) -> int:
         return 0
     if isinstance(step, Call):
         return errno.ENOENT
+    if isinstance(step, Trigger):
+        return exit_code  # the command's own exit status
     return errno_from_message(message)
 
 

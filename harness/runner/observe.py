@@ -112,7 +112,7 @@ class KernelLog:
 # Under TCG every exec in the guest costs ~35 ms, so the snapshot is one script made of
 # shell builtins (`read` instead of cat/grep/stat) plus a single dd for the log.
 
-_SECTIONS = ("action", "kmsg", "sysfs", "modules", "impls", "taint")
+_SECTIONS = ("action", "kmsg", "sysfs", "modules", "impls", "taint", "trigger")
 TAINTED = "/proc/sys/kernel/tainted"
 
 

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from harness.record import StepRecord
 from harness.report.compare import Mismatch, diff_records
-from harness.runner import observe, waits
+from harness.runner import observe, trigger, waits
 from harness.runner.actions import (
     EXTRA_DIR,
     REPORT,
@@ -30,7 +30,7 @@ from harness.runner.actions import (
 )
 from harness.runner.shell import CommandResult
 from harness.scenario.steps import format_step
-from harness.scenario.types import Scenario, Step, Unload
+from harness.scenario.types import Scenario, Step, Trigger, Unload
 
 
 class GuestLike(Protocol):
@@ -126,6 +126,7 @@ class ScenarioSession:
         self.log_cleared = log_cleared  # install_modules cleared the log: nothing to skip
         self.module_names = [m.name for m in scenario.modules]
         self.funcs = scenario.patched_funcs()
+        self.watched = trigger.watched(scenario)  # functions trigger steps observe
         self.outcome: ScenarioOutcome | None = None  # set by run()
 
     def run(
@@ -158,6 +159,8 @@ class ScenarioSession:
     def run_step(self, index: int, step: Step, want: StepRecord) -> StepRecord:
         """Perform the step, wait as the model predicts, observe: one round trip."""
         parts = []
+        if index == 0 and self.watched:
+            parts.append(trigger.setup_script(self.watched))
         if isinstance(step, Unload) and want.errno == 0:
             parts.append(waits.refcnt_zero_script(step.module))
         parts += [action_script(self.scenario, step), REPORT, self.observe_script(want)]
@@ -203,4 +206,9 @@ class ScenarioSession:
             modules=observe.parse_modules(sections["modules"]),
             impls=observe.parse_impls(sections["impls"]),
             pending=pending,
+            ran=(
+                trigger.parse_ran(sections["trigger"], step, self.watched)
+                if isinstance(step, Trigger)
+                else {}
+            ),
         )

@@ -11,6 +11,7 @@ predictions, observations and reports all use.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping
 
 from harness.errors import ScenarioError
@@ -32,8 +33,10 @@ from harness.scenario.types import (
     Step,
     SysctlFtrace,
     TargetModule,
+    Trigger,
     Unload,
     Wait,
+    Watch,
 )
 
 NOWAIT = "--nowait"
@@ -58,6 +61,7 @@ USAGE = {
     "sysctl": "sysctl ftrace_enabled=0|1",
     "call": "call OBJECT:FUNC",
     "wait": "wait PATCH",
+    "trigger": "trigger 'COMMAND' OBJECT:FUNC[=CALLS] ...",
 }
 
 
@@ -87,6 +91,9 @@ def format_step(step: Step) -> str:
             return f"call {o}:{f}"
         case Wait(patch=p):
             return f"wait {p}"
+        case Trigger(command=c, watch=watch):
+            words = [w.key + ("" if w.count is None else f"={w.count}") for w in watch]
+            return " ".join(["trigger", shlex.quote(c), *words])
     raise AssertionError(f"unknown step {step!r}")
 
 
@@ -128,12 +135,18 @@ class _StepParser:
             "sysctl": self._sysctl,
             "call": self._call,
             "wait": self._wait,
+            "trigger": self._trigger,
         }
 
     def parse(self, text: str, where: str) -> Step:
         words = text.split()
         if not words:
             raise ScenarioError(where, "empty step")
+        if words[0] == "trigger":
+            try:
+                words = shlex.split(text)
+            except ValueError as exc:
+                raise ScenarioError(where, f"{exc} (usage: {USAGE['trigger']})") from None
         verb, args = words[0], words[1:]
         handler = self.verbs.get(verb)
         if handler is None:
@@ -282,6 +295,25 @@ class _StepParser:
         if func not in known:
             raise _BadStep(f"{obj} has no function {func!r} (it has: {', '.join(known)})")
         return Call(obj, func)
+
+    def _trigger(self, verb: str, args: list[str]) -> Step:
+        if len(args) < 2 or not args[0].strip():
+            raise _BadStep("trigger needs a command and at least one OBJECT:FUNC it calls")
+        named = {(o.name, f) for p in self.patches.values() for o in p.objects for f in o.funcs}
+        watch: list[Watch] = []
+        for word in args[1:]:
+            key, sep, count = word.partition("=")
+            obj, colon, func = key.partition(":")
+            if not colon or (obj, func) not in named:
+                raise _BadStep(f"{key!r} is not a function a patch of this scenario names")
+            if obj != VMLINUX:
+                raise _BadStep(f"{key}: only vmlinux functions can be watched")
+            if sep and not (count.isdigit() and count.isascii()):
+                raise _BadStep(f"{word!r}: the number of calls is a decimal count")
+            if any(w.key == key for w in watch):
+                raise _BadStep(f"{key} is watched twice")
+            watch.append(Watch(obj, func, int(count) if sep else None))
+        return Trigger(args[0], tuple(watch))
 
 
 class _BadStep(Exception):

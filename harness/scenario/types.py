@@ -238,6 +238,30 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Watch:
+    """A function a `trigger` step expects its command to call: the record says which
+    implementation(s) ran (`count` set: and exactly how often)."""
+
+    object: str
+    func: str
+    count: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.object}:{self.func}"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Run COMMAND in the guest (a shell command line) and report, per watched
+    function, which implementation(s) ran while it did: a patch's (its replacement's
+    call counter) and/or the original (an entry counter in the original's body)."""
+
+    command: str
+    watch: tuple[Watch, ...]
+
+
+@dataclass(frozen=True)
 class Wait:
     """Wait until PATCH's transition settles (after a `nowait` load or disable)."""
 
@@ -255,6 +279,7 @@ Step = (
     | Release
     | SysctlFtrace
     | Call
+    | Trigger
     | Wait
 )
 

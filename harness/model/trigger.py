@@ -1,0 +1,46 @@
+"""What a `trigger` step observes: per watched function, which implementations ran.
+
+The command's tasks start during the step, so they run in the target state of a
+transition (as `call` steps do, docs/model-notes.md "Who calls").  The implementation
+is what the ftrace handler picks (`klp_ftrace_handler`); a patch's default replacement
+of a real function continues in the original's body (kmod_templates/livepatch.c.j2),
+so there both the patch and the original count the call.
+"""
+
+from __future__ import annotations
+
+from harness.model.klp import KLP_UNDEFINED, KlpPatch
+from harness.model.patch import klp_ftrace_handler
+from harness.model.system import Kernel
+from harness.scenario.types import VMLINUX, VMLINUX_FUNCS, PatchModule, Trigger, Watch
+
+
+def runs_original(code: KlpPatch, watch: Watch) -> bool:
+    """Whether `code`'s replacement of the watched function is the default one that
+    goes on into the original (a real function, no body of the scenario's own)."""
+    desc = code.mod.desc
+    assert isinstance(desc, PatchModule)
+    for obj in desc.objects:
+        if obj.name == watch.object and watch.func in obj.funcs:
+            real = obj.name != VMLINUX or watch.func not in VMLINUX_FUNCS
+            return real and obj.spec(watch.func).body is None
+    return False
+
+
+def ran_text(impls: list[str], count: int | None) -> str:
+    """The `ran` value of one function (harness/record.py)."""
+    text = "+".join(sorted(impls)) or "none"
+    return text if count is None else f"{text}*{count}"
+
+
+def predict_ran(k: Kernel, step: Trigger) -> dict[str, str]:
+    state = k.klp_target_state if k.klp_transition_patch is not None else KLP_UNDEFINED
+    ran: dict[str, str] = {}
+    for watch in step.watch:
+        code = klp_ftrace_handler(k, (watch.object, watch.func), state)
+        if code is None:
+            impls = ["orig"]
+        else:
+            impls = [code.name] + (["orig"] if runs_original(code, watch) else [])
+        ran[watch.key] = ran_text(impls, watch.count)
+    return ran

@@ -1,0 +1,124 @@
+"""`trigger` steps without a guest: parsing, the model's prediction and the parsing of
+what the guest prints (counters before and after the command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ScenarioError
+from harness.model.predict import predict
+from harness.runner.trigger import parse_ran, setup_script, trigger_script, watched
+from harness.scenario.loader import load_scenario
+from harness.scenario.steps import format_step
+from harness.scenario.types import Trigger, Watch
+
+SCENARIO = """\
+description = "Trigger."
+steps = [
+  "trigger 'cat /proc/version' vmlinux:version_proc_show=1 vmlinux:__do_sys_getpid",
+  "load lp",
+  "trigger 'cat /proc/version' vmlinux:version_proc_show=1 vmlinux:__do_sys_getpid",
+  "disable lp",
+  "trigger 'cat /proc/version' vmlinux:version_proc_show=1 vmlinux:__do_sys_getpid",
+]
+
+[[patch]]
+name = "lp"
+
+[[patch.object]]
+name = "vmlinux"
+funcs = [
+  { name = "version_proc_show", body = '''
+static int version_proc_show(void *m, void *v) { return 0; }
+''' },
+  "__do_sys_getpid",
+]
+"""
+
+
+def scenario(tmp_path: Path, text: str = SCENARIO):  # type: ignore[no-untyped-def]
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    return load_scenario(path)
+
+
+def test_parse_and_format(tmp_path: Path) -> None:
+    s = scenario(tmp_path)
+    step = s.steps[0]
+    assert step == Trigger(
+        "cat /proc/version",
+        (Watch("vmlinux", "version_proc_show", 1), Watch("vmlinux", "__do_sys_getpid")),
+    )
+    assert format_step(step) == (
+        "trigger 'cat /proc/version' vmlinux:version_proc_show=1 vmlinux:__do_sys_getpid"
+    )
+    assert watched(s) == [("vmlinux", "version_proc_show"), ("vmlinux", "__do_sys_getpid")]
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("trigger 'cat /proc/version'", "needs a command and at least one"),
+        ("trigger 'cat' vmlinux:schedule", "'vmlinux:schedule' is not a function a patch"),
+        ("trigger 'cat' vmlinux:__do_sys_getpid=x", "a decimal count"),
+        ("trigger 'cat vmlinux:__do_sys_getpid", "No closing quotation"),
+    ],
+)
+def test_bad_trigger(tmp_path: Path, step: str, message: str) -> None:
+    text = SCENARIO.replace('"disable lp",', f'"{step}",')
+    with pytest.raises(ScenarioError, match=message):
+        scenario(tmp_path, text)
+
+
+def test_model_predicts_who_runs(tmp_path: Path) -> None:
+    records = predict(scenario(tmp_path))
+    assert records[0].ran == {
+        "vmlinux:version_proc_show": "orig*1",
+        "vmlinux:__do_sys_getpid": "orig",
+    }
+    # a body replaces the original; the default replacement goes on into it
+    assert records[2].ran == {
+        "vmlinux:version_proc_show": "lp*1",
+        "vmlinux:__do_sys_getpid": "lp+orig",
+    }
+    assert records[4].ran == records[0].ran
+    assert records[1].ran == {}
+
+
+def test_guest_output_parsed(tmp_path: Path) -> None:
+    s = scenario(tmp_path)
+    step = s.steps[2]
+    assert isinstance(step, Trigger)
+    out = "\n".join(
+        [
+            "B k klp_orig_0 3",
+            "B k klp_orig_1 40",
+            "B c lp vmlinux:version_proc_show 0",
+            "B c lp vmlinux:__do_sys_getpid 7",
+            "A k klp_orig_0 3",
+            "A k klp_orig_1 42",
+            "A c lp vmlinux:version_proc_show 1",
+            "A c lp vmlinux:__do_sys_getpid 9",
+        ]
+    )
+    assert parse_ran(out, step, watched(s)) == {
+        "vmlinux:version_proc_show": "lp*1",
+        "vmlinux:__do_sys_getpid": "lp+orig",
+    }
+    assert parse_ran("", step, watched(s))["vmlinux:version_proc_show"] == "none*0"
+
+
+def test_scripts_use_builtins_only(tmp_path: Path) -> None:
+    s = scenario(tmp_path)
+    setup = setup_script(watched(s))
+    assert 'echo "p:klp_orig_0 version_proc_show+5"' in setup
+    assert 'echo "p:klp_orig_1 __do_sys_getpid+9"' in setup
+    step = s.steps[0]
+    assert isinstance(step, Trigger)
+    script = trigger_script(step)
+    assert "( cat /proc/version )" in script
+    for program in ("grep", "awk", "sed", "$(", "`"):
+        assert program not in script.replace("( cat /proc/version )", "")
+    assert setup_script([]) == ""
