@@ -94,3 +94,11 @@ def test_compile_error_names_the_scenario_line() -> None:
     )
     assert body_error(log, sources) == "tests/x.toml:13: error: expected ';' before 'return'"
     assert body_error("lp.c:1:1: error: x", {"lp": "int x;"}) is None
+
+
+def test_unexported_symbol_named() -> None:
+    sources = {"lp": '#line 2 "x.toml"\nint f(void) { return g(); }\n#line 4 "lp.c"\n'}
+    log = 'ERROR: modpost: "get_avenrun" [/tmp/b/lp.ko] undefined!\n'
+    assert body_error(log, sources) == (
+        "lp: a body uses 'get_avenrun', which the kernel does not export to modules"
+    )

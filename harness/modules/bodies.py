@@ -25,11 +25,21 @@ def body_files(sources: Mapping[str, str]) -> set[str]:
     }
 
 
+_UNDEFINED = re.compile(r'modpost: "(?P<sym>[^"]+)" \[(?:.*/)?(?P<mod>[^/\]]+)\.ko\] undefined!')
+
+
 def body_error(log: str, sources: Mapping[str, str]) -> str | None:
-    """`<file>:<line>: error: <message>` for the first compiler error in a body."""
+    """`<file>:<line>: error: <message>` for the first compiler error in a body, or
+    the symbol a body uses that the kernel does not export."""
     files = body_files(sources)
     if not files:
         return None
+    for match in _UNDEFINED.finditer(log):
+        mod = match["mod"]
+        if mod in sources and body_files({mod: sources[mod]}):
+            return (
+                f"{mod}: a body uses {match['sym']!r}, which the kernel does not export to modules"
+            )
     names = "|".join(re.escape(f) for f in sorted(files, key=len, reverse=True))
     pattern = re.compile(
         rf"^(?P<file>{names}):(?P<line>\d+):(?:\d+:)? (?:fatal )?error: (?P<msg>.*)$"
