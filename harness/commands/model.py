@@ -1,4 +1,4 @@
-"""`klp-harness model SCENARIO... [--json] [--kernel-series 6.1|6.12]`.
+"""`klp-harness model SCENARIO... [--json] [--kernel-series 6.1|6.12|7.3]`.
 
 Prints what the reference model predicts for each step, without any guest: the log
 lines, the errno, and whatever changed in sysfs, module refcounts, function
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kernel-series",
         default="6.1",
         metavar="SERIES",
-        help="kernel series to model: 6.1 (default), 6.12, or a later X.Y",
+        help="kernel series to model: 6.1 (default), 6.12, 7.3, or any X.Y from 6.1 on",
     )
 
 
