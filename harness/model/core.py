@@ -19,6 +19,7 @@ from harness.model.klp import KLP_PATCHED, KLP_UNPATCHED, KlpFunc, KlpObject, Kl
 from harness.model.patch import klp_patch_object, klp_unpatch_object
 from harness.model.replace import klp_add_nops, klp_free_patch_finish, klp_free_patch_start
 from harness.model.state import klp_is_patch_compatible
+from harness.model.symbols import klp_init_object_loaded
 from harness.model.system import Kernel
 from harness.model.transition import (
     klp_cancel_transition,
@@ -40,7 +41,9 @@ def klp_patch_of_module(mod: Module, replace: bool) -> KlpPatch:
     patch = KlpPatch(mod=mod, replace=replace, states=desc.states)
     for pobj in desc.objects:
         obj = KlpObject(name=pobj.name, patch=patch, callbacks=pobj.callbacks)
-        obj.funcs = [KlpFunc(old_name=name, obj=obj) for name in pobj.funcs]
+        obj.funcs = [
+            KlpFunc(old_name=name, obj=obj, sympos=pobj.spec(name).sympos) for name in pobj.funcs
+        ]
         patch.objects.append(obj)
     return patch
 
@@ -102,9 +105,10 @@ def force_store(k: Kernel, patch: KlpPatch, value: bool) -> int:
 # ---- enable and disable -----------------------------------------------------------------
 
 
-def klp_init_object(k: Kernel, patch: KlpPatch, obj: KlpObject) -> None:
+def klp_init_object(k: Kernel, patch: KlpPatch, obj: KlpObject) -> int:
     """Create the object dir; find its module (klp_find_object_module: only a module
-    that passed the coming hook counts).  Our funcs always resolve."""
+    that passed the coming hook counts); a loaded object's funcs are resolved now
+    (6.1 core.c:868-869), which fails with -EINVAL for a symbol it lacks."""
     obj.patched = False
     obj.mod = None
     if obj.is_module:
@@ -114,15 +118,22 @@ def klp_init_object(k: Kernel, patch: KlpPatch, obj: KlpObject) -> None:
     for func in obj.funcs:
         func.patched = False
         func.transition = False
+    if obj.loaded:
+        return klp_init_object_loaded(k, obj)
+    return 0
 
 
-def klp_init_patch(k: Kernel, patch: KlpPatch) -> None:
+def klp_init_patch(k: Kernel, patch: KlpPatch) -> int:
+    """On failure the patch is not on klp_patches (6.1 core.c:938-946)."""
     patch.kobj = True
     if patch.replace:
         klp_add_nops(k, patch)
     for obj in patch.objects:
-        klp_init_object(k, patch, obj)
+        ret = klp_init_object(k, patch, obj)
+        if ret:
+            return ret
     k.klp_patches.append(patch)
+    return 0
 
 
 def __klp_enable_patch(k: Kernel, patch: KlpPatch) -> int:
@@ -174,8 +185,9 @@ def klp_enable_patch(k: Kernel, patch: KlpPatch) -> int:
         )
         return -errno.EINVAL
     patch.mod.refcnt += 1  # try_module_get(patch->mod)
-    klp_init_patch(k, patch)
-    ret = __klp_enable_patch(k, patch)
+    ret = klp_init_patch(k, patch)
+    if not ret:
+        ret = __klp_enable_patch(k, patch)
     if ret:
         klp_free_patch_start(k, patch)
         klp_free_patch_finish(k, patch)
@@ -236,6 +248,10 @@ def klp_module_coming(k: Kernel, mod: Module) -> int:
         if obj is None:
             continue
         obj.mod = mod
+        ret = klp_init_object_loaded(k, obj)
+        if ret:
+            k.pr_warn(f"failed to initialize patch '{patch.name}' for module '{mod.name}' ({ret})")
+            break
         k.pr_notice(f"applying patch '{patch.name}' to loading module '{mod.name}'")
         ret = klp_pre_patch_callback(k, obj)
         if ret:

@@ -18,9 +18,14 @@ KLP_UNDEFINED = -1
 KLP_UNPATCHED = 0
 KLP_PATCHED = 1
 
-# A function is identified like ftrace identifies it: by its object and its name
-# (our scenarios never patch ambiguous symbols, so sympos is always 0, shown as 1).
+# A function is identified like ftrace identifies it, by its address: its object and
+# its name, with `,<sympos>` appended when sympos picks another than the first
+# occurrence (sympos 0 and 1 both name the first, or only, one).
 FuncKey = tuple[str, str]
+
+
+def func_key(obj: str, name: str, sympos: int) -> FuncKey:
+    return (obj, name if sympos <= 1 else f"{name},{sympos}")
 
 
 class ModuleState(Enum):
@@ -56,10 +61,11 @@ class KlpFunc:
     nop: bool = False
     patched: bool = False
     transition: bool = False
-    key: FuncKey = ("", "")  # (object, old_name): which func stack it goes on
+    key: FuncKey = ("", "")  # which func stack it goes on (func_key)
+    sympos: int = 0  # old_sympos
 
     def __post_init__(self) -> None:
-        self.key = (self.obj.name, self.old_name)
+        self.key = func_key(self.obj.name, self.old_name, self.sympos)
 
     @property
     def code(self) -> KlpPatch | None:

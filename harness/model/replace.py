@@ -28,9 +28,10 @@ def klp_find_object(patch: KlpPatch, old_obj: KlpObject) -> KlpObject | None:
 
 
 def klp_find_func(obj: KlpObject, old_func: KlpFunc) -> KlpFunc | None:
-    """Same old_name (and sympos, always 0 here)."""
+    """Same old_name and old_sympos (compared as given: 0 and 1 differ here, though
+    both name a unique function, 6.1 core.c:93-95)."""
     for func in obj.funcs:
-        if func.old_name == old_func.old_name:
+        if func.old_name == old_func.old_name and func.sympos == old_func.sympos:
             return func
     return None
 
@@ -42,7 +43,9 @@ def klp_add_object_nops(patch: KlpPatch, old_obj: KlpObject) -> None:
         patch.objects.append(obj)
     for old_func in old_obj.funcs:
         if klp_find_func(obj, old_func) is None:
-            obj.funcs.append(KlpFunc(old_name=old_func.old_name, obj=obj, nop=True))
+            obj.funcs.append(
+                KlpFunc(old_name=old_func.old_name, obj=obj, nop=True, sympos=old_func.sympos)
+            )
 
 
 def klp_add_nops(k: Kernel, patch: KlpPatch) -> None:
