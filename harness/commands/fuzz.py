@@ -66,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="steps drawn per history, before cutting at a refusal (default 12)",
     )  # fmt: skip
     parser.add_argument(
+        "--uniform", action="store_true",
+        help="draw steps uniformly from every step, not from what the model's state allows",
+    )  # fmt: skip
+    parser.add_argument(
         "--out", type=Path, metavar="DIR",
         help="where found histories go (default results/fuzz-<time>)",
     )  # fmt: skip
@@ -98,6 +102,7 @@ def main(args: argparse.Namespace) -> int:
             shrink_seconds=args.shrink_budget,
             max_steps=args.max_steps,
             variant=args.model_variant,
+            uniform=args.uniform,
         ),
         out,
         fast_guest=args.fast_guest,

@@ -20,6 +20,7 @@ class SearchConfig:
     max_steps: int = DEFAULT_MAX_STEPS
     series: str = "6.1"
     variant: str | None = None  # a harness.model.variants.Variant value
+    uniform: bool = False  # steps drawn uniformly, not from the model's state
 
 
 @dataclass

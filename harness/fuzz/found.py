@@ -37,6 +37,8 @@ def _command(config: SearchConfig, side: str) -> str:
     words.append("--model-only" if side == MODEL_SIDE else f"--kernel {side}")
     if config.variant:
         words.append(f"--model-variant {config.variant}")
+    if config.uniform:
+        words.append("--uniform")
     return " ".join(words)
 
 

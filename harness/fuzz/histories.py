@@ -1,6 +1,8 @@
 """Random histories (hypothesis strategies) and what the model makes of them.
 
-A history is a module set (palette patches) and a list of steps over it.  Before it
+A history is a module set (palette patches) and a list of steps over it, drawn from
+what the model says is possible after the steps before (harness/fuzz/steering.py),
+or, `uniform_histories`, uniformly from every step over the set.  Before it
 runs anywhere it is predicted step by step by the model and, with a variant, by the
 variant too; at the first step either refuses (a step whose outcome the kernel does
 not make deterministic, or that would crash it: `StepModel.check_*`) the history is
@@ -13,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 from harness.errors import ScenarioError
 from harness.fuzz.config import DEFAULT_MAX_STEPS
 from harness.fuzz.palette import MAX_PATCHES, PATCH_NAMES, module_set, scenario_of, steps_of
+from harness.fuzz.steering import Steering
 from harness.model.predict import StepModel
 from harness.model.system import ModuleMemoryError
 from harness.model.variants import Variant
@@ -38,11 +41,16 @@ from harness.scenario.types import (
     Wait,
 )
 
+# Whether another step follows: stop first (what shrinking tends to), 1 in 8.
+MORE_STEPS = (False, True, True, True, True, True, True, True)
+
 
 @dataclass(frozen=True)
 class History:
     patches: tuple[str, ...]  # palette patch names, palette order
     steps: tuple[Step, ...]
+    # drawn steps the model refused, made --nowait or ended at (steered generation)
+    steered: int = field(default=0, compare=False)
 
     @property
     def texts(self) -> list[str]:
@@ -74,8 +82,48 @@ def named_patches(steps: Sequence[Step]) -> tuple[str, ...]:
 
 
 @st.composite
-def histories(draw: st.DrawFn, max_steps: int = DEFAULT_MAX_STEPS) -> History:
-    """A module set of 1..MAX_PATCHES palette patches, then 1..max_steps steps over it
+def _steered_step(draw: st.DrawFn, steering: Steering) -> Step | None:
+    """One step: a group, then a step from its menu (one span, so the shrinker
+    deletes a step as a whole)."""
+    groups = steering.groups()
+    menu = steering.menu(groups[draw(st.integers(min_value=0, max_value=len(groups) - 1))])
+    return steering.take(menu[draw(st.integers(min_value=0, max_value=len(menu) - 1))])
+
+
+@st.composite
+def _steered_steps(draw: st.DrawFn, steering: Steering, left: int) -> list[Step]:
+    """A step, then (if a choice says so) the rest of the history, drawn inside this
+    step's span: the shrinker can replace a span by one nested in it, which deletes
+    every step in between at once (a load/disable/unload cycle that only returns to
+    where it started goes as a whole)."""
+    step = draw(_steered_step(steering))
+    if step is None:
+        return []
+    if left <= 1 or not draw(st.sampled_from(MORE_STEPS)):
+        return [step]
+    return [step, *draw(_steered_steps(steering, left - 1))]
+
+
+@st.composite
+def histories(draw: st.DrawFn, max_steps: int = DEFAULT_MAX_STEPS, series: str = "6.1") -> History:
+    """A module set of 1..MAX_PATCHES palette patches, then 1..max_steps steps, each
+    drawn from what the model's state after the steps before it allows
+    (harness/fuzz/steering.py).  After each step a choice says whether another
+    follows (1 in 8 does not, which shrinks towards shorter histories, as a list's
+    length does).  A step the model refuses is steered around or ends the history
+    (`Steering.take`)."""
+    names = draw(
+        st.lists(st.sampled_from(PATCH_NAMES), min_size=1, max_size=MAX_PATCHES, unique=True)
+    )
+    steering = Steering(module_set(names), series)
+    steps = draw(_steered_steps(steering, max_steps))
+    return History(named_patches(steps), tuple(steps), steering.steered)
+
+
+@st.composite
+def uniform_histories(draw: st.DrawFn, max_steps: int = DEFAULT_MAX_STEPS) -> History:
+    """Uniform draws (`--uniform`): a module set of 1..MAX_PATCHES palette patches,
+    then 1..max_steps steps over it
     (both shrink towards fewer and earlier choices).  The history's scenario has the
     patches its steps name: a drawn patch no step uses is left out, so a shrunk
     history names no module it does not need."""

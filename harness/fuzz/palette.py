@@ -80,12 +80,21 @@ PATCHES = (
         (PatchObject(VMLINUX, ("meminfo_proc_show",), ALL), PatchObject("t_beta", ("g1",), ALL)),
         states=(KlpState(1, 2), KlpState(7, 1)),
     ),
-    # no callbacks at all
+    # no callbacks at all; a shadow script of its own objects (alloc, get, free with a
+    # destructor; free_all with one finds nothing): new objects each load, so it never
+    # meets an earlier instance's variables
     PatchModule(
         "p_mem",
         (
             PatchObject(VMLINUX, ("meminfo_proc_show",), NONE),
             PatchObject("t_alpha", ("f1",), NONE),
+        ),
+        shadow=(
+            ShadowOp(ShadowOpKind.GET, 2, 1),
+            ShadowOp(ShadowOpKind.ALLOC, 2, 1, 1),
+            ShadowOp(ShadowOpKind.GET_OR_ALLOC, 2, 1, 1),
+            ShadowOp(ShadowOpKind.FREE, 2, 1, dtor=True),
+            ShadowOp(ShadowOpKind.FREE_ALL, 3, dtor=True),
         ),
     ),
     # cumulative without states, callbacks on a module object

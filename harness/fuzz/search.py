@@ -25,6 +25,7 @@ from harness.fuzz.histories import (
     Prediction,
     histories,
     predict_history,
+    uniform_histories,
 )
 from harness.fuzz.judge import Judge, Verdict
 from harness.model.variants import parse_variant
@@ -87,6 +88,7 @@ class Stats:
     histories: int = 0  # judged, distinct (repeats of a history are not counted)
     steps: int = 0  # steps checked by the judge
     refusals: int = 0  # histories cut at a refused step
+    steered: int = 0  # histories drawn around a step the model refused
     model_errors: list[str] = field(default_factory=list)  # the model failed (a bug)
     differences: int = 0
     shrink_runs: int = 0  # histories judged while shrinking
@@ -101,7 +103,8 @@ class Stats:
         return (
             f"{label}{self.histories} histories, {self.steps} steps, "
             f"{self.differences} difference(s), {self.refusals} cut at a refusal "
-            f"({100 * self.refusal_rate:.1f}%), {self.histories / seconds:.2f} histories/s, "
+            f"({100 * self.refusal_rate:.1f}%), {self.steered} steered around one, "
+            f"{self.histories / seconds:.2f} histories/s, "
             f"{60 * self.steps / seconds:.0f} steps/min"
             + (f", {len(self.model_errors)} model error(s)" if self.model_errors else "")
         )
@@ -146,6 +149,8 @@ def search(
         stats.steps += verdict.steps_run
         if prediction.cut:
             stats.refusals += 1
+        if history.steered:
+            stats.steered += 1
         if prediction.model_error and prediction.refused not in stats.model_errors:
             stats.model_errors.append(prediction.refused or "")
         if isinstance(found, Found):
@@ -176,7 +181,11 @@ def search(
         print_blob=False,
     )
     @hypothesis_seed(config.seed)
-    @given(histories(config.max_steps))
+    @given(
+        uniform_histories(config.max_steps)
+        if config.uniform
+        else histories(config.max_steps, config.series)
+    )
     def run(history: History) -> None:
         result = judged(history)
         if result is not None and result[1].differs:

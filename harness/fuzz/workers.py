@@ -119,6 +119,7 @@ def _stats(stats: Any) -> dict[str, Any]:
         "histories": stats.histories,
         "steps": stats.steps,
         "refusals": stats.refusals,
+        "steered": stats.steered,
         "differences": stats.differences,
         "shrink_runs": stats.shrink_runs,
         "model_errors": list(stats.model_errors),
@@ -158,6 +159,7 @@ class Summary:
         text = (
             f"{histories} histories, {steps} steps, {self.total('differences')} difference(s), "
             f"{refusals} cut at a refusal ({100 * rate:.1f}%), "
+            f"{self.total('steered')} steered around one, "
             f"{histories / seconds:.2f} histories/s, {60 * steps / seconds:.0f} steps/min"
         )
         shrinks = self.total("shrink_runs")

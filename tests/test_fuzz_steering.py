@@ -1,0 +1,104 @@
+"""Steered generation: steps are drawn from what the model's state allows, a step the
+model refuses is made --nowait or ends the history, a blocked transition is offered
+its reverse and force (and, near the signalling limit, nothing else), and the paths
+uniform draws rarely reach are reached in the first histories of a seed."""
+
+from __future__ import annotations
+
+from harness.fuzz.config import SearchConfig
+from harness.fuzz.histories import Prediction
+from harness.fuzz.judge import ModelJudge, Verdict
+from harness.fuzz.palette import PALETTE, PATCH_NAMES
+from harness.fuzz.search import Stats, search
+from harness.fuzz.steering import ANY, SYSTEM, Steering
+from harness.model.predict import MAX_BLOCKED_STEPS
+from harness.scenario.steps import format_step, parse_steps
+from harness.scenario.types import Step
+
+
+def step(text: str) -> Step:
+    (parsed,) = parse_steps([text], PALETTE.targets, PALETTE.patches)
+    return parsed
+
+
+def texts(steps: tuple[Step, ...]) -> list[str]:
+    return [format_step(s) for s in steps]
+
+
+def test_menus_follow_the_state() -> None:
+    steering = Steering(("p_cmd", "p_one"), "6.1")
+    assert steering.groups() == (
+        "p_cmd",
+        "p_one",
+        "t_alpha",
+        "t_beta",
+        SYSTEM,
+        ANY,
+        "p_cmd",
+        "p_one",
+    )
+    assert texts(steering.menu("p_one")) == [
+        "load p_one", "load p_one", "load p_one pre_patch_ret=-19", "load p_one replace=1"
+    ]  # fmt: skip
+    assert texts(steering.menu("t_alpha")) == ["load t_alpha", "load t_alpha block_transition=Y"]
+    assert steering.take(step("load p_one")) == step("load p_one")
+    assert texts(steering.menu("p_one")) == [
+        "disable p_one", "unload p_one", "set p_one pre_patch_ret -19"
+    ]  # fmt: skip
+    assert len(steering.menu(ANY)) > 30  # every step over the set
+
+
+def test_a_wait_for_ever_becomes_nowait_and_the_transition_is_offered_its_exits() -> None:
+    steering = Steering(("p_cmd", "p_one"), "6.1")
+    steering.take(step("load t_alpha block_transition=Y"))
+    assert steering.take(step("load p_one")) == step("load p_one --nowait")
+    assert steering.steered == 1
+    groups = steering.groups()
+    assert groups[-3:] == ("p_one", "p_one", "t_alpha")  # again: reverse/force, release
+    assert texts(steering.menu("p_one")) == ["disable p_one --nowait", "force p_one"]
+    assert texts(steering.menu("t_alpha")) == ["release t_alpha", "unload t_alpha"]
+    for _ in range(MAX_BLOCKED_STEPS - 2):
+        assert steering.take(step("call vmlinux:cmdline_proc_show")) is not None
+    assert steering.groups() == ("p_one", "p_one", "t_alpha")  # the next must end or turn it
+    assert steering.take(step("call vmlinux:cmdline_proc_show")) is not None
+    assert steering.take(step("call vmlinux:cmdline_proc_show")) is None  # refused: ends
+    assert steering.steered == 2
+    # the refused step left nothing behind: the state is that of the accepted steps
+    assert steering.take(step("force p_one")) == step("force p_one")
+    assert steering.model.kernel.klp_transition_patch is None
+
+
+def first(seed: int, count: int, uniform: bool = False) -> tuple[list[Prediction], Stats]:
+    seen: list[Prediction] = []
+    stats = Stats()
+
+    def keep(prediction: Prediction, verdict: Verdict) -> None:
+        seen.append(prediction)
+
+    config = SearchConfig(seed=seed, seconds=60, uniform=uniform)
+    search(config, ModelJudge(), stats, lambda: len(seen) >= count, keep)
+    return seen[:count], stats
+
+
+def reaching(predictions: list[Prediction], words: str) -> int:
+    """How many histories log `words` (a path of the model) at some step."""
+    return sum(
+        any(words in line for record in p.reference for line in record.log) for p in predictions
+    )
+
+
+def test_steered_histories_block_reverse_and_force_transitions_and_are_not_cut() -> None:
+    steered, stats = first(0, 300)
+    assert stats.refusals == 0
+    uniform, _ = first(0, 300, uniform=True)
+    blocked = [sum(any(r.pending for r in p.reference) for p in h) for h in (steered, uniform)]
+    assert blocked[0] > 5 * blocked[1]
+    for words in ("forcing remaining tasks", "reversing transition"):
+        assert reaching(steered, words) >= 5
+        assert reaching(steered, words) > reaching(uniform, words)
+
+
+def test_same_seed_same_steered_histories() -> None:
+    histories = [p.history for p in first(5, 40)[0]]
+    assert [p.history for p in first(5, 40)[0]] == histories
+    assert all(set(h.patches) <= set(PATCH_NAMES) for h in histories)
