@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from harness.errors import ScenarioError
-from harness.model.klp import KLP_UNDEFINED
+from harness.model.klp import KLP_PATCHED, KLP_UNDEFINED
 from harness.model.modules import (
     do_call,
     do_enabled,
@@ -108,6 +108,8 @@ class StepModel:
         if self.strict:
             self.check_unload(index, step)
         errno_value = run_step(k, step)
+        if self.strict:
+            self.check_reversal(index, step)
         klp_transition_work_fn(k)
         run_free_work(k)
         if self.strict:
@@ -139,6 +141,33 @@ class StepModel:
                     "transition): the kernel Oopses; release it first",
                     str(k.scenario.path),
                 )
+
+    def check_reversal(self, index: int, step: Step) -> None:
+        """Refuse reversing the disable of the bottom patch of a shared func stack.
+
+        The reversed transition targets PATCHED, so klp_check_stack_func() checks the
+        code *below* each func: list_is_singular() is false, and list_next_entry() of
+        the bottom func is the list head inside struct klp_ops, read as a klp_func
+        (6.1 transition.c:216-226, 6.12 :235-243, 7.3 :226-234): a bogus address range,
+        so whether a task may switch is undefined."""
+        k = self.kernel
+        patch = k.klp_transition_patch
+        if not isinstance(step, Enable) or patch is None or patch.name != step.patch:
+            return
+        if k.klp_target_state != KLP_PATCHED:
+            return
+        for obj in patch.objects:
+            for func in obj.funcs:
+                stack = k.klp_ops.get(func.key, [])
+                if func.patched and len(stack) > 1 and stack[0] is func:
+                    raise ScenarioError(
+                        f"steps[{index}]",
+                        f"`{format_step(step)}` reverses the disable of {patch.name}, the "
+                        f"bottom of {func.key[0]}:{func.key[1]}'s func stack: the kernel's "
+                        "stack check then reads the list head as a klp_func "
+                        "(transition.c:224 on 6.1), undefined",
+                        str(k.scenario.path),
+                    )
 
     def check_blocked(self, index: int, step: Step) -> None:
         """Refuse a wait that can never end and a blocked transition that lasts long
