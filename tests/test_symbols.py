@@ -4,6 +4,7 @@ the kernel does not have.  Module symbols come from the .ko (pyelftools)."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import subprocess
 from pathlib import Path
@@ -42,6 +43,8 @@ funcs = [FUNCS]
 def scenario_file(tmp_path: Path, funcs: str, obj: str = "vmlinux") -> Path:
     path = tmp_path / "real.toml"
     text = SCENARIO.replace("FUNCS", funcs).replace('name = "vmlinux"', f'name = "{obj}"')
+    if obj != "vmlinux":
+        text = text.replace('steps = ["load lp"', f'steps = ["load {obj}", "load lp"')
     path.write_text(text)
     return path
 
@@ -94,6 +97,10 @@ def test_unknown_module_and_preloaded_module(tmp_path: Path) -> None:
     scenario = load_scenario(scenario_file(tmp_path, '"f"', obj="virtio_net"))
     with pytest.raises(ScenarioError, match="loaded in the guest before any step"):
         validate.check_scenario(scenario, profile(tmp_path), VMLINUX)
+    unloaded = load_scenario(scenario_file(tmp_path, '"f"', obj="virtio_net"))
+    unloaded = dataclasses.replace(unloaded, steps=unloaded.steps[1:])
+    with pytest.raises(ScenarioError, match="a module of the kernel that no step loads"):
+        validate.check_scenario(unloaded, profile(tmp_path), VMLINUX)
 
 
 def test_module_symbols_from_elf(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from harness.scenario.types import Callback, KlpState, PatchModule, TargetModule
+from harness.scenario.types import Callback, KernelModule, KlpState, PatchModule, TargetModule
 
 # klp_target_state / task->patch_state values (include/linux/livepatch.h, 6.1 names).
 KLP_UNDEFINED = -1
@@ -42,7 +42,7 @@ class Module:
     """struct module: one loaded instance of a scenario module."""
 
     name: str
-    desc: TargetModule | PatchModule
+    desc: TargetModule | PatchModule | KernelModule
     instance: int  # distinguishes reloads: a new instance has new addresses
     params: dict[str, str]
     state: ModuleState = ModuleState.COMING

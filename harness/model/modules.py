@@ -27,7 +27,7 @@ from harness.model.shadow import run_shadow_script
 from harness.model.system import Kernel
 from harness.scenario.kstrto import kstrtoint
 from harness.scenario.steps import parse_bool_param
-from harness.scenario.types import VMLINUX, Load, PatchModule, TargetModule
+from harness.scenario.types import VMLINUX, KernelModule, Load, PatchModule, TargetModule
 
 # kmod's modprobe words these two errnos itself (tools/modprobe.c); others: strerror().
 KMOD_MESSAGES = {
@@ -130,7 +130,7 @@ def patch_exit(k: Kernel, mod: Module) -> None:
 def _run_shadow(k: Kernel, mod: Module) -> None:
     """The module's shadow-variable script, logged with the module's prefix."""
     desc = mod.desc
-    if not desc.shadow:
+    if isinstance(desc, KernelModule) or not desc.shadow:
         return
     if isinstance(desc, PatchModule):
         kind, names = "patch", [m.name for m in k.scenario.patches]
@@ -144,7 +144,9 @@ def _run_shadow(k: Kernel, mod: Module) -> None:
 # ---- kernel/module/main.c ---------------------------------------------------------------
 
 
-def load_module(k: Kernel, desc: TargetModule | PatchModule, params: dict[str, str]) -> int:
+def load_module(
+    k: Kernel, desc: TargetModule | PatchModule | KernelModule, params: dict[str, str]
+) -> int:
     """init_module(): coming hook, then the module's init; a failing init goes through
     the going hook before the module is freed."""
     k.module_instances += 1
@@ -154,8 +156,11 @@ def load_module(k: Kernel, desc: TargetModule | PatchModule, params: dict[str, s
     if ret:
         del k.modules[mod.name]
         return ret
-    init = patch_init if isinstance(desc, PatchModule) else target_init
-    ret = init(k, mod)  # do_init_module()
+    if isinstance(desc, KernelModule):
+        ret = 0  # a module of the kernel: its own init, silent in our log filter
+    else:
+        init = patch_init if isinstance(desc, PatchModule) else target_init
+        ret = init(k, mod)  # do_init_module()
     if ret:
         mod.state = ModuleState.GOING
         klp_module_going(k, mod)
@@ -175,7 +180,7 @@ def delete_module(k: Kernel, name: str) -> int:
     mod.state = ModuleState.GOING
     if isinstance(mod.desc, TargetModule):
         target_exit(k, mod)
-    else:
+    elif isinstance(mod.desc, PatchModule):
         patch_exit(k, mod)
     klp_module_going(k, mod)
     del k.modules[name]
@@ -190,7 +195,11 @@ def do_load(k: Kernel, step: Load) -> int:
     k.userland(" ".join(["% modprobe", step.module, *(f"{p}={v}" for p, v in step.params)]))
     if step.module in k.modules:
         return 0
-    desc = k.scenario.module(step.module)
+    desc: TargetModule | PatchModule | KernelModule
+    try:
+        desc = k.scenario.module(step.module)
+    except KeyError:
+        desc = KernelModule(step.module)  # a patch object's module of the kernel
     ret = load_module(k, desc, dict(step.params))
     if ret:
         text = KMOD_MESSAGES.get(-ret) or os.strerror(-ret)

@@ -34,12 +34,11 @@ def body_error(log: str, sources: Mapping[str, str]) -> str | None:
     files = body_files(sources)
     if not files:
         return None
-    for match in _UNDEFINED.finditer(log):
-        mod = match["mod"]
+    for undefined in _UNDEFINED.finditer(log):
+        mod = undefined["mod"]
         if mod in sources and body_files({mod: sources[mod]}):
-            return (
-                f"{mod}: a body uses {match['sym']!r}, which the kernel does not export to modules"
-            )
+            symbol = undefined["sym"]
+            return f"{mod}: a body uses {symbol!r}, which the kernel does not export to modules"
     names = "|".join(re.escape(f) for f in sorted(files, key=len, reverse=True))
     pattern = re.compile(
         rf"^(?P<file>{names}):(?P<line>\d+):(?:\d+:)? (?:fatal )?error: (?P<msg>.*)$"

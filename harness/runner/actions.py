@@ -128,9 +128,9 @@ def action_script(scenario: Scenario, step: Step) -> str:
         case Wait():
             return "__rc=0"
         case Trigger():
-            from harness.runner.trigger import trigger_script
+            from harness.runner.trigger import trigger_script, watched
 
-            return trigger_script(step)
+            return trigger_script(step, watched(scenario))
     raise AssertionError(step)
 
 

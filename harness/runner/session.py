@@ -124,7 +124,8 @@ class ScenarioSession:
         self.profile = profile
         self.log = observe.KernelLog(guest)
         self.log_cleared = log_cleared  # install_modules cleared the log: nothing to skip
-        self.module_names = [m.name for m in scenario.modules]
+        # the scenario's own modules and the modules of the kernel its patches name
+        self.module_names = [m.name for m in scenario.modules] + scenario.real_objects()
         self.funcs = scenario.patched_funcs()
         self.watched = trigger.watched(scenario)  # functions trigger steps observe
         self.outcome: ScenarioOutcome | None = None  # set by run()

@@ -115,13 +115,26 @@ def prepare(
     for scenario in selected:
         predicted = predict(scenario, series=profile.series)
         built = build_modules(scenario, profile)
+        modules = {**built.modules, **kernel_module_files(scenario, profile)}
         prepared.append(
             PreparedScenario(
-                scenario, profile, predicted, built.modules, built.sources, ids[id(scenario)]
+                scenario, profile, predicted, modules, built.sources, ids[id(scenario)]
             )
         )
     echo(f"[{profile.name}] modules ready in {time.monotonic() - started:.1f}s")
     return prepared
+
+
+def kernel_module_files(scenario: Scenario, profile: KernelProfile) -> dict[str, Path]:
+    """The profile's own modules a scenario loads, uncompressed (cached)."""
+    from harness.kernels import cache_root
+    from harness.symbols.data import plain_module_file
+
+    cache = cache_root() / "kernel-modules" / f"{profile.name}-{profile.release}"
+    return {
+        name: plain_module_file(profile.modules_dir, name, cache)
+        for name in scenario.real_objects()
+    }
 
 
 class _Queue:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from harness.model.trigger import ran_text
 from harness.runner.actions import ERR_FILE
-from harness.scenario.types import Scenario, Trigger
+from harness.scenario.types import VMLINUX, Scenario, Trigger
 
 TRACEFS = "/sys/kernel/tracing"
 CALLS_DIR = "/sys/kernel/debug/klp_harness_calls"
@@ -39,16 +39,24 @@ def watched(scenario: Scenario) -> list[tuple[str, str]]:
     return list(seen)
 
 
+def _probe(i: int, obj: str, func: str) -> str:
+    """Register and enable probe i on obj:func's body (a module's: `MOD:FUNC`; it
+    must be loaded for the offset to be checked, so module probes are registered by
+    the trigger steps, once the event does not exist yet; the kernel re-arms them
+    when the module loads again)."""
+    events = f"{TRACEFS}/kprobe_events"
+    where = func if obj == VMLINUX else f"{obj}:{func}"
+    add = " || ".join(f'echo "p:{PROBE}{i} {where}+{off}" >> {events}' for off in (5, 9))
+    enable = f"echo 1 > {TRACEFS}/events/kprobes/{PROBE}{i}/enable"
+    return f"{{ {add}; }} 2>/dev/null && {enable} 2>/dev/null"
+
+
 def setup_script(funcs: Sequence[tuple[str, str]]) -> str:
-    """Register and enable one entry probe per watched function (vmlinux only)."""
+    """Switch the global trace buffer off; register the probes of vmlinux functions."""
     if not funcs:
         return ""
     parts = [f"echo 0 > {TRACEFS}/tracing_on"]
-    for i, (_obj, func) in enumerate(funcs):
-        events = f"{TRACEFS}/kprobe_events"
-        add = " || ".join(f'echo "p:{PROBE}{i} {func}+{off}" >> {events}' for off in (5, 9))
-        parts.append(f"{{ {add}; }} 2>/dev/null")
-        parts.append(f"echo 1 > {TRACEFS}/events/kprobes/{PROBE}{i}/enable 2>/dev/null")
+    parts += [_probe(i, obj, func) for i, (obj, func) in enumerate(funcs) if obj == VMLINUX]
     return "; ".join(parts)
 
 
@@ -60,11 +68,18 @@ _COUNTS = (
 )
 
 
-def trigger_script(step: Trigger) -> str:
-    """Counters, the command (its own stdout dropped, stderr kept for the report),
-    counters again; the exit status is the command's."""
+def trigger_script(step: Trigger, funcs: Sequence[tuple[str, str]] = ()) -> str:
+    """Module probes not registered yet, counters, the command (its own stdout
+    dropped, stderr kept for the report), counters again; the exit status is the
+    command's."""
+    keys = {w.key for w in step.watch}
+    probes = [
+        f"[ -d {TRACEFS}/events/kprobes/{PROBE}{i} ] || {{ {_probe(i, obj, func)}; }}; "
+        for i, (obj, func) in enumerate(funcs)
+        if obj != VMLINUX and f"{obj}:{func}" in keys
+    ]
     return (
-        f"{_COUNTS}; echo @@trigger; __klp_counts B; "
+        "".join(probes) + f"{_COUNTS}; echo @@trigger; __klp_counts B; "
         f"( {step.command} ) </dev/null >/dev/null 2>{ERR_FILE}; __rc=$?; __klp_counts A"
     )
 

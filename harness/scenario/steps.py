@@ -24,6 +24,7 @@ from harness.scenario.types import (
     Disable,
     Enable,
     Force,
+    KernelModule,
     Load,
     Module,
     Park,
@@ -119,7 +120,12 @@ class _StepParser:
     """Parses the step strings of one scenario against its modules."""
 
     def __init__(self, targets: tuple[TargetModule, ...], patches: tuple[PatchModule, ...]):
-        modules: list[Module] = [*targets, *patches]
+        modules: list[Module | KernelModule] = [*targets, *patches]
+        target_names = {t.name for t in targets}
+        for patch in patches:
+            for obj in patch.objects:
+                if obj.name != VMLINUX and obj.name not in target_names:
+                    modules.append(KernelModule(obj.name))  # a module of the kernel
         self.modules = {m.name: m for m in modules}
         self.targets = {t.name: t for t in targets}
         self.patches = {p.name: p for p in patches}
@@ -165,7 +171,7 @@ class _StepParser:
                 f"{verb} takes {count} argument{'s' if count != 1 else ''}, got {len(args)}"
             )
 
-    def _module(self, name: str) -> Module:
+    def _module(self, name: str) -> Module | KernelModule:
         if name not in self.modules:
             raise _BadStep(f"unknown module {name!r}{_known(self.modules)}")
         return self.modules[name]
@@ -187,8 +193,10 @@ class _StepParser:
             raise _BadStep(f"target {name!r} has no blocker")
         return target
 
-    def _param(self, module: Module, param: str, value: str) -> tuple[str, str]:
+    def _param(self, module: Module | KernelModule, param: str, value: str) -> tuple[str, str]:
         """Check PARAM=VALUE against what the generated module declares."""
+        if isinstance(module, KernelModule):
+            raise _BadStep(f"{module.name} is a module of the kernel: it takes no parameters")
         if isinstance(module, PatchModule):
             if param not in PATCH_PARAMS:
                 raise _BadStep(
@@ -306,8 +314,8 @@ class _StepParser:
             obj, colon, func = key.partition(":")
             if not colon or (obj, func) not in named:
                 raise _BadStep(f"{key!r} is not a function a patch of this scenario names")
-            if obj != VMLINUX:
-                raise _BadStep(f"{key}: only vmlinux functions can be watched")
+            if obj in self.targets:
+                raise _BadStep(f"{key}: a generated target's function is observed by `call`")
             if sep and not (count.isdigit() and count.isascii()):
                 raise _BadStep(f"{word!r}: the number of calls is a decimal count")
             if any(w.key == key for w in watch):

@@ -154,6 +154,15 @@ class PatchModule:
 Module = TargetModule | PatchModule
 
 
+@dataclass(frozen=True)
+class KernelModule:
+    """A module of the profile's kernel that a patch object names.  The scenario loads
+    and unloads it like its own modules (its .ko comes from the profile); it takes no
+    parameters and the model gives it no init or exit lines."""
+
+    name: str
+
+
 # ---- steps ---------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
 from harness.errors import HarnessError
+from harness.files import atomic_write
 
 MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz", ".ko.bz2")
 
@@ -112,6 +113,24 @@ def module_symbols(path: Path) -> ObjectSymbols:
                     ftraceable.add(name)
     name = path.name.split(".ko")[0]
     return ObjectSymbols(module_key(name), tuple(functions), frozenset(ftraceable))
+
+
+def plain_module_file(modules_dir: Path, name: str, cache: Path) -> Path:
+    """An uncompressed copy of module `name`'s file under `cache` (the guest loads it
+    with one finit_module, without the kernel's decompression)."""
+    source = find_module_file(modules_dir, name)
+    if source is None:
+        raise HarnessError(f"no module {name!r} under {modules_dir}")
+    dest = cache / f"{module_key(name)}.ko"
+    stat = source.stat()
+    stamp = cache / f"{module_key(name)}.source"
+    mark = f"{source} {stat.st_size} {stat.st_mtime_ns}"
+    if dest.is_file() and stamp.is_file() and stamp.read_text() == mark:
+        return dest
+    cache.mkdir(parents=True, exist_ok=True)
+    atomic_write(dest, _decompress(source))
+    atomic_write(stamp, mark)
+    return dest
 
 
 def parse_kallsyms_text(text: str) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ import difflib
 
 from harness.errors import ScenarioError
 from harness.kernels import KernelProfile
-from harness.scenario.types import VMLINUX, VMLINUX_FUNCS, PatchObject, Scenario
+from harness.scenario.types import VMLINUX, VMLINUX_FUNCS, Load, PatchObject, Scenario
 from harness.symbols.data import ObjectSymbols, find_module_file, module_key, module_symbols
 from harness.symbols.record import VmlinuxRecord, vmlinux_record
 
@@ -80,6 +80,12 @@ def object_symbols(
         raise ScenarioError(
             f"{where}.name",
             f"{obj.name!r} is neither {VMLINUX!r}, a scenario target nor a module of the kernel",
+        )
+    loads = {s.module for s in scenario.steps if isinstance(s, Load)}
+    if obj.name not in loads:
+        raise ScenarioError(
+            f"{where}.name",
+            f"{obj.name!r} is a module of the kernel that no step loads (add `load {obj.name}`)",
         )
     if module_key(obj.name) in vmlinux.loaded_modules:
         raise ScenarioError(
