@@ -8,6 +8,9 @@ example database, so what it generates depends only on the seed and on the verdi
 The budget is wall time.  When it is spent the test function raises `Stop`, a
 BaseException hypothesis does not take for a failure.  Shrinking has a budget of its
 own (`shrink_seconds`); if it runs out, the smallest difference seen so far is kept.
+Shrinking a variant's difference runs a candidate on the judge only where the variant
+and the model predict differently somewhere: elsewhere the kernel could show only a
+model difference, another failure than the one being shrunk.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from harness.fuzz.histories import (
     predict_history,
     uniform_histories,
 )
-from harness.fuzz.judge import Judge, Verdict
+from harness.fuzz.judge import Judge, ModelJudge, Verdict
 from harness.model.variants import parse_variant
 
 
@@ -92,6 +95,7 @@ class Stats:
     model_errors: list[str] = field(default_factory=list)  # the model failed (a bug)
     differences: int = 0
     shrink_runs: int = 0  # histories judged while shrinking
+    shrink_skipped: int = 0  # shrink candidates the variant predicts as the model does
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -135,6 +139,14 @@ def search(
         verdict = memory.recall(prediction.history)
         if verdict is not None:
             return prediction, verdict
+        if found is not None and variant is not None:
+            # Shrinking a variant's difference: where the variant predicts what the
+            # model predicts, the kernel can show only a model difference, which is
+            # not what is being shrunk; no guest for it.
+            verdict = ModelJudge().judge(prediction)
+            if not verdict.differs:
+                stats.shrink_skipped += 1
+                return prediction, Verdict(verdict.outcome, 0, True, True)
         now = time.monotonic()
         if found is None and (now > deadline or stop()):
             raise Stop

@@ -122,6 +122,7 @@ def _stats(stats: Any) -> dict[str, Any]:
         "steered": stats.steered,
         "differences": stats.differences,
         "shrink_runs": stats.shrink_runs,
+        "shrink_skipped": stats.shrink_skipped,
         "model_errors": list(stats.model_errors),
     }
 
@@ -164,7 +165,10 @@ class Summary:
         )
         shrinks = self.total("shrink_runs")
         if shrinks:
-            text += f" ({shrinks} while shrinking)"
+            skipped = self.total("shrink_skipped")
+            text += f" ({shrinks} while shrinking" + (
+                f", {skipped} more without a guest)" if skipped else ")"
+            )
         if self.model_errors:
             text += f", {len(self.model_errors)} model error(s)"
         return text
