@@ -158,3 +158,13 @@ def test_record_round_trip(tmp_path: Path) -> None:
     data = record.read_record(tmp_path)
     assert data.symbols.count("b") == 2 and data.symbols.ftraceable == {"a", "b"}
     assert data.loaded_modules == {"virtio"}
+
+
+def test_trigger_watches_only_unique_names(tmp_path: Path) -> None:
+    path = scenario_file(tmp_path, '{ name = "s_show", sympos = 1 }')
+    path.write_text(
+        path.read_text().replace('"load lp",', '"load lp", "trigger \'cat\' vmlinux:s_show",')
+    )
+    scenario = load_scenario(path)
+    with pytest.raises(ScenarioError, match=r"steps\[1\]: debian-6.1: vmlinux:s_show is defined 2"):
+        validate.check_scenario(scenario, profile(tmp_path), VMLINUX)

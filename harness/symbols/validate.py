@@ -14,7 +14,14 @@ import difflib
 
 from harness.errors import ScenarioError
 from harness.kernels import KernelProfile
-from harness.scenario.types import VMLINUX, VMLINUX_FUNCS, Load, PatchObject, Scenario
+from harness.scenario.types import (
+    VMLINUX,
+    VMLINUX_FUNCS,
+    Load,
+    PatchObject,
+    Scenario,
+    Trigger,
+)
 from harness.symbols.data import ObjectSymbols, find_module_file, module_key, module_symbols
 from harness.symbols.record import VmlinuxRecord, vmlinux_record
 
@@ -64,6 +71,16 @@ def check_scenario(scenario: Scenario, profile: KernelProfile, vmlinux: VmlinuxR
                 raise ScenarioError(
                     exc.where, f"{profile.name}: {exc.message}", str(scenario.path)
                 ) from None
+    for index, step in enumerate(scenario.steps):
+        for watch in step.watch if isinstance(step, Trigger) else ():
+            if watch.object == VMLINUX and vmlinux.symbols.count(watch.func) > 1:
+                raise ScenarioError(
+                    f"steps[{index}]",
+                    f"{profile.name}: {watch.key} is defined "
+                    f"{vmlinux.symbols.count(watch.func)} times: a trigger watches a "
+                    "function by name (kprobe_events), so only a unique one",
+                    str(scenario.path),
+                )
 
 
 def object_symbols(
