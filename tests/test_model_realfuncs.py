@@ -81,3 +81,21 @@ def test_reversing_the_bottom_disable_is_refused(tmp_path: Path) -> None:
     # the same history without the reversal is predicted
     path.write_text(BOTTOM.replace('  "enable p1",\n', ""))
     assert predict(load_scenario(path))[5].pending == "p1"
+
+
+def test_module_of_the_kernel_loaded_by_the_scenario(tmp_path: Path) -> None:
+    path = REALFUNCS / "07_dummy_module.toml"
+    scenario = load_scenario(path)
+    assert scenario.real_objects() == ["dummy"]
+    assert [m.name for m in scenario.modules] == ["klp_dummy"]  # nothing to build for it
+    records = predict(scenario)
+    assert records[1].log[:2] == [
+        "% modprobe dummy",
+        "livepatch: applying patch 'klp_dummy' to loading module 'dummy'",
+    ]
+    assert records[1].modules == {"klp_dummy": "1", "dummy": "0"}
+    assert records[3].log[2] == "livepatch: reverting patch 'klp_dummy' on unloading module 'dummy'"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(path.read_text().replace('"load dummy",', '"load dummy numdummies=2",', 1))
+    with pytest.raises(ScenarioError, match="dummy is a module of the kernel: it takes no param"):
+        load_scenario(bad)
