@@ -221,13 +221,26 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> No
         time.sleep(0.02)
 
 
-def listening(port: int) -> bool:
-    """Whether a TCP socket listens on `port` (QEMU's SSH forward is IPv4 only)."""
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:
-            return True
-    return False
+def listeners(port: int) -> list[str]:
+    """The command lines of the processes with a TCP socket listening on `port`
+    (QEMU's SSH forward is IPv4 only).  By owner, not by port alone: once a run's
+    QEMU is gone its port is free, and another guest on the machine may take it."""
+    inodes = {
+        fields[9]
+        for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port
+    }
+    owners = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            links = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
+            if any(f"socket:[{inode}]" in links for inode in inodes):
+                owners.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return owners
 
 
 def assert_nothing_left(run: Run, killed: bool = False) -> None:
@@ -241,7 +254,7 @@ def assert_nothing_left(run: Run, killed: bool = False) -> None:
     if killed:
         reaper.sweep_stale_dirs()
     assert list(Path("/tmp").glob(f"{marker}*")) == []
-    assert [p for p in run.ports if listening(p)] == []
+    assert [c for p in run.ports for c in listeners(p) if marker in c] == []
 
 
 def assert_one_line_reason(run: Run, text: str) -> None:
