@@ -161,8 +161,11 @@ class ScenarioItem(pytest.Item):
 
     def prepared(self) -> Any:
         from harness.runner.suite import prepare
+        from harness.symbols.validate import validate_symbols
 
-        return prepare([self.scenario], load_profile(self.name), echo=lambda _text: None)[0]
+        profile = load_profile(self.name)
+        validate_symbols([self.scenario], [profile])  # real functions, before any build
+        return prepare([self.scenario], profile, echo=lambda _text: None)[0]
 
     def runtest(self) -> None:
         from harness.runner.suite import shard_key
