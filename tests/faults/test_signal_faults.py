@@ -76,8 +76,9 @@ def test_stopped_while_building(tmp_path: Path, signum: int) -> None:
     wait_until(lambda: not processes_mentioning(marker), 10, "make and the compilers to go")
     work = build_cache.tmp_dir(cache_root() / "builds")
     if signum == signal.SIGKILL:
-        assert list(work.glob(f"{marker}*"))  # left behind, until
-        build_cache.sweep(cache_root() / "builds")  # the next build sweeps it
+        # Left behind, until the next build sweeps it (a build of another test running
+        # at the same time may already have).
+        build_cache.sweep(cache_root() / "builds")
     assert list(work.glob(f"{marker}*")) == []
 
 
