@@ -54,12 +54,13 @@ def frame(cmd: str, nonce: str, stdin_null: bool = True) -> str:
     never consumes what follows the line; `read -N` takes the exact count in a few),
     runs it in a subshell, then prints an end marker on stderr and one with the exit
     code on stdout.  Then the text itself.  Under TCG each system call costs
-    microseconds: a step's script is kilobytes."""
+    microseconds: a step's script is kilobytes.  The count is of bytes: the guest's
+    init starts this bash with LC_ALL=C (images/init)."""
     if "\0" in cmd:
         raise GuestError("a command cannot contain NUL bytes")
     run = '( eval "$__c" )' + (" </dev/null" if stdin_null else "")
     return (
-        f"LC_ALL=C IFS= read -r -N {len(cmd.encode())} __c; {run}; __rc=$?; unset __c; "
+        f"IFS= read -r -N {len(cmd.encode())} __c; {run}; __rc=$?; unset __c; "
         f"printf '\\n%s\\n' {nonce}:err >&2; printf '\\n%s %d\\n' {nonce}:out $__rc\n" + cmd
     )
 
