@@ -18,68 +18,35 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
+from harness.model.fuzz import PATCHES as MODEL_PATCHES
+from harness.model.fuzz import TARGETS as TARGETS
 from harness.scenario.steps import parse_steps
 from harness.scenario.types import (
     VMLINUX,
-    Blocker,
     Callback,
-    KlpState,
     PatchModule,
     PatchObject,
     Scenario,
     ShadowOp,
     ShadowOpKind,
     Step,
-    TargetModule,
 )
 
 ALL = frozenset(Callback)
 NONE: frozenset[Callback] = frozenset()
-
-TARGETS = (
-    TargetModule("t_alpha", ("f1", "f2"), Blocker("f1")),
-    TargetModule(
-        "t_beta",
-        ("g1",),
-        Blocker("g1", "park"),
-        shadow=(ShadowOp(ShadowOpKind.GET_OR_ALLOC, 1, 1, 1), ShadowOp(ShadowOpKind.GET, 1, 1)),
-    ),
-)
+_MODEL = {p.name: p for p in MODEL_PATCHES}  # the model's own random-step set
 
 PATCHES = (
     # one vmlinux function, every callback
     PatchModule("p_cmd", (PatchObject(VMLINUX, ("cmdline_proc_show",), ALL),)),
     # vmlinux and a module object, a klp_state
-    PatchModule(
-        "p_one",
-        (
-            PatchObject(VMLINUX, ("cmdline_proc_show",), ALL),
-            PatchObject("t_alpha", ("f1", "f2"), ALL),
-        ),
-        states=(KlpState(1, 1),),
-    ),
+    _MODEL["p_one"],
     # cumulative with a state: nops for whatever it does not patch
-    PatchModule(
-        "p_cum",
-        (PatchObject(VMLINUX, (), ALL), PatchObject("t_alpha", ("f2",), ALL)),
-        replace=True,
-        states=(KlpState(1, 2),),
-    ),
+    _MODEL["p_cum"],
     # module objects only, some callbacks, a shadow script
-    PatchModule(
-        "p_two",
-        (
-            PatchObject("t_alpha", ("f1",), frozenset({Callback.PRE_PATCH, Callback.POST_UNPATCH})),
-            PatchObject("t_beta", ("g1",), ALL),
-        ),
-        shadow=(ShadowOp(ShadowOpKind.FREE_ALL, 1),),
-    ),
+    _MODEL["p_two"],
     # two states, one the cumulative patches lack
-    PatchModule(
-        "p_three",
-        (PatchObject(VMLINUX, ("meminfo_proc_show",), ALL), PatchObject("t_beta", ("g1",), ALL)),
-        states=(KlpState(1, 2), KlpState(7, 1)),
-    ),
+    _MODEL["p_three"],
     # no callbacks at all; a shadow script of its own objects (alloc, get, free with a
     # destructor; free_all with one finds nothing): new objects each load, so it never
     # meets an earlier instance's variables
