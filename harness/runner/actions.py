@@ -11,7 +11,7 @@ import errno
 import shlex
 
 from harness.errors import HarnessError
-from harness.runner.observe import LIVEPATCH_SYSFS, func_source
+from harness.runner.observe import LIVEPATCH_SYSFS, func_source, split_sections
 from harness.runner.shell import Shell, errno_from_message, kmsg_write
 from harness.scenario.types import (
     Call,
@@ -157,5 +157,4 @@ def action_errno(step: Step, exit_code: int, message: str) -> int:
 def perform(shell: Shell, scenario: Scenario, step: Step) -> int:
     """Run one step on its own (one round trip); returns 0 or the positive errno."""
     out = shell.run(f"{action_script(scenario, step)}; {REPORT}", timeout=TOOL_TIMEOUT)
-    _, _, section = out.stdout.partition("@@action\n")
-    return action_errno(step, *parse_report(section))
+    return action_errno(step, *parse_report(split_sections(out.stdout)["action"]))

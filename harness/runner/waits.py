@@ -60,8 +60,8 @@ STEP_SECONDS = 0.15  # a step that waits for nothing, roughly (TCG)
 def expected_seconds(predicted: Sequence[StepRecord]) -> float:
     """A rough duration of a scenario from its prediction, for ordering work (the
     longest first, so no worker runs a long scenario alone at the end): a pending
-    step waits for the kernel's next retry, and so does a step that ends a pending transition waits
-    for the kernel's next retry."""
+    step, and the step that ends a pending transition, each wait for the kernel's
+    next retry."""
     total, pending = 0.0, False
     for record in predicted:
         total += STEP_SECONDS
@@ -91,34 +91,31 @@ def _poll_script(condition: str, timeout: float) -> str:
     )
 
 
-def settled_condition(patch_dirs: Iterable[str]) -> str:
-    """Shell condition, builtins only: no patch in transition and exactly these patch
-    dirs exist (glob order is sorted, like `sorted()` for C identifiers)."""
-    want = "".join(f" {d}" for d in sorted(patch_dirs))
+def settled_condition(patch_dirs: Iterable[str] | None = None) -> str:
+    """Shell condition, builtins only: no patch in transition and, unless
+    `patch_dirs` is None, exactly these patch dirs exist (glob order is sorted, like
+    `sorted()` for C identifiers)."""
     lp = LIVEPATCH_SYSFS
+    if patch_dirs is None:
+        have, check = "", ""
+    else:
+        want = "".join(f" {d}" for d in sorted(patch_dirs))
+        have, check = 'have="$have ${d##*/}"; ', f' && [ "$have" = {shlex.quote(want)} ]'
     return (
         f'{{ busy=0; have=; for d in {lp}/*; do [ -d "$d" ] || continue; '
-        'have="$have ${d##*/}"; read -r t < "$d/transition" && [ "$t" = 1 ] && busy=1; done; '
-        f'[ $busy = 0 ] && [ "$have" = {shlex.quote(want)} ]; }}'
+        f'{have}read -r t < "$d/transition" && [ "$t" = 1 ] && busy=1; done; '
+        f"[ $busy = 0 ]{check}; }}"
     )
 
 
 def retried_script(timeout: float = RETRY_INTERVAL * 3) -> str:
     """Wait until the kernel has retried the pending transition once more (or none
     is pending any more: then the observation shows the difference at once)."""
-    settled = settled_condition_any()
+    settled = settled_condition()  # any patch dirs
     wait = _poll_script(f"{{ {_COUNT_RETRIES}; [ $__n -gt $__n0 ] || {settled}; }}", timeout)
     return (
         f"if [ -d {RETRY_TRACE} ]; then {_COUNT_RETRIES}; __n0=$__n; {wait}; "
         f"else {idle(RETRY_INTERVAL * 1.5)}; fi; true"
-    )
-
-
-def settled_condition_any() -> str:
-    """Shell condition, builtins only: no patch is in transition."""
-    return (
-        f'{{ busy=0; for d in {LIVEPATCH_SYSFS}/*; do [ -d "$d" ] || continue; '
-        'read -r t < "$d/transition" && [ "$t" = 1 ] && busy=1; done; [ $busy = 0 ]; }'
     )
 
 
