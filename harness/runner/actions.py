@@ -1,8 +1,10 @@
 """Carry out one scenario step in the guest, the way upstream's selftests do it.
 
-Each step writes upstream's marker line (`% modprobe ...`, `% echo 0 > ...`) to the
-kernel log first, runs the userland tool, and returns the errno of the operation.  The
-exact lines written are listed in docs/runner-protocol.md; the model predicts them.
+Each step's script writes upstream's marker line (`% modprobe ...`, `% echo 0 > ...`)
+to the kernel log first, then runs the userland tool; the session sends it with the
+wait and the observation in one round trip, and `action_errno` reads the operation's
+errno from its report.  The exact lines written are listed in docs/runner-protocol.md;
+the model predicts them.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import errno
 import shlex
 
 from harness.errors import HarnessError
-from harness.runner.observe import LIVEPATCH_SYSFS, func_source, split_sections
-from harness.runner.shell import Shell, errno_from_message, kmsg_write
+from harness.runner.observe import LIVEPATCH_SYSFS, func_source
+from harness.runner.shell import errno_from_message, kmsg_write
 from harness.scenario.types import (
     Call,
     Disable,
@@ -152,9 +154,3 @@ def action_errno(step: Step, exit_code: int, message: str) -> int:
     if isinstance(step, Trigger):
         return exit_code  # the command's own exit status
     return errno_from_message(message)
-
-
-def perform(shell: Shell, scenario: Scenario, step: Step) -> int:
-    """Run one step on its own (one round trip); returns 0 or the positive errno."""
-    out = shell.run(f"{action_script(scenario, step)}; {REPORT}", timeout=TOOL_TIMEOUT)
-    return action_errno(step, *parse_report(split_sections(out.stdout)["action"]))
