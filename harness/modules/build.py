@@ -28,6 +28,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -80,8 +81,23 @@ def run_make(argv: Sequence[str], cwd: Path) -> tuple[int, str]:
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        wait_group_gone(proc.pid)
         raise
     return proc.returncode, out
+
+
+def wait_group_gone(pgid: int, timeout: float = 5.0) -> None:
+    """Wait until no process of the group is left.  SIGKILL takes effect when a
+    compiler leaves the system call it is in, so one may still create a file in the
+    work directory after make is reaped; removing the directory before that would
+    leave it behind.  Bounded: a zombie nobody reaps still counts as a member."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except OSError:
+            return
+        time.sleep(0.01)
 
 
 def compiler_for(profile: KernelProfile) -> str:
