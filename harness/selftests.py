@@ -32,6 +32,7 @@ from harness.runner.shell import Shell
 
 SELFTESTS = "tools/testing/selftests/livepatch"
 MODULE_DIRS = (f"{SELFTESTS}/test_modules", "lib/livepatch")
+SAMPLES = "samples/livepatch"  # the kernel's sample livepatch modules (harness.samples)
 GUEST_DIR = "/root/livepatch-selftests"
 SCRIPT_TIMEOUT = 900.0
 CASE_RE = re.compile(r"TEST: (.+?) \.\.\. (ok|not ok)")
@@ -84,7 +85,7 @@ def fetch_sources(profile: KernelProfile) -> SelftestSources:
             tree = tree / "source"
         return SelftestSources(tree)
     dest = cache_root() / "selftests" / f"linux-source-{profile.series}"
-    if (dest / SELFTESTS).is_dir():
+    if (dest / SELFTESTS).is_dir() and (dest / SAMPLES).is_dir():
         return SelftestSources(dest)
     from harness.debian import apt_for
 
@@ -101,7 +102,8 @@ def fetch_sources(profile: KernelProfile) -> SelftestSources:
         staging = tmp_path / "tree"
         with tarfile.open(tarball) as tar:
             top = tarball.name.removesuffix(".tar.xz")
-            wanted = [f"{top}/{SELFTESTS}", *(f"{top}/{d}" for d in MODULE_DIRS)]
+            dirs = (SELFTESTS, SAMPLES, *MODULE_DIRS)
+            wanted = [f"{top}/{d}" for d in dirs]
             members = [m for m in tar if any(m.name.startswith(w) for w in wanted)]
             tar.extractall(staging, members=members, filter="data")
         dest.parent.mkdir(parents=True, exist_ok=True)

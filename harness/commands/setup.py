@@ -145,6 +145,7 @@ def main(args: argparse.Namespace) -> int:
     from harness import buildroot
     from harness.guest.accel import choose_accel, default_cache
     from harness.guest.image import ensure_image
+    from harness.samples import build_samples
 
     apt = AptLists()
     profiles: list[KernelProfile] = []
@@ -154,11 +155,13 @@ def main(args: argparse.Namespace) -> int:
         check_config(profile)
         root = buildroot.root_for(profile)  # modules of a newer release build in its root
         image = ensure_image(profile, force=args.force)
+        samples = build_samples(profile)  # the kernel's samples/livepatch (cached)
         profiles.append(profile)
         print(
             f"{name}: {profile.release}, livepatch {'yes' if profile.livepatch else 'NO'}, "
             + (f"build root {root.name}, " if root else "")
-            + f"image {image.name} ({time.monotonic() - started:.1f} s)"
+            + f"image {image.name}, {len(samples.modules)} sample modules "
+            + f"({time.monotonic() - started:.1f} s)"
         )
     if profiles:
         accel = choose_accel(profiles[0].bzimage, default_cache())

@@ -1,0 +1,110 @@
+"""Modules the harness did not write: checked before any guest, their structure fed
+to the same types (and so the same model) as generated modules.
+
+A scenario names one with `ko = "..."` on a `[[patch]]` or `[[target]]`: a path
+relative to the scenario file, or `samples:<name>` for the profile's build of the
+kernel's own `samples/livepatch/<name>.c` (`harness.samples`).  Checks, each one
+line and exit 2: the file exists; it is a 64-bit x86_64 relocatable ELF that parses
+(`harness.modules.elf`); its vermagic is the profile's (both shown); a patch carries
+`livepatch=Y`.  A patch's objects, funcs, callbacks, states and `replace` then come
+from its static `klp_patch` (`harness.modules.elf.read_patch`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.kernels import KernelProfile
+from harness.modules.elf import BadKo, KoFile, KoPatch, read_patch
+from harness.modules.ko import BadModule, read_modinfo
+from harness.modules.layout import layout_for
+from harness.scenario.types import VMLINUX, FuncSpec, KlpState, PatchObject
+
+SAMPLES_PREFIX = "samples:"
+
+
+@dataclass(frozen=True)
+class ExternalModule:
+    """A checked module file: its name (KBUILD_MODNAME, from modinfo) and path."""
+
+    name: str
+    path: Path
+    livepatch: bool
+
+
+def locate(ref: str, scenario_dir: Path, profile: KernelProfile) -> Path:
+    """The file a `ko` value names for `profile`."""
+    if ref.startswith(SAMPLES_PREFIX):
+        from harness.samples import build_samples
+
+        return build_samples(profile).ko(ref.removeprefix(SAMPLES_PREFIX))
+    path = Path(ref)
+    return path if path.is_absolute() else scenario_dir / path
+
+
+def module_name_of(ref: str, scenario_dir: Path) -> str:
+    """The module name a `ko` value stands for, known without a profile: a sample's
+    file name with `-` as `_` (what kbuild makes KBUILD_MODNAME), a file's modinfo."""
+    if ref.startswith(SAMPLES_PREFIX):
+        return ref.removeprefix(SAMPLES_PREFIX).replace("-", "_")
+    path = Path(ref) if Path(ref).is_absolute() else scenario_dir / ref
+    return _modinfo_name(path, _modinfo(path))
+
+
+def check_file(path: Path, profile: KernelProfile, livepatch: bool) -> ExternalModule:
+    """Refuse, with one line, a file the profile's kernel would not load as intended."""
+    if not path.is_file():
+        raise BadKo(f"{path}: no such module file")
+    try:
+        KoFile(path, path.read_bytes())  # architecture, ELF type, parses, has a symtab
+    except OSError as exc:
+        raise BadKo(f"{path}: {exc.strerror}") from None
+    info = _modinfo(path)
+    name = _modinfo_name(path, info)
+    vermagic = " ".join(info.get("vermagic", [""])[0].split())
+    if vermagic != profile.vermagic:
+        raise BadKo(f"{path}: vermagic {vermagic!r} is not {profile.name}'s {profile.vermagic!r}")
+    if livepatch and info.get("livepatch") != ["Y"]:
+        raise BadKo(f"{path}: not a livepatch module (no `livepatch=Y` in its modinfo)")
+    return ExternalModule(name, path, livepatch)
+
+
+def _modinfo(path: Path) -> dict[str, list[str]]:
+    try:
+        return read_modinfo(path)
+    except BadModule as exc:
+        raise BadKo(str(exc)) from None
+    except OSError as exc:
+        raise BadKo(f"{path}: {exc.strerror}") from None
+
+
+def _modinfo_name(path: Path, info: dict[str, list[str]]) -> str:
+    names = info.get("name", [])
+    if not names:
+        raise BadKo(f"{path}: no module name in its modinfo (not a built kernel module)")
+    return names[0]
+
+
+def patch_structure(module: ExternalModule, profile: KernelProfile) -> KoPatch:
+    try:
+        return read_patch(module.path, layout_for(profile))
+    except BadKo:
+        raise
+    except HarnessError as exc:  # the layout probe did not build
+        raise HarnessError(f"{module.path}: cannot read its structure: {exc}") from None
+
+
+def scenario_objects(patch: KoPatch) -> tuple[PatchObject, ...]:
+    """The file's objects as the scenario types say them (NULL name: vmlinux)."""
+    objects = []
+    for obj in patch.objects:
+        funcs = tuple(f.name for f in obj.funcs)
+        specs = tuple(FuncSpec(f.name, f.sympos) for f in obj.funcs if f.sympos)
+        objects.append(PatchObject(obj.name or VMLINUX, funcs, obj.callbacks, specs))
+    return tuple(objects)
+
+
+def scenario_states(patch: KoPatch) -> tuple[KlpState, ...]:
+    return tuple(KlpState(state_id, version) for state_id, version in patch.states)
