@@ -71,7 +71,8 @@ def test_describe_choice_says_the_rules_and_what_is_not_modelled() -> None:
         "kernel 6.11.0: the model applies its 6.1 rules, with sysfs_replace (v6.11)"
     )
     assert describe_choice("6.14.0") == (
-        "kernel 6.14.0: the model applies its 6.12 rules, with sysfs_stack_order (v6.14)"
+        "kernel 6.14.0: the model applies its 6.12 rules, with sysfs_stack_order (v6.14), "
+        "kprobe_arm_error_lost (v6.14)"
     )
     assert describe_choice("7.3.4") == "kernel 7.3.4: the model applies its 7.3 rules"
 

@@ -21,6 +21,7 @@ from harness.model.core import (
     klp_module_going,
     klp_patch_of_module,
 )
+from harness.model.ftrace import ftrace_call, register_kprobe, unregister_kprobe
 from harness.model.klp import KLP_UNDEFINED, Module, ModuleState, Task
 from harness.model.patch import klp_ftrace_handler
 from harness.model.shadow import run_shadow_script
@@ -92,6 +93,10 @@ def target_init(k: Kernel, mod: Module) -> int:
     if desc.log_init_exit:
         k.pr_info(mod.name, f"{mod.name}_init")
     _run_shadow(k, mod)
+    if desc.kprobe is not None:
+        ret = register_kprobe(k, mod.name, desc.kprobe)
+        if ret:
+            return ret
     if desc.blocker is not None:
         blocker_work_start(k, mod)
     return 0
@@ -103,6 +108,10 @@ def target_exit(k: Kernel, mod: Module) -> None:
     if desc.blocker is not None:
         mod.params[desc.blocker.param] = "N"
         blocker_work_release(k, mod)  # flush_work()
+    probe = unregister_kprobe(k, mod.name)
+    if probe is not None:
+        hit = "was hit" if probe.hit else "was never hit"
+        k.pr_info(mod.name, f"kprobe on {probe.key[1]} {hit}")
     if desc.log_init_exit:
         k.pr_info(mod.name, f"{mod.name}_exit")
 
@@ -266,6 +275,7 @@ def do_call(k: Kernel, obj: str, func: str) -> int:
     """grep 'live patched' <file> > /dev/kmsg: a patch's implementation logs a line."""
     if obj != VMLINUX and obj not in k.modules:
         return errno.ENOENT
+    ftrace_call(k, (obj, func))
     code = klp_ftrace_handler(k, (obj, func), _caller_patch_state(k))
     if code is not None:
         k.pr_info(code.name, "this has been live patched")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 
+from harness.model.ftrace import livepatch_ipmodify_conflict
 from harness.model.klp import (
     KLP_UNPATCHED,
     FuncKey,
@@ -40,10 +41,11 @@ def klp_ftrace_handler(k: Kernel, key: FuncKey, patch_state: int) -> KlpPatch | 
 def klp_patch_func(k: Kernel, func: KlpFunc) -> int:
     """Push `func` on its func stack; the first func of a function registers the ftrace
     handler, which fails with -EBUSY while kernel.ftrace_enabled=0 (the ops are
-    FTRACE_OPS_FL_PERMANENT: __register_ftrace_function refuses them)."""
+    FTRACE_OPS_FL_PERMANENT: __register_ftrace_function refuses them) or while a
+    kprobe with a post_handler owns the call site's IPMODIFY (model/ftrace.py)."""
     stack = k.klp_ops.get(func.key)
     if stack is None:
-        if not k.ftrace_enabled:
+        if not k.ftrace_enabled or livepatch_ipmodify_conflict(k, func.key):
             k.pr_err(
                 f"failed to register ftrace handler for function '{func.old_name}' ({-errno.EBUSY})"
             )

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from harness.errors import ScenarioError
+from harness.model.ftrace import ftrace_call
 from harness.model.klp import KLP_PATCHED, KLP_UNDEFINED
 from harness.model.modules import (
     do_call,
@@ -203,6 +204,11 @@ class StepModel:
         record = self._record(index, step, errno_value)
         if isinstance(step, Trigger):
             record.ran = predict_ran(self.kernel, step)
+            for watch in step.watch:
+                if watch.count != 0:
+                    ftrace_call(self.kernel, (watch.object, watch.func))
+        for obj, func in (key.split(":", 1) for key in record.impls):
+            ftrace_call(self.kernel, (obj, func))  # the runner reads each to observe it
         return record
 
     def _record(self, index: int, step: Step, errno_value: int) -> StepRecord:

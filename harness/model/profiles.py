@@ -33,12 +33,24 @@ class ModelProfile:
     # ftrace"); up to 7.2 it turns ftrace off unless a permanent ops (a livepatch
     # handler) is registered (EBUSY).  Not in Debian's 7.2.13 source, in 7.3.4's.
     ftrace_off_refused: bool = False
+    # register_kprobe() returns 0 when arming the kprobe fails (e.g. EBUSY: a kprobe
+    # with a post_handler on a function a livepatch holds): __register_kprobe() lost
+    # the `goto out` with arm_kprobe()'s error in "kprobes: Adopt guard() and
+    # scoped_guard()" (posted 2024-11-26, <173262939134.8323.5749305699780043892.stgit@
+    # devnote2>); 7.3 kernel/kprobes.c:1709-1720 returns 0, 6.12 :1686-1692 the error.
+    kprobe_arm_error_lost: bool = False
 
 
 PROFILES: dict[str, ModelProfile] = {
     "6.1": ModelProfile("6.1"),
     "6.12": ModelProfile("6.12", sysfs_replace=True),
-    "7.3": ModelProfile("7.3", sysfs_replace=True, sysfs_stack_order=True, ftrace_off_refused=True),
+    "7.3": ModelProfile(
+        "7.3",
+        sysfs_replace=True,
+        sysfs_stack_order=True,
+        ftrace_off_refused=True,
+        kprobe_arm_error_lost=True,
+    ),
 }
 
 DEFAULT_SERIES = "6.1"
@@ -68,8 +80,14 @@ UNOBSERVABLE = {
 
 
 # When each difference appeared upstream; the PROFILES above agree with it (tested).
-SINCE = {"sysfs_replace": (6, 11), "sysfs_stack_order": (6, 14), "ftrace_off_refused": (7, 3)}
-MODELLED = ("sysfs_replace", "sysfs_stack_order", "ftrace_off_refused")  # what predict() does
+SINCE = {
+    "sysfs_replace": (6, 11),
+    "sysfs_stack_order": (6, 14),
+    "ftrace_off_refused": (7, 3),
+    "kprobe_arm_error_lost": (6, 14),
+}
+# what predict() does
+MODELLED = ("sysfs_replace", "sysfs_stack_order", "ftrace_off_refused", "kprobe_arm_error_lost")
 
 
 def _version(series: str) -> tuple[int, int] | None:

@@ -10,12 +10,16 @@ the C they mirror.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from harness.model.klp import KLP_UNDEFINED, FuncKey, KlpFunc, KlpPatch, Module, Task
 from harness.model.profiles import ModelProfile
 from harness.model.shadow import ShadowTable
 from harness.model.variants import Variant
 from harness.scenario.types import Scenario
+
+if TYPE_CHECKING:
+    from harness.model.ftrace import KprobeUser
 
 LIVEPATCH = "livepatch: "  # pr_fmt of kernel/livepatch/*.c
 
@@ -51,6 +55,7 @@ class Kernel:
     modules: dict[str, Module] = field(default_factory=dict)
     ftrace_enabled: bool = True
     tasks: list[Task] = field(default_factory=list)  # parked blocker works
+    kprobes: list[KprobeUser] = field(default_factory=list)  # other ftrace users (ftrace.py)
     shadow: ShadowTable = field(default_factory=ShadowTable)
     module_instances: int = 0
     # kzalloc()s the generated modules hold (their klp_state data): handle -> holder

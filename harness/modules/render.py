@@ -109,6 +109,7 @@ def render_target(target: TargetModule) -> str:
         blocker=target.blocker,
         log_init_exit=target.log_init_exit,
         shadow=_shadow_context(target.shadow),
+        kprobe=target.kprobe,
     )
 
 

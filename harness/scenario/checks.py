@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from harness.errors import ScenarioError
 from harness.scenario.types import (
     VMLINUX,
+    VMLINUX_FUNCS,
     Callback,
     FuncSpec,
     PatchModule,
@@ -191,6 +192,15 @@ def _check_target(target: TargetModule, where: str) -> None:
             )
         check_c_identifier(blocker.param, f"{where}.blocker_param", PARAM_NAME_MAX)
     _check_shadow(target.shadow, f"{where}.shadow")
+    if target.kprobe is not None and target.kprobe.func not in VMLINUX_FUNCS:
+        # the model knows every call of these (file reads of call steps and
+        # observations); a kprobe elsewhere could be hit by anything
+        raise ScenarioError(
+            f"{where}.kprobe.func",
+            f"{target.kprobe.func!r}: a kprobe goes on one of {', '.join(VMLINUX_FUNCS)}",
+        )
+    if target.kprobe is not None and not isinstance(target.kprobe.post_handler, bool):
+        raise ScenarioError(f"{where}.kprobe.post_handler", "expected true/false")
 
 
 def _check_patch(patch: PatchModule, where: str, target_funcs: dict[str, tuple[str, ...]]) -> None:

@@ -26,6 +26,7 @@ from harness.scenario.types import (
     FuncBody,
     FuncSpec,
     KlpState,
+    Kprobe,
     PatchModule,
     PatchObject,
     Scenario,
@@ -35,7 +36,8 @@ from harness.scenario.types import (
 )
 
 TOP_KEYS = {"description", "links", "kernels", "steps", "target", "patch"}
-TARGET_KEYS = {"name", "funcs", "blocker", "blocker_param", "log_init_exit", "shadow"}
+TARGET_KEYS = {"name", "funcs", "blocker", "blocker_param", "log_init_exit", "shadow", "kprobe"}
+KPROBE_KEYS = {"func", "post_handler"}
 PATCH_KEYS = {"name", "replace", "pre_patch_ret", "states", "object", "shadow"}
 OBJECT_KEYS = {"name", "funcs", "callbacks"}
 FUNC_KEYS = {"name", "sympos", "body", "file", "headers"}
@@ -225,6 +227,18 @@ def _target(table: dict[str, Any], where: str) -> TargetModule:
         blocker=blocker,
         log_init_exit=_bool(table.get("log_init_exit", True), f"{where}.log_init_exit"),
         shadow=_shadow(table.get("shadow", []), f"{where}.shadow"),
+        kprobe=_kprobe(table["kprobe"], f"{where}.kprobe") if "kprobe" in table else None,
+    )
+
+
+def _kprobe(value: Any, where: str) -> Kprobe:
+    """`kprobe = { func = "cmdline_proc_show", post_handler = true }`."""
+    if not isinstance(value, dict):
+        raise ScenarioError(where, f"expected a table {{ func = ... }}, got {_kind(value)}")
+    _keys(value, KPROBE_KEYS, where)
+    return Kprobe(
+        func=_str(_required(value, "func", where), f"{where}.func"),
+        post_handler=_bool(value.get("post_handler", True), f"{where}.post_handler"),
     )
 
 

@@ -74,6 +74,19 @@ class Blocker:
 
 
 @dataclass(frozen=True)
+class Kprobe:
+    """A kprobe a target module registers in its init and unregisters in its exit, as
+    upstream's test_klp_kprobe does: on the entry of `func` (a vmlinux function of
+    VMLINUX_FUNCS), so on x86 it is an ftrace kprobe sharing the function's ftrace call
+    site with livepatch.  With a `post_handler` it needs FTRACE_OPS_FL_IPMODIFY, which
+    only one ftrace user of a function may hold (kernel/kprobes.c:arm_kprobe_ftrace).
+    Its exit logs whether its pre_handler ever ran."""
+
+    func: str
+    post_handler: bool = True
+
+
+@dataclass(frozen=True)
 class TargetModule:
     """A module whose functions patches replace.  Each function is observable: reading
     `/sys/kernel/debug/klp_harness/<module>/<func>` calls it and prints which
@@ -84,6 +97,7 @@ class TargetModule:
     blocker: Blocker | None = None
     log_init_exit: bool = True  # prints `<name>_init` / `<name>_exit` like upstream
     shadow: tuple[ShadowOp, ...] = ()
+    kprobe: Kprobe | None = None
 
 
 @dataclass(frozen=True)

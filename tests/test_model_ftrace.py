@@ -1,0 +1,77 @@
+"""Other ftrace users on a patched function: the model's kprobe rules per profile, the
+loader's checks of a target's `kprobe`, and what the template registers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ScenarioError
+from harness.model.predict import predict
+from harness.modules.render import render_target
+from harness.scenario.loader import load_scenario
+from harness.scenario.types import Kprobe, TargetModule
+
+COEXIST = Path(__file__).parent / "scenarios" / "coexist"
+BUSY = "modprobe: ERROR: could not insert 'kp_post': Device or resource busy"
+
+
+def test_post_handler_kprobe_first_makes_the_livepatch_fail() -> None:
+    for series in ("6.1", "6.12", "7.3"):
+        records = predict(load_scenario(COEXIST / "01_kprobe_post_handler_first.toml"), series)
+        assert records[1].errno == 16
+        assert (
+            "livepatch: failed to register ftrace handler for function 'cmdline_proc_show' (-16)"
+            in records[1].log
+        )
+        assert records[2].log[-1] == "test_klp_kprobe: kprobe on cmdline_proc_show was hit"
+        assert records[3].errno == 0  # the IPMODIFY is free again
+
+
+@pytest.mark.parametrize(("series", "lost"), [("6.1", False), ("6.12", False), ("7.3", True)])
+def test_post_handler_kprobe_after_the_livepatch(series: str, lost: bool) -> None:
+    """EBUSY up to 6.12; since the guard() rework register_kprobe() returns 0 for a
+    kprobe it could not arm, which then never fires."""
+    records = predict(load_scenario(COEXIST / "03_livepatch_first_then_kprobes.toml"), series)
+    assert records[1].errno == (0 if lost else 16)
+    assert (BUSY in records[1].log) is not lost
+    assert records[2].errno == 0  # without post_handler: no IPMODIFY, coexists
+    hit = "never hit" if lost else "was hit"
+    assert records[6].log[-1].endswith(hit)
+
+
+@pytest.mark.parametrize(("series", "hit"), [("6.1", False), ("6.12", False), ("7.3", True)])
+def test_ftrace_enabled_off_silences_a_kprobe(series: str, hit: bool) -> None:
+    records = predict(load_scenario(COEXIST / "04_kprobe_ftrace_enabled.toml"), series)
+    assert records[2].errno == (0 if hit else 16)  # the livepatch's ops are PERMANENT
+    assert records[4].log[-1].endswith("was hit" if hit else "was never hit")
+
+
+KPROBE_ELSEWHERE = """\
+description = "A kprobe on a function the model cannot count calls of."
+steps = ["load kp"]
+[[target]]
+name = "kp"
+kprobe = { func = "do_sys_openat2" }
+"""
+
+
+def test_a_kprobe_goes_on_a_function_whose_calls_are_known(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(KPROBE_ELSEWHERE)
+    with pytest.raises(ScenarioError, match=r"target\[0\]\.kprobe\.func.*cmdline_proc_show"):
+        load_scenario(path)
+    path.write_text(KPROBE_ELSEWHERE.replace('"do_sys_openat2" }', '"x", when = 1 }'))
+    with pytest.raises(ScenarioError, match="unknown key 'when'"):
+        load_scenario(path)
+
+
+def test_template_registers_the_kprobe_with_or_without_post_handler() -> None:
+    post = render_target(TargetModule("kp", kprobe=Kprobe("cmdline_proc_show")))
+    plain = render_target(TargetModule("kp", kprobe=Kprobe("meminfo_proc_show", False)))
+    assert "register_kprobe(&klp_harness_kprobe)" in post
+    assert ".post_handler = klp_harness_kprobe_post" in post
+    assert "post_handler" not in plain.split("static struct kprobe")[1].split("};")[0]
+    assert '.symbol_name = "meminfo_proc_show"' in plain
+    assert "kprobe" not in render_target(TargetModule("t", ("f",)))
