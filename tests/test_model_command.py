@@ -10,16 +10,21 @@ import pytest
 from harness.cli import main
 from harness.model import predict
 from harness.record import StepRecord
-from harness.scenario.loader import load_scenarios
+from harness.scenario.loader import load_scenarios, scenario_paths
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
 
 @pytest.mark.parametrize("series", ["6.1", "6.12"])
 def test_every_shipped_scenario_as_json(series: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["model", "--json", "--kernel-series", series, str(SCENARIOS)]) == 0
+    """Those of generated modules: module files (`ko`) are read for a profile, which
+    needs its headers (tests/test_scenarios_model.py predicts them as kbuild items)."""
+    files = [
+        str(p) for p in scenario_paths([SCENARIOS]) if "ko = " not in p.read_text(encoding="utf-8")
+    ]
+    assert main(["model", "--json", "--kernel-series", series, *files]) == 0
     data = json.loads(capsys.readouterr().out)
-    scenarios = load_scenarios([SCENARIOS])
+    scenarios = load_scenarios(files)
     assert [d["scenario"] for d in data] == [s.name for s in scenarios]
     for entry, scenario in zip(data, scenarios, strict=True):
         records = [StepRecord.from_json(r) for r in entry["records"]]

@@ -8,6 +8,7 @@ the real kernel to say (`klp-harness run`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from harness.kernels import profile_names
 from harness.model import predict
 from harness.scenario.loader import load_scenario, scenario_paths
 from harness.scenario.steps import format_step
+from harness.scenario.types import Scenario
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 FILES = scenario_paths([SCENARIOS])
@@ -43,13 +45,34 @@ def test_file_says_what_it_checks(path: Path) -> None:
     assert load_scenario(path).description
 
 
-@pytest.mark.parametrize("series", SERIES)
-@pytest.mark.parametrize("path", FILES, ids=_id)
+def _resolved(scenario: Scenario, series: str) -> Scenario:
+    """A scenario with module files, read for the profile of `series` (which needs
+    its headers: those cases are `kbuild` items)."""
+    if not scenario.external:
+        return scenario
+    from harness.kernels import load_profile
+    from harness.modules.external import resolve_scenario
+
+    return resolve_scenario(scenario, load_profile(f"debian-{series}"))[0]
+
+
+def _cases() -> list[Any]:
+    cases = []
+    for path in FILES:
+        marks = [pytest.mark.kbuild] if "ko = " in path.read_text(encoding="utf-8") else []
+        cases += [
+            pytest.param(path, series, marks=marks, id=f"{_id(path)}-{series}") for series in SERIES
+        ]
+    return cases
+
+
+@pytest.mark.parametrize(("path", "series"), _cases())
 def test_model_predicts_every_step(path: Path, series: str) -> None:
     scenario = load_scenario(path)
     wanted = {_series_of(name) for name in scenario.kernels}
     if wanted and series not in wanted:
         pytest.skip(f"{scenario.name} is limited to {', '.join(scenario.kernels)}")
+    scenario = _resolved(scenario, series)
     records = predict(scenario, series)
     assert [r.index for r in records] == list(range(len(scenario.steps)))
     assert [r.step for r in records] == [format_step(s) for s in scenario.steps]

@@ -41,13 +41,28 @@ def main(args: argparse.Namespace) -> int:
     from harness.scenario.loader import load_scenarios
 
     profile_for(args.kernel_series)  # unknown series: one line, exit 2
-    scenarios = load_scenarios(args.scenarios)
+    scenarios = [_resolved(s, args.kernel_series) for s in load_scenarios(args.scenarios)]
     predictions = [(scenario, predict(scenario, args.kernel_series)) for scenario in scenarios]
     try:
         write(predictions, args.kernel_series, args.json, sys.stdout)
     except BrokenPipeError:  # `klp-harness model ... | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _resolved(scenario: Scenario, series: str) -> Scenario:
+    """A scenario with module files (`ko`) read for the Debian profile of `series`:
+    their structure is the profile's build's (samples:NAME) and layout."""
+    if not scenario.external:
+        return scenario
+    from harness.errors import UsageError
+    from harness.kernels import load_profile, profile_names
+    from harness.modules.external import resolve_scenario
+
+    name = f"debian-{series}"
+    if name not in profile_names():
+        raise UsageError(f"{scenario.path}: its module files are read for a profile; no {name}")
+    return resolve_scenario(scenario, load_profile(name))[0]
 
 
 def write(

@@ -101,17 +101,25 @@ def _for_state(line: str, state: KlpState) -> str:
 
 
 def _module_callback(k: Kernel, obj: KlpObject, cb: Callback) -> int:
-    """One callback of a generated livepatch module; returns what pre_patch returns."""
-    _callback_info(k, obj, cb)
+    """One callback of a livepatch module; returns what pre_patch returns.
+
+    A module file (`ko`) logs upstream's callback_info() line only when the scenario
+    says it does (`callback_lines`: the kernel's samples and test modules), its
+    pre_patch returns its `pre_patch_ret` parameter when the scenario sets one (their
+    convention) and 0 otherwise, and the generated modules' state helpers are not
+    its: what it does with a state is not in the file."""
+    module = obj.patch.mod
+    desc = module.desc
+    assert isinstance(desc, PatchModule)
+    if desc.callback_lines:
+        _callback_info(k, obj, cb)
     ret = 0
     if cb is Callback.PRE_PATCH:
-        module = obj.patch.mod
-        desc = module.desc
-        assert isinstance(desc, PatchModule)
         ret = kstrtoint(module.params.get("pre_patch_ret", str(desc.pre_patch_ret)))
         if ret:
             return ret  # a failing pre_patch allocates nothing
-    _state_helpers(k, obj, cb)
+    if not desc.ko:
+        _state_helpers(k, obj, cb)
     return ret
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 
-from harness.errors import ScenarioError
+from harness.errors import ScenarioError, UsageError
 from harness.model.ftrace import ftrace_call
 from harness.model.klp import KLP_PATCHED, KLP_UNDEFINED
 from harness.model.modules import (
@@ -89,6 +89,12 @@ class StepModel:
         strict: bool = True,
         variant: Variant | None = None,
     ) -> None:
+        unread = [p.name for p in scenario.patches if not p.resolved]
+        if unread:  # its objects are not known: predicting would mislead
+            raise UsageError(
+                f"{scenario.path}: module file of {', '.join(unread)} not read for a "
+                "profile (harness.modules.external.resolve_scenario)"
+            )
         self.kernel = Kernel(scenario, profile_for(series), dyndbg=dyndbg, variant=variant)
         self.strict = strict
         self.funcs = [((obj, func), f"{obj}:{func}") for obj, func in scenario.patched_funcs()]

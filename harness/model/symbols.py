@@ -5,8 +5,10 @@ later in `klp_module_coming` (:1217); the same lines in 6.12 (:182-187, :915, :1
 and 7.3 (:180-185, :937, :1298)).
 
 What the model knows of an object's symbols: a generated target defines each of its
-funcs once; a function of vmlinux or of a module of the kernel was checked against
-the profile's symbols before the run (harness/symbols), so it resolves.
+funcs once; a target given as a file has the function symbols of its .symtab, which
+the kernel keeps in that order for the module's kallsyms (kernel/module/kallsyms.c);
+a function of vmlinux or of a module of the kernel was checked against the profile's
+symbols before the run (harness/symbols), so it resolves.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ def symbol_count(k: Kernel, obj: KlpObject, name: str) -> int | None:
     if not obj.is_module or obj.mod is None:
         return None
     desc = obj.mod.desc
+    if isinstance(desc, TargetModule) and desc.ko:
+        return desc.symbols.count(name)
     if isinstance(desc, TargetModule):
         return 1 if name in desc.funcs else 0
     return None

@@ -20,6 +20,8 @@ def runs_original(code: KlpPatch, watch: Watch) -> bool:
     goes on into the original (a real function, no body of the scenario's own)."""
     desc = code.mod.desc
     assert isinstance(desc, PatchModule)
+    if desc.ko:
+        return False  # a module file's replacement: counted by its own entry probe
     for obj in desc.objects:
         if obj.name == watch.object and watch.func in obj.funcs:
             real = obj.name != VMLINUX or watch.func not in VMLINUX_FUNCS

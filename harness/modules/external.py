@@ -20,7 +20,8 @@ from harness.kernels import KernelProfile
 from harness.modules.elf import BadKo, KoFile, KoPatch, read_patch
 from harness.modules.ko import BadModule, read_modinfo
 from harness.modules.layout import layout_for
-from harness.scenario.types import VMLINUX, FuncSpec, KlpState, PatchObject
+from harness.scenario.external import PatchStructure, resolve_for
+from harness.scenario.types import VMLINUX, FuncSpec, KlpState, PatchObject, Scenario
 
 SAMPLES_PREFIX = "samples:"
 
@@ -101,10 +102,38 @@ def scenario_objects(patch: KoPatch) -> tuple[PatchObject, ...]:
     objects = []
     for obj in patch.objects:
         funcs = tuple(f.name for f in obj.funcs)
-        specs = tuple(FuncSpec(f.name, f.sympos) for f in obj.funcs if f.sympos)
+        specs = tuple(FuncSpec(f.name, f.sympos, new_func=f.new_func) for f in obj.funcs)
         objects.append(PatchObject(obj.name or VMLINUX, funcs, obj.callbacks, specs))
     return tuple(objects)
 
 
 def scenario_states(patch: KoPatch) -> tuple[KlpState, ...]:
     return tuple(KlpState(state_id, version) for state_id, version in patch.states)
+
+
+class ProfileResolver:
+    """`ko` values resolved for one profile (harness.scenario.external.Resolver)."""
+
+    def __init__(self, profile: KernelProfile) -> None:
+        self.profile = profile
+
+    def module_file(self, ref: str, base: Path, livepatch: bool) -> tuple[str, Path]:
+        module = check_file(locate(ref, base, self.profile), self.profile, livepatch)
+        return module.name, module.path
+
+    def functions(self, path: Path) -> tuple[str, ...]:
+        from harness.symbols.data import module_symbols
+
+        return module_symbols(path).functions
+
+    def structure(self, path: Path) -> PatchStructure:
+        patch = patch_structure(ExternalModule(path.stem, path, True), self.profile)
+        return PatchStructure(scenario_objects(patch), scenario_states(patch), patch.replace)
+
+
+def resolve_scenario(
+    scenario: Scenario, profile: KernelProfile
+) -> tuple[Scenario, dict[str, Path]]:
+    """`scenario` as it runs on `profile`: its module files checked and read, and
+    {module name: file} of them (empty for a scenario of generated modules only)."""
+    return resolve_for(scenario, ProfileResolver(profile))

@@ -130,9 +130,9 @@ def action_script(scenario: Scenario, step: Step) -> str:
         case Wait():
             return "__rc=0"
         case Trigger():
-            from harness.runner.trigger import trigger_script, watched
+            from harness.runner.trigger import replacements, trigger_script, watched
 
-            return trigger_script(step, watched(scenario))
+            return trigger_script(step, watched(scenario), replacements(scenario))
     raise AssertionError(step)
 
 

@@ -65,6 +65,14 @@ def filter_log(texts: Iterable[str], module_names: Sequence[str]) -> list[str]:
     return kept
 
 
+def drop_lines_of(texts: Sequence[str], modules: Sequence[str]) -> list[str]:
+    """Without the lines a module logs under its own prefix (`<module>: ...`): a
+    module file's own messages, which the scenario did not declare (the model cannot
+    know what its code prints, nor when a timer of it fires)."""
+    prefixes = tuple(f"{name}: " for name in modules)
+    return [text for text in texts if not (prefixes and text.startswith(prefixes))]
+
+
 _POINTER_RE = re.compile(r"\b[0-9a-f]{16}\b")
 
 

@@ -30,7 +30,7 @@ from harness.runner.actions import (
 )
 from harness.runner.shell import CommandResult
 from harness.scenario.steps import format_step
-from harness.scenario.types import Scenario, Step, Trigger, Unload
+from harness.scenario.types import PatchModule, Scenario, Step, Trigger, Unload
 
 
 class GuestLike(Protocol):
@@ -127,7 +127,14 @@ class ScenarioSession:
         # the scenario's own modules and the modules of the kernel its patches name
         self.module_names = [m.name for m in scenario.modules] + scenario.real_objects()
         self.funcs = scenario.patched_funcs()
+        # module files whose own lines the scenario does not declare (not compared)
+        self.undeclared = [
+            m.name
+            for m in scenario.external
+            if not (m.callback_lines if isinstance(m, PatchModule) else m.log_init_exit)
+        ]
         self.watched = trigger.watched(scenario)  # functions trigger steps observe
+        self.replaced = trigger.replacements(scenario)  # module files' replacements
         self.outcome: ScenarioOutcome | None = None  # set by run()
 
     def run(
@@ -202,13 +209,15 @@ class ScenarioSession:
             index=index,
             step=format_step(step),
             errno=errno_value,
-            log=observe.normalize_pointers(observe.filter_log(texts, self.module_names)),
+            log=observe.normalize_pointers(
+                observe.drop_lines_of(observe.filter_log(texts, self.module_names), self.undeclared)
+            ),
             sysfs=sysfs,
             modules=observe.parse_modules(sections["modules"]),
             impls=observe.parse_impls(sections["impls"]),
             pending=pending,
             ran=(
-                trigger.parse_ran(sections["trigger"], step, self.watched)
+                trigger.parse_ran(sections["trigger"], step, self.watched, self.replaced)
                 if isinstance(step, Trigger)
                 else {}
             ),

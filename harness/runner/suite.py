@@ -106,19 +106,25 @@ def prepare(
     """Predict and build (cached) every scenario that applies to `profile`."""
     from harness.model import predict
     from harness.modules.build import build_modules
+    from harness.modules.external import resolve_scenario
 
     prepared = []
     selected = [s for s in scenarios if applies_to(s, profile)]
     ids = dict(zip((id(s) for s in scenarios), artifact_ids(scenarios), strict=True))
     echo(f"[{profile.name}] predicting and building modules for {len(selected)} scenario(s)")
     started = time.monotonic()
-    for scenario in selected:
+    for original in selected:
+        scenario, files = resolve_scenario(original, profile)  # module files, if any
+        if files:
+            from harness.symbols.validate import validate_symbols
+
+            validate_symbols([scenario], [profile])  # the objects the files name
         predicted = predict(scenario, series=profile.series)
-        built = build_modules(scenario, profile)
-        modules = {**built.modules, **kernel_module_files(scenario, profile)}
+        built = build_modules([m for m in scenario.modules if not m.ko], profile)
+        modules = {**built.modules, **files, **kernel_module_files(scenario, profile)}
         prepared.append(
             PreparedScenario(
-                scenario, profile, predicted, modules, built.sources, ids[id(scenario)]
+                scenario, profile, predicted, modules, built.sources, ids[id(original)]
             )
         )
     echo(f"[{profile.name}] modules ready in {time.monotonic() - started:.1f}s")

@@ -12,6 +12,15 @@ functions ran, for any function and without relying on what it prints.
   from `kprobe_profile`; the global trace buffer is switched off, so probes cost a
   counter increment and record nothing.
 
+* A module file's replacement (a patch given by `ko`, which counts nothing): a kprobe
+  on its replacement function's entry (`PATCH:NEW_FUNC`), found by name in the
+  file's `klp_func.new_func` (harness.modules.elf); registered by a trigger step
+  once the patch module is loaded.  At the entry it is an ftrace-based probe (its
+  own ftrace site, which livepatch does not use: livepatch hooks the original's), so
+  it is never optimized: on debian-6.12 preparing an optimized probe on the last
+  function of a module's text decodes past the end of its page and oopses
+  (insn_get_modrm from can_optimize, seen with livepatch-sample.ko).
+
 The probes are registered in the first step's round trip; a trigger step reads every
 counter before and after the command (shell builtins only), in its own round trip.
 """
@@ -27,6 +36,23 @@ from harness.scenario.types import VMLINUX, Scenario, Trigger
 TRACEFS = "/sys/kernel/tracing"
 CALLS_DIR = "/sys/kernel/debug/klp_harness_calls"
 PROBE = "klp_orig_"
+NEW_PROBE = "klp_new_"
+
+
+def replacements(scenario: Scenario) -> list[tuple[str, str, str]]:
+    """(patch, watched OBJ:FUNC, replacement symbol) of every module file's
+    replacement of a watched function."""
+    keys = {f"{obj}:{func}" for obj, func in watched(scenario)}
+    found = []
+    for patch in scenario.patches:
+        if not patch.ko:
+            continue
+        for obj in patch.objects:
+            for func in obj.funcs:
+                new_func = obj.spec(func).new_func
+                if f"{obj.name}:{func}" in keys and new_func:
+                    found.append((patch.name, f"{obj.name}:{func}", new_func))
+    return found
 
 
 def watched(scenario: Scenario) -> list[tuple[str, str]]:
@@ -39,15 +65,17 @@ def watched(scenario: Scenario) -> list[tuple[str, str]]:
     return list(seen)
 
 
-def _probe(i: int, obj: str, func: str) -> str:
+def _probe(
+    i: int, obj: str, func: str, prefix: str = PROBE, offsets: tuple[int, ...] = (5, 9)
+) -> str:
     """Register and enable probe i on obj:func's body (a module's: `MOD:FUNC`; it
     must be loaded for the offset to be checked, so module probes are registered by
     the trigger steps, once the event does not exist yet; the kernel re-arms them
     when the module loads again)."""
     events = f"{TRACEFS}/kprobe_events"
     where = func if obj == VMLINUX else f"{obj}:{func}"
-    add = " || ".join(f'echo "p:{PROBE}{i} {where}+{off}" >> {events}' for off in (5, 9))
-    enable = f"echo 1 > {TRACEFS}/events/kprobes/{PROBE}{i}/enable"
+    add = " || ".join(f'echo "p:{prefix}{i} {where}+{off}" >> {events}' for off in offsets)
+    enable = f"echo 1 > {TRACEFS}/events/kprobes/{prefix}{i}/enable"
     return f"{{ {add}; }} 2>/dev/null && {enable} 2>/dev/null"
 
 
@@ -68,7 +96,11 @@ _COUNTS = (
 )
 
 
-def trigger_script(step: Trigger, funcs: Sequence[tuple[str, str]] = ()) -> str:
+def trigger_script(
+    step: Trigger,
+    funcs: Sequence[tuple[str, str]] = (),
+    replaced: Sequence[tuple[str, str, str]] = (),
+) -> str:
     """Module probes not registered yet, counters, the command (its own stdout
     dropped, stderr kept for the report), counters again; the exit status is the
     command's."""
@@ -78,13 +110,27 @@ def trigger_script(step: Trigger, funcs: Sequence[tuple[str, str]] = ()) -> str:
         for i, (obj, func) in enumerate(funcs)
         if obj != VMLINUX and f"{obj}:{func}" in keys
     ]
+    # Only once the patch module is loaded: a probe on a module not loaded yet is
+    # accepted unchecked since 6.12, then fails at the load if +5 is inside an
+    # instruction (trace_kprobe: "Failed to re-register probe", -EILSEQ).
+    probes += [
+        f"[ -d {TRACEFS}/events/kprobes/{NEW_PROBE}{i} ] || [ ! -d /sys/module/{patch} ] || "
+        f"{{ {_probe(i, patch, new_func, NEW_PROBE, (0,))}; }}; "
+        for i, (patch, key, new_func) in enumerate(replaced)
+        if key in keys
+    ]
     return (
         "".join(probes) + f"{_COUNTS}; echo @@trigger; __klp_counts B; "
         f"( {step.command} ) </dev/null >/dev/null 2>{ERR_FILE}; __rc=$?; __klp_counts A"
     )
 
 
-def parse_ran(out: str, step: Trigger, funcs: Sequence[tuple[str, str]]) -> dict[str, str]:
+def parse_ran(
+    out: str,
+    step: Trigger,
+    funcs: Sequence[tuple[str, str]],
+    replaced: Sequence[tuple[str, str, str]] = (),
+) -> dict[str, str]:
     """Per watched function: who ran (counter deltas), and the number of calls when the
     step asks for it: the larger of the patches' total and the original's count (a
     default replacement counts one call in both)."""
@@ -99,6 +145,7 @@ def parse_ran(out: str, step: Trigger, funcs: Sequence[tuple[str, str]]) -> dict
         table = before if words[0] == "B" else after
         table[tuple(words[1:-1])] = value
     probes = {f"{PROBE}{i}": f"{obj}:{func}" for i, (obj, func) in enumerate(funcs)}
+    new = {f"{NEW_PROBE}{i}": (patch, key) for i, (patch, key, _f) in enumerate(replaced)}
     ran: dict[str, str] = {}
     for w in step.watch:
         patches: dict[str, int] = {}
@@ -109,6 +156,9 @@ def parse_ran(out: str, step: Trigger, funcs: Sequence[tuple[str, str]]) -> dict
                 continue
             if key[0] == "k" and probes.get(key[1]) == w.key:
                 orig += delta
+            elif key[0] == "k" and key[1] in new and new[key[1]][1] == w.key:
+                patch = new[key[1]][0]
+                patches[patch] = patches.get(patch, 0) + delta
             elif key[0] == "c" and len(key) == 3 and key[2] == w.key:
                 patches[key[1]] = patches.get(key[1], 0) + delta
         impls = [*patches, *(["orig"] if orig else [])]

@@ -164,11 +164,13 @@ def validate_modules(targets: Sequence[TargetModule], patches: Sequence[PatchMod
         where = f"target[{i}]"
         claim(check_module_name(target.name, f"{where}.name"), f"{where}.name")
         _check_target(target, where)
-        target_funcs[target.name] = target.funcs
+        if not target.ko:  # a file's functions are the kernel's to resolve
+            target_funcs[target.name] = target.funcs
     for i, patch in enumerate(patches):
         where = f"patch[{i}]"
         claim(check_module_name(patch.name, f"{where}.name"), f"{where}.name")
-        _check_patch(patch, where, target_funcs)
+        if not patch.ko:  # a file's structure is what it is: the kernel judges it
+            _check_patch(patch, where, target_funcs)
 
 
 def _check_func_list(funcs: Sequence[str], where: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from harness.errors import ScenarioError
 from harness.kernels import profile_names
 from harness.scenario.checks import validate_modules
+from harness.scenario.external import ExternalContext, external_patch, external_target
 from harness.scenario.steps import parse_steps
 from harness.scenario.types import (
     Blocker,
@@ -36,7 +37,9 @@ from harness.scenario.types import (
 )
 
 TOP_KEYS = {"description", "links", "kernels", "steps", "target", "patch"}
-TARGET_KEYS = {"name", "funcs", "blocker", "blocker_param", "log_init_exit", "shadow", "kprobe"}
+TARGET_KEYS = {
+    *("name", "funcs", "blocker", "blocker_param", "log_init_exit", "shadow", "kprobe", "ko")
+}
 KPROBE_KEYS = {"func", "post_handler"}
 PATCH_KEYS = {"name", "replace", "pre_patch_ret", "states", "object", "shadow"}
 OBJECT_KEYS = {"name", "funcs", "callbacks"}
@@ -47,11 +50,12 @@ SHADOW_KEYS = {"op", "id", "obj", "ctor_data", "dtor"}
 _TOML_POSITION = re.compile(r"^(?P<msg>.*?) ?\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate one scenario file."""
+def load_scenario(path: str | Path, external: ExternalContext | None = None) -> Scenario:
+    """Read and validate one scenario file (its `ko` modules resolved for a profile
+    when `external` has a resolver: harness.scenario.external)."""
     path = Path(path)
     try:
-        return _load(path)
+        return _load(path, external or ExternalContext(path.parent))
     except ScenarioError as exc:
         if exc.path is not None:
             raise
@@ -75,7 +79,7 @@ def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
     return scenarios
 
 
-def _load(path: Path) -> Scenario:
+def _load(path: Path, external: ExternalContext) -> Scenario:
     if not path.exists():
         raise ScenarioError("file", "does not exist")
     if not path.is_file():
@@ -88,7 +92,7 @@ def _load(path: Path) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _syntax_error(exc) from None
-    return _scenario(path, data, text)
+    return _scenario(path, data, text, external)
 
 
 def _syntax_error(exc: tomllib.TOMLDecodeError) -> ScenarioError:
@@ -172,7 +176,10 @@ def _kind(value: Any) -> str:
 # ---- building the types --------------------------------------------------------------------
 
 
-def _scenario(path: Path, data: dict[str, Any], text: str = "") -> Scenario:
+def _scenario(
+    path: Path, data: dict[str, Any], text: str = "", external: ExternalContext | None = None
+) -> Scenario:
+    ext = external or ExternalContext(path.parent)
     _keys(data, TOP_KEYS, "")
     description = _str(_required(data, "description", ""), "description").strip()
     if not description:
@@ -186,12 +193,12 @@ def _scenario(path: Path, data: dict[str, Any], text: str = "") -> Scenario:
                 f"kernels[{i}]", f"unknown profile {kernel!r} (known: {', '.join(known)})"
             )
     targets = tuple(
-        _target(t, f"target[{i}]")
+        external_target(t, f"target[{i}]", ext) if "ko" in t else _target(t, f"target[{i}]")
         for i, t in enumerate(_tables(data.get("target", []), "target", "[[target]]"))
     )
     bodies = _BodyPlaces(path, text)
     patches = tuple(
-        _patch(p, f"patch[{i}]", bodies)
+        external_patch(p, f"patch[{i}]", ext) if "ko" in p else _patch(p, f"patch[{i}]", bodies)
         for i, p in enumerate(_tables(data.get("patch", []), "patch", "[[patch]]"))
     )
     validate_modules(targets, patches)

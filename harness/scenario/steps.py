@@ -127,6 +127,8 @@ class _StepParser:
                 if obj.name != VMLINUX and obj.name not in target_names:
                     modules.append(KernelModule(obj.name))  # a module of the kernel
         self.modules = {m.name: m for m in modules}
+        # a patch whose file is not read yet: its functions are checked once it is
+        self.deferred = any(not p.resolved for p in patches)
         self.targets = {t.name: t for t in targets}
         self.patches = {p.name: p for p in patches}
         self.verbs: dict[str, Callable[[str, list[str]], Step]] = {
@@ -194,7 +196,10 @@ class _StepParser:
         return target
 
     def _param(self, module: Module | KernelModule, param: str, value: str) -> tuple[str, str]:
-        """Check PARAM=VALUE against what the generated module declares."""
+        """Check PARAM=VALUE against what the generated module declares (a module
+        file's parameters are the kernel's to check)."""
+        if not isinstance(module, KernelModule) and module.ko:
+            return param, value
         if isinstance(module, KernelModule):
             raise _BadStep(f"{module.name} is a module of the kernel: it takes no parameters")
         if isinstance(module, PatchModule):
@@ -312,9 +317,9 @@ class _StepParser:
         for word in args[1:]:
             key, sep, count = word.partition("=")
             obj, colon, func = key.partition(":")
-            if not colon or (obj, func) not in named:
+            if not colon or ((obj, func) not in named and not self.deferred):
                 raise _BadStep(f"{key!r} is not a function a patch of this scenario names")
-            if obj in self.targets:
+            if obj in self.targets and not self.targets[obj].ko:
                 raise _BadStep(f"{key}: a generated target's function is observed by `call`")
             if sep and not (count.isdigit() and count.isascii()):
                 raise _BadStep(f"{word!r}: the number of calls is a decimal count")

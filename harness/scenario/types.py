@@ -98,6 +98,8 @@ class TargetModule:
     log_init_exit: bool = True  # prints `<name>_init` / `<name>_exit` like upstream
     shadow: tuple[ShadowOp, ...] = ()
     kprobe: Kprobe | None = None
+    ko: str = ""  # an existing module file (harness.modules.external), not generated
+    symbols: tuple[str, ...] = ()  # that file's functions, in kallsyms order
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ class FuncSpec:
     name: str
     sympos: int = 0
     body: FuncBody | None = None
+    new_func: str = ""  # a module file's replacement symbol (harness.modules.elf)
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,12 @@ class PatchModule:
     pre_patch_ret: int = 0
     states: tuple[KlpState, ...] = ()
     shadow: tuple[ShadowOp, ...] = ()
+    # An existing module file (harness.modules.external): its objects, states and
+    # `replace` come from the file once resolved for a profile (`resolved`); its
+    # callbacks log upstream's `callback_info()` lines only if `callback_lines`.
+    ko: str = ""
+    resolved: bool = True
+    callback_lines: bool = True
 
 
 Module = TargetModule | PatchModule
@@ -327,13 +336,20 @@ class Scenario:
     def modules(self) -> tuple[Module, ...]:
         return (*self.targets, *self.patches)
 
+    @property
+    def external(self) -> tuple[Module, ...]:
+        """The modules given as files (`ko`), not generated."""
+        return tuple(m for m in self.modules if m.ko)
+
     def patched_funcs(self) -> list[tuple[str, str]]:
-        """Every (object, func) any patch names that a file read calls (a target's
-        function, or a vmlinux function of VMLINUX_FUNCS), in first-seen order: the
-        functions whose implementation is predicted and observed after every step."""
-        targets = {t.name for t in self.targets}
+        """Every (object, func) a generated patch names that a file read calls (a
+        generated target's function, or a vmlinux function of VMLINUX_FUNCS), in
+        first-seen order: the functions whose implementation is predicted and
+        observed after every step (an external patch's replacement prints what it
+        likes: `trigger` steps observe it)."""
+        targets = {t.name for t in self.targets if not t.ko}
         seen: dict[tuple[str, str], None] = {}
-        for patch in self.patches:
+        for patch in (p for p in self.patches if not p.ko):
             for obj in patch.objects:
                 for func in obj.funcs:
                     if obj.name in targets or (obj.name == VMLINUX and func in VMLINUX_FUNCS):

@@ -1,0 +1,143 @@
+"""`[[patch]]` and `[[target]]` tables that name an existing module file (`ko = ...`).
+
+Such a table says only what the file cannot: for a patch, whether its callbacks log
+upstream's `callback_info()` lines (`callback_lines`); for a target, whether it logs
+`<name>_init` / `<name>_exit` (`log_init_exit`).  Everything else comes from the
+file, which depends on the profile (`samples:NAME` is each profile's own build; the
+struct layouts are the profile's), so a scenario is read twice: without a profile (names only, the
+patch's structure left unresolved, enough to list, shard and collect it) and once
+per profile by `resolve_for` (structure read, files checked, steps validated in
+full), before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.errors import ScenarioError, UsageError
+from harness.scenario.types import KlpState, PatchModule, PatchObject, Scenario, TargetModule
+
+PATCH_KO_KEYS = {"name", "ko", "callback_lines"}
+TARGET_KO_KEYS = {"name", "ko", "log_init_exit"}
+
+
+@dataclass(frozen=True)
+class PatchStructure:
+    """What the file of a livepatch says about its `struct klp_patch`."""
+
+    objects: tuple[PatchObject, ...]
+    states: tuple[KlpState, ...]
+    replace: bool
+
+
+class Resolver(Protocol):
+    """Checks the files of one profile and reads their structure."""
+
+    def module_file(self, ref: str, base: Path, livepatch: bool) -> tuple[str, Path]:
+        """(module name, checked file) of a `ko` value."""
+        ...
+
+    def structure(self, path: Path) -> PatchStructure: ...
+
+    def functions(self, path: Path) -> tuple[str, ...]:
+        """The module's function symbols in the order its kallsyms lists them."""
+        ...
+
+
+@dataclass
+class ExternalContext:
+    """Where `ko` values are relative to, and the resolver (None: not resolved)."""
+
+    base: Path
+    resolver: Resolver | None = None
+    files: dict[str, Path] = field(default_factory=dict)  # module name -> file
+
+
+def _flag(table: dict[str, Any], key: str, where: str, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ScenarioError(f"{where}.{key}", f"expected true or false, got {value!r}")
+    return value
+
+
+def _ref(table: dict[str, Any], where: str) -> str:
+    ref = table["ko"]
+    if not isinstance(ref, str) or not ref.strip():
+        raise ScenarioError(f"{where}.ko", "expected a module file (path or samples:NAME)")
+    return ref
+
+
+def _unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ScenarioError(
+                f"{where}.{key}",
+                f"{key!r} comes from the module file given by `ko` "
+                f"(with ko, allowed: {', '.join(sorted(allowed))})",
+            )
+
+
+def _name(
+    table: dict[str, Any], ref: str, where: str, ctx: ExternalContext, livepatch: bool
+) -> tuple[str, Path | None]:
+    """The module's name (and checked file when resolving); `name`, if given, must
+    be the file's own (what the kernel will call it)."""
+    from harness.modules.external import module_name_of
+
+    try:
+        if ctx.resolver is None:
+            name, path = module_name_of(ref, ctx.base), None
+        else:
+            name, found = ctx.resolver.module_file(ref, ctx.base, livepatch)
+            path = found
+    except UsageError as exc:
+        raise ScenarioError(f"{where}.ko", str(exc)) from None
+    given = table.get("name", name)
+    if given != name:
+        raise ScenarioError(f"{where}.name", f"{given!r}: the module in {ref} is named {name!r}")
+    if path is not None:
+        ctx.files[name] = path
+    return name, path
+
+
+def external_patch(table: dict[str, Any], where: str, ctx: ExternalContext) -> PatchModule:
+    _unknown(table, PATCH_KO_KEYS, where)
+    ref = _ref(table, where)
+    name, path = _name(table, ref, where, ctx, livepatch=True)
+    callback_lines = _flag(table, "callback_lines", where, False)
+    if ctx.resolver is None or path is None:
+        return PatchModule(name, (), ko=ref, resolved=False, callback_lines=callback_lines)
+    try:
+        structure = ctx.resolver.structure(path)
+    except UsageError as exc:
+        raise ScenarioError(f"{where}.ko", str(exc)) from None
+    return PatchModule(
+        name,
+        structure.objects,
+        replace=structure.replace,
+        states=structure.states,
+        ko=ref,
+        callback_lines=callback_lines,
+    )
+
+
+def external_target(table: dict[str, Any], where: str, ctx: ExternalContext) -> TargetModule:
+    _unknown(table, TARGET_KO_KEYS, where)
+    ref = _ref(table, where)
+    name, path = _name(table, ref, where, ctx, livepatch=False)
+    log = _flag(table, "log_init_exit", where, False)
+    symbols = ctx.resolver.functions(path) if ctx.resolver and path else ()
+    return TargetModule(name, log_init_exit=log, ko=ref, symbols=symbols)
+
+
+def resolve_for(scenario: Scenario, resolver: Resolver) -> tuple[Scenario, dict[str, Path]]:
+    """The scenario with its external modules read for one profile, and their files."""
+    if not scenario.external:
+        return scenario, {}
+    from harness.scenario.loader import load_scenario
+
+    ctx = ExternalContext(scenario.path.parent, resolver)
+    resolved = load_scenario(scenario.path, ctx)
+    return resolved, ctx.files
