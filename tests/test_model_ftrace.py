@@ -75,3 +75,73 @@ def test_template_registers_the_kprobe_with_or_without_post_handler() -> None:
     assert "post_handler" not in plain.split("static struct kprobe")[1].split("};")[0]
     assert '.symbol_name = "meminfo_proc_show"' in plain
     assert "kprobe" not in render_target(TargetModule("t", ("f",)))
+
+
+TRACE = """\
+description = "Traces."
+steps = [STEPS]
+[[target]]
+name = "t"
+funcs = ["alpha"]
+[[patch]]
+name = "p"
+[[patch.object]]
+name = "vmlinux"
+funcs = ["cmdline_proc_show", "version_proc_show"]
+[[patch.object]]
+name = "t"
+funcs = ["alpha"]
+"""
+
+
+def _trace_scenario(tmp_path: Path, steps: str) -> Path:
+    path = tmp_path / "s.toml"
+    path.write_text(TRACE.replace("STEPS", steps))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ('"untrace"', r"steps\[0\]: `untrace` without a `trace`"),
+        ('"trace vmlinux:cmdline_proc_show"', "traced to the end"),
+        ('"trace t:alpha", "trace t:alpha", "untrace"', r"steps\[1\]: `trace` while t:alpha"),
+        ('"load t", "trace t:alpha", "unload t", "untrace"', r"steps\[2\]: `unload t` while"),
+        ('"trace p:version_proc_show", "untrace"', "no replacement of 'version_proc_show'"),
+        ('"trace vmlinux:nope", "untrace"', "vmlinux has no function 'nope'"),
+    ],
+)
+def test_trace_steps_are_checked_when_loaded(tmp_path: Path, steps: str, message: str) -> None:
+    with pytest.raises(ScenarioError, match=message):
+        load_scenario(_trace_scenario(tmp_path, steps))
+
+
+def test_a_traced_module_must_be_loaded(tmp_path: Path) -> None:
+    scenario = load_scenario(_trace_scenario(tmp_path, '"trace p:alpha", "untrace"'))
+    with pytest.raises(ScenarioError, match="p is not loaded"):
+        predict(scenario)
+
+
+def test_tracing_a_replacement_sees_only_the_calls_sent_there(tmp_path: Path) -> None:
+    steps = '"load t", "load p", "trace p:alpha", "call t:alpha", "untrace", "disable p", '
+    steps += '"trace p:alpha", "call t:alpha", "untrace", "enable p", "trace t:alpha", "untrace"'
+    records = predict(load_scenario(_trace_scenario(tmp_path, steps)))
+    assert records[4].log == ["livepatch: trace p:alpha: called"]
+    assert records[8].log == ["livepatch: trace p:alpha: not called"]  # p disabled
+    # the original's call site sees the calls the patch redirects (the observation's)
+    assert records[11].log == ["livepatch: trace t:alpha: called"]
+
+
+def test_runner_filters_and_names() -> None:
+    from harness.runner.tracers import filter_of, trace_script, untrace_script
+    from harness.scenario.types import Trace
+
+    scenario = load_scenario(COEXIST / "05_trace_livepatched_function.toml")
+    patch = Trace("test_klp_livepatch", "cmdline_proc_show")
+    assert filter_of(scenario, patch) == (
+        "klp_harness_new_0_cmdline_proc_show:mod:test_klp_livepatch",
+        "klp_harness_new_0_cmdline_proc_show",
+    )
+    assert filter_of(scenario, Trace("vmlinux", "cmdline_proc_show"))[0] == "cmdline_proc_show"
+    assert "set_ftrace_filter; __rc=$?" in trace_script(scenario, patch)
+    assert "livepatch: trace $__label: not called" in untrace_script()

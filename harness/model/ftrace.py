@@ -1,5 +1,6 @@
-"""Other ftrace users of a patched function: kprobes (kernel/kprobes.c) and ftrace's
-own rules for sharing a call site (kernel/trace/ftrace.c).
+"""Other ftrace users of a patched function: kprobes (kernel/kprobes.c), the function
+tracer (kernel/trace/trace_functions.c) and ftrace's rules for sharing a call site
+(kernel/trace/ftrace.c).
 
 Livepatch registers one ftrace_ops per patched function, flagged
 FTRACE_OPS_FL_IPMODIFY (it changes the saved instruction pointer) and PERMANENT
@@ -15,6 +16,12 @@ the refusal itself: livepatch logs `failed to register ftrace handler ... (-16)`
 (patch.c:206-209) and unwinds; register_kprobe() returns -EBUSY silently
 (kprobes.c:__arm_kprobe_ftrace).
 
+The function tracer's ops is neither IPMODIFY nor PERMANENT: it shares any call site
+with livepatch in either order (upstream's test-ftrace.sh cases since 6.15 and 7.1).
+Traced, the original's call site records every call, whatever livepatch then runs;
+a replacement in a livepatch module has a call site of its own, recorded when the
+livepatch sends a call there.
+
 A kprobe's handler runs from the call site, whatever livepatch then redirects the call
 to, and only while ftrace calls out at all: `kernel.ftrace_enabled=0` turns every call
 site off (ftrace.c:ftrace_enable_sysctl -> ftrace_shutdown_sysctl; 6.1 :8534, 6.12
@@ -28,11 +35,25 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.model.klp import FuncKey
-from harness.scenario.types import VMLINUX, Kprobe
+from harness.model.klp import KLP_UNDEFINED, FuncKey
+from harness.scenario.types import VMLINUX, Kprobe, Trace, Trigger
 
 if TYPE_CHECKING:
     from harness.model.system import Kernel
+
+
+ORIG = "orig"
+
+
+@dataclass(eq=False, slots=True)
+class Tracer:
+    """The function tracer, filtered on one function: the original of `key`
+    (impl "orig") or the replacement of `key` in patch `impl`."""
+
+    label: str
+    key: FuncKey
+    impl: str
+    called: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -98,11 +119,69 @@ def livepatch_ipmodify_conflict(k: Kernel, key: FuncKey) -> bool:
     return ipmodify_owner(k, key) is not None
 
 
-def ftrace_call(k: Kernel, key: FuncKey) -> None:
-    """A call of `key` went through its ftrace call site: every kprobe there runs its
-    pre_handler, provided ftrace calls out (kernel.ftrace_enabled)."""
+def ftrace_call(k: Kernel, key: FuncKey, impl: str) -> None:
+    """A call of `key` went through its ftrace call site and then ran `impl` (a patch's
+    name or "orig"): every kprobe there runs its pre_handler and a tracer of the
+    original records it, provided ftrace calls out (kernel.ftrace_enabled); a tracer
+    of a replacement records it when `impl` is that replacement."""
     if not k.ftrace_enabled:
         return
     for probe in k.kprobes:
         if probe.key == key and probe.armed:
             probe.hit = True
+    tracer = k.tracer
+    if tracer is not None and tracer.key == key and tracer.impl in (ORIG, impl):
+        tracer.called = True
+
+
+def impl_now(k: Kernel, key: FuncKey) -> str:
+    """Who runs a call of `key` by a task started now (docs/model-notes.md "Who calls")."""
+    from harness.model.patch import klp_ftrace_handler
+
+    state = k.klp_target_state if k.klp_transition_patch is not None else KLP_UNDEFINED
+    code = klp_ftrace_handler(k, key, state)
+    return code.name if code is not None else ORIG
+
+
+def after_step(k: Kernel, step: object, impls: dict[str, str]) -> None:
+    """The calls a step made besides its action's own: a trigger's command calls the
+    functions it watches, and the runner reads every function of `impls` to observe
+    it (harness/runner/observe.py)."""
+    if isinstance(step, Trigger):
+        for watch in step.watch:
+            if watch.count != 0:
+                key = (watch.object, watch.func)
+                ftrace_call(k, key, impl_now(k, key))
+    for text, impl in impls.items():
+        obj, _, func = text.partition(":")
+        ftrace_call(k, (obj, func), impl)
+
+
+def do_trace(k: Kernel, step: Trace) -> int:
+    """echo FUNC > set_ftrace_filter; echo function > current_tracer (test-ftrace.sh's
+    trace_function).  The scenario loader checked the name; the function's module must
+    be loaded, else the filter names nothing and the tracer would trace everything."""
+    from harness.errors import ScenarioError
+
+    patch = k.scenario.patches_by_name().get(step.object)
+    owner = step.object if step.object != VMLINUX else None
+    if owner is not None and owner not in k.modules:
+        raise ScenarioError(
+            f"`trace {step.label}`", f"{owner} is not loaded: its functions cannot be traced"
+        )
+    if patch is None:
+        k.tracer = Tracer(step.label, (step.object, step.func), ORIG)
+    else:
+        obj = next(o.name for o in patch.objects if step.func in o.funcs)
+        k.tracer = Tracer(step.label, (obj, step.func), patch.name)
+    return 0
+
+
+def do_untrace(k: Kernel) -> int:
+    """Stop tracing; the runner logs whether the function showed up in the trace."""
+    tracer = k.tracer
+    assert tracer is not None  # the loader pairs every untrace with a trace
+    seen = "called" if tracer.called else "not called"
+    k.userland(f"livepatch: trace {tracer.label}: {seen}")
+    k.tracer = None
+    return 0

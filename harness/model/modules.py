@@ -21,7 +21,7 @@ from harness.model.core import (
     klp_module_going,
     klp_patch_of_module,
 )
-from harness.model.ftrace import ftrace_call, register_kprobe, unregister_kprobe
+from harness.model.ftrace import ORIG, ftrace_call, register_kprobe, unregister_kprobe
 from harness.model.klp import KLP_UNDEFINED, Module, ModuleState, Task
 from harness.model.patch import klp_ftrace_handler
 from harness.model.shadow import run_shadow_script
@@ -275,8 +275,8 @@ def do_call(k: Kernel, obj: str, func: str) -> int:
     """grep 'live patched' <file> > /dev/kmsg: a patch's implementation logs a line."""
     if obj != VMLINUX and obj not in k.modules:
         return errno.ENOENT
-    ftrace_call(k, (obj, func))
     code = klp_ftrace_handler(k, (obj, func), _caller_patch_state(k))
+    ftrace_call(k, (obj, func), code.name if code is not None else ORIG)
     if code is not None:
         k.pr_info(code.name, "this has been live patched")
     return 0

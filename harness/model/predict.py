@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from harness.errors import ScenarioError, UsageError
-from harness.model.ftrace import ftrace_call
+from harness.model.ftrace import after_step, do_trace, do_untrace
 from harness.model.klp import KLP_PATCHED, KLP_UNDEFINED
 from harness.model.modules import (
     do_call,
@@ -51,8 +51,10 @@ from harness.scenario.types import (
     Step,
     SysctlFtrace,
     TargetModule,
+    Trace,
     Trigger,
     Unload,
+    Untrace,
     Wait,
 )
 
@@ -61,7 +63,7 @@ WRITE_ONLY = "<write-only>"
 # (~15 s) the kernel starts signalling tasks and logs `signaling remaining tasks`, at a
 # moment the model cannot time.  Each pending step costs the runner >= 1.5 s.
 MAX_BLOCKED_STEPS = 5
-READ_ONLY_STEPS = (Call, Wait, Trigger)
+READ_ONLY_STEPS = (Call, Wait, Trigger, Trace, Untrace)
 
 
 def predict(scenario: Scenario, series: str = DEFAULT_SERIES) -> list[StepRecord]:
@@ -210,11 +212,7 @@ class StepModel:
         record = self._record(index, step, errno_value)
         if isinstance(step, Trigger):
             record.ran = predict_ran(self.kernel, step)
-            for watch in step.watch:
-                if watch.count != 0:
-                    ftrace_call(self.kernel, (watch.object, watch.func))
-        for obj, func in (key.split(":", 1) for key in record.impls):
-            ftrace_call(self.kernel, (obj, func))  # the runner reads each to observe it
+        after_step(self.kernel, step, record.impls)
         return record
 
     def _record(self, index: int, step: Step, errno_value: int) -> StepRecord:
@@ -311,6 +309,10 @@ def run_step(k: Kernel, step: Step) -> int:
             return do_sysctl_ftrace(k, value)
         case Call(object=obj, func=func):
             return do_call(k, obj, func)
+        case Trace():
+            return do_trace(k, step)
+        case Untrace():
+            return do_untrace(k)
         case Wait() | Trigger():
             return 0
     raise AssertionError(f"unknown step {step!r}")

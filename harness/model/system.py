@@ -19,7 +19,7 @@ from harness.model.variants import Variant
 from harness.scenario.types import Scenario
 
 if TYPE_CHECKING:
-    from harness.model.ftrace import KprobeUser
+    from harness.model.ftrace import KprobeUser, Tracer
 
 LIVEPATCH = "livepatch: "  # pr_fmt of kernel/livepatch/*.c
 
@@ -56,6 +56,7 @@ class Kernel:
     ftrace_enabled: bool = True
     tasks: list[Task] = field(default_factory=list)  # parked blocker works
     kprobes: list[KprobeUser] = field(default_factory=list)  # other ftrace users (ftrace.py)
+    tracer: Tracer | None = None  # the function tracer's filter, if it runs
     shadow: ShadowTable = field(default_factory=ShadowTable)
     module_instances: int = 0
     # kzalloc()s the generated modules hold (their klp_state data): handle -> holder

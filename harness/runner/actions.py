@@ -28,8 +28,10 @@ from harness.scenario.types import (
     Step,
     SysctlFtrace,
     TargetModule,
+    Trace,
     Trigger,
     Unload,
+    Untrace,
     Wait,
 )
 
@@ -129,6 +131,14 @@ def action_script(scenario: Scenario, step: Step) -> str:
             return _call(step)
         case Wait():
             return "__rc=0"
+        case Trace():
+            from harness.runner.tracers import trace_script
+
+            return trace_script(scenario, step)
+        case Untrace():
+            from harness.runner.tracers import untrace_script
+
+            return untrace_script()
         case Trigger():
             from harness.runner.trigger import replacements, trigger_script, watched
 

@@ -34,8 +34,10 @@ from harness.scenario.types import (
     Step,
     SysctlFtrace,
     TargetModule,
+    Trace,
     Trigger,
     Unload,
+    Untrace,
     Wait,
     Watch,
 )
@@ -63,6 +65,8 @@ USAGE = {
     "call": "call OBJECT:FUNC",
     "wait": "wait PATCH",
     "trigger": "trigger 'COMMAND' OBJECT:FUNC[=CALLS] ...",
+    "trace": "trace OBJECT:FUNC | trace PATCH:FUNC",
+    "untrace": "untrace",
 }
 
 
@@ -92,6 +96,10 @@ def format_step(step: Step) -> str:
             return f"call {o}:{f}"
         case Wait(patch=p):
             return f"wait {p}"
+        case Trace(object=o, func=f):
+            return f"trace {o}:{f}"
+        case Untrace():
+            return "untrace"
         case Trigger(command=c, watch=watch):
             words = [w.key + ("" if w.count is None else f"={w.count}") for w in watch]
             return " ".join(["trigger", shlex.quote(c), *words])
@@ -144,6 +152,8 @@ class _StepParser:
             "call": self._call,
             "wait": self._wait,
             "trigger": self._trigger,
+            "trace": self._trace,
+            "untrace": self._untrace,
         }
 
     def parse(self, text: str, where: str) -> Step:
@@ -328,6 +338,39 @@ class _StepParser:
             watch.append(Watch(obj, func, int(count) if sep else None))
         return Trigger(args[0], tuple(watch))
 
+    def _trace(self, verb: str, args: list[str]) -> Step:
+        self._arity(verb, args, 1)
+        obj, sep, func = args[0].partition(":")
+        if not sep or not obj or not func:
+            raise _BadStep(f"expected OBJECT:FUNC or PATCH:FUNC, got {args[0]!r}")
+        if obj in self.patches:
+            if traced_replacement(self.patches[obj], func, set(self.targets)) is None:
+                raise _BadStep(
+                    f"{obj} has no replacement of {func!r} written in C (a function "
+                    "of a target, one of " + ", ".join(VMLINUX_FUNCS) + ", or a body)"
+                )
+            return Trace(obj, func)
+        self._call(verb, args)  # the same originals a call reaches
+        return Trace(obj, func)
+
+    def _untrace(self, verb: str, args: list[str]) -> Step:
+        self._arity(verb, args, 0)
+        return Untrace()
+
+
+def traced_replacement(patch: PatchModule, func: str, targets: set[str]) -> str | None:
+    """The C name of PATCH's replacement of `func` (kmod_templates/livepatch.c.j2
+    names it klp_harness_new_<object index>_<func>), or None when it has none or it is
+    the assembly default replacement of a real function (no ftrace call site)."""
+    for j, obj in enumerate(patch.objects):
+        if func not in obj.funcs:
+            continue
+        generated = obj.name in targets or (obj.name == VMLINUX and func in VMLINUX_FUNCS)
+        if generated or obj.spec(func).body is not None:
+            return f"klp_harness_new_{j}_{func}"
+        return None
+    return None
+
 
 class _BadStep(Exception):
     """A step string is wrong; the parser adds where and the verb's usage."""
@@ -342,4 +385,31 @@ def parse_steps(
 ) -> tuple[Step, ...]:
     """Parse a scenario's `steps` list; errors name `steps[i]`."""
     parser = _StepParser(targets, patches)
-    return tuple(parser.parse(text, f"steps[{i}]") for i, text in enumerate(texts))
+    steps = tuple(parser.parse(text, f"steps[{i}]") for i, text in enumerate(texts))
+    _check_traces(steps)
+    return steps
+
+
+def _check_traces(steps: tuple[Step, ...]) -> None:
+    """One trace at a time, each ended by `untrace`, and the module whose function it
+    traces stays loaded until then: the trace prints a module function by name only
+    while the module is there (the model refuses the rest)."""
+    active: Trace | None = None
+    for i, step in enumerate(steps):
+        if isinstance(step, Trace):
+            if active is not None:
+                raise ScenarioError(
+                    f"steps[{i}]", f"`trace` while {active.label} is traced: untrace first"
+                )
+            active = step
+        elif isinstance(step, Untrace):
+            if active is None:
+                raise ScenarioError(f"steps[{i}]", "`untrace` without a `trace` before it")
+            active = None
+        elif isinstance(step, Unload) and active is not None and step.module == active.object:
+            raise ScenarioError(
+                f"steps[{i}]",
+                f"`unload {step.module}` while {active.label} is traced: untrace first",
+            )
+    if active is not None:
+        raise ScenarioError("steps", f"{active.label} is traced to the end: add `untrace`")

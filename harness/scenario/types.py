@@ -294,6 +294,26 @@ class Trigger:
 
 
 @dataclass(frozen=True)
+class Trace:
+    """Start ftrace's function tracer on one function, as upstream's test-ftrace.sh
+    `trace_function` does: OBJECT:FUNC is the original (`vmlinux` or a target), or
+    PATCH:FUNC that patch's replacement of FUNC.  `untrace` says whether it was called."""
+
+    object: str
+    func: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.object}:{self.func}"
+
+
+@dataclass(frozen=True)
+class Untrace:
+    """Stop the function tracer, log whether the traced function appeared in the trace
+    (`livepatch: trace OBJ:FUNC: called` / `: not called`) and clear it."""
+
+
+@dataclass(frozen=True)
 class Wait:
     """Wait until PATCH's transition settles (after a `nowait` load or disable)."""
 
@@ -312,6 +332,8 @@ Step = (
     | SysctlFtrace
     | Call
     | Trigger
+    | Trace
+    | Untrace
     | Wait
 )
 
@@ -366,6 +388,9 @@ class Scenario:
                 if obj.name != VMLINUX and obj.name not in targets:
                     seen[obj.name] = None
         return list(seen)
+
+    def patches_by_name(self) -> dict[str, PatchModule]:
+        return {patch.name: patch for patch in self.patches}
 
     def module(self, name: str) -> Module:
         for mod in self.modules:
