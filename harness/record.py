@@ -19,6 +19,10 @@ use exactly these conventions:
   a call runs now: "orig" or the patch's name.  Functions of unloaded target modules
   are omitted.
 * `pending`: the patch whose transition has not settled after the step, or None.
+* `actors`: every actor of the scenario's loaded targets -> what it shows: a
+  spinner thread (`<target>:spinner`) is `stopped`, or `patch_state=N ran=IMPL`:
+  its /proc/<pid>/patch_state and the implementation of its function it last
+  returned from (`none` while it spins inside it).
 * `ran` (trigger steps only): per watched function `object:func`, which
   implementations ran while the command did: patch names and/or "orig", sorted,
   joined by "+" ("none" if nothing ran), followed by `*N` when the step gives the
@@ -42,6 +46,7 @@ class StepRecord:
     impls: dict[str, str] = field(default_factory=dict)
     pending: str | None = None
     ran: dict[str, str] = field(default_factory=dict)
+    actors: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,4 +56,4 @@ class StepRecord:
         return cls(**data)
 
 
-COMPARED_FIELDS = ("errno", "log", "sysfs", "modules", "impls", "pending", "ran")
+COMPARED_FIELDS = ("errno", "log", "sysfs", "modules", "impls", "pending", "ran", "actors")

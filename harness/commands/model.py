@@ -108,6 +108,7 @@ def print_records(records: list[StepRecord], out: TextIO) -> None:
             ("sysfs", before.sysfs, record.sysfs),
             ("module", before.modules, record.modules),
             ("impl", before.impls, record.impls),
+            ("actor", before.actors, record.actors),
         ):
             for key in sorted(old.keys() | new.keys()):
                 if old.get(key) != new.get(key):

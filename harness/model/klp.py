@@ -119,12 +119,16 @@ class KlpPatch:
 
 @dataclass(eq=False, slots=True)
 class Task:
-    """A kernel task that can block a transition: a target module's blocker work,
-    parked inside one implementation of its blocker function.  Every other task is
-    assumed to switch at the first completion attempt (see docs/model-notes.md)."""
+    """A kernel task the model follows: a target module's blocker work parked inside
+    one implementation of its blocker function, or a target's spinner thread
+    (`spinner`; `inside`: it spins inside the function, else it calls it in a loop).
+    How each kind switches is harness/model/tasks.py; every other task is assumed to
+    switch at the first completion attempt (see docs/model-notes.md)."""
 
     target: str
     key: FuncKey
-    code: KlpPatch | None  # the implementation it sleeps in (None: the original)
+    code: KlpPatch | None  # the implementation it runs in (None: the original)
     patch_state: int = KLP_UNDEFINED
     pending: bool = False  # TIF_PATCH_PENDING
+    spinner: bool = False
+    inside: bool = True

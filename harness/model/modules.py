@@ -26,6 +26,7 @@ from harness.model.klp import KLP_UNDEFINED, Module, ModuleState, Task
 from harness.model.patch import klp_ftrace_handler
 from harness.model.shadow import run_shadow_script
 from harness.model.system import Kernel
+from harness.model.tasks import set_spinner_param, spinner_start, spinner_stop
 from harness.scenario.kstrto import kstrtoint
 from harness.scenario.steps import parse_bool_param
 from harness.scenario.types import VMLINUX, KernelModule, Load, PatchModule, TargetModule
@@ -64,7 +65,7 @@ def blocker_work_start(k: Kernel, mod: Module) -> None:
 def blocker_work_release(k: Kernel, mod: Module) -> None:
     """The parked work returns (its parameter went false)."""
     for task in k.tasks:
-        if task.target == mod.name:
+        if task.target == mod.name and not task.spinner:
             k.tasks.remove(task)
             k.pr_info(mod.name, f"{task.key[1]} exit")
             return
@@ -75,7 +76,7 @@ def set_blocker_param(k: Kernel, mod: Module, value: str) -> None:
     already (the generated module's param ops), false lets a parked work return."""
     desc = mod.desc
     assert isinstance(desc, TargetModule) and desc.blocker is not None
-    parked = any(task.target == mod.name for task in k.tasks)
+    parked = any(task.target == mod.name and not task.spinner for task in k.tasks)
     mod.params[desc.blocker.param] = value
     if parse_bool_param(value):
         if not parked:
@@ -99,6 +100,8 @@ def target_init(k: Kernel, mod: Module) -> int:
             return ret
     if desc.blocker is not None:
         blocker_work_start(k, mod)
+    if desc.spinner is not None and parse_bool_param(mod.params.get(desc.spinner.param, "N")):
+        spinner_start(k, mod)
     return 0
 
 
@@ -112,6 +115,8 @@ def target_exit(k: Kernel, mod: Module) -> None:
     if probe is not None:
         hit = "was hit" if probe.hit else "was never hit"
         k.pr_info(mod.name, f"kprobe on {probe.key[1]} {hit}")
+    if desc.spinner is not None:
+        spinner_stop(k, mod)  # kthread_stop()
     if desc.log_init_exit:
         k.pr_info(mod.name, f"{mod.name}_exit")
 
@@ -246,6 +251,8 @@ def do_set_param(k: Kernel, name: str, param: str, value: str) -> int:
     desc = mod.desc
     if isinstance(desc, TargetModule) and desc.blocker and param == desc.blocker.param:
         set_blocker_param(k, mod, value)
+    elif isinstance(desc, TargetModule) and desc.spinner and param == desc.spinner.param:
+        set_spinner_param(k, mod, value)
     else:
         mod.params[param] = value  # read by the module when it next uses it
     return 0

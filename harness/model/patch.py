@@ -63,6 +63,7 @@ def klp_unpatch_func(k: Kernel, func: KlpFunc) -> None:
     stack.remove(func)
     if not stack:
         del k.klp_ops[func.key]
+        k.ftrace_shutdowns += 1  # unregister_ftrace_function(&ops->fops)
     func.patched = False
 
 

@@ -32,11 +32,17 @@ from harness.model.patch import klp_ftrace_handler
 from harness.model.profiles import DEFAULT_SERIES, profile_for
 from harness.model.replace import run_free_work
 from harness.model.system import Kernel
+from harness.model.tasks import (
+    SPINNER_PARAM,
+    observe_actors,
+    rcu_tasks_holdouts,
+    spinner_refusal,
+)
 from harness.model.transition import SIGNALS_TIMEOUT, klp_check_stack, klp_transition_work_fn
 from harness.model.trigger import predict_ran
 from harness.model.variants import Variant
 from harness.record import StepRecord
-from harness.scenario.steps import format_step
+from harness.scenario.steps import format_step, parse_bool_param
 from harness.scenario.types import (
     VMLINUX,
     Call,
@@ -48,7 +54,9 @@ from harness.scenario.types import (
     Release,
     Scenario,
     SetParam,
+    Start,
     Step,
+    Stop,
     SysctlFtrace,
     TargetModule,
     Trace,
@@ -102,6 +110,7 @@ class StepModel:
         self.funcs = [((obj, func), f"{obj}:{func}") for obj, func in scenario.patched_funcs()]
         self.profile = self.kernel.profile
         self.last: StepRecord | None = None
+        self.names = {m.name for m in scenario.modules}
 
     def step(self, index: int, step: Step) -> StepRecord:
         errno_value = self.apply(index, step)
@@ -116,11 +125,15 @@ class StepModel:
         k.log = []
         if self.strict:
             self.check_unload(index, step)
+        self.check_spinner(index, step)
+        shutdowns = k.ftrace_shutdowns
         errno_value = run_step(k, step)
         if self.strict:
             self.check_reversal(index, step)
         klp_transition_work_fn(k)
         run_free_work(k)
+        if k.ftrace_shutdowns != shutdowns:
+            self.check_holdouts(index, step)
         if self.strict:
             self.check_blocked(index, step)
         return errno_value
@@ -150,6 +163,40 @@ class StepModel:
                     "transition): the kernel Oopses; release it first",
                     str(k.scenario.path),
                 )
+
+    def check_spinner(self, index: int, step: Step) -> None:
+        """Refuse starting a spinner the guest could not survive (tasks.spinner_refusal)."""
+        if isinstance(step, Start):
+            name, values = step.target, ["Y"]
+        elif isinstance(step, Load):
+            name, values = step.module, [v for p, v in step.params if p == SPINNER_PARAM]
+        elif isinstance(step, SetParam) and step.param == SPINNER_PARAM:
+            name, values = step.module, [step.value]
+        else:
+            return
+        desc = self.kernel.scenario.module(name) if name in self.names else None
+        if not isinstance(desc, TargetModule) or desc.spinner is None:
+            return
+        if not any(parse_bool_param(v) for v in values):
+            return
+        why = spinner_refusal(self.profile, desc.spinner)
+        if why is not None:
+            raise ScenarioError(
+                f"steps[{index}]", f"`{format_step(step)}`: {why}", str(self.kernel.scenario.path)
+            )
+
+    def check_holdouts(self, index: int, step: Step) -> None:
+        """Refuse removing an ftrace handler while a spinner runs: ftrace_shutdown()
+        waits in synchronize_rcu_tasks() until it stops (tasks.rcu_tasks_holdouts)."""
+        holdouts = rcu_tasks_holdouts(self.kernel)
+        if holdouts:
+            raise ScenarioError(
+                f"steps[{index}]",
+                f"`{format_step(step)}` removes an ftrace handler: synchronize_rcu_tasks() in "
+                f"ftrace_shutdown() waits for ever for {', '.join(holdouts)}, which never "
+                "schedules voluntarily (stop it first, or give it rcu_tasks_qs = true)",
+                str(self.kernel.scenario.path),
+            )
 
     def check_reversal(self, index: int, step: Step) -> None:
         """Refuse reversing the disable of the bottom patch of a shared func stack.
@@ -229,6 +276,7 @@ class StepModel:
                 dict(last.modules),
                 dict(last.impls),
                 last.pending,
+                actors=dict(last.actors),
             )
         return StepRecord(
             index=index,
@@ -239,6 +287,7 @@ class StepModel:
             modules={name: str(mod.refcnt) for name, mod in k.modules.items()},
             impls=self.impls(),
             pending=k.klp_transition_patch.name if k.klp_transition_patch else None,
+            actors=observe_actors(k),
         )
 
     def sysfs(self) -> dict[str, str]:
@@ -300,6 +349,11 @@ def run_step(k: Kernel, step: Step) -> int:
             return do_force(k, name)
         case SetParam(module=name, param=param, value=value):
             return do_set_param(k, name, param, value)
+        case Start(target=name) | Stop(target=name):
+            target = k.scenario.module(name)
+            assert isinstance(target, TargetModule) and target.spinner is not None
+            value = "Y" if isinstance(step, Start) else "N"
+            return do_set_param(k, name, target.spinner.param, value)
         case Park(target=name) | Release(target=name):
             target = k.scenario.module(name)
             assert isinstance(target, TargetModule) and target.blocker is not None
@@ -324,7 +378,8 @@ def blockers(k: Kernel) -> str:
     for task in k.tasks:
         if task.patch_state != k.klp_target_state and not klp_check_stack(k, task):
             impl = task.code.name if task.code is not None else "orig"
-            names.append(f"{task.target}'s work parked in {task.key[0]}:{task.key[1]} ({impl})")
+            what = "spinner spinning" if task.spinner else "work parked"
+            names.append(f"{task.target}'s {what} in {task.key[0]}:{task.key[1]} ({impl})")
     return ", ".join(names) or "nothing (model error)"
 
 

@@ -39,6 +39,13 @@ class ModelProfile:
     # scoped_guard()" (posted 2024-11-26, <173262939134.8323.5749305699780043892.stgit@
     # devnote2>); 7.3 kernel/kprobes.c:1709-1720 returns 0, 6.12 :1686-1692 the error.
     kprobe_arm_error_lost: bool = False
+    # Kernel code is preempted involuntarily by default: Debian's 7.3 config has
+    # CONFIG_PREEMPT_LAZY=y, so preempt_dynamic_init() picks "lazy" (7.3
+    # kernel/sched/core.c:8099-8108); its 6.1 and 6.12 configs have
+    # CONFIG_PREEMPT_VOLUNTARY=y: "voluntary" (6.1 core.c:8676-8682, 6.12 :7580-7586),
+    # where a kernel thread gives up the CPU only when it sleeps or in cond_resched().
+    # A build choice of Debian's, not an upstream version (harness/model/tasks.py).
+    preempts_kernel_code: bool = False
 
 
 PROFILES: dict[str, ModelProfile] = {
@@ -50,6 +57,7 @@ PROFILES: dict[str, ModelProfile] = {
         sysfs_stack_order=True,
         ftrace_off_refused=True,
         kprobe_arm_error_lost=True,
+        preempts_kernel_code=True,
     ),
 }
 
@@ -57,8 +65,10 @@ DEFAULT_SERIES = "6.1"
 
 UNOBSERVABLE = {
     # "livepatch,sched: Add livepatch task switching to cond_resched()", v6.4: tasks can
-    # also switch in cond_resched().  Our blockers sleep in msleep(), which is no
-    # cond_resched() switch point, so nothing a scenario sees changes.
+    # also switch in cond_resched().  Our blockers sleep in msleep(); a spinner thread
+    # on the guests' one CPU is off the CPU (so stack-checked) whenever a retry runs,
+    # and the hook checks the same stack: nothing a scenario sees changes
+    # (harness/model/tasks.py).
     "cond_resched switching": "v6.4",
     # klp_check_stack() uses per-CPU entry buffers and switches `current` without
     # task_call_func() (v6.3/v6.4 refactors): same decisions.

@@ -51,6 +51,10 @@ class Kernel:
     # signalling after 15 retries (~15 s), which the model refuses to time
     blocked_steps: int = 0
 
+    # unregister_ftrace_function() calls so far: each waits in synchronize_rcu_tasks()
+    # for every task to schedule voluntarily (harness/model/tasks.py)
+    ftrace_shutdowns: int = 0
+
     # the rest of the kernel
     modules: dict[str, Module] = field(default_factory=dict)
     ftrace_enabled: bool = True

@@ -107,16 +107,23 @@ def render_target(target: TargetModule) -> str:
         name=target.name,
         funcs=list(target.funcs),
         blocker=target.blocker,
+        spinner=target.spinner,
         log_init_exit=target.log_init_exit,
         shadow=_shadow_context(target.shadow),
         kprobe=target.kprobe,
     )
 
 
-def render_patch(patch: PatchModule, targets: Iterable[str] | None = None) -> str:
+def render_patch(
+    patch: PatchModule,
+    targets: Iterable[str] | None = None,
+    spun: frozenset[tuple[str, str]] = frozenset(),
+) -> str:
     """C source of a livepatch module (assumes a validated description).  `targets`
     names the generated targets; other module objects are modules of the kernel
-    (None: every module object is a generated target)."""
+    (None: every module object is a generated target).  `spun` lists the target
+    functions a spinner thread spins inside: their replacement spins like the
+    original (only those, so every other rendered source stays the same)."""
     generated = None if targets is None else set(targets)
     objects: list[dict[str, Any]] = []
     headers: dict[str, None] = {}
@@ -148,6 +155,7 @@ def render_patch(patch: PatchModule, targets: Iterable[str] | None = None) -> st
                 "body": body,
                 "code": code,
                 "trampoline": trampoline,
+                "spin": (obj.name, func) in spun,
             }
             index += 1
         objects.append(
@@ -215,9 +223,13 @@ def render_kbuild(names: Iterable[str]) -> str:
     return _template("Kbuild.j2").render(names=sorted(names))
 
 
-def render_module(module: Module, targets: Iterable[str] | None = None) -> str:
+def render_module(
+    module: Module,
+    targets: Iterable[str] | None = None,
+    spun: frozenset[tuple[str, str]] = frozenset(),
+) -> str:
     if isinstance(module, PatchModule):
-        return render_patch(module, targets)
+        return render_patch(module, targets, spun)
     return render_target(module)
 
 
@@ -245,7 +257,10 @@ def render_sources(
     known = {t.name for t in targets}
     validate_modules([*targets, *(t for t in context if t.name not in known)], patches)
     names = known | {t.name for t in context}
-    return {m.name: render_module(m, names) for m in modules}
+    spun = frozenset(
+        (t.name, t.spinner.func) for t in [*targets, *context] if t.spinner and t.spinner.inside
+    )
+    return {m.name: render_module(m, names, spun) for m in modules}
 
 
 def write_sources(sources: dict[str, str], out_dir: Path) -> dict[str, Path]:

@@ -25,7 +25,9 @@ from harness.scenario.types import (
     Release,
     Scenario,
     SetParam,
+    Start,
     Step,
+    Stop,
     SysctlFtrace,
     TargetModule,
     Trace,
@@ -125,6 +127,11 @@ def action_script(scenario: Scenario, step: Step) -> str:
             return _sysfs_write(f"/sys/module/{t}/parameters/{blocker_param(scenario, t)}", "Y")
         case Release(target=t):
             return _sysfs_write(f"/sys/module/{t}/parameters/{blocker_param(scenario, t)}", "N")
+        case Start(target=t) | Stop(target=t):
+            module = scenario.module(t)
+            assert isinstance(module, TargetModule) and module.spinner is not None
+            value = "Y" if isinstance(step, Start) else "N"
+            return _sysfs_write(f"/sys/module/{t}/parameters/{module.spinner.param}", value)
         case SysctlFtrace():
             return _sysctl(step)
         case Call():

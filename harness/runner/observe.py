@@ -120,7 +120,7 @@ class KernelLog:
 # Under TCG every exec in the guest costs ~35 ms, so the snapshot is one script made of
 # shell builtins (`read` instead of cat/grep/stat) plus a single dd for the log.
 
-_SECTIONS = ("action", "kmsg", "sysfs", "modules", "impls", "taint", "trigger")
+_SECTIONS = ("action", "kmsg", "sysfs", "modules", "impls", "actors", "taint", "trigger")
 TAINTED = "/proc/sys/kernel/tainted"
 
 
@@ -131,7 +131,11 @@ def func_source(obj: str, func: str) -> str:
     return f"{DEBUGFS_FUNCS}/{obj}/{func}"
 
 
-def snapshot_script(module_names: Sequence[str], funcs: Sequence[tuple[str, str]]) -> str:
+def snapshot_script(
+    module_names: Sequence[str],
+    funcs: Sequence[tuple[str, str]],
+    spinners: Sequence[str] = (),
+) -> str:
     """Kernel log, sysfs tree, module refcounts, function implementations and the
     kernel's taint (so a step that hurt the kernel is named).
 
@@ -157,8 +161,34 @@ def snapshot_script(module_names: Sequence[str], funcs: Sequence[tuple[str, str]
     for obj, func in funcs:
         src = func_source(obj, func)
         parts.append(f'[ -e {src} ] && read -r l < {src} && echo "{obj}:{func}=$l"')
+    parts.append("echo @@actors")
+    for target in spinners:  # `<pid> <what it returned>` or `stopped`, then its state
+        src = f"{DEBUGFS_FUNCS}/{target}/spinner"
+        parts.append(
+            f"[ -e {src} ] && read -r __p __r < {src} && {{ __s=; "
+            '[ "$__p" = stopped ] || read -r __s < /proc/$__p/patch_state; '
+            f'echo "{target}:spinner=$__p|$__s|$__r"; }}'
+        )
     parts.append(f'echo @@taint; read -r t < {TAINTED}; echo "$t"')
     return "; ".join(parts)
+
+
+def parse_actors(out: str) -> dict[str, str]:
+    """`<target>:spinner=<pid>|<patch_state>|<returned>` lines, on the model's terms
+    (harness/record.py): `stopped`, or `patch_state=N ran=IMPL`."""
+    actors = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        pid, _, rest = value.partition("|")
+        state, _, returned = rest.partition("|")
+        if pid == "stopped":
+            actors[key] = "stopped"
+            continue
+        ran = "none" if returned == "none" else impl_from_output(returned)
+        actors[key] = f"patch_state={state} ran={ran}"
+    return actors
 
 
 def split_sections(out: str) -> dict[str, str]:

@@ -135,6 +135,7 @@ class ScenarioSession:
         ]
         self.watched = trigger.watched(scenario)  # functions trigger steps observe
         self.replaced = trigger.replacements(scenario)  # module files' replacements
+        self.spinners = [t.name for t in scenario.targets if t.spinner is not None]
         self.outcome: ScenarioOutcome | None = None  # set by run()
 
     def run(
@@ -190,7 +191,7 @@ class ScenarioSession:
         return (
             waits.settle_script(want)
             + "; "
-            + observe.snapshot_script(self.module_names, self.funcs)
+            + observe.snapshot_script(self.module_names, self.funcs, self.spinners)
         )
 
     def record(
@@ -216,6 +217,7 @@ class ScenarioSession:
             modules=observe.parse_modules(sections["modules"]),
             impls=observe.parse_impls(sections["impls"]),
             pending=pending,
+            actors=observe.parse_actors(sections["actors"]),
             ran=(
                 trigger.parse_ran(sections["trigger"], step, self.watched, self.replaced)
                 if isinstance(step, Trigger)

@@ -193,6 +193,22 @@ def _check_target(target: TargetModule, where: str) -> None:
                 f"{blocker.func!r} is not one of {target.name}'s funcs",
             )
         check_c_identifier(blocker.param, f"{where}.blocker_param", PARAM_NAME_MAX)
+    if target.spinner is not None:
+        if target.spinner.func not in target.funcs:
+            raise ScenarioError(
+                f"{where}.spinner.func",
+                f"{target.spinner.func!r} is not one of {target.name}'s funcs",
+            )
+        spinner = target.spinner
+        if spinner.rcu_tasks_qs and (spinner.inside or not spinner.cond_resched):
+            raise ScenarioError(
+                f"{where}.spinner.rcu_tasks_qs",
+                "only a spinner between calls with cond_resched calls cond_resched_tasks_rcu_qs()",
+            )
+        if target.blocker is not None:
+            # a patch's replacement of a spun-in function reads a spinner's 3 flags
+            # through the pointer it is given; the blocker passes a single bool
+            raise ScenarioError(f"{where}.spinner", "a target has a blocker or a spinner, not both")
     _check_shadow(target.shadow, f"{where}.shadow")
     if target.kprobe is not None and target.kprobe.func not in VMLINUX_FUNCS:
         # the model knows every call of these (file reads of call steps and

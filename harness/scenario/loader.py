@@ -33,14 +33,17 @@ from harness.scenario.types import (
     Scenario,
     ShadowOp,
     ShadowOpKind,
+    Spinner,
     TargetModule,
 )
 
 TOP_KEYS = {"description", "links", "kernels", "steps", "target", "patch"}
 TARGET_KEYS = {
-    *("name", "funcs", "blocker", "blocker_param", "log_init_exit", "shadow", "kprobe", "ko")
+    *("name", "funcs", "blocker", "blocker_param", "log_init_exit", "shadow", "kprobe", "ko"),
+    "spinner",
 }
 KPROBE_KEYS = {"func", "post_handler"}
+SPINNER_KEYS = {"func", "inside", "cond_resched", "rcu_tasks_qs"}
 PATCH_KEYS = {"name", "replace", "pre_patch_ret", "states", "object", "shadow"}
 OBJECT_KEYS = {"name", "funcs", "callbacks"}
 FUNC_KEYS = {"name", "sympos", "body", "file", "headers"}
@@ -232,6 +235,7 @@ def _target(table: dict[str, Any], where: str) -> TargetModule:
         name=name,
         funcs=funcs,
         blocker=blocker,
+        spinner=_spinner(table["spinner"], f"{where}.spinner") if "spinner" in table else None,
         log_init_exit=_bool(table.get("log_init_exit", True), f"{where}.log_init_exit"),
         shadow=_shadow(table.get("shadow", []), f"{where}.shadow"),
         kprobe=_kprobe(table["kprobe"], f"{where}.kprobe") if "kprobe" in table else None,
@@ -246,6 +250,18 @@ def _kprobe(value: Any, where: str) -> Kprobe:
     return Kprobe(
         func=_str(_required(value, "func", where), f"{where}.func"),
         post_handler=_bool(value.get("post_handler", True), f"{where}.post_handler"),
+    )
+
+
+def _spinner(table: Any, where: str) -> Spinner:
+    if not isinstance(table, dict):
+        raise ScenarioError(where, "expected a table { func = ..., inside = ..., ... }")
+    _keys(table, SPINNER_KEYS, where)
+    return Spinner(
+        func=_str(_required(table, "func", where), f"{where}.func"),
+        inside=_bool(table.get("inside", False), f"{where}.inside"),
+        cond_resched=_bool(table.get("cond_resched", True), f"{where}.cond_resched"),
+        rcu_tasks_qs=_bool(table.get("rcu_tasks_qs", False), f"{where}.rcu_tasks_qs"),
     )
 
 

@@ -31,7 +31,9 @@ from harness.scenario.types import (
     PatchModule,
     Release,
     SetParam,
+    Start,
     Step,
+    Stop,
     SysctlFtrace,
     TargetModule,
     Trace,
@@ -61,6 +63,8 @@ USAGE = {
     "set": "set MODULE PARAM VALUE",
     "park": "park TARGET",
     "release": "release TARGET",
+    "start": "start TARGET",
+    "stop": "stop TARGET",
     "sysctl": "sysctl ftrace_enabled=0|1",
     "call": "call OBJECT:FUNC",
     "wait": "wait PATCH",
@@ -90,6 +94,10 @@ def format_step(step: Step) -> str:
             return f"park {t}"
         case Release(target=t):
             return f"release {t}"
+        case Start(target=t):
+            return f"start {t}"
+        case Stop(target=t):
+            return f"stop {t}"
         case SysctlFtrace(value=v):
             return f"sysctl ftrace_enabled={v}"
         case Call(object=o, func=f):
@@ -148,6 +156,8 @@ class _StepParser:
             "set": self._set,
             "park": self._park,
             "release": self._release,
+            "start": self._start,
+            "stop": self._stop,
             "sysctl": self._sysctl,
             "call": self._call,
             "wait": self._wait,
@@ -230,8 +240,9 @@ class _StepParser:
                 except ScenarioError as exc:
                     raise _BadStep(f"{param}: {exc.message}") from None
             return param, value
-        if module.blocker is None or param != module.blocker.param:
-            have = module.blocker.param if module.blocker else "none"
+        params = [m.param for m in (module.blocker, module.spinner) if m is not None]
+        if param not in params:
+            have = ", ".join(params) or "none"
             raise _BadStep(f"{module.name} has no parameter {param!r} (it has: {have})")
         if parse_bool_param(value) is None:
             raise _BadStep(f"{param} is a bool: Y or N (also y, n, 1, 0), got {value!r}")
@@ -292,6 +303,23 @@ class _StepParser:
     def _release(self, verb: str, args: list[str]) -> Step:
         self._arity(verb, args, 1)
         return Release(self._blocker_target(args[0]).name)
+
+    def _spinner_target(self, verb: str, args: list[str]) -> str:
+        self._arity(verb, args, 1)
+        target = self.targets.get(args[0])
+        if target is None:
+            raise _BadStep(
+                f"{args[0]!r} is not a target module of this scenario{_known(self.targets)}"
+            )
+        if target.spinner is None:
+            raise _BadStep(f"target {target.name!r} has no spinner")
+        return target.name
+
+    def _start(self, verb: str, args: list[str]) -> Step:
+        return Start(self._spinner_target(verb, args))
+
+    def _stop(self, verb: str, args: list[str]) -> Step:
+        return Stop(self._spinner_target(verb, args))
 
     def _sysctl(self, verb: str, args: list[str]) -> Step:
         self._arity(verb, args, 1)

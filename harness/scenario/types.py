@@ -87,6 +87,26 @@ class Kprobe:
 
 
 @dataclass(frozen=True)
+class Spinner:
+    """A kernel thread of a target module that runs without ever sleeping: it calls
+    `func` in a loop (`inside=False`, the function is on its stack only briefly) or
+    spins inside it (`inside=True`, the function stays on its stack), calling
+    cond_resched() on each turn or not.  Writing Y to the module parameter `spin`
+    starts it (`start` step), N stops it (`stop`).  `rcu_tasks_qs` (between calls
+    only): it calls cond_resched_tasks_rcu_qs() instead of cond_resched(), so it
+    reports the RCU Tasks quiescent states a thread that never schedules voluntarily
+    otherwise never gives (ftrace_shutdown() waits for them).  Reading
+    `/sys/kernel/debug/klp_harness/<module>/spinner` prints its pid and which
+    implementation of `func` it last returned from."""
+
+    func: str
+    inside: bool = False
+    cond_resched: bool = True
+    rcu_tasks_qs: bool = False
+    param: str = "spin"
+
+
+@dataclass(frozen=True)
 class TargetModule:
     """A module whose functions patches replace.  Each function is observable: reading
     `/sys/kernel/debug/klp_harness/<module>/<func>` calls it and prints which
@@ -95,6 +115,7 @@ class TargetModule:
     name: str
     funcs: tuple[str, ...] = ()
     blocker: Blocker | None = None
+    spinner: Spinner | None = None
     log_init_exit: bool = True  # prints `<name>_init` / `<name>_exit` like upstream
     shadow: tuple[ShadowOp, ...] = ()
     kprobe: Kprobe | None = None
@@ -253,6 +274,21 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Start:
+    """Start the spinner kernel thread of TARGET."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Stop the spinner kernel thread of TARGET (kthread_stop: it has returned from its
+    function and exited when the write returns)."""
+
+    target: str
+
+
+@dataclass(frozen=True)
 class SysctlFtrace:
     """`sysctl kernel.ftrace_enabled=VALUE`."""
 
@@ -329,6 +365,8 @@ Step = (
     | SetParam
     | Park
     | Release
+    | Start
+    | Stop
     | SysctlFtrace
     | Call
     | Trigger

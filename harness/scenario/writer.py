@@ -52,6 +52,14 @@ def _target(target: TargetModule) -> list[str]:
         lines.append(f"blocker = {_string(target.blocker.func)}")
         if target.blocker.param != "block_transition":
             lines.append(f"blocker_param = {_string(target.blocker.param)}")
+    if target.spinner is not None:
+        spinner = target.spinner
+        lines.append(
+            f"spinner = {{ func = {_string(spinner.func)}, "
+            f"inside = {str(spinner.inside).lower()}, "
+            f"cond_resched = {str(spinner.cond_resched).lower()}, "
+            f"rcu_tasks_qs = {str(spinner.rcu_tasks_qs).lower()} }}"
+        )
     if not target.log_init_exit:
         lines.append("log_init_exit = false")
     if target.shadow:

@@ -1,0 +1,176 @@
+"""How each kind of task switches to a transition's target state, on the harness's
+guests (one CPU, `harness/guest/config.py`).  transition.py is the livepatch side
+(`klp_try_switch_task`, `klp_check_stack`); this module is the task side: which
+tasks the model follows, where they are when a completion attempt looks at them, and
+what a scenario observes of them.
+
+Every kind, with the kernel source that decides it (6.1 = Debian 6.1.192, 6.12 =
+6.12.117, 7.3 = 7.3.4):
+
+* **User tasks** (the runner's shell and every program it starts) switch on their
+  way back to user space: exit_to_user_mode_loop() calls klp_update_patch_state()
+  for a task with TIF_PATCH_PENDING (6.1 kernel/entry/common.c:173-174, 6.12 :110-111,
+  7.3 :61-62); asleep they pass the stack check of the first attempt (nothing patched
+  on their stack).  Not followed: switched by the time the runner acts.
+* **A fork** takes its parent's state: copy_process() calls klp_copy_process(), which
+  copies patch_state and TIF_PATCH_PENDING (6.1 kernel/fork.c:2513, 6.12 :2571, 7.3
+  :2499).  A kernel thread is forked by kthreadd, which sleeps outside patched code
+  and switched at the first attempt: a thread started during a transition starts in
+  the target state (`_forked_state`).
+* **Kernel threads asleep outside patched functions, and the idle task**: the stack
+  check of the first attempt (klp_try_complete_transition walks every thread, then
+  idle_task(cpu); 7.3 kernel/livepatch/transition.c:450-470).
+* **A blocker work parked in a function** (msleep(), uninterruptible): the stack
+  check fails while that code is what the transition moves away from
+  (transition.klp_check_stack).  klp_send_signals() wakes only TASK_INTERRUPTIBLE
+  kthreads (7.3 transition.c:411-417), so the signals do not move it.
+* **A spinner calling its function in a loop** (`Spinner(inside=False)`): the
+  function is on its stack only while one call lasts.  On one CPU a completion
+  attempt runs only while the spinner is off the CPU.  With voluntary preemption
+  (6.1, 6.12) it leaves the CPU only in cond_resched(), outside the function: the
+  first attempt switches it (as does 6.12's klp_cond_resched(), sched/core.c:7539-7541,
+  which checks the same stack).  With lazy preemption (7.3) it is preempted anywhere,
+  almost always outside the function; an attempt that finds it inside fails and a
+  later one switches it, so what settles is the same.  Without cond_resched() on a
+  voluntary kernel it never leaves the guest's only CPU: refused (`spinner_refusal`).
+* **A spinner spinning inside its function** (`Spinner(inside=True)`): the function
+  is on its stack at every check, whoever makes it: the retry's stack check, 6.12's
+  klp_cond_resched() and 7.3's klp_sched_try_switch() in __schedule() (7.3
+  sched/core.c:7135) all call klp_try_switch_task(), which checks that stack (7.3
+  transition.c:284-297).  Running or preempted, it never switches: the transition
+  waits until it is stopped, forced or reversed.  Without cond_resched() it is
+  refused on voluntary kernels as above; on 7.3 the tick preempts it and it blocks
+  the same way.
+* **RCU Tasks**: removing a func stack's ftrace handler (unregister_ftrace_function
+  -> ftrace_shutdown()) waits in synchronize_rcu_tasks() for every task to "either
+  schedule voluntarily or enter user space" (6.1 kernel/trace/ftrace.c:3121-3127,
+  6.12 :3209-3215, 7.3 :3266-3272).  A spinner is preempted, in cond_resched() or by
+  the tick, never scheduling voluntarily: the write that unpatches blocks until it
+  stops (seen on 6.1: the runner's `echo 0 > enabled` hung in
+  synchronize_rcu_tasks()).  A spinner with `rcu_tasks_qs` calls
+  cond_resched_tasks_rcu_qs(), which reports the quiescent state (rcu_tasks_qs(),
+  include/linux/rcupdate.h).  The model refuses a step that unregisters a handler
+  while a holdout runs (`rcu_tasks_holdouts`).
+"""
+
+from __future__ import annotations
+
+from harness.model.klp import KLP_UNDEFINED, Module, Task
+from harness.model.patch import klp_ftrace_handler
+from harness.model.profiles import ModelProfile
+from harness.model.system import Kernel
+from harness.scenario.steps import parse_bool_param
+from harness.scenario.types import Spinner, TargetModule
+
+SPINNER_FILE = "spinner"  # /sys/kernel/debug/klp_harness/<target>/spinner
+STOPPED = "stopped"
+
+
+def spinner_refusal(profile: ModelProfile, spinner: Spinner) -> str | None:
+    """Why a spinner cannot run on this profile's guest, or None.
+
+    Without cond_resched() a kernel thread that never sleeps keeps a voluntary
+    kernel's only CPU for ever: no other task, the runner's shell included, runs
+    again (and the soft lockup detector fires after 20 s)."""
+    if spinner.cond_resched or profile.preempts_kernel_code:
+        return None
+    return (
+        f"a spinner in {spinner.func} without cond_resched() would never give up the "
+        f"guest's only CPU on {profile.series} (voluntary preemption: sched/core.c "
+        "preempt_dynamic_init)"
+    )
+
+
+def _forked_state(k: Kernel) -> int:
+    """klp_copy_process(): the parent's state.  kthreadd (or the runner's shell) has
+    switched by the time a step runs, so: the target state during a transition."""
+    return k.klp_target_state if k.klp_transition_patch is not None else KLP_UNDEFINED
+
+
+def spinner_of(k: Kernel, mod: Module) -> Task | None:
+    for task in k.tasks:
+        if task.spinner and task.target == mod.name:
+            return task
+    return None
+
+
+def spinner_start(k: Kernel, mod: Module) -> None:
+    """kthread_run(): the thread enters its function through the ftrace handler in
+    the state it was forked with."""
+    desc = mod.desc
+    assert isinstance(desc, TargetModule) and desc.spinner is not None
+    if spinner_of(k, mod) is not None:
+        return
+    key = (mod.name, desc.spinner.func)
+    state = _forked_state(k)
+    code = klp_ftrace_handler(k, key, state)
+    k.tasks.append(
+        Task(
+            target=mod.name,
+            key=key,
+            code=code,
+            patch_state=state,
+            pending=False,
+            spinner=True,
+            inside=desc.spinner.inside,
+        )
+    )
+
+
+def spinner_stop(k: Kernel, mod: Module) -> None:
+    """kthread_stop(): the thread returns from its function and exits."""
+    task = spinner_of(k, mod)
+    if task is not None:
+        k.tasks.remove(task)
+
+
+def set_spinner_param(k: Kernel, mod: Module, value: str) -> None:
+    """Writing the spinner parameter: true starts the thread, false stops it."""
+    mod.params[SPINNER_PARAM] = value
+    if parse_bool_param(value):
+        spinner_start(k, mod)
+    else:
+        spinner_stop(k, mod)
+
+
+SPINNER_PARAM = Spinner("").param
+
+
+def rcu_tasks_holdouts(k: Kernel) -> list[str]:
+    """Running spinners that never report an RCU Tasks quiescent state."""
+    names = []
+    for task in k.tasks:
+        mod = k.modules.get(task.target)
+        desc = mod.desc if mod is not None else None
+        spinner = desc.spinner if isinstance(desc, TargetModule) else None
+        if task.spinner and spinner is not None and not spinner.rcu_tasks_qs:
+            names.append(f"{task.target}'s spinner")
+    return names
+
+
+def switches_when_checked(task: Task) -> bool:
+    """A spinner between calls is never found inside its function when an attempt
+    looks at it (see the module docstring); a spun-in or parked task is checked."""
+    return task.spinner and not task.inside
+
+
+def observe_actors(k: Kernel) -> dict[str, str]:
+    """`<target>:spinner` -> `stopped`, or its patch_state and the implementation it
+    last returned from (`none` while it spins inside its function)."""
+    actors: dict[str, str] = {}
+    for name, mod in k.modules.items():
+        desc = mod.desc
+        if not isinstance(desc, TargetModule) or desc.spinner is None:
+            continue
+        task = spinner_of(k, mod)
+        if task is None:
+            actors[f"{name}:{SPINNER_FILE}"] = STOPPED
+            continue
+        state = task.patch_state if k.klp_transition_patch is not None else KLP_UNDEFINED
+        if task.inside:
+            ran = "none"
+        else:
+            code = klp_ftrace_handler(k, task.key, state)
+            ran = code.name if code is not None else "orig"
+        actors[f"{name}:{SPINNER_FILE}"] = f"patch_state={state} ran={ran}"
+    return actors

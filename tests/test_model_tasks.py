@@ -1,0 +1,132 @@
+"""Spinner threads (harness/model/tasks.py): how each kind switches, what is observed
+of them, what is refused per profile, and how they are described and rendered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ScenarioError
+from harness.model import predict
+from harness.modules.render import render_sources
+from harness.record import StepRecord
+from harness.runner import observe
+from harness.scenario.loader import load_scenario
+
+
+def modules(inside: bool, cond_resched: bool = True, qs: bool = False) -> str:
+    flags = f"inside = {str(inside).lower()}, cond_resched = {str(cond_resched).lower()}"
+    return f"""
+[[target]]
+name = "tgt"
+funcs = ["f1", "f2"]
+spinner = {{ func = "f1", {flags}, rcu_tasks_qs = {str(qs).lower()} }}
+
+[[patch]]
+name = "lp"
+[[patch.object]]
+name = "tgt"
+funcs = ["f1"]
+"""
+
+
+def run(
+    tmp_path: Path,
+    *steps: str,
+    inside: bool,
+    cond: bool = True,
+    series: str = "6.1",
+    qs: bool = False,
+) -> list[StepRecord]:
+    quoted = ", ".join(f'"{step}"' for step in steps)
+    path = tmp_path / "t.toml"
+    path.write_text(f'description = "t"\nsteps = [{quoted}]\n{modules(inside, cond, qs)}')
+    return predict(load_scenario(path), series)
+
+
+def spinner(record: StepRecord) -> str:
+    return record.actors["tgt:spinner"]
+
+
+def test_spinner_between_calls_switches_at_once_and_runs_the_new_code(tmp_path: Path) -> None:
+    r = run(tmp_path, "load tgt spin=Y", "load lp", "disable lp", inside=False, qs=True)
+    assert spinner(r[0]) == "patch_state=-1 ran=orig"
+    assert r[1].pending is None and spinner(r[1]) == "patch_state=-1 ran=lp"
+    assert r[2].pending is None and spinner(r[2]) == "patch_state=-1 ran=orig"
+
+
+def test_spinner_inside_blocks_until_stopped(tmp_path: Path) -> None:
+    r = run(tmp_path, "load tgt spin=Y", "load lp --nowait", "stop tgt", inside=True)
+    assert r[1].pending == "lp" and spinner(r[1]) == "patch_state=0 ran=none"
+    assert r[2].pending is None and spinner(r[2]) == "stopped"
+    assert r[2].log[-1] == "livepatch: 'lp': patching complete"
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_removing_a_handler_while_a_spinner_runs_is_refused(tmp_path: Path, inside: bool) -> None:
+    steps = ("load tgt spin=Y", "load lp", "disable lp")
+    with pytest.raises(ScenarioError, match=r"synchronize_rcu_tasks\(\) in ftrace_shutdown"):
+        run(tmp_path, *steps, inside=False)
+    # unloading the target stops the thread before its object is unpatched
+    r = run(tmp_path, "load lp", "load tgt spin=Y", "unload tgt", inside=inside)
+    assert r[2].errno == 0
+
+
+def test_spinner_inside_the_new_code_lets_a_reversal_complete(tmp_path: Path) -> None:
+    r = run(tmp_path, "load lp", "load tgt spin=Y", "disable lp --nowait", "enable lp", inside=True)
+    assert r[2].pending == "lp" and spinner(r[2]) == "patch_state=1 ran=none"
+    assert r[3].pending is None and spinner(r[3]) == "patch_state=-1 ran=none"
+
+
+@pytest.mark.parametrize(("series", "refused"), [("6.1", True), ("6.12", True), ("7.3", False)])
+def test_spinner_without_cond_resched_is_refused_on_voluntary_kernels(
+    tmp_path: Path, series: str, refused: bool
+) -> None:
+    steps = ("load tgt", "start tgt", "load lp --nowait", "force lp", "stop tgt")
+    if refused:
+        with pytest.raises(ScenarioError, match="never give up the guest's only CPU"):
+            run(tmp_path, *steps, inside=True, cond=False, series=series)
+    else:
+        r = run(tmp_path, *steps, inside=True, cond=False, series=series)
+        assert r[2].pending == "lp" and r[3].pending is None
+
+
+def test_spinner_and_blocker_on_one_target_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    text = modules(True).replace('funcs = ["f1", "f2"]\n', 'funcs = ["f1", "f2"]\nblocker = "f2"\n')
+    path.write_text(f'description = "t"\nsteps = ["load tgt"]\n{text}')
+    with pytest.raises(ScenarioError, match="a blocker or a spinner, not both"):
+        load_scenario(path)
+
+
+def test_start_needs_a_spinner(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    text = modules(True).replace("spinner = ", "# ")
+    path.write_text(f'description = "t"\nsteps = ["start tgt"]\n{text}')
+    with pytest.raises(ScenarioError, match="has no spinner"):
+        load_scenario(path)
+
+
+def test_only_a_spun_in_function_gets_the_spinning_replacement(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(f'description = "t"\nsteps = ["load tgt"]\n{modules(True)}')
+    sources = render_sources(load_scenario(path))
+    assert "kthread_run(klp_harness_spin_fn" in sources["tgt"]
+    assert sources["lp"].count("READ_ONCE(park[2])") == 1
+    path.write_text(f'description = "t"\nsteps = ["load tgt"]\n{modules(False)}')
+    sources = render_sources(load_scenario(path))
+    assert "READ_ONCE(park[2])" not in sources["lp"] + sources["tgt"]
+
+
+def test_parse_actors_reads_pid_state_and_implementation() -> None:
+    out = (
+        "tgt:spinner=212|1|lp: this has been live patched\n"
+        "other:spinner=stopped||\n"
+        "third:spinner=214|-1|none\n"
+    )
+    assert observe.parse_actors(out) == {
+        "tgt:spinner": "patch_state=1 ran=lp",
+        "other:spinner": "stopped",
+        "third:spinner": "patch_state=-1 ran=none",
+    }
