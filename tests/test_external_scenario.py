@@ -18,6 +18,7 @@ from harness.runner.trigger import parse_ran, replacements, trigger_script
 from harness.scenario.external import PatchStructure, resolve_for
 from harness.scenario.loader import load_scenario
 from harness.scenario.types import Trigger
+from harness.symbols.data import module_symbols
 from tests.test_elf import DATA, LAYOUT_61, PROFILE
 
 SCENARIO = """\
@@ -48,7 +49,7 @@ class FixtureResolver:
         return PatchStructure(scenario_objects(patch), scenario_states(patch), patch.replace)
 
     def functions(self, path: Path) -> tuple[str, ...]:
-        return ()
+        return module_symbols(path).functions
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -141,3 +142,40 @@ def test_undeclared_lines_of_a_module_file_are_dropped() -> None:
         "livepatch: 'livepatch_shadow_fix1': unpatching complete",
     ]
     assert drop_lines_of(lines, ["livepatch_shadow_fix1"]) == [lines[0], lines[2]]
+
+
+BUSY = """\
+description = "A timed blocker."
+steps = [
+  "load livepatch_callbacks_busymod sleep_secs=6",
+  "load livepatch_callbacks_demo --nowait",
+  "release livepatch_callbacks_busymod",
+  "disable livepatch_callbacks_demo",
+]
+
+[[target]]
+ko = "livepatch-callbacks-busymod.ko"
+blocker = "busymod_work_func"
+blocker_param = "sleep_secs"
+
+[[target]]
+ko = "livepatch-callbacks-mod.ko"
+
+[[patch]]
+ko = "livepatch-callbacks-demo.ko"
+"""
+
+
+def test_timed_blocker_parks_at_load_and_returns_by_itself(tmp_path: Path) -> None:
+    path = _write(tmp_path, BUSY)
+    scenario, _ = resolve_for(load_scenario(path), FixtureResolver())
+    records = predict(scenario)
+    assert records[1].pending == "livepatch_callbacks_demo"
+    assert records[2].pending is None and records[2].log[-1].endswith("patching complete")
+    busymod_lines = [line for r in records for line in r.log if "busymod:" in line]
+    assert busymod_lines == []  # the module file's own lines are not predicted
+    path.write_text(
+        BUSY.replace("release livepatch_callbacks_busymod", "park livepatch_callbacks_busymod")
+    )
+    with pytest.raises(ScenarioError, match="parks only when it loads"):
+        load_scenario(path)

@@ -27,9 +27,16 @@ from harness.model.patch import klp_ftrace_handler
 from harness.model.shadow import run_shadow_script
 from harness.model.system import Kernel
 from harness.model.tasks import set_spinner_param, spinner_start, spinner_stop
-from harness.scenario.kstrto import kstrtoint
+from harness.scenario.kstrto import KstrtoError, kstrtoint
 from harness.scenario.steps import parse_bool_param
-from harness.scenario.types import VMLINUX, KernelModule, Load, PatchModule, TargetModule
+from harness.scenario.types import (
+    VMLINUX,
+    Blocker,
+    KernelModule,
+    Load,
+    PatchModule,
+    TargetModule,
+)
 
 # kmod's modprobe words these two errnos itself (tools/modprobe.c); others: strerror().
 KMOD_MESSAGES = {
@@ -53,13 +60,26 @@ def blocker_work_start(k: Kernel, mod: Module) -> None:
     desc = mod.desc
     assert isinstance(desc, TargetModule) and desc.blocker is not None
     key = (mod.name, desc.blocker.func)
-    k.pr_info(mod.name, f"{desc.blocker.func} enter")
+    if not desc.ko:  # a module file's lines are its own (not predicted)
+        k.pr_info(mod.name, f"{desc.blocker.func} enter")
     state = _caller_patch_state(k)
     code = klp_ftrace_handler(k, key, state)
-    if parse_bool_param(mod.params.get(desc.blocker.param, "N")):
+    if _parks(desc.blocker, mod.params.get(desc.blocker.param)):
         k.tasks.append(Task(target=mod.name, key=key, code=code, patch_state=state))
-    else:
+    elif not desc.ko:
         k.pr_info(mod.name, f"{desc.blocker.func} exit")
+
+
+def _parks(blocker: Blocker, value: str | None) -> bool:
+    """A generated work parks while its bool parameter is true; a module file's
+    timed work (busymod's `msleep(sleep_secs * 1000)`) while it sleeps a positive
+    number of seconds (kstrtoint, as param_set_int reads it)."""
+    if not blocker.timed:
+        return bool(parse_bool_param(value or "N"))
+    try:
+        return kstrtoint(value or "0") > 0
+    except KstrtoError:
+        return False
 
 
 def blocker_work_release(k: Kernel, mod: Module) -> None:
@@ -67,7 +87,8 @@ def blocker_work_release(k: Kernel, mod: Module) -> None:
     for task in k.tasks:
         if task.target == mod.name and not task.spinner:
             k.tasks.remove(task)
-            k.pr_info(mod.name, f"{task.key[1]} exit")
+            if not (isinstance(mod.desc, TargetModule) and mod.desc.ko):
+                k.pr_info(mod.name, f"{task.key[1]} exit")
             return
 
 
@@ -255,6 +276,15 @@ def do_set_param(k: Kernel, name: str, param: str, value: str) -> int:
         set_spinner_param(k, mod, value)
     else:
         mod.params[param] = value  # read by the module when it next uses it
+    return 0
+
+
+def do_wait_timed(k: Kernel, name: str) -> int:
+    """`release` of a module file's timed work: nothing is written, the work returns
+    when its sleep ends (the runner waits for the state this predicts)."""
+    mod = k.modules.get(name)
+    if mod is not None:
+        blocker_work_release(k, mod)
     return 0
 
 

@@ -27,6 +27,7 @@ from harness.model.modules import (
     do_set_param,
     do_sysctl_ftrace,
     do_unload,
+    do_wait_timed,
 )
 from harness.model.patch import klp_ftrace_handler
 from harness.model.profiles import DEFAULT_SERIES, profile_for
@@ -354,6 +355,8 @@ def run_step(k: Kernel, step: Step) -> int:
             assert isinstance(target, TargetModule) and target.spinner is not None
             value = "Y" if isinstance(step, Start) else "N"
             return do_set_param(k, name, target.spinner.param, value)
+        case Release(target=name) if _timed(k, name):
+            return do_wait_timed(k, name)
         case Park(target=name) | Release(target=name):
             target = k.scenario.module(name)
             assert isinstance(target, TargetModule) and target.blocker is not None
@@ -370,6 +373,11 @@ def run_step(k: Kernel, step: Step) -> int:
         case Wait() | Trigger():
             return 0
     raise AssertionError(f"unknown step {step!r}")
+
+
+def _timed(k: Kernel, name: str) -> bool:
+    target = k.scenario.module(name)
+    return isinstance(target, TargetModule) and bool(target.blocker and target.blocker.timed)
 
 
 def blockers(k: Kernel) -> str:

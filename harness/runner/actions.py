@@ -49,6 +49,12 @@ REPORT = (
 )
 
 
+def _timed(scenario: Scenario, target: str) -> bool:
+    """A module file's work that sleeps a number of seconds (Blocker.timed)."""
+    module = scenario.module(target)
+    return isinstance(module, TargetModule) and bool(module.blocker and module.blocker.timed)
+
+
 def blocker_param(scenario: Scenario, target: str) -> str:
     module = scenario.module(target)
     assert isinstance(module, TargetModule) and module.blocker is not None
@@ -125,6 +131,8 @@ def action_script(scenario: Scenario, step: Step) -> str:
             return _sysfs_write(f"/sys/module/{m}/parameters/{p}", v)
         case Park(target=t):
             return _sysfs_write(f"/sys/module/{t}/parameters/{blocker_param(scenario, t)}", "Y")
+        case Release(target=t) if _timed(scenario, t):
+            return "__rc=0"  # its work returns by itself: the step's wait waits for it
         case Release(target=t):
             return _sysfs_write(f"/sys/module/{t}/parameters/{blocker_param(scenario, t)}", "N")
         case Start(target=t) | Stop(target=t):

@@ -185,7 +185,7 @@ def _check_func_list(funcs: Sequence[str], where: str) -> None:
 
 def _check_target(target: TargetModule, where: str) -> None:
     _check_func_list(target.funcs, f"{where}.funcs")
-    if target.blocker is not None:
+    if target.blocker is not None and not target.ko:
         blocker = target.blocker
         if blocker.func not in target.funcs:
             raise ScenarioError(

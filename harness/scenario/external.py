@@ -17,10 +17,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import ScenarioError, UsageError
-from harness.scenario.types import KlpState, PatchModule, PatchObject, Scenario, TargetModule
+from harness.scenario.types import (
+    Blocker,
+    KlpState,
+    PatchModule,
+    PatchObject,
+    Scenario,
+    TargetModule,
+)
 
 PATCH_KO_KEYS = {"name", "ko", "callback_lines"}
-TARGET_KO_KEYS = {"name", "ko", "log_init_exit"}
+TARGET_KO_KEYS = {"name", "ko", "log_init_exit", "blocker", "blocker_param"}
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,29 @@ def external_target(table: dict[str, Any], where: str, ctx: ExternalContext) -> 
     name, path = _name(table, ref, where, ctx, livepatch=False)
     log = _flag(table, "log_init_exit", where, False)
     symbols = ctx.resolver.functions(path) if ctx.resolver and path else ()
-    return TargetModule(name, log_init_exit=log, ko=ref, symbols=symbols)
+    blocker = _timed_blocker(table, where, symbols if path else None)
+    return TargetModule(name, blocker=blocker, log_init_exit=log, ko=ref, symbols=symbols)
+
+
+def _timed_blocker(
+    table: dict[str, Any], where: str, symbols: tuple[str, ...] | None
+) -> Blocker | None:
+    """`blocker = FUNC, blocker_param = PARAM`: the module's work sleeps PARAM
+    seconds in FUNC (types.Blocker.timed); FUNC must be one of the file's functions."""
+    if "blocker" not in table:
+        if "blocker_param" in table:
+            raise ScenarioError(f"{where}.blocker_param", "given without a blocker")
+        return None
+    func, param = table["blocker"], table.get("blocker_param")
+    if not isinstance(func, str) or not isinstance(param, str):
+        raise ScenarioError(
+            f"{where}.blocker",
+            "a module file's blocker is a function name with blocker_param naming its "
+            "parameter of seconds to sleep in it",
+        )
+    if symbols is not None and func not in symbols:
+        raise ScenarioError(f"{where}.blocker", f"the module file has no function {func!r}")
+    return Blocker(func, param, timed=True)
 
 
 def resolve_for(scenario: Scenario, resolver: Resolver) -> tuple[Scenario, dict[str, Path]]:

@@ -298,7 +298,11 @@ class _StepParser:
 
     def _park(self, verb: str, args: list[str]) -> Step:
         self._arity(verb, args, 1)
-        return Park(self._blocker_target(args[0]).name)
+        target = self._blocker_target(args[0])
+        if target.blocker is not None and target.blocker.timed:
+            param = target.blocker.param
+            raise _BadStep(f"{target.name}'s work parks only when it loads (its {param})")
+        return Park(target.name)
 
     def _release(self, verb: str, args: list[str]) -> Step:
         self._arity(verb, args, 1)

@@ -67,10 +67,16 @@ class Blocker:
     `<func> enter`, calls `func` (through ftrace, so the implementation that runs is
     the current one), and while the module parameter `param` is true the running
     implementation sleeps in a loop; it logs `<func> exit` when it returns.  Loading
-    with `param=Y` parks at once; `park`/`release` steps set and clear it later."""
+    with `param=Y` parks at once; `park`/`release` steps set and clear it later.
+
+    `timed`: a module file's work that sleeps `param` seconds in `func` (the
+    kernel's livepatch-callbacks-busymod and its `sleep_secs`): it parks when the
+    module loads with a positive value and returns by itself; a `release` step
+    waits for that (the runner's wait for the state the model predicts)."""
 
     func: str
     param: str = "block_transition"
+    timed: bool = False
 
 
 @dataclass(frozen=True)
