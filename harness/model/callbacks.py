@@ -15,6 +15,7 @@ ModuleMemoryError instead of being predicted as if nothing happened.
 
 from __future__ import annotations
 
+from harness.model.fields import attach_fields, free_fields
 from harness.model.klp import KlpObject, KlpPatch
 from harness.model.state import klp_get_prev_state_patch
 from harness.model.system import Kernel
@@ -135,6 +136,7 @@ def klp_pre_patch_callback(k: Kernel, obj: KlpObject) -> int:
 def klp_post_patch_callback(k: Kernel, obj: KlpObject) -> None:
     if Callback.POST_PATCH in obj.callbacks:
         _module_callback(k, obj, Callback.POST_PATCH)
+    attach_fields(k, obj)  # the template's post_patch, after the callback's own lines
 
 
 def klp_pre_unpatch_callback(k: Kernel, obj: KlpObject) -> None:
@@ -144,6 +146,8 @@ def klp_pre_unpatch_callback(k: Kernel, obj: KlpObject) -> None:
 
 def klp_post_unpatch_callback(k: Kernel, obj: KlpObject) -> None:
     """core.h: post_unpatch only after a successful pre_patch, and only once."""
-    if obj.post_unpatch_enabled and Callback.POST_UNPATCH in obj.callbacks:
-        _module_callback(k, obj, Callback.POST_UNPATCH)
+    if obj.post_unpatch_enabled:
+        if Callback.POST_UNPATCH in obj.callbacks:
+            _module_callback(k, obj, Callback.POST_UNPATCH)
+        free_fields(k, obj)
     obj.post_unpatch_enabled = False

@@ -29,6 +29,7 @@ class ShadowVar:
     id: int
     data: Pointer  # what the constructor stored: the ctor_data slot's pointer
     ptr: Pointer  # the variable itself
+    owner: str = ""  # a shadow field's: the patch module that attached it (fields.py)
 
 
 @dataclass(eq=False)

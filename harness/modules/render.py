@@ -166,6 +166,7 @@ def render_patch(
                 "info": info,
                 "proc": VMLINUX_FUNCS,
                 "callbacks": [cb.value for cb in Callback if cb in obj.callbacks],
+                "field": None if obj.shadow_field is None else f"0x{obj.shadow_field:x}",
             }
         )
     used = {cb for obj in patch.objects for cb in obj.callbacks}
@@ -182,6 +183,7 @@ def render_patch(
         nslots=max(index, 1),
         trampolines=trampolines,
         shadow=_shadow_context(patch.shadow),
+        fields=any(obj.shadow_field is not None for obj in patch.objects),
     )
     return restore_lines(text, f"{patch.name}.c")
 

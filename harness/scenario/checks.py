@@ -26,6 +26,7 @@ from harness.scenario.types import (
     Callback,
     FuncSpec,
     PatchModule,
+    PatchObject,
     ShadowOp,
     ShadowOpKind,
     TargetModule,
@@ -246,11 +247,26 @@ def _check_patch(patch: PatchModule, where: str, target_funcs: dict[str, tuple[s
         else:  # vmlinux or a module of the kernel: checked against the profile's symbols
             _check_real_funcs(obj.funcs, f"{owhere}.funcs")
         _check_specs(obj.funcs, obj.specs, f"{owhere}.funcs", obj.name in target_funcs)
+        if obj.shadow_field is not None:
+            _check_field(obj, owhere, obj.name in target_funcs)
         for cb in obj.callbacks:
             if not isinstance(cb, Callback):
                 raise ScenarioError(f"{owhere}.callbacks", f"unknown callback {cb!r}")
     _check_states(patch, where)
     _check_shadow(patch.shadow, f"{where}.shadow")
+
+
+def _check_field(obj: PatchObject, where: str, target: bool) -> None:
+    """A shadow field goes on a generated target's per-function structure."""
+    check_int(obj.shadow_field, f"{where}.shadow_field", 1, SHADOW_ID_MAX, "shadow id")
+    if not target:
+        raise ScenarioError(
+            f"{where}.shadow_field", "a shadow field goes on a target's objects (a [[target]])"
+        )
+    if not obj.funcs:
+        raise ScenarioError(
+            f"{where}.shadow_field", "the object patches no function to attach it to"
+        )
 
 
 def _check_real_funcs(funcs: Sequence[str], where: str) -> None:

@@ -45,7 +45,7 @@ TARGET_KEYS = {
 KPROBE_KEYS = {"func", "post_handler"}
 SPINNER_KEYS = {"func", "inside", "cond_resched", "rcu_tasks_qs"}
 PATCH_KEYS = {"name", "replace", "pre_patch_ret", "states", "object", "shadow"}
-OBJECT_KEYS = {"name", "funcs", "callbacks"}
+OBJECT_KEYS = {"name", "funcs", "callbacks", "shadow_field"}
 FUNC_KEYS = {"name", "sympos", "body", "file", "headers"}
 STATE_KEYS = {"id", "version"}
 SHADOW_KEYS = {"op", "id", "obj", "ctor_data", "dtor"}
@@ -301,7 +301,10 @@ def _object(table: dict[str, Any], where: str, bodies: _BodyPlaces) -> PatchObje
         else:
             funcs.append(_str(item, fwhere))
     callbacks = _callbacks(table.get("callbacks", []), f"{where}.callbacks")
-    return PatchObject(name, tuple(funcs), callbacks, tuple(specs))
+    field = None
+    if "shadow_field" in table:
+        field = _int(table["shadow_field"], f"{where}.shadow_field")
+    return PatchObject(name, tuple(funcs), callbacks, tuple(specs), field)
 
 
 def _func(table: dict[str, Any], where: str, bodies: _BodyPlaces) -> FuncSpec:

@@ -170,6 +170,11 @@ class PatchObject:
     funcs: tuple[str, ...] = ()
     callbacks: frozenset[Callback] = frozenset()
     specs: tuple[FuncSpec, ...] = ()  # funcs given as tables, in any order
+    # A shadow variable id: the patch adds a field to the target's per-function
+    # structure (its `struct klp_harness_func` entry) of every func it patches, as
+    # samples/livepatch/livepatch-shadow-fix1.c adds one to `struct dummy`: attached in
+    # the object's post_patch (or taken over when it exists), freed in post_unpatch.
+    shadow_field: int | None = None
 
     def spec(self, func: str) -> FuncSpec:
         """The FuncSpec of `func` (a plain one when the file gave only its name)."""
