@@ -1,4 +1,9 @@
-"""Upstream's own livepatch selftests, unmodified, pass in our guests."""
+"""Upstream's own livepatch selftests, unmodified, pass in our guests.
+
+On guests without the kernel's memory checks (`--fast-guest`): those checks are there
+to catch the harness's generated modules corrupting the heap, and these scripts load
+only upstream's own test modules; the scripts run a third faster without them
+(debian-6.1: 41 s instead of 61 s), and they are the longest tests of the suite."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ pytestmark = pytest.mark.vm
 
 @pytest.mark.parametrize("profile_name", profile_names())
 def test_upstream_selftests_pass(profile_name: str, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = cli_main(["selftests", "--kernel", profile_name, "--ktap"])
+    rc = cli_main(["selftests", "--kernel", profile_name, "--ktap", "--fast-guest"])
     out, err = capsys.readouterr()
     assert rc == 0, err
     cases = [line.strip() for line in out.splitlines() if re.match(r"    (ok|not ok) \d+ ", line)]

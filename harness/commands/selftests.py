@@ -46,6 +46,7 @@ def main(args: argparse.Namespace) -> int:
                 results.append(result)
                 for case in result.cases:
                     stderr_echo(f"  {'ok    ' if case.passed else 'NOT OK'} {script}: {case.name}")
+                stderr_echo(f"  {script}: {result.seconds:.1f}s")
                 if result.exit_code != 0:
                     stderr_echo(f"  {script} exited {result.exit_code}:")
                     stderr_echo("\n".join(result.output.splitlines()[-15:]))
