@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from harness.errors import ScenarioError, UsageError
+from harness.model.check import predict_check
 from harness.model.ftrace import after_step, do_trace, do_untrace
 from harness.model.klp import KLP_PATCHED, KLP_UNDEFINED
 from harness.model.modules import (
@@ -47,6 +48,7 @@ from harness.scenario.steps import format_step, parse_bool_param
 from harness.scenario.types import (
     VMLINUX,
     Call,
+    Check,
     Disable,
     Enable,
     Force,
@@ -72,7 +74,7 @@ WRITE_ONLY = "<write-only>"
 # (~15 s) the kernel starts signalling tasks and logs `signaling remaining tasks`, at a
 # moment the model cannot time.  Each pending step costs the runner >= 1.5 s.
 MAX_BLOCKED_STEPS = 5
-READ_ONLY_STEPS = (Call, Wait, Trigger, Trace, Untrace)
+READ_ONLY_STEPS = (Call, Wait, Trigger, Trace, Untrace, Check)
 
 
 def predict(scenario: Scenario, series: str = DEFAULT_SERIES) -> list[StepRecord]:
@@ -260,6 +262,8 @@ class StepModel:
         record = self._record(index, step, errno_value)
         if isinstance(step, Trigger):
             record.ran = predict_ran(self.kernel, step)
+        elif isinstance(step, Check):
+            record.ran = predict_check(self.kernel, step, index)
         after_step(self.kernel, step, record.impls)
         return record
 
@@ -370,7 +374,7 @@ def run_step(k: Kernel, step: Step) -> int:
             return do_trace(k, step)
         case Untrace():
             return do_untrace(k)
-        case Wait() | Trigger():
+        case Wait() | Trigger() | Check():
             return 0
     raise AssertionError(f"unknown step {step!r}")
 

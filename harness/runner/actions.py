@@ -17,11 +17,13 @@ from harness.runner.observe import LIVEPATCH_SYSFS, func_source
 from harness.runner.shell import errno_from_message, kmsg_write
 from harness.scenario.types import (
     Call,
+    Check,
     Disable,
     Enable,
     Force,
     Load,
     Park,
+    PatchModule,
     Release,
     Scenario,
     SetParam,
@@ -154,6 +156,8 @@ def action_script(scenario: Scenario, step: Step) -> str:
             from harness.runner.tracers import untrace_script
 
             return untrace_script()
+        case Check(patch=p):
+            return _check(scenario, p)
         case Trigger():
             from harness.runner.trigger import replacements, trigger_script, watched
 
@@ -170,6 +174,13 @@ def parse_report(section: str) -> tuple[int, str]:
         raise HarnessError(f"a step's report is unreadable: {section[:200]!r}") from None
 
 
+def _check(scenario: Scenario, patch: str) -> str:
+    """The patch's check command in a subshell, its output dropped but for errors."""
+    module = scenario.module(patch)
+    assert isinstance(module, PatchModule) and module.check
+    return f"( {module.check} ) </dev/null >/dev/null 2>{ERR_FILE}; __rc=$?"
+
+
 def action_errno(step: Step, exit_code: int, message: str) -> int:
     """0, or the positive errno of the step's operation, from its tool's message."""
     if exit_code == 0:
@@ -178,4 +189,6 @@ def action_errno(step: Step, exit_code: int, message: str) -> int:
         return errno.ENOENT
     if isinstance(step, Trigger):
         return exit_code  # the command's own exit status
+    if isinstance(step, Check):
+        return 0  # the step ran; whether the command passed is in the record's `ran`
     return errno_from_message(message)

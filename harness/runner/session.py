@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from harness.model.check import observed_check
 from harness.record import StepRecord
 from harness.report.compare import Mismatch, diff_records
 from harness.runner import observe, trigger, waits
@@ -30,7 +31,7 @@ from harness.runner.actions import (
 )
 from harness.runner.shell import CommandResult
 from harness.scenario.steps import format_step
-from harness.scenario.types import PatchModule, Scenario, Step, Trigger, Unload
+from harness.scenario.types import Check, PatchModule, Scenario, Step, Trigger, Unload
 
 
 class GuestLike(Protocol):
@@ -221,6 +222,8 @@ class ScenarioSession:
             ran=(
                 trigger.parse_ran(sections["trigger"], step, self.watched, self.replaced)
                 if isinstance(step, Trigger)
+                else observed_check(step, *parse_report(sections["action"]))
+                if isinstance(step, Check)
                 else {}
             ),
         )

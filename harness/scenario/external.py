@@ -26,7 +26,7 @@ from harness.scenario.types import (
     TargetModule,
 )
 
-PATCH_KO_KEYS = {"name", "ko", "callback_lines"}
+PATCH_KO_KEYS = {"name", "ko", "callback_lines", "check"}
 TARGET_KO_KEYS = {"name", "ko", "log_init_exit", "blocker", "blocker_param"}
 
 
@@ -109,13 +109,24 @@ def _name(
     return name, path
 
 
+def check_command(table: dict[str, Any], where: str) -> str:
+    """A patch's `check`: a non-empty guest command line (kpatch's LOADED test)."""
+    check = table.get("check", "")
+    if not isinstance(check, str) or ("check" in table and not check.strip()):
+        raise ScenarioError(f"{where}.check", f"expected a guest command, got {check!r}")
+    return check
+
+
 def external_patch(table: dict[str, Any], where: str, ctx: ExternalContext) -> PatchModule:
     _unknown(table, PATCH_KO_KEYS, where)
     ref = _ref(table, where)
     name, path = _name(table, ref, where, ctx, livepatch=True)
     callback_lines = _flag(table, "callback_lines", where, False)
+    check = check_command(table, where)
     if ctx.resolver is None or path is None:
-        return PatchModule(name, (), ko=ref, resolved=False, callback_lines=callback_lines)
+        return PatchModule(
+            name, (), ko=ref, resolved=False, callback_lines=callback_lines, check=check
+        )
     try:
         structure = ctx.resolver.structure(path)
     except UsageError as exc:
@@ -127,6 +138,7 @@ def external_patch(table: dict[str, Any], where: str, ctx: ExternalContext) -> P
         states=structure.states,
         ko=ref,
         callback_lines=callback_lines,
+        check=check,
     )
 
 

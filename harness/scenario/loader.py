@@ -19,7 +19,12 @@ from typing import Any
 from harness.errors import ScenarioError
 from harness.kernels import profile_names
 from harness.scenario.checks import validate_modules
-from harness.scenario.external import ExternalContext, external_patch, external_target
+from harness.scenario.external import (
+    ExternalContext,
+    check_command,
+    external_patch,
+    external_target,
+)
 from harness.scenario.steps import parse_steps
 from harness.scenario.types import (
     Blocker,
@@ -44,7 +49,7 @@ TARGET_KEYS = {
 }
 KPROBE_KEYS = {"func", "post_handler"}
 SPINNER_KEYS = {"func", "inside", "cond_resched", "rcu_tasks_qs"}
-PATCH_KEYS = {"name", "replace", "pre_patch_ret", "states", "object", "shadow"}
+PATCH_KEYS = {"name", "replace", "pre_patch_ret", "states", "object", "shadow", "check"}
 OBJECT_KEYS = {"name", "funcs", "callbacks", "shadow_field"}
 FUNC_KEYS = {"name", "sympos", "body", "file", "headers"}
 STATE_KEYS = {"id", "version"}
@@ -284,6 +289,7 @@ def _patch(table: dict[str, Any], where: str, bodies: _BodyPlaces) -> PatchModul
         pre_patch_ret=_int(table.get("pre_patch_ret", 0), f"{where}.pre_patch_ret"),
         states=states,
         shadow=_shadow(table.get("shadow", []), f"{where}.shadow"),
+        check=check_command(table, where),
     )
 
 

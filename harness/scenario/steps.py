@@ -21,6 +21,7 @@ from harness.scenario.types import (
     VMLINUX,
     VMLINUX_FUNCS,
     Call,
+    Check,
     Disable,
     Enable,
     Force,
@@ -69,6 +70,7 @@ USAGE = {
     "call": "call OBJECT:FUNC",
     "wait": "wait PATCH",
     "trigger": "trigger 'COMMAND' OBJECT:FUNC[=CALLS] ...",
+    "check": "check PATCH",
     "trace": "trace OBJECT:FUNC | trace PATCH:FUNC",
     "untrace": "untrace",
 }
@@ -108,6 +110,8 @@ def format_step(step: Step) -> str:
             return f"trace {o}:{f}"
         case Untrace():
             return "untrace"
+        case Check(patch=p):
+            return f"check {p}"
         case Trigger(command=c, watch=watch):
             words = [w.key + ("" if w.count is None else f"={w.count}") for w in watch]
             return " ".join(["trigger", shlex.quote(c), *words])
@@ -162,6 +166,7 @@ class _StepParser:
             "call": self._call,
             "wait": self._wait,
             "trigger": self._trigger,
+            "check": self._check,
             "trace": self._trace,
             "untrace": self._untrace,
         }
@@ -350,6 +355,13 @@ class _StepParser:
         if func not in known:
             raise _BadStep(f"{obj} has no function {func!r} (it has: {', '.join(known)})")
         return Call(obj, func)
+
+    def _check(self, verb: str, args: list[str]) -> Step:
+        self._arity(verb, args, 1)
+        patch = self._patch(args[0])
+        if not patch.check:
+            raise _BadStep(f"{patch.name} has no `check` command")
+        return Check(patch.name)
 
     def _trigger(self, verb: str, args: list[str]) -> Step:
         if len(args) < 2 or not args[0].strip():

@@ -204,6 +204,9 @@ class PatchModule:
     ko: str = ""
     resolved: bool = True
     callback_lines: bool = True
+    # kpatch's convention: a guest command that fails before the patch is in
+    # effect, passes while it is, fails once it is not (a `check PATCH` step runs it)
+    check: str = ""
 
 
 Module = TargetModule | PatchModule
@@ -341,6 +344,14 @@ class Trigger:
 
 
 @dataclass(frozen=True)
+class Check:
+    """Run PATCH's `check` command in the guest; the record says whether it passed
+    (harness/model/check.py predicts it)."""
+
+    patch: str
+
+
+@dataclass(frozen=True)
 class Trace:
     """Start ftrace's function tracer on one function, as upstream's test-ftrace.sh
     `trace_function` does: OBJECT:FUNC is the original (`vmlinux` or a target), or
@@ -381,6 +392,7 @@ Step = (
     | SysctlFtrace
     | Call
     | Trigger
+    | Check
     | Trace
     | Untrace
     | Wait
