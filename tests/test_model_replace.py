@@ -240,3 +240,18 @@ def test_stacked_state_patches_hand_the_state_back(tmp_path: Path) -> None:
         "livepatch" in r[2].log
     )
     assert "s_v2: free_loglevel_state: keeping space to store console_loglevel" in r[2].log
+
+
+def test_sympos_0_and_1_are_one_func_for_the_nops() -> None:
+    """klp_find_func (v6.19, in every profile through stable): a replace naming a
+    unique function with sympos 1 over a patch naming it with 0 needs no nop for it."""
+    from harness.model.klp import KlpFunc, KlpObject
+    from harness.model.replace import klp_find_func
+
+    old_obj = KlpObject(name="vmlinux", patch=None)  # type: ignore[arg-type]
+    old_obj.funcs = [KlpFunc(old_name="f", obj=old_obj, sympos=0)]
+    new_obj = KlpObject(name="vmlinux", patch=None)  # type: ignore[arg-type]
+    new_obj.funcs = [KlpFunc(old_name="f", obj=new_obj, sympos=1)]
+    assert klp_find_func(new_obj, old_obj.funcs[0]) is new_obj.funcs[0]
+    other = KlpFunc(old_name="f", obj=old_obj, sympos=2)
+    assert klp_find_func(new_obj, other) is None

@@ -28,12 +28,20 @@ def klp_find_object(patch: KlpPatch, old_obj: KlpObject) -> KlpObject | None:
 
 
 def klp_find_func(obj: KlpObject, old_func: KlpFunc) -> KlpFunc | None:
-    """Same old_name and old_sympos (compared as given: 0 and 1 differ here, though
-    both name a unique function, 6.1 core.c:93-95)."""
+    """Same old_name and old_sympos, where 0 and 1 count as the same position (both
+    name the first, or only, occurrence): "livepatch: Match old_sympos 0 and 1 in
+    klp_find_func()" (<20251010230223.4013896-1-song@kernel.org>, v6.19), in every
+    profile's source through the stable trees (6.1 core.c:86-104, 6.12 :87-105,
+    7.3 :85-103).  Before it, a replace patch naming a function with sympos 1 that an
+    older patch names with 0 got a nop for it too, and both made a `func,1` sysfs dir."""
     for func in obj.funcs:
-        if func.old_name == old_func.old_name and func.sympos == old_func.sympos:
+        if func.old_name == old_func.old_name and _same_sympos(func.sympos, old_func.sympos):
             return func
     return None
+
+
+def _same_sympos(a: int, b: int) -> bool:
+    return a == b or {a, b} == {0, 1}
 
 
 def klp_add_object_nops(patch: KlpPatch, old_obj: KlpObject) -> None:
