@@ -145,3 +145,25 @@ def test_runner_filters_and_names() -> None:
     assert filter_of(scenario, Trace("vmlinux", "cmdline_proc_show"))[0] == "cmdline_proc_show"
     assert "set_ftrace_filter; __rc=$?" in trace_script(scenario, patch)
     assert "livepatch: trace $__label: not called" in untrace_script()
+
+
+def test_kretprobe_coexists_in_both_orders() -> None:
+    for series in ("6.1", "6.12", "7.3"):
+        records = predict(load_scenario(COEXIST / "09_kretprobe_docs.toml"), series)
+        assert [r.errno for r in records] == [0] * len(records)
+        assert records[3].log[-1] == "kretp: kretprobe on cmdline_proc_show was hit"
+        assert records[5].log[-1] == "kretp: kretprobe on cmdline_proc_show was hit"
+
+
+def test_kretprobe_template_and_its_checks(tmp_path: Path) -> None:
+    c = render_target(TargetModule("r", kprobe=Kprobe("cmdline_proc_show", False, True)))
+    assert "register_kretprobe(&klp_harness_kretprobe)" in c
+    assert "unregister_kretprobe(&klp_harness_kretprobe)" in c
+    path = tmp_path / "s.toml"
+    path.write_text(
+        KPROBE_ELSEWHERE.replace(
+            '"do_sys_openat2" }', '"cmdline_proc_show", kretprobe = true, post_handler = true }'
+        )
+    )
+    with pytest.raises(ScenarioError, match="a kretprobe has no post_handler"):
+        load_scenario(path)

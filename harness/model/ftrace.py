@@ -64,6 +64,7 @@ class KprobeUser:
     owner: str
     key: FuncKey
     post_handler: bool
+    kind: str = "kprobe"  # or "kretprobe": its entry kprobe has no post_handler
     armed: bool = True  # False: registered without being armed (ModelProfile field)
     hit: bool = False
 
@@ -99,7 +100,7 @@ def register_kprobe(k: Kernel, owner: str, spec: Kprobe) -> int:
     armed = not (spec.post_handler and (key in k.klp_ops or ipmodify_owner(k, key)))
     if not armed and not k.profile.kprobe_arm_error_lost:
         return -errno.EBUSY
-    k.kprobes.append(KprobeUser(owner, key, spec.post_handler, armed))
+    k.kprobes.append(KprobeUser(owner, key, spec.post_handler, spec.kind, armed))
     return 0
 
 
@@ -121,7 +122,8 @@ def livepatch_ipmodify_conflict(k: Kernel, key: FuncKey) -> bool:
 
 def ftrace_call(k: Kernel, key: FuncKey, impl: str) -> None:
     """A call of `key` went through its ftrace call site and then ran `impl` (a patch's
-    name or "orig"): every kprobe there runs its pre_handler and a tracer of the
+    name or "orig"): every kprobe there runs its pre_handler (a kretprobe's hooks the
+    return, whose handler runs when whichever implementation returns) and a tracer of the
     original records it, provided ftrace calls out (kernel.ftrace_enabled); a tracer
     of a replacement records it when `impl` is that replacement."""
     if not k.ftrace_enabled:

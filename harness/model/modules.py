@@ -135,7 +135,7 @@ def target_exit(k: Kernel, mod: Module) -> None:
     probe = unregister_kprobe(k, mod.name)
     if probe is not None:
         hit = "was hit" if probe.hit else "was never hit"
-        k.pr_info(mod.name, f"kprobe on {probe.key[1]} {hit}")
+        k.pr_info(mod.name, f"{probe.kind} on {probe.key[1]} {hit}")
     if desc.spinner is not None:
         spinner_stop(k, mod)  # kthread_stop()
     if desc.log_init_exit:

@@ -47,7 +47,7 @@ TARGET_KEYS = {
     *("name", "funcs", "blocker", "blocker_param", "log_init_exit", "shadow", "kprobe", "ko"),
     "spinner",
 }
-KPROBE_KEYS = {"func", "post_handler"}
+KPROBE_KEYS = {"func", "post_handler", "kretprobe"}
 SPINNER_KEYS = {"func", "inside", "cond_resched", "rcu_tasks_qs"}
 PATCH_KEYS = {"name", "replace", "pre_patch_ret", "states", "object", "shadow", "check"}
 OBJECT_KEYS = {"name", "funcs", "callbacks", "shadow_field"}
@@ -252,9 +252,14 @@ def _kprobe(value: Any, where: str) -> Kprobe:
     if not isinstance(value, dict):
         raise ScenarioError(where, f"expected a table {{ func = ... }}, got {_kind(value)}")
     _keys(value, KPROBE_KEYS, where)
+    kretprobe = _bool(value.get("kretprobe", False), f"{where}.kretprobe")
+    if kretprobe and "post_handler" in value:
+        raise ScenarioError(f"{where}.post_handler", "a kretprobe has no post_handler")
     return Kprobe(
         func=_str(_required(value, "func", where), f"{where}.func"),
-        post_handler=_bool(value.get("post_handler", True), f"{where}.post_handler"),
+        post_handler=not kretprobe
+        and _bool(value.get("post_handler", True), f"{where}.post_handler"),
+        kretprobe=kretprobe,
     )
 
 

@@ -86,10 +86,17 @@ class Kprobe:
     VMLINUX_FUNCS), so on x86 it is an ftrace kprobe sharing the function's ftrace call
     site with livepatch.  With a `post_handler` it needs FTRACE_OPS_FL_IPMODIFY, which
     only one ftrace user of a function may hold (kernel/kprobes.c:arm_kprobe_ftrace).
-    Its exit logs whether its pre_handler ever ran."""
+    Its exit logs whether its pre_handler ever ran.  A `kretprobe` is registered with
+    register_kretprobe() instead: its entry kprobe has no post_handler (kprobes.c:
+    register_kretprobe sets none), and its exit logs whether its return handler ran."""
 
     func: str
     post_handler: bool = True
+    kretprobe: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "kretprobe" if self.kretprobe else "kprobe"
 
 
 @dataclass(frozen=True)

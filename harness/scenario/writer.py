@@ -64,7 +64,9 @@ def _target(target: TargetModule) -> list[str]:
         lines.append("log_init_exit = false")
     if target.shadow:
         lines.append(f"shadow = {_shadow(target.shadow)}")
-    if target.kprobe is not None:
+    if target.kprobe is not None and target.kprobe.kretprobe:
+        lines.append(f"kprobe = {{ func = {_string(target.kprobe.func)}, kretprobe = true }}")
+    elif target.kprobe is not None:
         post = "true" if target.kprobe.post_handler else "false"
         lines.append(f"kprobe = {{ func = {_string(target.kprobe.func)}, post_handler = {post} }}")
     return lines
