@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("build", "build a scenario's kernel modules"),
     "model": ("model", "print the reference model's prediction for a scenario"),
     "run": ("run", "run scenarios in a guest and compare with the model"),
+    "check": ("check", "a standard life cycle of module files on a guest, against the model"),
     "repro": ("repro", "run a scenario up to a step and open a shell in the guest"),
     "selftests": ("selftests", "run the kernel's own livepatch selftests in a guest"),
     "fuzz": ("fuzz", "random histories, model vs kernel, a difference shrunk to a scenario"),

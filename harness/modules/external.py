@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
 from harness.kernels import KernelProfile
 from harness.modules.elf import BadKo, KoFile, KoPatch, read_patch
 from harness.modules.ko import BadModule, read_modinfo
@@ -51,7 +51,7 @@ def module_name_of(ref: str, scenario_dir: Path) -> str:
     if ref.startswith(SAMPLES_PREFIX):
         return ref.removeprefix(SAMPLES_PREFIX).replace("-", "_")
     path = Path(ref) if Path(ref).is_absolute() else scenario_dir / ref
-    return _modinfo_name(path, _modinfo(path))
+    return _modinfo_name(path, modinfo_of(path))
 
 
 def check_file(path: Path, profile: KernelProfile, livepatch: bool) -> ExternalModule:
@@ -62,7 +62,7 @@ def check_file(path: Path, profile: KernelProfile, livepatch: bool) -> ExternalM
         KoFile(path, path.read_bytes())  # architecture, ELF type, parses, has a symtab
     except OSError as exc:
         raise BadKo(f"{path}: {exc.strerror}") from None
-    info = _modinfo(path)
+    info = modinfo_of(path)
     name = _modinfo_name(path, info)
     vermagic = " ".join(info.get("vermagic", [""])[0].split())
     if vermagic != profile.vermagic:
@@ -72,7 +72,7 @@ def check_file(path: Path, profile: KernelProfile, livepatch: bool) -> ExternalM
     return ExternalModule(name, path, livepatch)
 
 
-def _modinfo(path: Path) -> dict[str, list[str]]:
+def modinfo_of(path: Path) -> dict[str, list[str]]:
     try:
         return read_modinfo(path)
     except BadModule as exc:
@@ -136,4 +136,10 @@ def resolve_scenario(
 ) -> tuple[Scenario, dict[str, Path]]:
     """`scenario` as it runs on `profile`: its module files checked and read, and
     {module name: file} of them (empty for a scenario of generated modules only)."""
+    if scenario.resolved_for:
+        if scenario.resolved_for != profile.name:
+            raise UsageError(
+                f"{scenario.name}: made for {scenario.resolved_for}, not {profile.name}"
+            )
+        return scenario, dict(scenario.files)
     return resolve_for(scenario, ProfileResolver(profile))

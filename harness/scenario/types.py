@@ -417,6 +417,10 @@ class Scenario:
     patches: tuple[PatchModule, ...] = ()
     kernels: tuple[str, ...] = ()  # empty: every profile
     links: tuple[str, ...] = field(default_factory=tuple)
+    # made for one profile with its module files already read (`klp-harness check`):
+    # the profile's name and {module name: file}
+    resolved_for: str = ""
+    files: tuple[tuple[str, Path], ...] = ()
 
     @property
     def name(self) -> str:
