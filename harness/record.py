@@ -8,9 +8,11 @@ use exactly these conventions:
   init_module/finit_module, rmmod's delete_module, or the sysfs/sysctl write).
 * `log`: the new kernel log lines since the step began, filtered as upstream's
   `check_result` does: keep lines containing `livepatch:` or naming a scenario module
-  (as a word), drop `tainting kernel`/`taints kernel` lines, timestamps stripped, kernel
-  pointers (`%px`) rewritten to `PTRn` in first-seen order per step (PTR0 = NULL).
-  Lines the runner itself writes to /dev/kmsg are part of it (see docs/runner-protocol.md).
+  (as a word), and x86's module relocation errors (`module: x86/modules: ...`); drop
+  `tainting kernel`/`taints kernel` lines; timestamps stripped, kernel pointers
+  (`%px`, any 16-digit hex word) rewritten to `PTRn` in first-seen order per step
+  (PTR0 = NULL).  Lines the runner itself writes to /dev/kmsg are part of it (see
+  docs/runner-protocol.md).
 * `sysfs`: every file under /sys/kernel/livepatch that can be read, path relative to it
   (`p/enabled`, `p/transition`, `p/vmlinux/patched`, ...), value stripped; write-only
   `force` is recorded as "<write-only>" so its presence is compared.

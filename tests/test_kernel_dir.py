@@ -147,7 +147,7 @@ def test_usable_tree_warns_of_optional_features_and_names_its_model_rules(
         f"klp-harness: warning: --kernel-dir {tree}: KFENCE memory checks: CONFIG_KFENCE "
         "is not set (kfence.sample_interval is ignored: no sampled use-after-free detection)",
         f"klp-harness: --kernel-dir {tree}: kernel 6.11.0: the model applies its 6.1 "
-        "rules, with sysfs_replace (v6.11)",
+        "rules, with klp_relocs_cleared (v6.3), sysfs_replace (v6.11)",
     ]
 
 

@@ -68,7 +68,8 @@ def test_not_a_version_or_older_than_the_model_is_refused(series: str) -> None:
 def test_describe_choice_says_the_rules_and_what_is_not_modelled() -> None:
     assert describe_choice("6.12.117") == "kernel 6.12.117: the model applies its 6.12 rules"
     assert describe_choice("6.11.0") == (
-        "kernel 6.11.0: the model applies its 6.1 rules, with sysfs_replace (v6.11)"
+        "kernel 6.11.0: the model applies its 6.1 rules, with klp_relocs_cleared (v6.3), "
+        "sysfs_replace (v6.11)"
     )
     assert describe_choice("6.14.0") == (
         "kernel 6.14.0: the model applies its 6.12 rules, with sysfs_stack_order (v6.14), "

@@ -17,6 +17,7 @@ from harness.model.callbacks import (
 )
 from harness.model.klp import KLP_PATCHED, KLP_UNPATCHED, KlpFunc, KlpObject, KlpPatch, Module
 from harness.model.patch import klp_patch_object, klp_unpatch_object
+from harness.model.relocs import klp_clear_object_relocs
 from harness.model.replace import klp_add_nops, klp_free_patch_finish, klp_free_patch_start
 from harness.model.state import klp_is_patch_compatible
 from harness.model.symbols import klp_init_object_loaded
@@ -40,7 +41,9 @@ def klp_patch_of_module(mod: Module, replace: bool) -> KlpPatch:
     assert isinstance(desc, PatchModule)
     patch = KlpPatch(mod=mod, replace=replace, states=desc.states)
     for pobj in desc.objects:
-        obj = KlpObject(name=pobj.name, patch=patch, callbacks=pobj.callbacks)
+        obj = KlpObject(
+            name=pobj.name, patch=patch, callbacks=pobj.callbacks, klp_relocs=pobj.klp_relocs
+        )
         obj.funcs = [
             KlpFunc(old_name=name, obj=obj, sympos=pobj.spec(name).sympos) for name in pobj.funcs
         ]
@@ -234,6 +237,7 @@ def klp_cleanup_module_patches_limited(k: Kernel, mod: Module, limit: KlpPatch |
         k.pr_notice(f"reverting patch '{patch.name}' on unloading module '{mod.name}'")
         klp_unpatch_object(k, obj)
         klp_post_unpatch_callback(k, obj)
+        klp_clear_object_relocs(k, obj)
         obj.mod = None  # klp_free_object_loaded()
 
 

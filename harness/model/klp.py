@@ -87,6 +87,10 @@ class KlpObject:
     mod: Module | None = None
     post_unpatch_enabled: bool = False
     is_module: bool = True  # klp_is_module()
+    # the patch has klp relocations into this object (harness/model/relocs.py), and
+    # whether they hold an address now (written, not cleared since)
+    klp_relocs: bool = False
+    relocs_written: bool = False
 
     def __post_init__(self) -> None:
         self.is_module = self.name != "vmlinux"

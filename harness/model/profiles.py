@@ -46,11 +46,24 @@ class ModelProfile:
     # where a kernel thread gives up the CPU only when it sleeps or in cond_resched().
     # A build choice of Debian's, not an upstream version (harness/model/tasks.py).
     preempts_kernel_code: bool = False
+    # The going hook clears a module object's klp relocations (klp_clear_object_relocs,
+    # 6.12 core.c:1227, 7.3 :1262; x86 clear_relocate_add, 6.12
+    # arch/x86/kernel/module.c:211-218), so the module can come again: "livepatch,x86:
+    # Clear relocation targets on a module removal", v6.3.  6.1's going hook does not
+    # (core.c:1159-1185), and x86 refuses the nonzero slot at the next coming with
+    # "Skipping invalid relocation target" (6.1 module.c:210-213); 6.12 says "Invalid
+    # relocation target" (:150-152).  harness/model/relocs.py.
+    klp_relocs_cleared: bool = False
+    # x86's relocation errors name the relocation section's index and the entry
+    # (7.3 arch/x86/kernel/module.c:151-153, "sec %u, idx %u, type %d, loc %lx"); 6.12
+    # prints "type %d, loc %p" (:150).  Not in SINCE: the version that brought it was
+    # not read (Debian's 7.2.13 source has no arch/ tree here).
+    reloc_error_names_section: bool = False
 
 
 PROFILES: dict[str, ModelProfile] = {
     "6.1": ModelProfile("6.1"),
-    "6.12": ModelProfile("6.12", sysfs_replace=True),
+    "6.12": ModelProfile("6.12", sysfs_replace=True, klp_relocs_cleared=True),
     "7.3": ModelProfile(
         "7.3",
         sysfs_replace=True,
@@ -58,6 +71,8 @@ PROFILES: dict[str, ModelProfile] = {
         ftrace_off_refused=True,
         kprobe_arm_error_lost=True,
         preempts_kernel_code=True,
+        klp_relocs_cleared=True,
+        reloc_error_names_section=True,
     ),
 }
 
@@ -84,20 +99,28 @@ UNOBSERVABLE = {
     # klp_enable_patch() before anything else; generated patches always name theirs.
     "old_name checked first": "v7.3",
     # "symbol %s at rela sec %u idx %d is not marked as a livepatch symbol" (7.3
-    # core.c:226): klp relocations; generated patches have none.
+    # core.c:226): generated klp relocations always name SHN_LIVEPATCH symbols
+    # (harness/modules/klprela.py checks it after the build).
     "klp relocation message": "after 6.12 (in 7.2.13)",
 }
 
 
 # When each difference appeared upstream; the PROFILES above agree with it (tested).
 SINCE = {
+    "klp_relocs_cleared": (6, 3),
     "sysfs_replace": (6, 11),
     "sysfs_stack_order": (6, 14),
     "ftrace_off_refused": (7, 3),
     "kprobe_arm_error_lost": (6, 14),
 }
 # what predict() does
-MODELLED = ("sysfs_replace", "sysfs_stack_order", "ftrace_off_refused", "kprobe_arm_error_lost")
+MODELLED = (
+    "sysfs_replace",
+    "sysfs_stack_order",
+    "ftrace_off_refused",
+    "kprobe_arm_error_lost",
+    "klp_relocs_cleared",
+)
 
 
 def _version(series: str) -> tuple[int, int] | None:

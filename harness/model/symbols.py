@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 
 from harness.model.klp import KlpFunc, KlpObject
+from harness.model.relocs import klp_apply_object_relocs
 from harness.model.system import Kernel
 from harness.scenario.types import TargetModule
 
@@ -55,7 +56,12 @@ def klp_find_object_symbol(k: Kernel, obj: KlpObject, func: KlpFunc) -> int:
 
 
 def klp_init_object_loaded(k: Kernel, obj: KlpObject) -> int:
-    """Resolve every func of a loaded object (first failure wins)."""
+    """Write a module object's klp relocations (6.1 core.c:800-810), then resolve
+    every func of the loaded object (first failure wins)."""
+    if obj.is_module:
+        ret = klp_apply_object_relocs(k, obj)
+        if ret:
+            return ret
     for func in obj.funcs:
         if func.nop:
             continue  # a nop copies an existing func, which resolved

@@ -41,6 +41,7 @@ from harness.guest.reaper import pdeathsig_preexec
 from harness.kconfig import RECIPE
 from harness.kernels import KernelProfile
 from harness.modules import cache as build_cache
+from harness.modules import klprela
 from harness.modules.bodies import body_error
 from harness.modules.cache import LOG
 from harness.modules.ko import BadModule, check_ko, read_modinfo
@@ -156,6 +157,8 @@ def module_key(name: str, source: str, profile: KernelProfile, compiler: str) ->
         "profile": [profile.name, profile.release, profile.vermagic],
         "compiler": compiler,
     }
+    if klprela.in_source(source):  # converted after make (harness/modules/klprela.py)
+        material["klprela"] = klprela.FORMAT
     identity = kernels.tree_identity(profile)
     if identity:  # a user's tree: rebuilt trees get new keys (Debian's keys unchanged)
         material["tree"] = identity
@@ -345,6 +348,8 @@ def _build_missing(
             if not built_ko.is_file():
                 raise HarnessError(f"building {name} for {profile.name}: make made no {name}.ko")
             try:
+                if klprela.in_source(sources[name]):
+                    klprela.finish(built_ko)
                 check_ko(built_ko, name, profile, name in livepatch)
             except BadModule as exc:
                 raise HarnessError(f"building {name} for {profile.name}: {exc}") from None

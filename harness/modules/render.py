@@ -167,6 +167,7 @@ def render_patch(
                 "proc": VMLINUX_FUNCS,
                 "callbacks": [cb.value for cb in Callback if cb in obj.callbacks],
                 "field": None if obj.shadow_field is None else f"0x{obj.shadow_field:x}",
+                "relocs": obj.klp_relocs,
             }
         )
     used = {cb for obj in patch.objects for cb in obj.callbacks}
@@ -184,6 +185,7 @@ def render_patch(
         trampolines=trampolines,
         shadow=_shadow_context(patch.shadow),
         fields=any(obj.shadow_field is not None for obj in patch.objects),
+        relocs=any(obj.klp_relocs for obj in patch.objects),
     )
     return restore_lines(text, f"{patch.name}.c")
 

@@ -249,6 +249,8 @@ def _check_patch(patch: PatchModule, where: str, target_funcs: dict[str, tuple[s
         _check_specs(obj.funcs, obj.specs, f"{owhere}.funcs", obj.name in target_funcs)
         if obj.shadow_field is not None:
             _check_field(obj, owhere, obj.name in target_funcs)
+        if obj.klp_relocs:
+            _check_relocs(obj, owhere, obj.name in target_funcs)
         for cb in obj.callbacks:
             if not isinstance(cb, Callback):
                 raise ScenarioError(f"{owhere}.callbacks", f"unknown callback {cb!r}")
@@ -267,6 +269,20 @@ def _check_field(obj: PatchObject, where: str, target: bool) -> None:
         raise ScenarioError(
             f"{where}.shadow_field", "the object patches no function to attach it to"
         )
+
+
+def _check_relocs(obj: PatchObject, where: str, target: bool) -> None:
+    """klp relocations reach a generated target's static `klp_harness_calls`, which
+    exists when the target defines functions, and the object's replacements read it."""
+    if not isinstance(obj.klp_relocs, bool):
+        raise ScenarioError(f"{where}.klp_relocs", f"expected true/false, got {obj.klp_relocs!r}")
+    if not target:
+        raise ScenarioError(
+            f"{where}.klp_relocs",
+            "klp relocations reach a generated target's symbols (a [[target]] without ko)",
+        )
+    if not obj.funcs:
+        raise ScenarioError(f"{where}.klp_relocs", "the object patches no function to read them")
 
 
 def _check_real_funcs(funcs: Sequence[str], where: str) -> None:

@@ -50,7 +50,7 @@ TARGET_KEYS = {
 KPROBE_KEYS = {"func", "post_handler", "kretprobe"}
 SPINNER_KEYS = {"func", "inside", "cond_resched", "rcu_tasks_qs"}
 PATCH_KEYS = {"name", "replace", "pre_patch_ret", "states", "object", "shadow", "check"}
-OBJECT_KEYS = {"name", "funcs", "callbacks", "shadow_field"}
+OBJECT_KEYS = {"name", "funcs", "callbacks", "shadow_field", "klp_relocs"}
 FUNC_KEYS = {"name", "sympos", "body", "file", "headers"}
 STATE_KEYS = {"id", "version"}
 SHADOW_KEYS = {"op", "id", "obj", "ctor_data", "dtor"}
@@ -315,7 +315,8 @@ def _object(table: dict[str, Any], where: str, bodies: _BodyPlaces) -> PatchObje
     field = None
     if "shadow_field" in table:
         field = _int(table["shadow_field"], f"{where}.shadow_field")
-    return PatchObject(name, tuple(funcs), callbacks, tuple(specs), field)
+    relocs = _bool(table.get("klp_relocs", False), f"{where}.klp_relocs")
+    return PatchObject(name, tuple(funcs), callbacks, tuple(specs), field, relocs)
 
 
 def _func(table: dict[str, Any], where: str, bodies: _BodyPlaces) -> FuncSpec:

@@ -182,6 +182,12 @@ class PatchObject:
     # samples/livepatch/livepatch-shadow-fix1.c adds one to `struct dummy`: attached in
     # the object's post_patch (or taken over when it exists), freed in post_unpatch.
     shadow_field: int | None = None
+    # The patch reaches the target's static `klp_harness_calls` through a livepatch
+    # relocation (a `.klp.rela.<obj>.*` section against a `.klp.sym.<obj>.*` symbol,
+    # Documentation/livepatch/module-elf-format.rst), as kpatch-build and klp-build
+    # output reaches a patched object's non-exported symbols; its replacements read
+    # through it (harness/modules/klprela.py, harness/model/relocs.py).
+    klp_relocs: bool = False
 
     def spec(self, func: str) -> FuncSpec:
         """The FuncSpec of `func` (a plain one when the file gave only its name)."""
