@@ -179,3 +179,30 @@ def test_timed_blocker_parks_at_load_and_returns_by_itself(tmp_path: Path) -> No
     )
     with pytest.raises(ScenarioError, match="parks only when it loads"):
         load_scenario(path)
+
+
+def test_generated_patch_of_a_module_file_function_is_a_real_function_replacement(
+    tmp_path: Path,
+) -> None:
+    """A module file's functions have any signature: a generated patch of one gets the
+    default replacement (count, go on in the original), not a target's text line."""
+    from harness.modules.render import render_sources
+
+    text = """\
+description = "Generated patch of a file's function."
+steps = ["load livepatch_callbacks_busymod", "load lp", "disable lp"]
+
+[[target]]
+ko = "livepatch-callbacks-busymod.ko"
+
+[[patch]]
+name = "lp"
+
+[[patch.object]]
+name = "livepatch_callbacks_busymod"
+funcs = ["busymod_work_func"]
+"""
+    sources = render_sources(load_scenario(_write(tmp_path, text)))
+    assert list(sources) == ["lp"]  # the file is not generated
+    assert "klp_harness_find_resume" in sources["lp"]
+    assert "this has been live patched" not in sources["lp"]

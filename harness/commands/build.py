@@ -22,17 +22,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from harness.kernels import resolve_profile
     from harness.modules.build import build_modules
+    from harness.modules.external import resolve_scenario
     from harness.scenario.loader import load_scenario
     from harness.symbols.validate import validate_symbols
 
     scenario = load_scenario(args.spec)
     profile = tree_profile(args.kernel_dir) if args.kernel_dir else resolve_profile(args.kernel)
+    scenario, files = resolve_scenario(scenario, profile)  # module files: checked, read
     validate_symbols([scenario], [profile])
     result = build_modules(scenario, profile, jobs=args.jobs)
-    width = max((len(name) for name in result.modules), default=0)
-    for name in sorted(result.modules):
-        how = "built" if name in result.built else "cached"
-        print(f"{name:<{width}}  {how:<6}  {result.modules[name]}")
+    modules = {**result.modules, **files}
+    width = max((len(name) for name in modules), default=0)
+    for name in sorted(modules):
+        how = "file" if name in files else "built" if name in result.built else "cached"
+        print(f"{name:<{width}}  {how:<6}  {modules[name]}")
     for name, lines in sorted(result.warnings.items()):
         for line in lines:
             print(f"klp-harness: warning: {name}: {line.strip()}", file=sys.stderr)

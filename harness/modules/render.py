@@ -260,11 +260,14 @@ def render_sources(
     targets, patches = _split(modules)
     known = {t.name for t in targets}
     validate_modules([*targets, *(t for t in context if t.name not in known)], patches)
-    names = known | {t.name for t in context}
+    # a module file's functions are real functions (any signature): not a generated
+    # target's, whose replacements return a line of text
+    names = {t.name for t in targets if not t.ko} | {t.name for t in context if not t.ko}
     spun = frozenset(
         (t.name, t.spinner.func) for t in [*targets, *context] if t.spinner and t.spinner.inside
     )
-    return {m.name: render_module(m, names, spun) for m in modules}
+    # module files (`ko`) are read, not generated: named, never rendered
+    return {m.name: render_module(m, names, spun) for m in modules if not m.ko}
 
 
 def write_sources(sources: dict[str, str], out_dir: Path) -> dict[str, Path]:
