@@ -25,6 +25,11 @@ use exactly these conventions:
   spinner thread (`<target>:spinner`) is `stopped`, or `patch_state=N ran=IMPL`:
   its /proc/<pid>/patch_state and the implementation of its function it last
   returned from (`none` while it spins inside it).
+* `due` (predicted, not compared): for a transition pending during the step, when
+  its retries log `signaling remaining tasks` (harness/model/retries.py); the
+  session puts the line into the prediction once the observed `retries` got there.
+* `retries` (observed, not compared): how many times the kernel retried a stalled
+  transition during the step (None: the kernel has no tracing to count them).
 * `ran` (trigger steps only): per watched function `object:func`, which
   implementations ran while the command did: patch names and/or "orig", sorted,
   joined by "+" ("none" if nothing ran), followed by `*N` when the step gives the
@@ -49,6 +54,8 @@ class StepRecord:
     pending: str | None = None
     ran: dict[str, str] = field(default_factory=dict)
     actors: dict[str, str] = field(default_factory=dict)
+    due: dict[str, int] = field(default_factory=dict)
+    retries: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

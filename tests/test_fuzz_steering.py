@@ -10,8 +10,7 @@ from harness.fuzz.histories import Prediction
 from harness.fuzz.judge import ModelJudge, Verdict
 from harness.fuzz.palette import PALETTE, PATCH_NAMES
 from harness.fuzz.search import Stats, search
-from harness.fuzz.steering import ANY, SYSTEM, Steering
-from harness.model.predict import MAX_BLOCKED_STEPS
+from harness.fuzz.steering import ANY, MAX_BLOCKED_STEPS, SYSTEM, Steering
 from harness.scenario.steps import format_step, parse_steps
 from harness.scenario.types import Step
 

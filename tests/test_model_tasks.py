@@ -130,3 +130,52 @@ def test_parse_actors_reads_pid_state_and_implementation() -> None:
         "other:spinner": "stopped",
         "third:spinner": "patch_state=-1 ran=none",
     }
+
+
+PROCESSES = """
+[[processes]]
+name = "loop"
+count = 3
+"""
+
+
+def test_processes_are_in_the_target_state_during_a_transition(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    steps = '"load tgt", "spawn loop", "load lp", "kill loop"'
+    path.write_text(f'description = "t"\nsteps = [{steps}]\n{PROCESSES}{modules(True)}')
+    r = predict(load_scenario(path))
+    assert r[0].actors["loop"] == "stopped"
+    assert r[1].actors["loop"] == "patch_state=-1 count=3"
+    assert r[2].pending is None and r[2].actors["loop"] == "patch_state=-1 count=3"
+    assert r[3].actors["loop"] == "stopped"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('[[processes]]\nname = "loop"\ncount = 9\n', "must be 1..8"),
+        ('[[processes]]\nname = "lo op"\n', "not a C identifier"),
+        ('[[processes]]\nname = "loop"\ncolour = 1\n', "unknown key 'colour'"),
+    ],
+)
+def test_bad_processes_tables_are_one_line(tmp_path: Path, table: str, message: str) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(f'description = "t"\nsteps = ["load tgt"]\n{table}{modules(True)}')
+    with pytest.raises(ScenarioError, match=message):
+        load_scenario(path)
+
+
+def test_spawn_names_a_group(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(f'description = "t"\nsteps = ["spawn other"]\n{PROCESSES}{modules(True)}')
+    with pytest.raises(ScenarioError, match="not a \\[\\[processes\\]\\] group"):
+        load_scenario(path)
+
+
+def test_parse_actors_reads_every_process_state() -> None:
+    out = "loop=procs| 1 1 1\nidle=procs|stopped\nmixed=procs| 0 1\n"
+    assert observe.parse_actors(out) == {
+        "loop": "patch_state=1 count=3",
+        "idle": "stopped",
+        "mixed": "patch_state=0,1 count=2",
+    }

@@ -236,8 +236,8 @@ def test_a_load_that_would_wait_for_ever_is_refused(tmp_path: Path) -> None:
         run(tmp_path, "load tgt", "load lp1", "park tgt", "disable lp1")
 
 
-def test_a_transition_blocked_too_long_is_refused(tmp_path: Path) -> None:
-    calls = ["call tgt:f2"] * 5
-    run(tmp_path, "load tgt block_transition=Y", "load lp1 --nowait", *calls[:4])
-    with pytest.raises(ScenarioError, match=r"steps\[6\]: .* for more than 5 steps"):
-        run(tmp_path, "load tgt block_transition=Y", "load lp1 --nowait", *calls)
+def test_a_transition_blocked_long_is_predicted_with_its_retry_timing(tmp_path: Path) -> None:
+    calls = ["call tgt:f2"] * 8
+    r = run(tmp_path, "load tgt block_transition=Y", "load lp1 --nowait", *calls)
+    assert all(record.pending == "lp1" for record in r[1:])
+    assert all(record.due["epoch"] == 1 and record.due["after"] == 15 for record in r[1:])

@@ -35,7 +35,7 @@ from functools import lru_cache
 
 from harness.errors import ScenarioError
 from harness.fuzz.palette import TARGETS, scenario_of, steps_of
-from harness.model.predict import MAX_BLOCKED_STEPS, StepModel
+from harness.model.predict import StepModel
 from harness.model.transition import klp_check_stack
 from harness.scenario.steps import parse_steps
 from harness.scenario.types import Disable, Load, PatchModule, Step
@@ -45,6 +45,10 @@ from harness.scenario.types import Disable, Load, PatchModule, Step
 MOVING_WEIGHT = 3
 SYSTEM = "(system)"  # vmlinux calls, ftrace_enabled
 ANY = "(any)"  # every step over the set: errors and no-ops the menus leave out
+
+# A blocked transition is turned, ended or forced within this many steps: each pending
+# step waits for a kernel retry (~1 s), and histories stay short to shrink.
+MAX_BLOCKED_STEPS = 5
 
 
 @lru_cache(maxsize=4096)
@@ -165,6 +169,9 @@ class Steering:
             except ScenarioError:
                 self._replay()
                 continue
+            if self.model.kernel.blocked_steps > MAX_BLOCKED_STEPS:
+                self._replay()  # blocked long enough: the history ends here
+                break
             self.steps.append(candidate)
             self.steered += candidate is not step
             return candidate

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from harness.errors import ScenarioError, UsageError
+from harness.model import retries
 from harness.model.check import predict_check
 from harness.model.ftrace import after_step, do_trace, do_untrace
 from harness.model.klp import KLP_PATCHED, KLP_UNDEFINED
@@ -35,16 +36,18 @@ from harness.model.profiles import DEFAULT_SERIES, profile_for
 from harness.model.replace import run_free_work
 from harness.model.system import Kernel
 from harness.model.tasks import (
-    SPINNER_PARAM,
+    kill,
     observe_actors,
     rcu_tasks_holdouts,
+    spawn,
     spinner_refusal,
+    spinner_started,
 )
-from harness.model.transition import SIGNALS_TIMEOUT, klp_check_stack, klp_transition_work_fn
+from harness.model.transition import klp_check_stack, klp_transition_work_fn
 from harness.model.trigger import predict_ran
 from harness.model.variants import Variant
 from harness.record import StepRecord
-from harness.scenario.steps import format_step, parse_bool_param
+from harness.scenario.steps import format_step
 from harness.scenario.types import (
     VMLINUX,
     Call,
@@ -52,11 +55,13 @@ from harness.scenario.types import (
     Disable,
     Enable,
     Force,
+    Kill,
     Load,
     Park,
     Release,
     Scenario,
     SetParam,
+    Spawn,
     Start,
     Step,
     Stop,
@@ -70,10 +75,6 @@ from harness.scenario.types import (
 )
 
 WRITE_ONLY = "<write-only>"
-# A transition blocked this many steps in a row is refused: after 15 failed retries
-# (~15 s) the kernel starts signalling tasks and logs `signaling remaining tasks`, at a
-# moment the model cannot time.  Each pending step costs the runner >= 1.5 s.
-MAX_BLOCKED_STEPS = 5
 READ_ONLY_STEPS = (Call, Wait, Trigger, Trace, Untrace, Check)
 
 
@@ -113,7 +114,7 @@ class StepModel:
         self.funcs = [((obj, func), f"{obj}:{func}") for obj, func in scenario.patched_funcs()]
         self.profile = self.kernel.profile
         self.last: StepRecord | None = None
-        self.names = {m.name for m in scenario.modules}
+        self.retry_at = 0
 
     def step(self, index: int, step: Step) -> StepRecord:
         errno_value = self.apply(index, step)
@@ -126,11 +127,13 @@ class StepModel:
         `kernel.log`."""
         k = self.kernel
         k.log = []
+        k.step_index, k.completed_by_retry = index, False
         if self.strict:
             self.check_unload(index, step)
         self.check_spinner(index, step)
         shutdowns = k.ftrace_shutdowns
         errno_value = run_step(k, step)
+        self.retry_at = len(k.log)  # a retry's lines come after the action's
         if self.strict:
             self.check_reversal(index, step)
         klp_transition_work_fn(k)
@@ -169,20 +172,8 @@ class StepModel:
 
     def check_spinner(self, index: int, step: Step) -> None:
         """Refuse starting a spinner the guest could not survive (tasks.spinner_refusal)."""
-        if isinstance(step, Start):
-            name, values = step.target, ["Y"]
-        elif isinstance(step, Load):
-            name, values = step.module, [v for p, v in step.params if p == SPINNER_PARAM]
-        elif isinstance(step, SetParam) and step.param == SPINNER_PARAM:
-            name, values = step.module, [step.value]
-        else:
-            return
-        desc = self.kernel.scenario.module(name) if name in self.names else None
-        if not isinstance(desc, TargetModule) or desc.spinner is None:
-            return
-        if not any(parse_bool_param(v) for v in values):
-            return
-        why = spinner_refusal(self.profile, desc.spinner)
+        spinner = spinner_started(self.kernel.scenario, step)
+        why = spinner_refusal(self.profile, spinner) if spinner is not None else None
         if why is not None:
             raise ScenarioError(
                 f"steps[{index}]", f"`{format_step(step)}`: {why}", str(self.kernel.scenario.path)
@@ -229,8 +220,7 @@ class StepModel:
                     )
 
     def check_blocked(self, index: int, step: Step) -> None:
-        """Refuse a wait that can never end and a blocked transition that lasts long
-        enough for the kernel's signals to start."""
+        """Refuse a wait that can never end (a `wait --retries` ends)."""
         k = self.kernel
         patch = k.klp_transition_patch
         if patch is None:
@@ -240,7 +230,7 @@ class StepModel:
         waits = (
             (isinstance(step, Load) and not step.nowait and step.module == patch.name)
             or (isinstance(step, Disable) and not step.nowait and step.patch == patch.name)
-            or (isinstance(step, Wait) and step.patch == patch.name)
+            or (isinstance(step, Wait) and step.patch == patch.name and step.retries is None)
         )
         if waits:
             hint = "" if isinstance(step, Wait) else " (add --nowait to go on without it)"
@@ -249,17 +239,14 @@ class StepModel:
                 f"`{format_step(step)}` would wait for ever: {why}{hint}",
                 str(k.scenario.path),
             )
-        if k.blocked_steps > MAX_BLOCKED_STEPS:
-            raise ScenarioError(
-                f"steps[{index}]",
-                f"{why} for more than {MAX_BLOCKED_STEPS} steps: after {SIGNALS_TIMEOUT} "
-                "failed retries (~15 s) the kernel signals tasks at a moment the model "
-                "cannot predict; release, reverse or force it sooner",
-                str(k.scenario.path),
-            )
 
     def record(self, index: int, step: Step, errno_value: int) -> StepRecord:
         record = self._record(index, step, errno_value)
+        k = self.kernel
+        if k.klp_transition_patch is not None or k.completed_by_retry:
+            record.due = retries.due(
+                k.signals_epoch, k.direct_failures, self.retry_at, k.completed_by_retry
+            )
         if isinstance(step, Trigger):
             record.ran = predict_ran(self.kernel, step)
         elif isinstance(step, Check):
@@ -354,6 +341,10 @@ def run_step(k: Kernel, step: Step) -> int:
             return do_force(k, name)
         case SetParam(module=name, param=param, value=value):
             return do_set_param(k, name, param, value)
+        case Spawn(name=name):
+            return spawn(k, name)
+        case Kill(name=name):
+            return kill(k, name)
         case Start(target=name) | Stop(target=name):
             target = k.scenario.module(name)
             assert isinstance(target, TargetModule) and target.spinner is not None

@@ -47,9 +47,17 @@ class Kernel:
     free_work: list[KlpPatch] = field(default_factory=list)  # patch->free_work queued
     # Variant.REPLACED_REENABLE only: replaced patches kept for enabling again
     klp_replaced_patches: list[KlpPatch] = field(default_factory=list)
-    # steps a transition has stayed blocked since it (re)started: the kernel starts
-    # signalling after 15 retries (~15 s), which the model refuses to time
+    # steps a transition has stayed blocked since it (re)started (the fuzzer keeps
+    # them few: each costs at least a retry, ~1 s)
     blocked_steps: int = 0
+    # klp_signals_cnt, as harness/model/retries.py needs it: the step whose action
+    # last ran klp_start_transition(), and how many of the attempts made by steps
+    # themselves (not the retry work) failed since
+    step_index: int = -1
+    signals_epoch: int = -1
+    direct_failures: int = 0
+    in_retry: bool = False  # klp_transition_work_fn() is running
+    completed_by_retry: bool = False  # this step's retry completed the transition
 
     # unregister_ftrace_function() calls so far: each waits in synchronize_rcu_tasks()
     # for every task to schedule voluntarily (harness/model/tasks.py)
@@ -58,7 +66,8 @@ class Kernel:
     # the rest of the kernel
     modules: dict[str, Module] = field(default_factory=dict)
     ftrace_enabled: bool = True
-    tasks: list[Task] = field(default_factory=list)  # parked blocker works
+    tasks: list[Task] = field(default_factory=list)  # parked blocker works, spinners
+    processes: set[str] = field(default_factory=set)  # running [[processes]] groups
     kprobes: list[KprobeUser] = field(default_factory=list)  # other ftrace users (ftrace.py)
     tracer: Tracer | None = None  # the function tracer's filter, if it runs
     shadow: ShadowTable = field(default_factory=ShadowTable)

@@ -12,6 +12,9 @@ Every kind, with the kernel source that decides it (6.1 = Debian 6.1.192, 6.12 =
   for a task with TIF_PATCH_PENDING (6.1 kernel/entry/common.c:173-174, 6.12 :110-111,
   7.3 :61-62); asleep they pass the stack check of the first attempt (nothing patched
   on their stack).  Not followed: switched by the time the runner acts.
+* **Processes calling a system call in a loop** (`[[processes]]`, upstream's
+  test-syscall) are user tasks: each syscall exit switches them, so during a
+  transition they are in the target state whatever it patches, and none blocks it.
 * **A fork** takes its parent's state: copy_process() calls klp_copy_process(), which
   copies patch_state and TIF_PATCH_PENDING (6.1 kernel/fork.c:2513, 6.12 :2571, 7.3
   :2499).  A kernel thread is forked by kthreadd, which sleeps outside patched code
@@ -60,7 +63,7 @@ from harness.model.patch import klp_ftrace_handler
 from harness.model.profiles import ModelProfile
 from harness.model.system import Kernel
 from harness.scenario.steps import parse_bool_param
-from harness.scenario.types import Spinner, TargetModule
+from harness.scenario.types import Load, Scenario, SetParam, Spinner, Start, Step, TargetModule
 
 SPINNER_FILE = "spinner"  # /sys/kernel/debug/klp_harness/<target>/spinner
 STOPPED = "stopped"
@@ -79,6 +82,22 @@ def spinner_refusal(profile: ModelProfile, spinner: Spinner) -> str | None:
         f"guest's only CPU on {profile.series} (voluntary preemption: sched/core.c "
         "preempt_dynamic_init)"
     )
+
+
+def spinner_started(scenario: Scenario, step: Step) -> Spinner | None:
+    """The spinner `step` starts (`start`, `load T spin=Y`, `set T spin Y`), if any."""
+    if isinstance(step, Start):
+        name, values = step.target, ["Y"]
+    elif isinstance(step, Load):
+        name, values = step.module, [v for p, v in step.params if p == SPINNER_PARAM]
+    elif isinstance(step, SetParam) and step.param == SPINNER_PARAM:
+        name, values = step.module, [step.value]
+    else:
+        return None
+    desc = next((t for t in scenario.targets if t.name == name), None)
+    if desc is None or desc.spinner is None or not any(parse_bool_param(v) for v in values):
+        return None
+    return desc.spinner
 
 
 def _forked_state(k: Kernel) -> int:
@@ -148,6 +167,18 @@ def rcu_tasks_holdouts(k: Kernel) -> list[str]:
     return names
 
 
+def spawn(k: Kernel, name: str) -> int:
+    """`spawn NAME`: the group's processes start (forked by the runner's shell, which
+    switched: they start in the target state and stay there, see above)."""
+    k.processes.add(name)
+    return 0
+
+
+def kill(k: Kernel, name: str) -> int:
+    k.processes.discard(name)
+    return 0
+
+
 def switches_when_checked(task: Task) -> bool:
     """A spinner between calls is never found inside its function when an attempt
     looks at it (see the module docstring); a spun-in or parked task is checked."""
@@ -158,6 +189,10 @@ def observe_actors(k: Kernel) -> dict[str, str]:
     """`<target>:spinner` -> `stopped`, or its patch_state and the implementation it
     last returned from (`none` while it spins inside its function)."""
     actors: dict[str, str] = {}
+    state = k.klp_target_state if k.klp_transition_patch is not None else KLP_UNDEFINED
+    for group in k.scenario.processes:
+        running = group.name in k.processes
+        actors[group.name] = f"patch_state={state} count={group.count}" if running else STOPPED
     for name, mod in k.modules.items():
         desc = mod.desc
         if not isinstance(desc, TargetModule) or desc.spinner is None:

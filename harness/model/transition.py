@@ -24,8 +24,6 @@ from harness.model.system import Kernel
 from harness.model.tasks import switches_when_checked
 from harness.model.variants import Variant
 
-SIGNALS_TIMEOUT = 15  # failed attempts before klp_send_signals()
-
 
 def _direction(k: Kernel) -> str:
     return "patching" if k.klp_target_state == KLP_PATCHED else "unpatching"
@@ -52,7 +50,8 @@ def klp_start_transition(k: Kernel) -> None:
     for task in k.tasks:
         if task.patch_state != k.klp_target_state:
             task.pending = True
-    k.blocked_steps = 0  # klp_signals_cnt = 0
+    k.blocked_steps = 0
+    k.signals_epoch, k.direct_failures = k.step_index, 0  # klp_signals_cnt = 0
 
 
 def klp_check_stack(k: Kernel, task: Task) -> bool:
@@ -99,8 +98,11 @@ def klp_try_complete_transition(k: Kernel) -> None:
         if not klp_try_switch_task(k, task):
             complete = False
     if not complete:
+        if not k.in_retry:  # klp_signals_cnt++ of an attempt made by a step itself
+            k.direct_failures += 1
         k.retry_scheduled = True
         return
+    k.completed_by_retry = k.in_retry
     k.retry_scheduled = False
     patch = k.klp_transition_patch
     assert patch is not None
@@ -191,4 +193,6 @@ def klp_force_transition(k: Kernel) -> None:
 def klp_transition_work_fn(k: Kernel) -> None:
     """The delayed retry work: one more completion attempt."""
     if k.retry_scheduled and k.klp_transition_patch is not None:
+        k.in_retry = True
         klp_try_complete_transition(k)
+        k.in_retry = False

@@ -21,12 +21,14 @@ from harness.scenario.types import (
     Disable,
     Enable,
     Force,
+    Kill,
     Load,
     Park,
     PatchModule,
     Release,
     Scenario,
     SetParam,
+    Spawn,
     Start,
     Step,
     Stop,
@@ -113,6 +115,26 @@ def _call(step: Call) -> str:
     )
 
 
+PROCS_FILE = "/run/klp-procs-{}"  # the pids of a [[processes]] group, one a line
+
+
+def _spawn(name: str, count: int) -> str:
+    """`count` subshells of the runner's shell, each reading $BASHPID (a getpid()
+    system call) in a loop, detached from the channel's output."""
+    pids = PROCS_FILE.format(name)
+    loop = "( while :; do : $BASHPID; done ) </dev/null >/dev/null 2>&1 &"
+    return f": > {pids}; for __i in {{1..{count}}}; do {loop} echo $! >> {pids}; done; __rc=0"
+
+
+def _kill(name: str) -> str:
+    """SIGKILL, then reap: they are children of the runner's shell."""
+    pids = PROCS_FILE.format(name)
+    return (
+        f'__k=; {{ while read -r __p; do __k="$__k $__p"; done < {pids}; }} 2>/dev/null; '
+        f'[ -n "$__k" ] && {{ kill -9 $__k; wait $__k; }} 2>/dev/null; rm -f {pids}; __rc=0'
+    )
+
+
 def action_script(scenario: Scenario, step: Step) -> str:
     """Shell that performs `step` (builtins and the one tool the step needs) and
     leaves its exit status in `$__rc` and the tool's error message in ERR_FILE.
@@ -142,6 +164,10 @@ def action_script(scenario: Scenario, step: Step) -> str:
             assert isinstance(module, TargetModule) and module.spinner is not None
             value = "Y" if isinstance(step, Start) else "N"
             return _sysfs_write(f"/sys/module/{t}/parameters/{module.spinner.param}", value)
+        case Spawn(name=n):
+            return _spawn(n, next(p.count for p in scenario.processes if p.name == n))
+        case Kill(name=n):
+            return _kill(n)
         case SysctlFtrace():
             return _sysctl(step)
         case Call():

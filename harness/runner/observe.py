@@ -129,7 +129,9 @@ class KernelLog:
 # Under TCG every exec in the guest costs ~35 ms, so the snapshot is one script made of
 # shell builtins (`read` instead of cat/grep/stat) plus a single dd for the log.
 
-_SECTIONS = ("action", "kmsg", "sysfs", "modules", "impls", "actors", "taint", "trigger")
+_SECTIONS = (
+    *("action", "retries", "kmsg", "sysfs", "modules", "impls", "actors", "taint", "trigger"),
+)
 TAINTED = "/proc/sys/kernel/tainted"
 
 
@@ -144,6 +146,7 @@ def snapshot_script(
     module_names: Sequence[str],
     funcs: Sequence[tuple[str, str]],
     spinners: Sequence[str] = (),
+    processes: Sequence[str] = (),
 ) -> str:
     """Kernel log, sysfs tree, module refcounts, function implementations and the
     kernel's taint (so a step that hurt the kernel is named).
@@ -178,6 +181,13 @@ def snapshot_script(
             '[ "$__p" = stopped ] || read -r __s < /proc/$__p/patch_state; '
             f'echo "{target}:spinner=$__p|$__s|$__r"; }}'
         )
+    for group in processes:  # `procs|<patch_state of each>`, or `procs|stopped`
+        pids = f"/run/klp-procs-{group}"
+        parts.append(
+            f"if [ -e {pids} ]; then __v=; while read -r __p; do "
+            '{ read -r __s < /proc/$__p/patch_state; } 2>/dev/null && __v="$__v $__s"; '
+            f'done < {pids}; echo "{group}=procs|$__v"; else echo "{group}=procs|stopped"; fi'
+        )
     parts.append(f'echo @@taint; read -r t < {TAINTED}; echo "$t"')
     return "; ".join(parts)
 
@@ -191,6 +201,13 @@ def parse_actors(out: str) -> dict[str, str]:
         if not sep:
             continue
         pid, _, rest = value.partition("|")
+        if pid == "procs":  # a [[processes]] group: every process's patch_state
+            states = rest.split()
+            if rest == "stopped":
+                actors[key] = "stopped"
+            else:
+                actors[key] = f"patch_state={','.join(sorted(set(states)))} count={len(states)}"
+            continue
         state, _, returned = rest.partition("|")
         if pid == "stopped":
             actors[key] = "stopped"

@@ -123,6 +123,9 @@ CLEANUP_SCRIPT = (
     "done; "
     f'i=0; while [ -n "$(ls {LIVEPATCH_SYSFS} 2>/dev/null)" ] && [ $i -lt 300 ]; do '
     f"{idle(0.1)}; i=$((i+1)); done; "
+    # kill what `spawn` started (harness/runner/actions.py)
+    'for f in /run/klp-procs-*; do [ -e "$f" ] || continue; '
+    'for p in $(cat "$f"); do kill -9 $p; done 2>/dev/null; rm -f "$f"; done; '
     "sysctl -q kernel.ftrace_enabled=1; true"
 )
 

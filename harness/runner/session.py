@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from harness.model import retries
 from harness.model.check import observed_check
 from harness.modules import klprela
 from harness.record import StepRecord
@@ -32,7 +33,7 @@ from harness.runner.actions import (
 )
 from harness.runner.shell import CommandResult
 from harness.scenario.steps import format_step
-from harness.scenario.types import Check, PatchModule, Scenario, Step, Trigger, Unload
+from harness.scenario.types import Check, PatchModule, Scenario, Step, Trigger, Unload, Wait
 
 
 class GuestLike(Protocol):
@@ -143,6 +144,7 @@ class ScenarioSession:
         self.watched = trigger.watched(scenario)  # functions trigger steps observe
         self.replaced = trigger.replacements(scenario)  # module files' replacements
         self.spinners = [t.name for t in scenario.targets if t.spinner is not None]
+        self.procs = [p.name for p in scenario.processes]
         self.outcome: ScenarioOutcome | None = None  # set by run()
 
     def run(
@@ -161,6 +163,10 @@ class ScenarioSession:
                 got = self.run_step(index, step, want)
                 outcome.observed.append(got)
                 self.guest.check_alive()
+                # the lines the kernel's retries log, by how many ran (model/retries.py)
+                ran = [record.retries for record in outcome.observed]
+                want = retries.with_due_lines(outcome.predicted, ran, index)
+                outcome.predicted[index] = want
                 diffs = diff_records(want, got)
                 if diffs:
                     outcome.mismatch = Mismatch(index, got.step, tuple(diffs))
@@ -174,12 +180,17 @@ class ScenarioSession:
 
     def run_step(self, index: int, step: Step, want: StepRecord) -> StepRecord:
         """Perform the step, wait as the model predicts, observe: one round trip."""
-        parts = []
+        parts = [waits.RETRIES_BEFORE]
         if index == 0 and self.watched:
             parts.append(trigger.setup_script(self.watched))
         if isinstance(step, Unload) and want.errno == 0:
             parts.append(waits.refcnt_zero_script(step.module))
-        parts += [action_script(self.scenario, step), REPORT, self.observe_script(want)]
+        parts += [action_script(self.scenario, step), REPORT]
+        if isinstance(step, Wait) and step.retries is not None and self.outcome is not None:
+            ran = [record.retries for record in self.outcome.observed] + [None]
+            more = retries.retries_to_wait(self.outcome.predicted, ran, index, step.retries)
+            parts.append(waits.retries_script(more))
+        parts.append(self.observe_script(want))
         out = self.guest.run("; ".join(parts), timeout=TOOL_TIMEOUT + 2 * waits.SETTLE_TIMEOUT)
         sections = observe.split_sections(out.stdout)
         errno_value = action_errno(step, *parse_report(sections["action"]))
@@ -195,10 +206,12 @@ class ScenarioSession:
         parked task), so every step waits for the state the model predicts; when it
         is already there the wait costs nothing.  A wait that runs out is not an error
         here: the snapshot then shows the difference."""
-        return (
-            waits.settle_script(want)
-            + "; "
-            + observe.snapshot_script(self.module_names, self.funcs, self.spinners)
+        return "; ".join(
+            [
+                waits.settle_script(want),
+                waits.RETRIES_AFTER,
+                observe.snapshot_script(self.module_names, self.funcs, self.spinners, self.procs),
+            ]
         )
 
     def record(
@@ -225,6 +238,7 @@ class ScenarioSession:
             impls=observe.parse_impls(sections["impls"]),
             pending=pending,
             actors=observe.parse_actors(sections["actors"]),
+            retries=waits.parse_retries(sections["retries"]),
             ran=(
                 trigger.parse_ran(sections["trigger"], step, self.watched, self.replaced)
                 if isinstance(step, Trigger)

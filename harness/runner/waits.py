@@ -49,6 +49,33 @@ _COUNT_RETRIES = (
 )
 
 
+# How many retries ran during a step: counted before its action (`$__r0`, -1 without
+# the trace instance) and again after its wait, before the kernel log is read.  A
+# pending step's wait ends right after a retry, so the next one is about a second away
+# from both reads; the prediction's `due` lines are placed by these counts
+# (harness/model/retries.py).
+RETRIES_BEFORE = f"__r0=-1; if [ -d {RETRY_TRACE} ]; then {_COUNT_RETRIES}; __r0=$__n; fi"
+RETRIES_AFTER = (
+    f'echo @@retries; if [ "${{__r0:--1}}" != -1 ]; then {_COUNT_RETRIES}; echo $((__n - __r0)); fi'
+)
+
+
+def parse_retries(section: str) -> int | None:
+    """RETRIES_AFTER's count, None when the kernel could not count them."""
+    text = section.strip()
+    return int(text) if text.isdigit() else None
+
+
+def retries_script(count: int) -> str:
+    """Wait until `count` retries ran since RETRIES_BEFORE, or no transition is pending
+    (`wait P retries=N`): the kernel retries about once a second."""
+    if count <= 0:
+        return "true"
+    settled = settled_condition()
+    condition = f"{{ {_COUNT_RETRIES}; [ $((__n - __r0)) -ge {count} ] || {settled}; }}"
+    return f"if [ $__r0 != -1 ]; then {_poll_script(condition, count * 2.0 + 10)}; fi; true"
+
+
 def idle(seconds: float) -> str:
     """Shell builtins that wait `seconds`."""
     return f"read -r -t {seconds:g} <> {IDLE_FIFO}"

@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.errors import ScenarioError
 from harness.kernels import profile_names
+from harness.scenario.actors import parse_processes
 from harness.scenario.checks import validate_modules
 from harness.scenario.external import (
     ExternalContext,
@@ -42,7 +43,7 @@ from harness.scenario.types import (
     TargetModule,
 )
 
-TOP_KEYS = {"description", "links", "kernels", "steps", "target", "patch"}
+TOP_KEYS = {"description", "links", "kernels", "steps", "target", "patch", "processes"}
 TARGET_KEYS = {
     *("name", "funcs", "blocker", "blocker_param", "log_init_exit", "shadow", "kprobe", "ko"),
     "spinner",
@@ -210,10 +211,11 @@ def _scenario(
         for i, p in enumerate(_tables(data.get("patch", []), "patch", "[[patch]]"))
     )
     validate_modules(targets, patches)
+    processes = parse_processes(_tables(data.get("processes", []), "processes", "[[processes]]"))
     step_texts = _str_list(_required(data, "steps", ""), "steps")
     if not step_texts:
         raise ScenarioError("steps", "is empty: a scenario needs at least one step")
-    steps = parse_steps(list(step_texts), targets, patches)
+    steps = parse_steps(list(step_texts), targets, patches, processes)
     return Scenario(
         path=path,
         description=description,
@@ -222,6 +224,7 @@ def _scenario(
         patches=patches,
         kernels=kernels,
         links=links,
+        processes=processes,
     )
 
 

@@ -26,12 +26,15 @@ from harness.scenario.types import (
     Enable,
     Force,
     KernelModule,
+    Kill,
     Load,
     Module,
     Park,
     PatchModule,
+    Processes,
     Release,
     SetParam,
+    Spawn,
     Start,
     Step,
     Stop,
@@ -52,6 +55,9 @@ NOWAIT = "--nowait"
 BOOL_TRUE = frozenset({"Y", "y", "1"})
 BOOL_FALSE = frozenset({"N", "n", "0"})
 
+# A `wait P retries=N` lasts about N seconds (one retry a second).
+MAX_WAIT_RETRIES = 40
+
 # Parameters every generated livepatch module has (see PatchModule).
 PATCH_PARAMS = ("replace", "pre_patch_ret")
 
@@ -66,9 +72,11 @@ USAGE = {
     "release": "release TARGET",
     "start": "start TARGET",
     "stop": "stop TARGET",
+    "spawn": "spawn PROCESSES",
+    "kill": "kill PROCESSES",
     "sysctl": "sysctl ftrace_enabled=0|1",
     "call": "call OBJECT:FUNC",
-    "wait": "wait PATCH",
+    "wait": "wait PATCH [retries=N]",
     "trigger": "trigger 'COMMAND' OBJECT:FUNC[=CALLS] ...",
     "check": "check PATCH",
     "trace": "trace OBJECT:FUNC | trace PATCH:FUNC",
@@ -100,12 +108,16 @@ def format_step(step: Step) -> str:
             return f"start {t}"
         case Stop(target=t):
             return f"stop {t}"
+        case Spawn(name=n):
+            return f"spawn {n}"
+        case Kill(name=n):
+            return f"kill {n}"
         case SysctlFtrace(value=v):
             return f"sysctl ftrace_enabled={v}"
         case Call(object=o, func=f):
             return f"call {o}:{f}"
-        case Wait(patch=p):
-            return f"wait {p}"
+        case Wait(patch=p, retries=n):
+            return f"wait {p}" + ("" if n is None else f" retries={n}")
         case Trace(object=o, func=f):
             return f"trace {o}:{f}"
         case Untrace():
@@ -139,7 +151,13 @@ def parse_int_param(value: str) -> int | None:
 class _StepParser:
     """Parses the step strings of one scenario against its modules."""
 
-    def __init__(self, targets: tuple[TargetModule, ...], patches: tuple[PatchModule, ...]):
+    def __init__(
+        self,
+        targets: tuple[TargetModule, ...],
+        patches: tuple[PatchModule, ...],
+        processes: tuple[Processes, ...] = (),
+    ):
+        self.processes = {p.name: p for p in processes}
         modules: list[Module | KernelModule] = [*targets, *patches]
         target_names = {t.name for t in targets}
         for patch in patches:
@@ -162,6 +180,8 @@ class _StepParser:
             "release": self._release,
             "start": self._start,
             "stop": self._stop,
+            "spawn": self._spawn,
+            "kill": self._kill,
             "sysctl": self._sysctl,
             "call": self._call,
             "wait": self._wait,
@@ -292,6 +312,13 @@ class _StepParser:
         return Force(self._patch(args[0]).name)
 
     def _wait(self, verb: str, args: list[str]) -> Step:
+        if len(args) == 2:
+            key, sep, value = args[1].partition("=")
+            if key != "retries" or not sep or not (value.isascii() and value.isdigit()):
+                raise _BadStep(f"expected retries=N (a decimal count), got {args[1]!r}")
+            if not 1 <= int(value) <= MAX_WAIT_RETRIES:
+                raise _BadStep(f"retries must be 1..{MAX_WAIT_RETRIES}, got {value}")
+            return Wait(self._patch(args[0]).name, int(value))
         self._arity(verb, args, 1)
         return Wait(self._patch(args[0]).name)
 
@@ -329,6 +356,21 @@ class _StepParser:
 
     def _stop(self, verb: str, args: list[str]) -> Step:
         return Stop(self._spinner_target(verb, args))
+
+    def _group(self, verb: str, args: list[str]) -> str:
+        self._arity(verb, args, 1)
+        if args[0] not in self.processes:
+            raise _BadStep(
+                f"{args[0]!r} is not a [[processes]] group of this scenario"
+                + _known(self.processes)
+            )
+        return args[0]
+
+    def _spawn(self, verb: str, args: list[str]) -> Step:
+        return Spawn(self._group(verb, args))
+
+    def _kill(self, verb: str, args: list[str]) -> Step:
+        return Kill(self._group(verb, args))
 
     def _sysctl(self, verb: str, args: list[str]) -> Step:
         self._arity(verb, args, 1)
@@ -425,10 +467,13 @@ def _known(names: Mapping[str, object]) -> str:
 
 
 def parse_steps(
-    texts: list[str], targets: tuple[TargetModule, ...], patches: tuple[PatchModule, ...]
+    texts: list[str],
+    targets: tuple[TargetModule, ...],
+    patches: tuple[PatchModule, ...],
+    processes: tuple[Processes, ...] = (),
 ) -> tuple[Step, ...]:
     """Parse a scenario's `steps` list; errors name `steps[i]`."""
-    parser = _StepParser(targets, patches)
+    parser = _StepParser(targets, patches, processes)
     steps = tuple(parser.parse(text, f"steps[{i}]") for i, text in enumerate(texts))
     _check_traces(steps)
     return steps

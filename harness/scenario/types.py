@@ -120,6 +120,17 @@ class Spinner:
 
 
 @dataclass(frozen=True)
+class Processes:
+    """`count` user processes that each call the `getpid` system call in a loop (bash's
+    `$BASHPID` calls getpid() on every read), as upstream's test-syscall runs
+    test_klp-call_getpid.  `spawn NAME` starts them in the guest, `kill NAME` ends
+    them; records show their /proc/<pid>/patch_state."""
+
+    name: str
+    count: int = 2
+
+
+@dataclass(frozen=True)
 class TargetModule:
     """A module whose functions patches replace.  Each function is observable: reading
     `/sys/kernel/debug/klp_harness/<module>/<func>` calls it and prints which
@@ -316,6 +327,20 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class Spawn:
+    """Start the processes of NAME (a `[[processes]]` group)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Kill:
+    """Kill the processes of NAME and wait until they are gone."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class SysctlFtrace:
     """`sysctl kernel.ftrace_enabled=VALUE`."""
 
@@ -386,9 +411,12 @@ class Untrace:
 
 @dataclass(frozen=True)
 class Wait:
-    """Wait until PATCH's transition settles (after a `nowait` load or disable)."""
+    """Wait until PATCH's transition settles (after a `nowait` load or disable); with
+    `retries`, until the kernel has retried it that many times since it (re)started
+    (or it settled): a blocked transition's retries are the kernel's clock."""
 
     patch: str
+    retries: int | None = None
 
 
 Step = (
@@ -402,6 +430,8 @@ Step = (
     | Release
     | Start
     | Stop
+    | Spawn
+    | Kill
     | SysctlFtrace
     | Call
     | Trigger
@@ -423,6 +453,7 @@ class Scenario:
     patches: tuple[PatchModule, ...] = ()
     kernels: tuple[str, ...] = ()  # empty: every profile
     links: tuple[str, ...] = field(default_factory=tuple)
+    processes: tuple[Processes, ...] = ()
     # made for one profile with its module files already read (`klp-harness check`):
     # the profile's name and {module name: file}
     resolved_for: str = ""

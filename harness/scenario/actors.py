@@ -1,0 +1,39 @@
+"""`[[processes]]` tables -> `Processes`: groups of user processes a scenario starts
+and kills in the guest (`spawn` / `kill` steps).  Their names are words of a shell
+command and of a file name in the guest, hence C identifiers; a group is small,
+because every process shares the guest's one CPU with the runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.errors import ScenarioError
+from harness.scenario.checks import check_c_identifier
+from harness.scenario.types import Processes
+
+PROCESSES_KEYS = {"name", "count"}
+MAX_PROCESSES = 8
+
+
+def parse_processes(tables: list[dict[str, Any]]) -> tuple[Processes, ...]:
+    groups: list[Processes] = []
+    for i, table in enumerate(tables):
+        where = f"processes[{i}]"
+        for key in table:
+            if key not in PROCESSES_KEYS:
+                raise ScenarioError(
+                    f"{where}.{key}",
+                    f"unknown key {key!r} (allowed: {', '.join(sorted(PROCESSES_KEYS))})",
+                )
+        if "name" not in table:
+            raise ScenarioError(f"{where}.name", "is required")
+        name = check_c_identifier(table["name"], f"{where}.name")
+        count = table.get("count", 2)
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise ScenarioError(f"{where}.count", f"expected an integer, got {count!r}")
+        if not 1 <= count <= MAX_PROCESSES:
+            raise ScenarioError(f"{where}.count", f"must be 1..{MAX_PROCESSES}, got {count}")
+        if any(g.name == name for g in groups):
+            raise ScenarioError(f"{where}.name", f"duplicate group {name!r}")
+        groups.append(Processes(name, count))
+    return tuple(groups)
