@@ -1,10 +1,11 @@
 """Livepatch relocations of generated patches (harness/modules/klprela.py): the built
 module of bugs/02 checked against Documentation/livepatch/module-elf-format.rst with
 pyelftools and readelf on each profile (kbuild), and the checks, the source marker and
-the log filter without a build."""
+the log filter without a build; a module file with klp relocations read and modelled."""
 
 from __future__ import annotations
 
+import errno
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from harness.kernels import load_profile, profile_names
+from harness.model.predict import predict
 from harness.modules import klprela
 from harness.modules.build import build_modules
+from harness.modules.external import resolve_scenario
 from harness.modules.render import render_sources
 from harness.runner.observe import filter_log
 from harness.runner.session import _without_debug_info
@@ -97,3 +100,30 @@ def test_log_filter_keeps_x86_relocation_errors() -> None:
         "nonzero for type 1, loc ffffffffc0517370, val ffffffffc04f43c8"
     )
     assert filter_log([line, "module: something else"], ["t"]) == [line]
+
+
+FILE_SCENARIO = """\
+description = "bugs/02 with the patch given as its built file."
+kernels = ["debian-6.1"]
+steps = ["load klp_rl_target", "load klp_rl_patch", "unload klp_rl_target", "load klp_rl_target"]
+[[target]]
+name = "klp_rl_target"
+funcs = ["alpha"]
+[[patch]]
+ko = "klp_rl_patch.ko"
+"""
+
+
+@pytest.mark.kbuild
+def test_a_module_file_with_klp_relocations_is_read_and_modelled(tmp_path: Path) -> None:
+    """The reader of module files (harness/modules/elf.py) takes the converted module,
+    and the model learns from its sections which objects its relocations write."""
+    profile = load_profile("debian-6.1")
+    ko = build_modules(load_scenario(RELOAD), profile).modules["klp_rl_patch"]
+    shutil.copyfile(ko, tmp_path / "klp_rl_patch.ko")
+    (tmp_path / "s.toml").write_text(FILE_SCENARIO)
+    scenario, files = resolve_scenario(load_scenario(tmp_path / "s.toml"), profile)
+    assert set(files) == {"klp_rl_patch"}
+    (obj,) = scenario.patches_by_name()["klp_rl_patch"].objects
+    assert (obj.name, obj.funcs, obj.klp_relocs) == ("klp_rl_target", ("alpha",), True)
+    assert predict(scenario, "6.1")[3].errno == errno.ENOEXEC

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
 from harness.kernels import KernelProfile
+from harness.modules import klprela
 from harness.modules.elf import BadKo, KoFile, KoPatch, read_patch
 from harness.modules.ko import BadModule, read_modinfo
 from harness.modules.layout import layout_for
@@ -97,13 +98,19 @@ def patch_structure(module: ExternalModule, profile: KernelProfile) -> KoPatch:
         raise HarnessError(f"{module.path}: cannot read its structure: {exc}") from None
 
 
-def scenario_objects(patch: KoPatch) -> tuple[PatchObject, ...]:
-    """The file's objects as the scenario types say them (NULL name: vmlinux)."""
+def scenario_objects(
+    patch: KoPatch, relocated: frozenset[str] = frozenset()
+) -> tuple[PatchObject, ...]:
+    """The file's objects as the scenario types say them (NULL name: vmlinux);
+    `relocated` names the module objects its klp relocation sections write into
+    (the model follows when they are written and cleared: harness/model/relocs.py)."""
     objects = []
     for obj in patch.objects:
         funcs = tuple(f.name for f in obj.funcs)
         specs = tuple(FuncSpec(f.name, f.sympos, new_func=f.new_func) for f in obj.funcs)
-        objects.append(PatchObject(obj.name or VMLINUX, funcs, obj.callbacks, specs))
+        name = obj.name or VMLINUX
+        relocs = name != VMLINUX and name in relocated
+        objects.append(PatchObject(name, funcs, obj.callbacks, specs, klp_relocs=relocs))
     return tuple(objects)
 
 
@@ -128,7 +135,9 @@ class ProfileResolver:
 
     def structure(self, path: Path) -> PatchStructure:
         patch = patch_structure(ExternalModule(path.stem, path, True), self.profile)
-        return PatchStructure(scenario_objects(patch), scenario_states(patch), patch.replace)
+        relocated = frozenset(section.objname for section in klprela.read(path))
+        objects = scenario_objects(patch, relocated)
+        return PatchStructure(objects, scenario_states(patch), patch.replace)
 
 
 def resolve_scenario(
