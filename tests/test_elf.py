@@ -131,3 +131,28 @@ def test_stripped(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(BadKo, match="no such module file"):
         check_file(tmp_path / "nope.ko", PROFILE, livepatch=True)
+
+
+def test_a_kpatch_build_module_is_named(tmp_path: Path) -> None:
+    """kpatch-build's modules assemble their klp_patch at load time from
+    .kpatch.funcs: the refusal says which generator made the file."""
+    import shutil
+    import subprocess
+
+    if shutil.which("objcopy") is None:
+        pytest.fail("objcopy (binutils) is needed to make the module")
+    blob = tmp_path / "funcs.bin"
+    blob.write_bytes(bytes(56))
+    path = tmp_path / "kpatch.ko"
+    subprocess.run(
+        [
+            "objcopy",
+            "--add-section",
+            f".kpatch.funcs={blob}",
+            str(DATA / "livepatch-callbacks-mod.ko"),
+            str(path),
+        ],
+        check=True,
+    )
+    with pytest.raises(BadKo, match="a kpatch-build module"):
+        read_patch(path, LAYOUT_61)

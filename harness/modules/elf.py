@@ -198,7 +198,8 @@ def read_patch(path: Path, layout: KlpLayout) -> KoPatch:
         what = "no" if not candidates else f"{len(candidates)}"
         raise BadKo(
             f"{path}: {what} static struct klp_patch with .mod = THIS_MODULE found "
-            "(a patch assembled at run time cannot be read from the file)"
+            f"({_generated_by(ko) or 'a patch assembled at run time'} cannot be read "
+            "from the file)"
         )
     start, objs = candidates[0]
     return KoPatch(
@@ -206,6 +207,20 @@ def read_patch(path: Path, layout: KlpLayout) -> KoPatch:
         states=tuple(_states(ko, start, layout)),
         replace=ko.integer(Target(start.section, start.offset + layout.patch_replace), 1) != 0,
     )
+
+
+# Sections of generated livepatch modules whose klp_patch is built by their init.
+GENERATORS = {
+    ".kpatch.funcs": "a kpatch-build module (its patch is built at load from .kpatch.funcs)",
+    "__klp_objects": "a klp-build module (its patch is built at load from __klp_objects)",
+}
+
+
+def _generated_by(ko: KoFile) -> str:
+    for section in ko.elf.iter_sections():
+        if section.name in GENERATORS:
+            return GENERATORS[section.name]
+    return ""
 
 
 def _entries(start: Target, size: int) -> Iterator[Target]:
