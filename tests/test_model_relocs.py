@@ -110,3 +110,27 @@ def test_loader_refuses(tmp_path: Path, obj: str, key: str, message: str) -> Non
     path.write_text(text)
     with pytest.raises(ScenarioError, match=message):
         load_scenario(path)
+
+
+LATE_TARGET = """\
+description = "The patch first: the target's coming writes the relocation."
+steps = ["load p", "load t", "unload t", "load t"]
+[[target]]
+name = "t"
+funcs = ["alpha"]
+[[patch]]
+name = "p"
+[[patch.object]]
+name = "t"
+funcs = ["alpha"]
+klp_relocs = true
+"""
+
+
+@pytest.mark.parametrize(("series", "second"), [("6.1", errno.ENOEXEC), ("6.12", 0), ("7.3", 0)])
+def test_a_relocation_written_at_coming_too(tmp_path: Path, series: str, second: int) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(LATE_TARGET)
+    records = predict(load_scenario(path), series)
+    assert records[1].errno == 0 and records[1].impls["t:alpha"] == "p"
+    assert records[3].errno == second
