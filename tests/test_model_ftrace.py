@@ -167,3 +167,24 @@ def test_kretprobe_template_and_its_checks(tmp_path: Path) -> None:
     )
     with pytest.raises(ScenarioError, match="a kretprobe has no post_handler"):
         load_scenario(path)
+
+
+def test_a_kprobe_in_the_body_sees_only_the_original() -> None:
+    for series in ("6.1", "6.12", "7.3"):
+        records = predict(load_scenario(COEXIST / "10_kprobe_in_redirected_body.toml"), series)
+        assert records[3].log[-1] == "kp_body: kprobe on cmdline_proc_show was never hit"
+        assert records[6].log[-1] == "kp_body: kprobe on cmdline_proc_show was hit"
+
+
+def test_body_kprobe_template_and_checks(tmp_path: Path) -> None:
+    c = render_target(TargetModule("b", kprobe=Kprobe("cmdline_proc_show", False, body=True)))
+    assert "ret = klp_harness_register_body_kprobe();" in c
+    assert "klp_harness_kprobe.offset = 9;" in c
+    path = tmp_path / "s.toml"
+    path.write_text(
+        KPROBE_ELSEWHERE.replace(
+            '"do_sys_openat2" }', '"cmdline_proc_show", kretprobe = true, body = true }'
+        )
+    )
+    with pytest.raises(ScenarioError, match="a kretprobe goes on the function's entry"):
+        load_scenario(path)

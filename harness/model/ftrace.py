@@ -22,6 +22,11 @@ Traced, the original's call site records every call, whatever livepatch then run
 a replacement in a livepatch module has a call site of its own, recorded when the
 livepatch sends a call there.
 
+A kprobe in the body (past the call site) is an int3 kprobe, no ftrace user: it fires
+only when the original's body runs, so a call livepatch redirects never reaches it
+(Documentation/livepatch/livepatch.rst, "Kprobes in the original function are ignored
+when the code is redirected").
+
 A kprobe's handler runs from the call site, whatever livepatch then redirects the call
 to, and only while ftrace calls out at all: `kernel.ftrace_enabled=0` turns every call
 site off (ftrace.c:ftrace_enable_sysctl -> ftrace_shutdown_sysctl; 6.1 :8534, 6.12
@@ -66,11 +71,12 @@ class KprobeUser:
     post_handler: bool
     kind: str = "kprobe"  # or "kretprobe": its entry kprobe has no post_handler
     armed: bool = True  # False: registered without being armed (ModelProfile field)
+    body: bool = False  # an int3 kprobe in the body: no ftrace user
     hit: bool = False
 
     @property
     def ipmodify(self) -> bool:
-        return self.post_handler
+        return self.post_handler and not self.body
 
 
 def kprobe_key(spec: Kprobe) -> FuncKey:
@@ -97,6 +103,9 @@ def register_kprobe(k: Kernel, owner: str, spec: Kprobe) -> int:
     register_kprobe() returns 0 (7.3 kprobes.c:1709-1720), so the module loads with a
     kprobe that never fires (`kprobe_arm_error_lost`)."""
     key = kprobe_key(spec)
+    if spec.body:  # int3 in the body (arch_prepare_kprobe): shares nothing with ftrace
+        k.kprobes.append(KprobeUser(owner, key, spec.post_handler, body=True))
+        return 0
     armed = not (spec.post_handler and (key in k.klp_ops or ipmodify_owner(k, key)))
     if not armed and not k.profile.kprobe_arm_error_lost:
         return -errno.EBUSY
@@ -126,10 +135,13 @@ def ftrace_call(k: Kernel, key: FuncKey, impl: str) -> None:
     return, whose handler runs when whichever implementation returns) and a tracer of the
     original records it, provided ftrace calls out (kernel.ftrace_enabled); a tracer
     of a replacement records it when `impl` is that replacement."""
+    for probe in k.kprobes:
+        if probe.key == key and probe.body and impl == ORIG:
+            probe.hit = True  # the original's body ran: its int3 fires, ftrace or not
     if not k.ftrace_enabled:
         return
     for probe in k.kprobes:
-        if probe.key == key and probe.armed:
+        if probe.key == key and probe.armed and not probe.body:
             probe.hit = True
     tracer = k.tracer
     if tracer is not None and tracer.key == key and tracer.impl in (ORIG, impl):

@@ -48,7 +48,7 @@ TARGET_KEYS = {
     *("name", "funcs", "blocker", "blocker_param", "log_init_exit", "shadow", "kprobe", "ko"),
     "spinner",
 }
-KPROBE_KEYS = {"func", "post_handler", "kretprobe"}
+KPROBE_KEYS = {"func", "post_handler", "kretprobe", "body"}
 SPINNER_KEYS = {"func", "inside", "cond_resched", "rcu_tasks_qs"}
 PATCH_KEYS = {"name", "replace", "pre_patch_ret", "states", "object", "shadow", "check"}
 OBJECT_KEYS = {"name", "funcs", "callbacks", "shadow_field", "klp_relocs"}
@@ -258,11 +258,15 @@ def _kprobe(value: Any, where: str) -> Kprobe:
     kretprobe = _bool(value.get("kretprobe", False), f"{where}.kretprobe")
     if kretprobe and "post_handler" in value:
         raise ScenarioError(f"{where}.post_handler", "a kretprobe has no post_handler")
+    body = _bool(value.get("body", False), f"{where}.body")
+    if kretprobe and body:
+        raise ScenarioError(f"{where}.body", "a kretprobe goes on the function's entry")
     return Kprobe(
         func=_str(_required(value, "func", where), f"{where}.func"),
         post_handler=not kretprobe
         and _bool(value.get("post_handler", True), f"{where}.post_handler"),
         kretprobe=kretprobe,
+        body=body,
     )
 
 

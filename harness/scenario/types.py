@@ -93,10 +93,19 @@ class Kprobe:
     func: str
     post_handler: bool = True
     kretprobe: bool = False
+    # In the body, on the first instruction after the ftrace call site (+5, or +9
+    # behind an ENDBR64): an int3 kprobe, no ftrace user; it sees only calls that run
+    # the original's body.
+    body: bool = False
 
     @property
     def kind(self) -> str:
         return "kretprobe" if self.kretprobe else "kprobe"
+
+    @property
+    def ftrace(self) -> bool:
+        """Armed through ftrace on the function's entry (KPROBES_ON_FTRACE)."""
+        return not self.body
 
 
 @dataclass(frozen=True)

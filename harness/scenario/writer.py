@@ -68,7 +68,10 @@ def _target(target: TargetModule) -> list[str]:
         lines.append(f"kprobe = {{ func = {_string(target.kprobe.func)}, kretprobe = true }}")
     elif target.kprobe is not None:
         post = "true" if target.kprobe.post_handler else "false"
-        lines.append(f"kprobe = {{ func = {_string(target.kprobe.func)}, post_handler = {post} }}")
+        body = ", body = true" if target.kprobe.body else ""
+        lines.append(
+            f"kprobe = {{ func = {_string(target.kprobe.func)}, post_handler = {post}{body} }}"
+        )
     return lines
 
 
