@@ -38,13 +38,15 @@ SHADOW = (
     ShadowOp(ShadowOpKind.FREE_ALL, 0x1235, dtor=True),
 )
 # `gamma` is also a compiler builtin: the Kbuild must keep that quiet.
-TARGET = TargetModule("klp_kb_target", ("alpha", "beta", "gamma"), Blocker("alpha"), True, SHADOW)
+TARGET = TargetModule(
+    "klp_kb_target", ("alpha", "beta", "gamma"), Blocker("alpha"), log_init_exit=True, shadow=SHADOW
+)
 EMPTY_TARGET = TargetModule("klp_kb_idle", log_init_exit=False)
 PATCH = PatchModule(
     "klp_kb_patch",
     (
         PatchObject(VMLINUX, ("cmdline_proc_show", "meminfo_proc_show"), ALL),
-        PatchObject("klp_kb_target", ("alpha", "beta"), ALL),
+        PatchObject("klp_kb_target", ("alpha", "beta"), ALL, klp_relocs=True),
         PatchObject("klp_kb_idle", (), frozenset({Callback.PRE_PATCH})),
     ),
     replace=True,
