@@ -15,7 +15,7 @@ from __future__ import annotations
 import shlex
 
 from harness.runner.actions import ERR_FILE
-from harness.scenario.steps import traced_replacement
+from harness.scenario.traces import traced_replacement
 from harness.scenario.types import VMLINUX, Scenario, Trace
 
 TRACEFS = "/sys/kernel/tracing"
