@@ -40,8 +40,15 @@ def fake_qemu(tmp_path: Path, output: str, then: str = "time.sleep(60)") -> Cons
         "sys.stdout.flush()\n"
         f"{then}\n"
     )
-    console = Console([sys.executable, "-c", script], tmp_path / "console.log", lambda: None)
-    console.wait_for("ready", timeout=120)  # a loaded machine starts Python slowly
+    log = tmp_path / "console.log"
+    console = Console([sys.executable, "-c", script], log, lambda: None)
+    # From the log, not with wait_for: the drain thread may read the line before
+    # wait_for takes the console (a loaded machine), and wait_for only sees what
+    # comes after it starts.  Python starts slowly on a loaded machine.
+    deadline = time.monotonic() + 120
+    while "ready" not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "the fake QEMU printed no ready line"
+        time.sleep(0.01)
     return console
 
 
