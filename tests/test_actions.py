@@ -9,7 +9,8 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.runner.actions import action_errno, action_script, parse_report
-from harness.scenario.types import Call, Load, Scenario, Unload, Wait
+from harness.scenario.step_types import Call, Load, Unload, Wait
+from harness.scenario.types import Scenario
 
 
 def _scenario() -> Scenario:

@@ -11,7 +11,7 @@ from harness.errors import ScenarioError
 from harness.model.check import observed_check
 from harness.model.predict import predict
 from harness.scenario.loader import load_scenario
-from harness.scenario.types import Check
+from harness.scenario.step_types import Check
 
 PATCHES = """
 [[patch]]

@@ -17,7 +17,7 @@ from harness.runner.observe import drop_lines_of
 from harness.runner.trigger import parse_ran, replacements, trigger_script
 from harness.scenario.external import PatchStructure, resolve_for
 from harness.scenario.loader import load_scenario
-from harness.scenario.types import Trigger
+from harness.scenario.step_types import Trigger
 from harness.symbols.data import module_symbols
 from tests.test_elf import DATA, LAYOUT_61, PROFILE
 

@@ -134,7 +134,7 @@ def test_tracing_a_replacement_sees_only_the_calls_sent_there(tmp_path: Path) ->
 
 def test_runner_filters_and_names() -> None:
     from harness.runner.tracers import filter_of, trace_script, untrace_script
-    from harness.scenario.types import Trace
+    from harness.scenario.step_types import Trace
 
     scenario = load_scenario(COEXIST / "05_trace_livepatched_function.toml")
     patch = Trace("test_klp_livepatch", "cmdline_proc_show")

@@ -21,7 +21,7 @@ from harness.model.klp import KLP_UNDEFINED, KLP_UNPATCHED, KlpPatch
 from harness.model.predict import StepModel, blockers
 from harness.model.transition import klp_check_stack
 from harness.record import StepRecord
-from harness.scenario.types import Disable, Enable, Force, Load, Park, Release, Step, Unload
+from harness.scenario.step_types import Disable, Enable, Force, Load, Park, Release, Step, Unload
 
 steps_strategy = st.lists(st.sampled_from(FUZZ_STEPS), min_size=1, max_size=40)
 SETTINGS = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

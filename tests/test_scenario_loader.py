@@ -10,23 +10,18 @@ import pytest
 from harness.cli import main as cli_main
 from harness.errors import ScenarioError
 from harness.scenario.loader import load_scenario, load_scenarios
-from harness.scenario.steps import format_step
-from harness.scenario.types import (
-    Blocker,
+from harness.scenario.step_types import (
     Call,
-    Callback,
     Disable,
     Force,
-    KlpState,
     Load,
     Park,
-    PatchObject,
     SetParam,
-    ShadowOp,
-    ShadowOpKind,
     SysctlFtrace,
     Unload,
 )
+from harness.scenario.steps import format_step
+from harness.scenario.types import Blocker, Callback, KlpState, PatchObject, ShadowOp, ShadowOpKind
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 

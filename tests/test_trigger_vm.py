@@ -14,7 +14,7 @@ from harness.modules.build import build_modules
 from harness.runner.session import install_modules
 from harness.runner.trigger import parse_ran, setup_script, trigger_script, watched
 from harness.scenario.loader import load_scenario
-from harness.scenario.types import Trigger
+from harness.scenario.step_types import Trigger
 
 pytestmark = pytest.mark.vm
 

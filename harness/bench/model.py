@@ -16,7 +16,8 @@ from pathlib import Path
 from harness.errors import ScenarioError
 from harness.model.predict import StepModel
 from harness.scenario.loader import load_scenarios
-from harness.scenario.types import Scenario, Step
+from harness.scenario.step_types import Step
+from harness.scenario.types import Scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "tests" / "scenarios"
 SECONDS = 2.0

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from harness.model.fuzz import PATCHES as MODEL_PATCHES
 from harness.model.fuzz import TARGETS as TARGETS
+from harness.scenario.step_types import Step
 from harness.scenario.steps import parse_steps
 from harness.scenario.types import (
     VMLINUX,
@@ -29,7 +30,6 @@ from harness.scenario.types import (
     Scenario,
     ShadowOp,
     ShadowOpKind,
-    Step,
 )
 
 ALL = frozenset(Callback)

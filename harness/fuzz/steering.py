@@ -37,8 +37,9 @@ from harness.errors import ScenarioError
 from harness.fuzz.palette import TARGETS, scenario_of, steps_of
 from harness.model.predict import StepModel
 from harness.model.transition import klp_check_stack
+from harness.scenario.step_types import Disable, Load, Step
 from harness.scenario.steps import parse_steps
-from harness.scenario.types import Disable, Load, PatchModule, Step
+from harness.scenario.types import PatchModule
 
 # How many more times the patch in transition and the targets that block it are
 # offered while the transition is blocked: their steps are the rare paths.

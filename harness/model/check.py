@@ -20,7 +20,8 @@ from harness.errors import ScenarioError
 from harness.model.ftrace import ORIG, impl_now
 from harness.model.klp import func_key
 from harness.model.system import Kernel
-from harness.scenario.types import VMLINUX, Check, PatchModule
+from harness.scenario.step_types import Check
+from harness.scenario.types import VMLINUX, PatchModule
 
 PASSES = "passes"
 FAILS = "fails"

@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.model.klp import KLP_UNDEFINED, FuncKey
-from harness.scenario.types import VMLINUX, Kprobe, Trace, Trigger
+from harness.scenario.step_types import Trace, Trigger
+from harness.scenario.types import VMLINUX, Kprobe
 
 if TYPE_CHECKING:
     from harness.model.system import Kernel

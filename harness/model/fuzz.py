@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.scenario.step_types import Step
 from harness.scenario.steps import parse_steps
 from harness.scenario.types import (
     VMLINUX,
@@ -23,7 +24,6 @@ from harness.scenario.types import (
     Scenario,
     ShadowOp,
     ShadowOpKind,
-    Step,
     TargetModule,
 )
 

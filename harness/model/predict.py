@@ -47,9 +47,7 @@ from harness.model.transition import klp_check_stack, klp_transition_work_fn
 from harness.model.trigger import predict_ran
 from harness.model.variants import Variant
 from harness.record import StepRecord
-from harness.scenario.steps import format_step
-from harness.scenario.types import (
-    VMLINUX,
+from harness.scenario.step_types import (
     Call,
     Check,
     Disable,
@@ -59,20 +57,20 @@ from harness.scenario.types import (
     Load,
     Park,
     Release,
-    Scenario,
     SetParam,
     Spawn,
     Start,
     Step,
     Stop,
     SysctlFtrace,
-    TargetModule,
     Trace,
     Trigger,
     Unload,
     Untrace,
     Wait,
 )
+from harness.scenario.steps import format_step
+from harness.scenario.types import VMLINUX, Scenario, TargetModule
 
 WRITE_ONLY = "<write-only>"
 READ_ONLY_STEPS = (Call, Wait, Trigger, Trace, Untrace, Check)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from harness.model.klp import KLP_UNDEFINED, KlpPatch
 from harness.model.patch import klp_ftrace_handler
 from harness.model.system import Kernel
-from harness.scenario.types import VMLINUX, VMLINUX_FUNCS, PatchModule, Trigger, Watch
+from harness.scenario.step_types import Trigger, Watch
+from harness.scenario.types import VMLINUX, VMLINUX_FUNCS, PatchModule
 
 
 def runs_original(code: KlpPatch, watch: Watch) -> bool:

@@ -24,17 +24,8 @@ from harness.kernels import KernelProfile
 from harness.model.predict import StepModel
 from harness.modules.external import ProfileResolver, locate, modinfo_of
 from harness.scenario.naming import safe_component
-from harness.scenario.types import (
-    VMLINUX,
-    Check,
-    Disable,
-    Load,
-    PatchModule,
-    Scenario,
-    Step,
-    TargetModule,
-    Unload,
-)
+from harness.scenario.step_types import Check, Disable, Load, Step, Unload
+from harness.scenario.types import VMLINUX, PatchModule, Scenario, TargetModule
 
 
 def _modules(

@@ -15,7 +15,7 @@ import shlex
 from harness.errors import HarnessError
 from harness.runner.observe import LIVEPATCH_SYSFS, func_source
 from harness.runner.shell import errno_from_message, kmsg_write
-from harness.scenario.types import (
+from harness.scenario.step_types import (
     Call,
     Check,
     Disable,
@@ -24,22 +24,20 @@ from harness.scenario.types import (
     Kill,
     Load,
     Park,
-    PatchModule,
     Release,
-    Scenario,
     SetParam,
     Spawn,
     Start,
     Step,
     Stop,
     SysctlFtrace,
-    TargetModule,
     Trace,
     Trigger,
     Unload,
     Untrace,
     Wait,
 )
+from harness.scenario.types import PatchModule, Scenario, TargetModule
 
 TOOL_TIMEOUT = 120.0  # a load whose transition stalls still returns: klp_enable_patch is async
 # Where the scenario's modules are (`$__release` is read with a builtin: `$(uname -r)`

@@ -15,8 +15,9 @@ from __future__ import annotations
 import shlex
 
 from harness.runner.actions import ERR_FILE
+from harness.scenario.step_types import Trace
 from harness.scenario.traces import traced_replacement
-from harness.scenario.types import VMLINUX, Scenario, Trace
+from harness.scenario.types import VMLINUX, Scenario
 
 TRACEFS = "/sys/kernel/tracing"
 STATE = "/run/klp-trace"  # what `trace` started: the printed name, then the step's label

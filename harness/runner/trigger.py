@@ -31,7 +31,8 @@ from collections.abc import Sequence
 
 from harness.model.trigger import ran_text
 from harness.runner.actions import ERR_FILE
-from harness.scenario.types import VMLINUX, Scenario, Trigger
+from harness.scenario.step_types import Trigger
+from harness.scenario.types import VMLINUX, Scenario
 
 TRACEFS = "/sys/kernel/tracing"
 CALLS_DIR = "/sys/kernel/debug/klp_harness_calls"

@@ -17,22 +17,15 @@ from collections.abc import Callable, Mapping
 from harness.errors import ScenarioError
 from harness.scenario.checks import check_errno
 from harness.scenario.kstrto import KstrtoError, kstrtoint
-from harness.scenario.traces import check_traces, traced_replacement
-from harness.scenario.types import (
-    VMLINUX,
-    VMLINUX_FUNCS,
+from harness.scenario.step_types import (
     Call,
     Check,
     Disable,
     Enable,
     Force,
-    KernelModule,
     Kill,
     Load,
-    Module,
     Park,
-    PatchModule,
-    Processes,
     Release,
     SetParam,
     Spawn,
@@ -40,13 +33,22 @@ from harness.scenario.types import (
     Step,
     Stop,
     SysctlFtrace,
-    TargetModule,
     Trace,
     Trigger,
     Unload,
     Untrace,
     Wait,
     Watch,
+)
+from harness.scenario.traces import check_traces, traced_replacement
+from harness.scenario.types import (
+    VMLINUX,
+    VMLINUX_FUNCS,
+    KernelModule,
+    Module,
+    PatchModule,
+    Processes,
+    TargetModule,
 )
 
 NOWAIT = "--nowait"

@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 from harness.errors import ScenarioError
-from harness.scenario.types import VMLINUX, VMLINUX_FUNCS, PatchModule, Step, Trace, Unload, Untrace
+from harness.scenario.step_types import Step, Trace, Unload, Untrace
+from harness.scenario.types import VMLINUX, VMLINUX_FUNCS, PatchModule
 
 
 def traced_replacement(patch: PatchModule, func: str, targets: set[str]) -> str | None:

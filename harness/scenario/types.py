@@ -1,4 +1,5 @@
-"""Typed description of a scenario: the modules it needs and the steps it runs.
+"""Typed description of a scenario: the modules it needs (its steps are in
+`step_types.py`).
 
 This is the contract between the scenario loader (TOML -> these types), the module
 generator (these types -> C sources -> .ko), the reference model (these types ->
@@ -16,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+
+from harness.scenario.step_types import Step
 
 VMLINUX = "vmlinux"
 
@@ -252,203 +255,6 @@ class KernelModule:
     parameters and the model gives it no init or exit lines."""
 
     name: str
-
-
-# ---- steps ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Load:
-    """`modprobe MODULE [param=value ...]`; for a patch, wait for the transition to
-    settle unless `nowait` (upstream's load_lp vs load_lp_nowait)."""
-
-    module: str
-    params: tuple[tuple[str, str], ...] = ()
-    nowait: bool = False
-
-
-@dataclass(frozen=True)
-class Unload:
-    """`rmmod MODULE`."""
-
-    module: str
-
-
-@dataclass(frozen=True)
-class Enable:
-    """`echo 1 > /sys/kernel/livepatch/PATCH/enabled`."""
-
-    patch: str
-
-
-@dataclass(frozen=True)
-class Disable:
-    """`echo 0 > /sys/kernel/livepatch/PATCH/enabled`; waits for the transition to settle
-    unless `nowait`."""
-
-    patch: str
-    nowait: bool = False
-
-
-@dataclass(frozen=True)
-class Force:
-    """`echo 1 > /sys/kernel/livepatch/PATCH/force`."""
-
-    patch: str
-
-
-@dataclass(frozen=True)
-class SetParam:
-    """`echo VALUE > /sys/module/MODULE/parameters/PARAM`."""
-
-    module: str
-    param: str
-    value: str
-
-
-@dataclass(frozen=True)
-class Park:
-    """Park the blocker work of TARGET inside its blocker function (current impl)."""
-
-    target: str
-
-
-@dataclass(frozen=True)
-class Release:
-    """Let the parked blocker work of TARGET return."""
-
-    target: str
-
-
-@dataclass(frozen=True)
-class Start:
-    """Start the spinner kernel thread of TARGET."""
-
-    target: str
-
-
-@dataclass(frozen=True)
-class Stop:
-    """Stop the spinner kernel thread of TARGET (kthread_stop: it has returned from its
-    function and exited when the write returns)."""
-
-    target: str
-
-
-@dataclass(frozen=True)
-class Spawn:
-    """Start the processes of NAME (a `[[processes]]` group)."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class Kill:
-    """Kill the processes of NAME and wait until they are gone."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class SysctlFtrace:
-    """`sysctl kernel.ftrace_enabled=VALUE`."""
-
-    value: int
-
-
-@dataclass(frozen=True)
-class Call:
-    """Call OBJECT:FUNC and log the result to the kernel log the way upstream's
-    `grep 'live patched' /proc/cmdline > /dev/kmsg` does: a patched implementation
-    logs `<patch>: this has been live patched`, the original logs nothing."""
-
-    object: str
-    func: str
-
-
-@dataclass(frozen=True)
-class Watch:
-    """A function a `trigger` step expects its command to call: the record says which
-    implementation(s) ran (`count` set: and exactly how often)."""
-
-    object: str
-    func: str
-    count: int | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.object}:{self.func}"
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """Run COMMAND in the guest (a shell command line) and report, per watched
-    function, which implementation(s) ran while it did: a patch's (its replacement's
-    call counter) and/or the original (an entry counter in the original's body)."""
-
-    command: str
-    watch: tuple[Watch, ...]
-
-
-@dataclass(frozen=True)
-class Check:
-    """Run PATCH's `check` command in the guest; the record says whether it passed
-    (harness/model/check.py predicts it)."""
-
-    patch: str
-
-
-@dataclass(frozen=True)
-class Trace:
-    """Start ftrace's function tracer on one function, as upstream's test-ftrace.sh
-    `trace_function` does: OBJECT:FUNC is the original (`vmlinux` or a target), or
-    PATCH:FUNC that patch's replacement of FUNC.  `untrace` says whether it was called."""
-
-    object: str
-    func: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.object}:{self.func}"
-
-
-@dataclass(frozen=True)
-class Untrace:
-    """Stop the function tracer, log whether the traced function appeared in the trace
-    (`livepatch: trace OBJ:FUNC: called` / `: not called`) and clear it."""
-
-
-@dataclass(frozen=True)
-class Wait:
-    """Wait until PATCH's transition settles (after a `nowait` load or disable); with
-    `retries`, until the kernel has retried it that many times since it (re)started
-    (or it settled): a blocked transition's retries are the kernel's clock."""
-
-    patch: str
-    retries: int | None = None
-
-
-Step = (
-    Load
-    | Unload
-    | Enable
-    | Disable
-    | Force
-    | SetParam
-    | Park
-    | Release
-    | Start
-    | Stop
-    | Spawn
-    | Kill
-    | SysctlFtrace
-    | Call
-    | Trigger
-    | Check
-    | Trace
-    | Untrace
-    | Wait
-)
 
 
 @dataclass(frozen=True)

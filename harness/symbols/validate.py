@@ -14,14 +14,8 @@ import difflib
 
 from harness.errors import ScenarioError
 from harness.kernels import KernelProfile
-from harness.scenario.types import (
-    VMLINUX,
-    VMLINUX_FUNCS,
-    Load,
-    PatchObject,
-    Scenario,
-    Trigger,
-)
+from harness.scenario.step_types import Load, Trigger
+from harness.scenario.types import VMLINUX, VMLINUX_FUNCS, PatchObject, Scenario
 from harness.symbols.data import ObjectSymbols, find_module_file, module_key, module_symbols
 from harness.symbols.record import VmlinuxRecord, vmlinux_record
 

@@ -47,7 +47,7 @@ from typing import Any
 from harness.guest.console import Console
 from harness.record import StepRecord
 from harness.runner import guests, session, waits
-from harness.scenario.types import Step
+from harness.scenario.step_types import Step
 
 CRASHMOD = Path(__file__).resolve().parents[1] / "data" / "crashmod" / "crashmod.c"
 
