@@ -173,14 +173,15 @@ class ScenarioItem(pytest.Item):
 
         item = self.prepared()
         profile = item.profile
-        then = None
+        then, then_cpus = None, 1
         if self.following is not None and self.following.name == self.name:
-            then = self.following.prepared().modules
+            following = self.following.prepared()
+            then, then_cpus = following.modules, following.scenario.cpus
         manager = guest_manager(self.config, profile)
         artifact_id = safe_component(shard_key(self.path).removesuffix(".toml").replace("/", "-"))
         artifacts = self.config.stash[_RESULTS] / safe_component(profile.name) / artifact_id
         outcome = manager.run_scenario(
-            item.scenario, item.predicted, item.modules, artifacts, then=then
+            item.scenario, item.predicted, item.modules, artifacts, then=then, then_cpus=then_cpus
         )
         self.user_properties.append(("artifacts", str(artifacts)))
         if not outcome.passed:

@@ -67,6 +67,7 @@ def test_key_follows_everything_that_shapes_the_guest(config: GuestConfig, tmp_p
     assert SnapshotStore(config, "other prep", root).key != base
     assert SnapshotStore(dataclasses.replace(config, memory_mib=256), "prep", root).key != base
     assert SnapshotStore(dataclasses.replace(config, memory_checks=False), "prep", root).key != base
+    assert SnapshotStore(dataclasses.replace(config, cpus=2), "prep", root).key != base
     config.initrd.write_bytes(b"another initrd")
     assert SnapshotStore(config, "prep", root).key != base
 
@@ -89,10 +90,11 @@ def test_guest_variants_keep_their_own_snapshots(config: GuestConfig, tmp_path: 
     default = SnapshotStore(config, "prep", root)
     fast = SnapshotStore(dataclasses.replace(config, memory_checks=False), "prep", root)
     extra = SnapshotStore(dataclasses.replace(config, append=("oops=panic",)), "prep", root)
-    for store in (default, fast, extra):
+    smp = SnapshotStore(dataclasses.replace(config, cpus=2), "prep", root)  # a scenario's cpus
+    for store in (default, fast, extra, smp):
         save(store, tmp_path, b"state")
-    assert default.load() is not None and fast.load() is not None and extra.load() is not None
-    assert len({default.directory, fast.directory, extra.directory}) == 3
+    assert all(store.load() is not None for store in (default, fast, extra, smp))
+    assert len({default.directory, fast.directory, extra.directory, smp.directory}) == 4
     newer_fast = SnapshotStore(dataclasses.replace(config, memory_checks=False), "v2", root)
     save(newer_fast, tmp_path, b"new")
     assert not fast.directory.exists()  # replaced by its own kind's newer one
@@ -119,10 +121,10 @@ def test_a_snapshot_that_cannot_be_saved_is_said_once_and_the_guest_still_runs(
     profile = KernelProfile("p", "r", "1.0", "vm", config.kernel, *dirs, livepatch=True)
     source = GuestSource(profile, snapshot_root=tmp_path / "snaps")
     guest = FakeGuest()
-    monkeypatch.setattr(source, "config", lambda: config)
-    monkeypatch.setattr(source, "_resume", lambda: None)
+    monkeypatch.setattr(source, "config", lambda cpus=1: config)
+    monkeypatch.setattr(source, "_resume", lambda cpus=1: None)
 
-    def boot() -> FakeGuest:
+    def boot(cpus: int = 1) -> FakeGuest:
         source.baseline = reset.GuestBaseline(frozenset())
         return guest
 

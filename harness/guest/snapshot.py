@@ -75,10 +75,12 @@ def _file_id(path: Path) -> list[object]:
 def variant_name(config: GuestConfig) -> str:
     """The name shared by the snapshots of one kind of guest, which replace each
     other: the profile's, plus a mark for guests whose kernel command line differs
-    (`--fast-guest`, extra parameters).  Kinds must not replace each other: a
+    (`--fast-guest`, another CPU count, extra parameters).  Kinds must not replace each other: a
     `--fast-guest` run and a default run on the same cache would otherwise delete
     each other's snapshot and boot again every time."""
     marks = [] if config.memory_checks else ["fast"]
+    if config.cpus != 1:  # a scenario's `cpus`: both kinds are used in one run
+        marks.append(f"smp{config.cpus}")
     if config.append:
         marks.append(hashlib.sha256("\0".join(config.append).encode()).hexdigest()[:8])
     return "-".join([config.name, *marks])

@@ -136,3 +136,4 @@ class Task:
     pending: bool = False  # TIF_PATCH_PENDING
     spinner: bool = False
     inside: bool = True
+    pinned: bool = False  # a spinner bound to a CPU of its own: running at every attempt

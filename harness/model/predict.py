@@ -36,6 +36,7 @@ from harness.model.profiles import DEFAULT_SERIES, profile_for
 from harness.model.replace import run_free_work
 from harness.model.system import Kernel
 from harness.model.tasks import (
+    checked_while_running,
     kill,
     observe_actors,
     rcu_tasks_holdouts,
@@ -377,7 +378,11 @@ def blockers(k: Kernel) -> str:
     """The parked tasks that keep the current transition from completing."""
     names = []
     for task in k.tasks:
-        if task.patch_state != k.klp_target_state and not klp_check_stack(k, task):
+        if task.patch_state == k.klp_target_state:
+            continue
+        if task.pinned and not checked_while_running(k, task):
+            names.append(f"{task.target}'s spinner running on its own CPU")
+        elif not klp_check_stack(k, task):
             impl = task.code.name if task.code is not None else "orig"
             what = "spinner spinning" if task.spinner else "work parked"
             names.append(f"{task.target}'s {what} in {task.key[0]}:{task.key[1]} ({impl})")

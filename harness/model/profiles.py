@@ -46,6 +46,15 @@ class ModelProfile:
     # where a kernel thread gives up the CPU only when it sleeps or in cond_resched().
     # A build choice of Debian's, not an upstream version (harness/model/tasks.py).
     preempts_kernel_code: bool = False
+    # A running task switches itself in cond_resched() while a transition is pending:
+    # klp_start_transition() enables klp_cond_resched() (6.12 transition.c:563, core.c
+    # :7539-7550), which checks current's stack ("livepatch,sched: Add livepatch task
+    # switching to cond_resched()", v6.4).  6.1 has no such hook; 7.3 replaced it with
+    # klp_sched_try_switch() in __schedule() for TASK_FREEZABLE sleepers only (7.3
+    # core.c:7135, livepatch_sched.h:14-19), which a preempted thread is not.  Seen
+    # only with 2 CPUs (a thread running on the other CPU at every attempt,
+    # harness/model/tasks.py).  Not in SINCE: it came in v6.4 and went before 7.3.
+    klp_cond_resched: bool = False
     # The going hook clears a module object's klp relocations (klp_clear_object_relocs,
     # 6.12 core.c:1227, 7.3 :1262; x86 clear_relocate_add, 6.12
     # arch/x86/kernel/module.c:211-218), so the module can come again: "livepatch,x86:
@@ -63,7 +72,9 @@ class ModelProfile:
 
 PROFILES: dict[str, ModelProfile] = {
     "6.1": ModelProfile("6.1"),
-    "6.12": ModelProfile("6.12", sysfs_replace=True, klp_relocs_cleared=True),
+    "6.12": ModelProfile(
+        "6.12", sysfs_replace=True, klp_relocs_cleared=True, klp_cond_resched=True
+    ),
     "7.3": ModelProfile(
         "7.3",
         sysfs_replace=True,
@@ -79,12 +90,11 @@ PROFILES: dict[str, ModelProfile] = {
 DEFAULT_SERIES = "6.1"
 
 UNOBSERVABLE = {
-    # "livepatch,sched: Add livepatch task switching to cond_resched()", v6.4: tasks can
-    # also switch in cond_resched().  Our blockers sleep in msleep(); a spinner thread
-    # on the guests' one CPU is off the CPU (so stack-checked) whenever a retry runs,
-    # and the hook checks the same stack: nothing a scenario sees changes
-    # (harness/model/tasks.py).
-    "cond_resched switching": "v6.4",
+    # "livepatch,sched: Add livepatch task switching to cond_resched()", v6.4, on the
+    # one-CPU guests: our blockers sleep in msleep(); a spinner thread is off the CPU
+    # (so stack-checked) whenever a retry runs, and the hook checks the same stack.
+    # Observable with 2 CPUs: `klp_cond_resched` above.
+    "cond_resched switching on one CPU": "v6.4",
     # klp_check_stack() uses per-CPU entry buffers and switches `current` without
     # task_call_func() (v6.3/v6.4 refactors): same decisions.
     "stack check refactors": "v6.3",

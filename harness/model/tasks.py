@@ -1,5 +1,6 @@
 """How each kind of task switches to a transition's target state, on the harness's
-guests (one CPU, `harness/guest/config.py`).  transition.py is the livepatch side
+guests (one CPU, `harness/guest/config.py`; two with a scenario's `cpus = 2`, last
+item).  transition.py is the livepatch side
 (`klp_try_switch_task`, `klp_check_stack`); this module is the task side: which
 tasks the model follows, where they are when a completion attempt looks at them, and
 what a scenario observes of them.
@@ -54,6 +55,38 @@ Every kind, with the kernel source that decides it (6.1 = Debian 6.1.192, 6.12 =
   cond_resched_tasks_rcu_qs(), which reports the quiescent state (rcu_tasks_qs(),
   include/linux/rcupdate.h).  The model refuses a step that unregisters a handler
   while a holdout runs (`rcu_tasks_holdouts`).
+* **A spinner bound to CPU 1 of a 2-CPU guest** (`spinner.cpu`, `Task.pinned`): it
+  has that CPU to itself, so it is *running* whenever an attempt (made on CPU 0 by
+  the runner's write or the retry work it queued there) looks at it, and
+  klp_check_and_switch_task() refuses a task that is task_curr() and not current:
+  -EBUSY, "is running" (6.1 transition.c:272/316, 6.12 :297/345, 7.3 :288/336).
+  klp_send_signals() only wakes TASK_INTERRUPTIBLE kthreads (6.1 :359-364, 6.12
+  :426-431, 7.3 :405-410), which a running thread is not.  What switches it:
+  - 6.1: nothing.  cond_resched() is __cond_resched() (core.c:8431), without a
+    livepatch hook: the transition stays pending until it is forced or the thread
+    stops (the bug of "livepatch,sched: Add livepatch task switching to
+    cond_resched()", v6.4: vhost workers).
+  - 6.12: klp_start_transition() enables klp_cond_resched() (transition.c:563), which
+    every cond_resched() then calls (core.c:7539-7550): __klp_sched_try_switch()
+    runs klp_try_switch_task(current) (transition.c:366-397), the stack check of a
+    thread between calls, which passes.  The transition completes, at the start's
+    attempt or the retry after it (a timing the model does not count: the runner
+    waits for the settled state).  A spinner inside its function fails that check.
+    cond_resched_tasks_rcu_qs() calls cond_resched() (include/linux/rcupdate.h:252).
+  - 7.3: cond_resched() is a no-op under lazy preemption (core.c:8065), and
+    __schedule()'s klp_sched_try_switch() (core.c:7135) switches only a task going
+    to sleep TASK_FREEZABLE (livepatch_sched.h:14-19); a preempted thread is
+    TASK_RUNNING.  So as on 6.1: pending until forced or stopped.
+  Assumed, not proven: the thread is off its CPU only while a per-CPU kworker of
+  CPU 1 runs (microseconds); an attempt falling into that window would check its
+  stack and switch it.  Scenarios run it 5 times per profile without that happening.
+  The idle tasks: idle_task(1) is not running (the spinner is) and idle_task(0) is
+  not task_curr() while the attempt runs on CPU 0, so both pass the first attempt's
+  stack check.  Once the spinner stops, CPU 1 idles: an attempt then finds
+  idle_task(1) running, fails, and wake_up_if_idle() sends it through do_idle(),
+  where klp_update_patch_state() switches it (6.1 transition.c:412-418 and
+  sched/idle.c:355, 6.12 :479-485 and :378, 7.3 :458-464); the retry a second
+  later completes.  Same settled state; the model does not count that attempt.
 """
 
 from __future__ import annotations
@@ -107,6 +140,18 @@ def _forked_state(k: Kernel) -> int:
     return k.klp_target_state if k.klp_transition_patch is not None else KLP_UNDEFINED
 
 
+def checked_while_running(k: Kernel, task: Task) -> bool:
+    """Whether a pinned spinner's own stack is checked while it runs on its CPU
+    (6.12's klp_cond_resched(), see the module docstring); else no attempt can
+    switch it."""
+    if not k.profile.klp_cond_resched:
+        return False
+    mod = k.modules.get(task.target)
+    desc = mod.desc if mod is not None else None
+    spinner = desc.spinner if isinstance(desc, TargetModule) else None
+    return spinner is not None and spinner.cond_resched
+
+
 def spinner_of(k: Kernel, mod: Module) -> Task | None:
     for task in k.tasks:
         if task.spinner and task.target == mod.name:
@@ -133,6 +178,7 @@ def spinner_start(k: Kernel, mod: Module) -> None:
             pending=False,
             spinner=True,
             inside=desc.spinner.inside,
+            pinned=desc.spinner.cpu is not None,
         )
     )
 

@@ -21,7 +21,7 @@ from harness.model.replace import (
     klp_unpatch_replaced_patches,
 )
 from harness.model.system import Kernel
-from harness.model.tasks import switches_when_checked
+from harness.model.tasks import checked_while_running, switches_when_checked
 from harness.model.variants import Variant
 
 
@@ -83,6 +83,8 @@ def klp_check_stack(k: Kernel, task: Task) -> bool:
 def klp_try_switch_task(k: Kernel, task: Task) -> bool:
     if task.patch_state == k.klp_target_state:
         return True
+    if task.pinned and not checked_while_running(k, task):
+        return False  # klp_check_and_switch_task(): -EBUSY, "is running"
     if not klp_check_stack(k, task):
         return False
     task.pending = False

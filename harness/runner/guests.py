@@ -6,6 +6,9 @@ A scenario's own time is spent waiting on the kernel; what comes between scenari
 prepares the next scenario's guest in the background (`prefetch`) and hands it over
 ready (`take`).  The first guest of a profile is booted, prepared and saved as the
 snapshot (harness.guest.snapshot); when no snapshot can be used the source boots.
+Guests with another CPU count (a scenario's `cpus`) have their own snapshot: its key
+hashes the QEMU command line, `-smp` included, and a guest made ahead is used only
+by a scenario that wants its modules and its CPU count.
 
 Every guest is started from one long-lived launcher thread: QEMU gets a parent-death
 signal (harness.guest.reaper), which the kernel sends when the *thread* that
@@ -38,6 +41,7 @@ class ReadyGuest:
 
     guest: Guest
     modules: dict[str, Path]
+    cpus: int = 1
 
 
 @dataclass
@@ -66,34 +70,37 @@ class GuestSource:
         self.log_dir = log_dir / "guests" if log_dir is not None else None  # console logs
         self.stats = SourceStats()
         self.baseline: reset.GuestBaseline | None = None
-        self._config: GuestConfig | None = None
+        self._configs: dict[int, GuestConfig] = {}  # by CPU count
         self._launcher = ThreadPoolExecutor(1, thread_name_prefix=f"klp-{profile.name}")
         self._next: Future[ReadyGuest] | None = None
         self._guests: list[Guest] = []  # every guest made, closed by close()
         self._lock = threading.Lock()
         self._closed = False
 
-    def config(self) -> GuestConfig:
-        """The profile's guest config, planned once; again if its initramfs went away
-        (a checkout with other image inputs sharing the cache replaced it)."""
+    def config(self, cpus: int = 1) -> GuestConfig:
+        """The profile's guest config with `cpus` CPUs, planned once; again if its
+        initramfs went away (a checkout with other image inputs sharing the cache
+        replaced it)."""
         from harness.guest.vm import GuestConfig
 
-        if self._config is None or not self._config.initrd.exists():
-            self._config = GuestConfig.for_profile(
-                self.profile, log_dir=self.log_dir, memory_checks=not self.fast
+        config = self._configs.get(cpus)
+        if config is None or not config.initrd.exists():
+            config = GuestConfig.for_profile(
+                self.profile, log_dir=self.log_dir, memory_checks=not self.fast, cpus=cpus
             )
-        return self._config
+            self._configs[cpus] = config
+        return config
 
     # ---- the caller's side ----------------------------------------------------------
 
-    def prefetch(self, modules: dict[str, Path]) -> None:
+    def prefetch(self, modules: dict[str, Path], cpus: int = 1) -> None:
         """Start making the guest of the scenario that comes next."""
         if self._next is None and not self._closed:
-            self._next = self._launcher.submit(self._make, modules)
+            self._next = self._launcher.submit(self._make, modules, cpus)
 
-    def take(self, modules: dict[str, Path]) -> ReadyGuest:
-        """A ready guest for a scenario with these modules: the prefetched one if it
-        was made for them, else a new one."""
+    def take(self, modules: dict[str, Path], cpus: int = 1) -> ReadyGuest:
+        """A ready guest with `cpus` CPUs for a scenario with these modules: the
+        prefetched one if it was made for them, else a new one."""
         started = time.monotonic()
         pending, self._next = self._next, None
         ready: ReadyGuest | None = None
@@ -103,11 +110,11 @@ class GuestSource:
             except HarnessError as exc:
                 self.stats.notes.append(f"a guest made ahead was lost ({exc}); made again")
                 ready = None  # made again below; a second failure is the scenario's
-            if ready is not None and ready.modules != modules:
+            if ready is not None and (ready.modules != modules or ready.cpus != cpus):
                 ready.guest.close()
                 ready = None
         if ready is None:
-            ready = self._launcher.submit(self._make, modules).result()
+            ready = self._launcher.submit(self._make, modules, cpus).result()
         self.stats.wait_seconds.append(time.monotonic() - started)
         return ready
 
@@ -131,8 +138,8 @@ class GuestSource:
 
     # ---- the launcher thread ---------------------------------------------------------
 
-    def _make(self, modules: dict[str, Path]) -> ReadyGuest:
-        guest = self._resume() or self._boot_and_save()
+    def _make(self, modules: dict[str, Path], cpus: int = 1) -> ReadyGuest:
+        guest = self._resume(cpus) or self._boot_and_save(cpus)
         try:
             started = time.monotonic()
             install_modules(guest, modules)
@@ -140,27 +147,27 @@ class GuestSource:
         except BaseException:
             guest.close()
             raise
-        return ReadyGuest(guest, modules)
+        return ReadyGuest(guest, modules, cpus)
 
-    def _store(self) -> SnapshotStore:
+    def _store(self, cpus: int) -> SnapshotStore:
         from harness.guest.snapshot import SnapshotStore
 
-        return SnapshotStore(self.config(), reset.PREPARE, self.snapshot_root)
+        return SnapshotStore(self.config(cpus), reset.PREPARE, self.snapshot_root)
 
-    def _resume(self) -> Guest | None:
+    def _resume(self, cpus: int = 1) -> Guest | None:
         """The snapshot resumed and verified clean; None if there is none, or it
         proved unusable (then it is discarded and the caller boots)."""
         from harness.guest.errors import QemuKilled
         from harness.guest.vm import Guest, RestoreFailed
 
-        store = self._store()
+        store = self._store(cpus)
         snapshot = store.load()
         if snapshot is None:
             if store.damage is not None:
                 self._note_discarded(store, store.damage)
             return None
         started = time.monotonic()
-        guest = Guest(self.config(), restore=snapshot.saved)
+        guest = Guest(self.config(cpus), restore=snapshot.saved)
         try:
             self._started(guest)
             baseline = reset.GuestBaseline.from_json(snapshot.extra)
@@ -187,15 +194,15 @@ class GuestSource:
         self.stats.notes.append(f"snapshot {store.directory.name} discarded ({why}); "
                                 "a guest is booted to replace it")  # fmt: skip
 
-    def _boot_and_save(self) -> Guest:
+    def _boot_and_save(self, cpus: int = 1) -> Guest:
         """Boot and prepare a guest and save it as the snapshot, under the store's
         lock (whoever got there first saved it: resume that instead)."""
-        store = self._store()
+        store = self._store(cpus)
         with store.creating() as staging:
-            resumed = self._resume()
+            resumed = self._resume(cpus)
             if resumed is not None:
                 return resumed
-            guest = self.boot()
+            guest = self.boot(cpus)
             assert self.baseline is not None
             # No snapshot this time (e.g. a full disk): guests are booted until one is
             # saved, and the run says why.
@@ -207,17 +214,17 @@ class GuestSource:
                                         "the next guest boots too")  # fmt: skip
         return guest
 
-    def boot_guest(self) -> Guest:
+    def boot_guest(self, cpus: int = 1) -> Guest:
         """A freshly booted, prepared guest, for callers that do not use snapshots
         (started on the launcher thread like every other)."""
-        return self._launcher.submit(self.boot).result()
+        return self._launcher.submit(self.boot, cpus).result()
 
-    def boot(self) -> Guest:
+    def boot(self, cpus: int = 1) -> Guest:
         """A freshly booted, prepared guest (launcher thread)."""
         from harness.guest.vm import Guest
 
         started = time.monotonic()
-        guest = self._started(Guest(self.config()))
+        guest = self._started(Guest(self.config(cpus)))
         try:
             self.baseline = reset.prepare(guest)
         except BaseException:

@@ -45,6 +45,7 @@ class GuestManager:
         self.snapshots = snapshots
         self.source = GuestSource(profile, log_dir, fast=fast_guest)
         self._guest: Guest | None = None
+        self._cpus = 1  # the current guest's CPU count
         self._installed = False  # the guest's modules are installed, its log cleared
         self._dirty = False
         self.reset_seconds: list[float] = []
@@ -74,23 +75,25 @@ class GuestManager:
     def restore_seconds(self) -> list[float]:
         return self.source.stats.restore_seconds
 
-    def _new_guest(self, modules: dict[str, Path]) -> Guest:
+    def _new_guest(self, modules: dict[str, Path], cpus: int) -> Guest:
         self.discard()
         if self.snapshots:
-            ready = self.source.take(modules)
+            ready = self.source.take(modules, cpus)
             self._guest, self._installed = ready.guest, True
         else:
-            self._guest = self.source.boot_guest()
+            self._guest = self.source.boot_guest(cpus)
             self._installed = False
+        self._cpus = cpus
         self._dirty = False
         return self._guest
 
-    def clean_guest(self, modules: dict[str, Path] | None = None) -> Guest:
-        """A guest with nothing of earlier scenarios left (and `modules` installed,
-        when given): new from the snapshot, or cleaned, or freshly booted."""
+    def clean_guest(self, modules: dict[str, Path] | None = None, cpus: int = 1) -> Guest:
+        """A guest with `cpus` CPUs and nothing of earlier scenarios left (and
+        `modules` installed, when given): new from the snapshot, or cleaned, or
+        freshly booted."""
         guest = self._guest
-        if guest is None or (self._dirty and self.snapshots):
-            return self._new_guest(modules or {})
+        if guest is None or (self._dirty and self.snapshots) or cpus != self._cpus:
+            return self._new_guest(modules or {}, cpus)
         if self._dirty:
             started = time.monotonic()
             try:
@@ -100,7 +103,7 @@ class GuestManager:
             except HarnessError as exc:
                 problems = [str(exc)]
             if problems:
-                return self._new_guest(modules or {})
+                return self._new_guest(modules or {}, cpus)
             self.reset_seconds.append(time.monotonic() - started)
             self._dirty = False
         if modules is not None and not self._installed:
@@ -122,17 +125,19 @@ class GuestManager:
         progress: Progress | None = None,
         then: dict[str, Path] | None = None,
         keep: bool = False,
+        then_cpus: int = 1,
     ) -> ScenarioOutcome:
-        """Run one scenario; a crash or harness failure becomes the outcome's error and
-        the guest is discarded, so the next scenario gets a fresh one.  `then`: the
-        modules of the scenario that comes next, whose guest is prepared meanwhile;
-        `keep`: leave the guest running as the scenario left it (`manager.guest`)."""
+        """Run one scenario in a guest with its `cpus`; a crash or harness failure
+        becomes the outcome's error and the guest is discarded, so the next scenario
+        gets a fresh one.  `then`, `then_cpus`: the modules and CPU count of the
+        scenario that comes next, whose guest is prepared meanwhile; `keep`: leave
+        the guest running as the scenario left it (`manager.guest`)."""
         try:
-            guest = self._guest_for(modules)
+            guest = self._guest_for(modules, scenario.cpus)
         except HarnessError as exc:
             return _failed(scenario, self.profile.name, predicted, exc)
         if then is not None and self.snapshots:
-            self.source.prefetch(then)
+            self.source.prefetch(then, then_cpus)
         console_start = _size(guest.console_log)
         session: ScenarioSession | None = None
         try:
@@ -154,10 +159,10 @@ class GuestManager:
             self.discard()  # done with it: the next scenario gets its own
         return outcome
 
-    def _guest_for(self, modules: dict[str, Path]) -> Guest:
+    def _guest_for(self, modules: dict[str, Path], cpus: int) -> Guest:
         if self._guest is not None and not self._dirty and self._installed:
             self.discard()  # prepared for someone else's modules
-        return self.clean_guest(modules)
+        return self.clean_guest(modules, cpus)
 
     def _check_kernel_health(self, guest: Guest, outcome: ScenarioOutcome) -> None:
         """A scenario whose steps all matched still fails if the kernel was hurt: a

@@ -228,7 +228,8 @@ def _worker(
     while index is not None:
         item = queue.items[index]
         following = queue.take()
-        then = queue.items[following].modules if following is not None else None
+        after = queue.items[following] if following is not None else None
+        then = after.modules if after is not None else None
         artifacts = results / safe_component(item.profile.name) / item.artifact_id
         if not parallel:
             echo(f"[{item.profile.name}] ({index + 1}/{total}) {item.scenario.name}")
@@ -241,6 +242,7 @@ def _worker(
             outcome = manager.run_scenario(
                 item.scenario, item.predicted, item.modules, artifacts,
                 None if parallel else progress, then,
+                then_cpus=after.scenario.cpus if after is not None else 1,
             )  # fmt: skip
         except Exception as exc:  # a bug or an OSError writing artifacts: report it
             outcome = ScenarioOutcome(

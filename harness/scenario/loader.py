@@ -20,6 +20,7 @@ from harness.errors import ScenarioError
 from harness.kernels import profile_names
 from harness.scenario.actors import parse_processes
 from harness.scenario.checks import validate_modules
+from harness.scenario.cpus import DEFAULT_CPUS, check_spinner_cpus, parse_cpus, parse_spinner_cpu
 from harness.scenario.external import (
     ExternalContext,
     check_command,
@@ -43,13 +44,13 @@ from harness.scenario.types import (
     TargetModule,
 )
 
-TOP_KEYS = {"description", "links", "kernels", "steps", "target", "patch", "processes"}
+TOP_KEYS = {"description", "links", "kernels", "steps", "target", "patch", "processes", "cpus"}
 TARGET_KEYS = {
     *("name", "funcs", "blocker", "blocker_param", "log_init_exit", "shadow", "kprobe", "ko"),
     "spinner",
 }
 KPROBE_KEYS = {"func", "post_handler", "kretprobe", "body"}
-SPINNER_KEYS = {"func", "inside", "cond_resched", "rcu_tasks_qs"}
+SPINNER_KEYS = {"func", "inside", "cond_resched", "rcu_tasks_qs", "cpu"}
 PATCH_KEYS = {"name", "replace", "pre_patch_ret", "states", "object", "shadow", "check"}
 OBJECT_KEYS = {"name", "funcs", "callbacks", "shadow_field", "klp_relocs"}
 FUNC_KEYS = {"name", "sympos", "body", "file", "headers"}
@@ -211,6 +212,8 @@ def _scenario(
         for i, p in enumerate(_tables(data.get("patch", []), "patch", "[[patch]]"))
     )
     validate_modules(targets, patches)
+    cpus = parse_cpus(data.get("cpus", DEFAULT_CPUS))
+    check_spinner_cpus(targets, cpus)
     processes = parse_processes(_tables(data.get("processes", []), "processes", "[[processes]]"))
     step_texts = _str_list(_required(data, "steps", ""), "steps")
     if not step_texts:
@@ -225,6 +228,7 @@ def _scenario(
         kernels=kernels,
         links=links,
         processes=processes,
+        cpus=cpus,
     )
 
 
@@ -279,6 +283,7 @@ def _spinner(table: Any, where: str) -> Spinner:
         inside=_bool(table.get("inside", False), f"{where}.inside"),
         cond_resched=_bool(table.get("cond_resched", True), f"{where}.cond_resched"),
         rcu_tasks_qs=_bool(table.get("rcu_tasks_qs", False), f"{where}.rcu_tasks_qs"),
+        cpu=parse_spinner_cpu(table["cpu"], f"{where}.cpu") if "cpu" in table else None,
     )
 
 

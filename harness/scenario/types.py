@@ -122,13 +122,15 @@ class Spinner:
     reports the RCU Tasks quiescent states a thread that never schedules voluntarily
     otherwise never gives (ftrace_shutdown() waits for them).  Reading
     `/sys/kernel/debug/klp_harness/<module>/spinner` prints its pid and which
-    implementation of `func` it last returned from."""
+    implementation of `func` it last returned from.  `cpu`: bound to that CPU
+    (kthread_bind) in a guest with more than one (harness/scenario/cpus.py)."""
 
     func: str
     inside: bool = False
     cond_resched: bool = True
     rcu_tasks_qs: bool = False
     param: str = "spin"
+    cpu: int | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,7 @@ class Scenario:
     kernels: tuple[str, ...] = ()  # empty: every profile
     links: tuple[str, ...] = field(default_factory=tuple)
     processes: tuple[Processes, ...] = ()
+    cpus: int = 1  # the guest's CPU count (`cpus`, harness/scenario/cpus.py)
     # made for one profile with its module files already read (`klp-harness check`):
     # the profile's name and {module name: file}
     resolved_for: str = ""

@@ -58,7 +58,9 @@ def _target(target: TargetModule) -> list[str]:
             f"spinner = {{ func = {_string(spinner.func)}, "
             f"inside = {str(spinner.inside).lower()}, "
             f"cond_resched = {str(spinner.cond_resched).lower()}, "
-            f"rcu_tasks_qs = {str(spinner.rcu_tasks_qs).lower()} }}"
+            f"rcu_tasks_qs = {str(spinner.rcu_tasks_qs).lower()}"
+            + (f", cpu = {spinner.cpu}" if spinner.cpu is not None else "")
+            + " }"
         )
     if not target.log_init_exit:
         lines.append("log_init_exit = false")
@@ -108,6 +110,8 @@ def scenario_toml(
         lines.append(f"links = {_strings(scenario.links)}")
     if scenario.kernels:
         lines.append(f"kernels = {_strings(scenario.kernels)}")
+    if scenario.cpus != 1:
+        lines.append(f"cpus = {scenario.cpus}")
     lines += ["", "steps = ["]
     for index, step in enumerate(scenario.steps):
         comment = comments.get(index)
