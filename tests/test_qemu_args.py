@@ -40,6 +40,14 @@ def test_kvm_args_pass_through() -> None:
     assert value(args, "-cpu") == "host"
 
 
+def test_two_cpus_under_tcg_share_one_host_thread() -> None:
+    two = dataclasses.replace(CONFIG, cpus=2)
+    args = qemu_args(two, BOOT)
+    assert (value(args, "-smp"), value(args, "-accel")) == ("2", "tcg,thread=single")
+    kvm = qemu_args(two, BootSpec(1, Path("/m"), "K", KVM_ARGS))
+    assert (value(kvm, "-smp"), value(kvm, "-accel")) == ("2", "kvm")
+
+
 def test_panic_ends_qemu() -> None:
     args = qemu_args(CONFIG, BOOT)
     assert "-no-reboot" in args

@@ -111,9 +111,22 @@ def kernel_cmdline(config: GuestConfig, boot: BootSpec) -> str:
     return " ".join(params)
 
 
+def accel_args(config: GuestConfig, boot: BootSpec) -> list[str]:
+    """The accelerator's arguments; a TCG guest of several CPUs runs them on one host
+    thread (`thread=single`).  With a thread per vCPU (QEMU 7.2), a 2-CPU 6.12 guest
+    Oopsed on an int3 left in a call site of a loop running on CPU 1 while CPU 0
+    rewrote it (static_call_update of cond_resched, text_poke_bp): cross-modifying
+    code that real CPUs serialize.  One thread also leaves the shared machine's
+    other core alone."""
+    args = list(boot.accel_args)
+    if config.cpus > 1 and "tcg" in args:
+        args[args.index("tcg")] = "tcg,thread=single"
+    return args
+
+
 def machine_args(config: GuestConfig, boot: BootSpec) -> list[str]:
     return [
-        *boot.accel_args,
+        *accel_args(config, boot),
         "-machine", "pc",
         "-m", str(config.memory_mib),
         "-smp", str(config.cpus),

@@ -82,8 +82,8 @@ Every kind, with the kernel source that decides it (6.1 = Debian 6.1.192, 6.12 =
   stack and switch it.  Scenarios run it 5 times per profile without that happening.
   The idle tasks: idle_task(1) is not running (the spinner is) and idle_task(0) is
   not task_curr() while the attempt runs on CPU 0, so both pass the first attempt's
-  stack check.  Once the spinner stops, CPU 1 idles: an attempt then finds
-  idle_task(1) running, fails, and wake_up_if_idle() sends it through do_idle(),
+  stack check.  Once the spinner stops, CPU 1 idles: an attempt that finds
+  idle_task(1) running fails, and wake_up_if_idle() sends it through do_idle(),
   where klp_update_patch_state() switches it (6.1 transition.c:412-418 and
   sched/idle.c:355, 6.12 :479-485 and :378, 7.3 :458-464); the retry a second
   later completes.  Same settled state; the model does not count that attempt.
