@@ -28,7 +28,7 @@ funcs = ["alpha"]
 
 def scenario_text(tmp_path: Path, top: str, spinner: str) -> Path:
     path = tmp_path / "s.toml"
-    path.write_text(top + BODY + f"spinner = {{ func = \"alpha\"{spinner} }}\n")
+    path.write_text(top + BODY + f'spinner = {{ func = "alpha"{spinner} }}\n')
     return path
 
 
