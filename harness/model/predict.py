@@ -39,6 +39,7 @@ from harness.model.tasks import (
     checked_while_running,
     kill,
     observe_actors,
+    pinned_refusal,
     rcu_tasks_holdouts,
     spawn,
     spinner_refusal,
@@ -136,6 +137,7 @@ class StepModel:
         if self.strict:
             self.check_reversal(index, step)
         klp_transition_work_fn(k)
+        self.check_pinned(index, step)
         run_free_work(k)
         if k.ftrace_shutdowns != shutdowns:
             self.check_holdouts(index, step)
@@ -173,6 +175,15 @@ class StepModel:
         """Refuse starting a spinner the guest could not survive (tasks.spinner_refusal)."""
         spinner = spinner_started(self.kernel.scenario, step)
         why = spinner_refusal(self.profile, spinner) if spinner is not None else None
+        if why is not None:
+            raise ScenarioError(
+                f"steps[{index}]", f"`{format_step(step)}`: {why}", str(self.kernel.scenario.path)
+            )
+
+    def check_pinned(self, index: int, step: Step) -> None:
+        """Refuse a transition a pinned spinner holds where when it ends is timing
+        (tasks.pinned_refusal)."""
+        why = pinned_refusal(self.kernel)
         if why is not None:
             raise ScenarioError(
                 f"steps[{index}]", f"`{format_step(step)}`: {why}", str(self.kernel.scenario.path)

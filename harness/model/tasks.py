@@ -76,10 +76,16 @@ Every kind, with the kernel source that decides it (6.1 = Debian 6.1.192, 6.12 =
   - 7.3: cond_resched() is a no-op under lazy preemption (core.c:8065), and
     __schedule()'s klp_sched_try_switch() (core.c:7135) switches only a task going
     to sleep TASK_FREEZABLE (livepatch_sched.h:14-19); a preempted thread is
-    TASK_RUNNING.  So as on 6.1: pending until forced or stopped.
-  Assumed, not proven: the thread is off its CPU only while a per-CPU kworker of
-  CPU 1 runs (microseconds); an attempt falling into that window would check its
-  stack and switch it.  Scenarios run it 5 times per profile without that happening.
+    TASK_RUNNING.  But the retry work's timer is global (workqueue.c:2634
+    add_timer_global), fired by a CPU that is awake, often the spinner's; the work
+    is then queued on that CPU (:2375), its kworker preempts the spinner, and the
+    attempt checks the spinner's stack and switches it.  When that happens is
+    timing: seen completing after 3, 4, 10, 11 and 12 retries.  Refused
+    (`pinned_refusal`).
+  On 6.1 the retry's timer is the queueing CPU's (workqueue.c:1679 add_timer): the
+  retries stay on CPU 0.  Assumed, not proven: the thread is off CPU 1 only while
+  a per-CPU kworker of that CPU runs (it yields in cond_resched(), microseconds);
+  an attempt falling into that window would check its stack and switch it.
   The idle tasks: idle_task(1) is not running (the spinner is) and idle_task(0) is
   not task_curr() while the attempt runs on CPU 0, so both pass the first attempt's
   stack check.  Once the spinner stops, CPU 1 idles: an attempt that finds
@@ -150,6 +156,24 @@ def checked_while_running(k: Kernel, task: Task) -> bool:
     desc = mod.desc if mod is not None else None
     spinner = desc.spinner if isinstance(desc, TargetModule) else None
     return spinner is not None and spinner.cond_resched
+
+
+def pinned_refusal(k: Kernel) -> str | None:
+    """Why the model cannot say when a transition a pinned spinner holds completes,
+    or None (7.3's global retry timer, see the module docstring)."""
+    if k.klp_transition_patch is None or k.profile.klp_cond_resched:
+        return None
+    if not k.profile.preempts_kernel_code:
+        return None
+    for task in k.tasks:
+        if task.pinned and task.patch_state != k.klp_target_state:
+            return (
+                f"{task.target}'s spinner runs on CPU 1 during a transition: on "
+                f"{k.profile.series} a retry whose timer fires on CPU 1 preempts it and "
+                "switches it, at a time the model does not know (workqueue.c "
+                "add_timer_global, lazy preemption)"
+            )
+    return None
 
 
 def spinner_of(k: Kernel, mod: Module) -> Task | None:
