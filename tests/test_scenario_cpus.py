@@ -114,3 +114,32 @@ def test_a_guest_made_ahead_serves_only_its_cpu_count(tmp_path: Path, monkeypatc
         assert source.take({}, 2).guest is made[2][1]  # type: ignore[comparison-overlap]
     finally:
         source.close()
+
+
+def test_without_snapshots_a_guest_is_booted_again_for_another_cpu_count(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A cleaned guest is reused across scenarios, but not by one wanting other CPUs."""
+    from harness.runner.manager import GuestManager
+
+    class FakeGuest:
+        def close(self) -> None:
+            pass
+
+    booted: list[int] = []
+
+    def boot_guest(cpus: int = 1) -> FakeGuest:
+        booted.append(cpus)
+        return FakeGuest()
+
+    dirs = (tmp_path, tmp_path, tmp_path)
+    profile = KernelProfile("p", "r", "1.0", "vm", tmp_path / "k", *dirs, livepatch=True)
+    manager = GuestManager(profile, snapshots=False)
+    monkeypatch.setattr(manager.source, "boot_guest", boot_guest)
+    try:
+        first = manager.clean_guest(cpus=1)
+        assert manager.clean_guest(cpus=1) is first  # not dirty: the same guest
+        manager.clean_guest(cpus=2)
+        assert booted == [1, 2]
+    finally:
+        manager.close()
