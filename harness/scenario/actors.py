@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.errors import ScenarioError
 from harness.scenario.checks import check_c_identifier
+from harness.scenario.toml_fields import as_int, check_keys, required
 from harness.scenario.types import Processes
 
 PROCESSES_KEYS = {"name", "count"}
@@ -19,18 +20,9 @@ def parse_processes(tables: list[dict[str, Any]]) -> tuple[Processes, ...]:
     groups: list[Processes] = []
     for i, table in enumerate(tables):
         where = f"processes[{i}]"
-        for key in table:
-            if key not in PROCESSES_KEYS:
-                raise ScenarioError(
-                    f"{where}.{key}",
-                    f"unknown key {key!r} (allowed: {', '.join(sorted(PROCESSES_KEYS))})",
-                )
-        if "name" not in table:
-            raise ScenarioError(f"{where}.name", "is required")
-        name = check_c_identifier(table["name"], f"{where}.name")
-        count = table.get("count", 2)
-        if isinstance(count, bool) or not isinstance(count, int):
-            raise ScenarioError(f"{where}.count", f"expected an integer, got {count!r}")
+        check_keys(table, PROCESSES_KEYS, where)
+        name = check_c_identifier(required(table, "name", where), f"{where}.name")
+        count = as_int(table.get("count", 2), f"{where}.count")
         if not 1 <= count <= MAX_PROCESSES:
             raise ScenarioError(f"{where}.count", f"must be 1..{MAX_PROCESSES}, got {count}")
         if any(g.name == name for g in groups):

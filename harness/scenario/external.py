@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import ScenarioError, UsageError
+from harness.scenario.toml_fields import as_bool
 from harness.scenario.types import (
     Blocker,
     KlpState,
@@ -63,10 +64,7 @@ class ExternalContext:
 
 
 def _flag(table: dict[str, Any], key: str, where: str, default: bool) -> bool:
-    value = table.get(key, default)
-    if not isinstance(value, bool):
-        raise ScenarioError(f"{where}.{key}", f"expected true or false, got {value!r}")
-    return value
+    return as_bool(table.get(key, default), f"{where}.{key}")
 
 
 def _ref(table: dict[str, Any], where: str) -> str:

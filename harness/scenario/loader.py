@@ -28,6 +28,17 @@ from harness.scenario.external import (
     external_target,
 )
 from harness.scenario.steps import parse_steps
+from harness.scenario.toml_fields import (
+    as_bool,
+    as_int,
+    as_list,
+    as_str,
+    as_str_list,
+    as_tables,
+    check_keys,
+    kind,
+    required,
+)
 from harness.scenario.types import (
     Blocker,
     Callback,
@@ -116,73 +127,6 @@ def _syntax_error(exc: tomllib.TOMLDecodeError) -> ScenarioError:
     return ScenarioError(where, f"TOML syntax error: {message}")
 
 
-# ---- typed access to the TOML tree -------------------------------------------------------
-
-
-def _keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
-    for key in table:
-        if key not in allowed:
-            inside = f"{where}: " if where else ""
-            raise ScenarioError(
-                f"{where}.{key}" if where else key,
-                f"unknown key {key!r} ({inside}allowed: {', '.join(sorted(allowed))})",
-            )
-
-
-def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise ScenarioError(where, f"expected a string, got {_kind(value)}")
-    return value
-
-
-def _bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ScenarioError(where, f"expected true or false, got {_kind(value)}")
-    return value
-
-
-def _int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ScenarioError(where, f"expected an integer, got {_kind(value)}")
-    return value
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise ScenarioError(where, f"expected a list, got {_kind(value)}")
-    return value
-
-
-def _str_list(value: Any, where: str) -> tuple[str, ...]:
-    return tuple(_str(item, f"{where}[{i}]") for i, item in enumerate(_list(value, where)))
-
-
-def _tables(value: Any, where: str, how: str) -> list[dict[str, Any]]:
-    items = _list(value, where)
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise ScenarioError(f"{where}[{i}]", f"expected a table ({how}), got {_kind(item)}")
-    return items
-
-
-def _required(table: dict[str, Any], key: str, where: str) -> Any:
-    if key not in table:
-        raise ScenarioError(f"{where}.{key}" if where else key, "missing (required)")
-    return table[key]
-
-
-def _kind(value: Any) -> str:
-    names = {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a table",
-    }
-    return f"{names.get(type(value), type(value).__name__)} ({value!r})"
-
-
 # ---- building the types --------------------------------------------------------------------
 
 
@@ -190,12 +134,12 @@ def _scenario(
     path: Path, data: dict[str, Any], text: str = "", external: ExternalContext | None = None
 ) -> Scenario:
     ext = external or ExternalContext(path.parent)
-    _keys(data, TOP_KEYS, "")
-    description = _str(_required(data, "description", ""), "description").strip()
+    check_keys(data, TOP_KEYS, "")
+    description = as_str(required(data, "description", ""), "description").strip()
     if not description:
         raise ScenarioError("description", "is empty: say what the scenario checks")
-    links = _str_list(data.get("links", []), "links")
-    kernels = _str_list(data.get("kernels", []), "kernels")
+    links = as_str_list(data.get("links", []), "links")
+    kernels = as_str_list(data.get("kernels", []), "kernels")
     known = profile_names()
     for i, kernel in enumerate(kernels):
         if kernel not in known:
@@ -204,18 +148,18 @@ def _scenario(
             )
     targets = tuple(
         external_target(t, f"target[{i}]", ext) if "ko" in t else _target(t, f"target[{i}]")
-        for i, t in enumerate(_tables(data.get("target", []), "target", "[[target]]"))
+        for i, t in enumerate(as_tables(data.get("target", []), "target", "[[target]]"))
     )
     bodies = _BodyPlaces(path, text)
     patches = tuple(
         external_patch(p, f"patch[{i}]", ext) if "ko" in p else _patch(p, f"patch[{i}]", bodies)
-        for i, p in enumerate(_tables(data.get("patch", []), "patch", "[[patch]]"))
+        for i, p in enumerate(as_tables(data.get("patch", []), "patch", "[[patch]]"))
     )
     validate_modules(targets, patches)
     cpus = parse_cpus(data.get("cpus", DEFAULT_CPUS))
     check_spinner_cpus(targets, cpus)
-    processes = parse_processes(_tables(data.get("processes", []), "processes", "[[processes]]"))
-    step_texts = _str_list(_required(data, "steps", ""), "steps")
+    processes = parse_processes(as_tables(data.get("processes", []), "processes", "[[processes]]"))
+    step_texts = as_str_list(required(data, "steps", ""), "steps")
     if not step_texts:
         raise ScenarioError("steps", "is empty: a scenario needs at least one step")
     steps = parse_steps(list(step_texts), targets, patches, processes)
@@ -233,13 +177,13 @@ def _scenario(
 
 
 def _target(table: dict[str, Any], where: str) -> TargetModule:
-    _keys(table, TARGET_KEYS, where)
-    name = _str(_required(table, "name", where), f"{where}.name")
-    funcs = _str_list(table.get("funcs", []), f"{where}.funcs")
+    check_keys(table, TARGET_KEYS, where)
+    name = as_str(required(table, "name", where), f"{where}.name")
+    funcs = as_str_list(table.get("funcs", []), f"{where}.funcs")
     blocker = None
     if "blocker" in table:
-        func = _str(table["blocker"], f"{where}.blocker")
-        param = _str(table.get("blocker_param", "block_transition"), f"{where}.blocker_param")
+        func = as_str(table["blocker"], f"{where}.blocker")
+        param = as_str(table.get("blocker_param", "block_transition"), f"{where}.blocker_param")
         blocker = Blocker(func, param)
     elif "blocker_param" in table:
         raise ScenarioError(f"{where}.blocker_param", "given without a blocker")
@@ -248,7 +192,7 @@ def _target(table: dict[str, Any], where: str) -> TargetModule:
         funcs=funcs,
         blocker=blocker,
         spinner=_spinner(table["spinner"], f"{where}.spinner") if "spinner" in table else None,
-        log_init_exit=_bool(table.get("log_init_exit", True), f"{where}.log_init_exit"),
+        log_init_exit=as_bool(table.get("log_init_exit", True), f"{where}.log_init_exit"),
         shadow=_shadow(table.get("shadow", []), f"{where}.shadow"),
         kprobe=_kprobe(table["kprobe"], f"{where}.kprobe") if "kprobe" in table else None,
     )
@@ -257,18 +201,18 @@ def _target(table: dict[str, Any], where: str) -> TargetModule:
 def _kprobe(value: Any, where: str) -> Kprobe:
     """`kprobe = { func = "cmdline_proc_show", post_handler = true }`."""
     if not isinstance(value, dict):
-        raise ScenarioError(where, f"expected a table {{ func = ... }}, got {_kind(value)}")
-    _keys(value, KPROBE_KEYS, where)
-    kretprobe = _bool(value.get("kretprobe", False), f"{where}.kretprobe")
+        raise ScenarioError(where, f"expected a table {{ func = ... }}, got {kind(value)}")
+    check_keys(value, KPROBE_KEYS, where)
+    kretprobe = as_bool(value.get("kretprobe", False), f"{where}.kretprobe")
     if kretprobe and "post_handler" in value:
         raise ScenarioError(f"{where}.post_handler", "a kretprobe has no post_handler")
-    body = _bool(value.get("body", False), f"{where}.body")
+    body = as_bool(value.get("body", False), f"{where}.body")
     if kretprobe and body:
         raise ScenarioError(f"{where}.body", "a kretprobe goes on the function's entry")
     return Kprobe(
-        func=_str(_required(value, "func", where), f"{where}.func"),
+        func=as_str(required(value, "func", where), f"{where}.func"),
         post_handler=not kretprobe
-        and _bool(value.get("post_handler", True), f"{where}.post_handler"),
+        and as_bool(value.get("post_handler", True), f"{where}.post_handler"),
         kretprobe=kretprobe,
         body=body,
     )
@@ -277,33 +221,33 @@ def _kprobe(value: Any, where: str) -> Kprobe:
 def _spinner(table: Any, where: str) -> Spinner:
     if not isinstance(table, dict):
         raise ScenarioError(where, "expected a table { func = ..., inside = ..., ... }")
-    _keys(table, SPINNER_KEYS, where)
+    check_keys(table, SPINNER_KEYS, where)
     return Spinner(
-        func=_str(_required(table, "func", where), f"{where}.func"),
-        inside=_bool(table.get("inside", False), f"{where}.inside"),
-        cond_resched=_bool(table.get("cond_resched", True), f"{where}.cond_resched"),
-        rcu_tasks_qs=_bool(table.get("rcu_tasks_qs", False), f"{where}.rcu_tasks_qs"),
+        func=as_str(required(table, "func", where), f"{where}.func"),
+        inside=as_bool(table.get("inside", False), f"{where}.inside"),
+        cond_resched=as_bool(table.get("cond_resched", True), f"{where}.cond_resched"),
+        rcu_tasks_qs=as_bool(table.get("rcu_tasks_qs", False), f"{where}.rcu_tasks_qs"),
         cpu=parse_spinner_cpu(table["cpu"], f"{where}.cpu") if "cpu" in table else None,
     )
 
 
 def _patch(table: dict[str, Any], where: str, bodies: _BodyPlaces) -> PatchModule:
-    _keys(table, PATCH_KEYS, where)
-    name = _str(_required(table, "name", where), f"{where}.name")
-    objects = _tables(_required(table, "object", where), f"{where}.object", "[[patch.object]]")
+    check_keys(table, PATCH_KEYS, where)
+    name = as_str(required(table, "name", where), f"{where}.name")
+    objects = as_tables(required(table, "object", where), f"{where}.object", "[[patch.object]]")
     if not objects:
         raise ScenarioError(f"{where}.object", "a patch needs at least one [[patch.object]]")
     states = tuple(
         _state(s, f"{where}.states[{i}]")
         for i, s in enumerate(
-            _tables(table.get("states", []), f"{where}.states", "{ id = N, version = N }")
+            as_tables(table.get("states", []), f"{where}.states", "{ id = N, version = N }")
         )
     )
     return PatchModule(
         name=name,
         objects=tuple(_object(o, f"{where}.object[{i}]", bodies) for i, o in enumerate(objects)),
-        replace=_bool(table.get("replace", False), f"{where}.replace"),
-        pre_patch_ret=_int(table.get("pre_patch_ret", 0), f"{where}.pre_patch_ret"),
+        replace=as_bool(table.get("replace", False), f"{where}.replace"),
+        pre_patch_ret=as_int(table.get("pre_patch_ret", 0), f"{where}.pre_patch_ret"),
         states=states,
         shadow=_shadow(table.get("shadow", []), f"{where}.shadow"),
         check=check_command(table, where),
@@ -311,41 +255,41 @@ def _patch(table: dict[str, Any], where: str, bodies: _BodyPlaces) -> PatchModul
 
 
 def _object(table: dict[str, Any], where: str, bodies: _BodyPlaces) -> PatchObject:
-    _keys(table, OBJECT_KEYS, where)
-    name = _str(_required(table, "name", where), f"{where}.name")
+    check_keys(table, OBJECT_KEYS, where)
+    name = as_str(required(table, "name", where), f"{where}.name")
     funcs: list[str] = []
     specs: list[FuncSpec] = []
-    for i, item in enumerate(_list(table.get("funcs", []), f"{where}.funcs")):
+    for i, item in enumerate(as_list(table.get("funcs", []), f"{where}.funcs")):
         fwhere = f"{where}.funcs[{i}]"
         if isinstance(item, dict):
             spec = _func(item, fwhere, bodies)
             specs.append(spec)
             funcs.append(spec.name)
         else:
-            funcs.append(_str(item, fwhere))
+            funcs.append(as_str(item, fwhere))
     callbacks = _callbacks(table.get("callbacks", []), f"{where}.callbacks")
     field = None
     if "shadow_field" in table:
-        field = _int(table["shadow_field"], f"{where}.shadow_field")
-    relocs = _bool(table.get("klp_relocs", False), f"{where}.klp_relocs")
+        field = as_int(table["shadow_field"], f"{where}.shadow_field")
+    relocs = as_bool(table.get("klp_relocs", False), f"{where}.klp_relocs")
     return PatchObject(name, tuple(funcs), callbacks, tuple(specs), field, relocs)
 
 
 def _func(table: dict[str, Any], where: str, bodies: _BodyPlaces) -> FuncSpec:
     """`{ name = "f", sympos = 2, body = "...", headers = [...] }` or `file = "f.c"`."""
-    _keys(table, FUNC_KEYS, where)
-    name = _str(_required(table, "name", where), f"{where}.name")
-    sympos = _int(table.get("sympos", 0), f"{where}.sympos")
-    headers = _str_list(table.get("headers", []), f"{where}.headers")
+    check_keys(table, FUNC_KEYS, where)
+    name = as_str(required(table, "name", where), f"{where}.name")
+    sympos = as_int(table.get("sympos", 0), f"{where}.sympos")
+    headers = as_str_list(table.get("headers", []), f"{where}.headers")
     body = None
     if "body" in table and "file" in table:
         raise ScenarioError(f"{where}.file", "give either body or file, not both")
     if "body" in table:
-        code = _str(table["body"], f"{where}.body")
+        code = as_str(table["body"], f"{where}.body")
         file, line = bodies.inline(code)
         body = FuncBody(code, file, line, headers)
     elif "file" in table:
-        body = bodies.from_file(_str(table["file"], f"{where}.file"), f"{where}.file", headers)
+        body = bodies.from_file(as_str(table["file"], f"{where}.file"), f"{where}.file", headers)
     elif headers:
         raise ScenarioError(f"{where}.headers", "headers are for a body: give body or file")
     return FuncSpec(name, sympos, body)
@@ -394,7 +338,7 @@ def _callbacks(value: Any, where: str) -> frozenset[Callback]:
         raise ScenarioError(where, f'expected "all" or a list of callbacks, got {value!r}')
     known = {cb.value: cb for cb in Callback}
     chosen: set[Callback] = set()
-    for i, name in enumerate(_str_list(value, where)):
+    for i, name in enumerate(as_str_list(value, where)):
         if name not in known:
             raise ScenarioError(
                 f"{where}[{i}]", f"unknown callback {name!r} (known: {', '.join(known)})"
@@ -406,20 +350,20 @@ def _callbacks(value: Any, where: str) -> frozenset[Callback]:
 
 
 def _state(table: dict[str, Any], where: str) -> KlpState:
-    _keys(table, STATE_KEYS, where)
+    check_keys(table, STATE_KEYS, where)
     return KlpState(
-        id=_int(_required(table, "id", where), f"{where}.id"),
-        version=_int(_required(table, "version", where), f"{where}.version"),
+        id=as_int(required(table, "id", where), f"{where}.id"),
+        version=as_int(required(table, "version", where), f"{where}.version"),
     )
 
 
 def _shadow(value: Any, where: str) -> tuple[ShadowOp, ...]:
     ops: list[ShadowOp] = []
     kinds = {kind.value: kind for kind in ShadowOpKind}
-    for i, table in enumerate(_tables(value, where, "{ op = ..., id = ... }")):
+    for i, table in enumerate(as_tables(value, where, "{ op = ..., id = ... }")):
         owhere = f"{where}[{i}]"
-        _keys(table, SHADOW_KEYS, owhere)
-        op = _str(_required(table, "op", owhere), f"{owhere}.op")
+        check_keys(table, SHADOW_KEYS, owhere)
+        op = as_str(required(table, "op", owhere), f"{owhere}.op")
         if op not in kinds:
             raise ScenarioError(
                 f"{owhere}.op", f"unknown shadow op {op!r} (known: {', '.join(kinds)})"
@@ -427,10 +371,10 @@ def _shadow(value: Any, where: str) -> tuple[ShadowOp, ...]:
         ops.append(
             ShadowOp(
                 kind=kinds[op],
-                id=_int(_required(table, "id", owhere), f"{owhere}.id"),
-                obj=_int(table.get("obj", 0), f"{owhere}.obj"),
-                ctor_data=_int(table.get("ctor_data", 0), f"{owhere}.ctor_data"),
-                dtor=_bool(table.get("dtor", False), f"{owhere}.dtor"),
+                id=as_int(required(table, "id", owhere), f"{owhere}.id"),
+                obj=as_int(table.get("obj", 0), f"{owhere}.obj"),
+                ctor_data=as_int(table.get("ctor_data", 0), f"{owhere}.ctor_data"),
+                dtor=as_bool(table.get("dtor", False), f"{owhere}.dtor"),
             )
         )
     return tuple(ops)
