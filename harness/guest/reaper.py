@@ -1,4 +1,4 @@
-"""Make sure no QEMU and no temporary directory outlives the harness.
+"""Make sure no QEMU, no build and no temporary directory outlives the harness.
 
 Four layers, because each covers exits the others miss:
 - context managers (`with Guest(...)`) for normal returns and exceptions, including
@@ -16,14 +16,15 @@ import atexit
 import contextlib
 import ctypes
 import os
-import re
-import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+
+from harness.files import sweep_abandoned
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 TEMP_PREFIX = "klp-guest-"
@@ -104,18 +105,18 @@ def make_temp_dir() -> Path:
 def sweep_stale_dirs() -> None:
     """Remove guest directories whose owning process no longer exists (it was
     SIGKILLed, so its own cleanup never ran)."""
-    pattern = re.compile(rf"{re.escape(TEMP_PREFIX)}(\d+)-")
-    for entry in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
-        match = pattern.match(entry.name)
-        if match and not _pid_alive(int(match.group(1))):
-            shutil.rmtree(entry, ignore_errors=True)
+    sweep_abandoned(Path(tempfile.gettempdir()), TEMP_PREFIX.removesuffix("-"))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def wait_group_gone(pgid: int, timeout: float = 5.0) -> None:
+    """Wait until no process of the group is left.  SIGKILL takes effect when a
+    process leaves the system call it is in, so a killed compiler may still create a
+    file in its work directory after make is reaped; removing the directory before
+    that would leave it behind.  Bounded: a zombie nobody reaps still counts."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except OSError:
+            return
+        time.sleep(0.01)

@@ -28,7 +28,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -37,7 +36,7 @@ from pathlib import Path
 from harness import buildroot, kernels
 from harness.errors import HarnessError, UsageError
 from harness.files import discard, make_temp_dir
-from harness.guest.reaper import pdeathsig_preexec
+from harness.guest.reaper import pdeathsig_preexec, wait_group_gone
 from harness.kconfig import RECIPE
 from harness.kernels import KernelProfile
 from harness.modules import cache as build_cache
@@ -85,20 +84,6 @@ def run_make(argv: Sequence[str], cwd: Path) -> tuple[int, str]:
         wait_group_gone(proc.pid)
         raise
     return proc.returncode, out
-
-
-def wait_group_gone(pgid: int, timeout: float = 5.0) -> None:
-    """Wait until no process of the group is left.  SIGKILL takes effect when a
-    compiler leaves the system call it is in, so one may still create a file in the
-    work directory after make is reaped; removing the directory before that would
-    leave it behind.  Bounded: a zombie nobody reaps still counts as a member."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except OSError:
-            return
-        time.sleep(0.01)
 
 
 def compiler_for(profile: KernelProfile) -> str:
