@@ -11,7 +11,7 @@ import pytest
 from harness.cli import main
 from harness.kernels import load_profile, profile_names
 from harness.modules.lifecycle import life_cycle
-from harness.scenario.steps import format_step
+from harness.scenario.step_types import format_step
 
 DATA = Path(__file__).parent / "data" / "ko"
 SAMPLES = [

@@ -11,8 +11,8 @@ from harness.fuzz.judge import ModelJudge, Verdict
 from harness.fuzz.palette import PALETTE, PATCH_NAMES
 from harness.fuzz.search import Stats, search
 from harness.fuzz.steering import ANY, MAX_BLOCKED_STEPS, SYSTEM, Steering
-from harness.scenario.step_types import Step
-from harness.scenario.steps import format_step, parse_steps
+from harness.scenario.step_types import Step, format_step
+from harness.scenario.steps import parse_steps
 
 
 def step(text: str) -> Step:

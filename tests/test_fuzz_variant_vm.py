@@ -12,7 +12,7 @@ import pytest
 from harness.cli import main as cli_main
 from harness.pytest_plugin import selected_profile_names
 from harness.scenario.loader import load_scenario
-from harness.scenario.steps import format_step
+from harness.scenario.step_types import format_step
 
 pytestmark = pytest.mark.vm
 

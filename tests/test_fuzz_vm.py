@@ -37,8 +37,7 @@ from harness.modules.build import build_modules
 from harness.pytest_plugin import selected_profile_names
 from harness.report.text import failure_text
 from harness.runner.manager import GuestManager
-from harness.scenario.step_types import Step
-from harness.scenario.steps import format_step
+from harness.scenario.step_types import Step, format_step
 
 pytestmark = pytest.mark.vm
 

@@ -19,8 +19,8 @@ from harness.scenario.step_types import (
     SetParam,
     SysctlFtrace,
     Unload,
+    format_step,
 )
-from harness.scenario.steps import format_step
 from harness.scenario.types import Blocker, Callback, KlpState, PatchObject, ShadowOp, ShadowOpKind
 
 SCENARIOS = Path(__file__).parent / "scenarios"

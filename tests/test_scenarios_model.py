@@ -15,7 +15,7 @@ import pytest
 from harness.kernels import profile_names
 from harness.model import predict
 from harness.scenario.loader import load_scenario, scenario_paths
-from harness.scenario.steps import format_step
+from harness.scenario.step_types import format_step
 from harness.scenario.types import Scenario
 
 SCENARIOS = Path(__file__).parent / "scenarios"

@@ -11,8 +11,7 @@ from harness.errors import ScenarioError
 from harness.model.predict import predict
 from harness.runner.trigger import parse_ran, setup_script, trigger_script, watched
 from harness.scenario.loader import load_scenario
-from harness.scenario.step_types import Trigger, Watch
-from harness.scenario.steps import format_step
+from harness.scenario.step_types import Trigger, Watch, format_step
 
 SCENARIO = """\
 description = "Trigger."

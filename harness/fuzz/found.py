@@ -17,7 +17,7 @@ from harness.fuzz.judge import MODEL_SIDE
 from harness.fuzz.search import Found
 from harness.model.variants import DESCRIPTIONS, parse_variant
 from harness.report.text import failure_text
-from harness.scenario.steps import format_step
+from harness.scenario.step_types import format_step
 from harness.scenario.writer import scenario_toml
 
 

@@ -28,8 +28,17 @@ from harness.model.predict import StepModel
 from harness.model.system import ModuleMemoryError
 from harness.model.variants import Variant
 from harness.record import StepRecord
-from harness.scenario.step_types import Disable, Enable, Force, Load, SetParam, Step, Unload, Wait
-from harness.scenario.steps import format_step
+from harness.scenario.step_types import (
+    Disable,
+    Enable,
+    Force,
+    Load,
+    SetParam,
+    Step,
+    Unload,
+    Wait,
+    format_step,
+)
 from harness.scenario.types import Scenario
 
 # Whether another step follows: stop first (what shrinking tends to), 1 in 8.

@@ -137,3 +137,5 @@ class Task:
     spinner: bool = False
     inside: bool = True
     pinned: bool = False  # a spinner bound to a CPU of its own: running at every attempt
+    process: bool = False  # a user process of a [[processes]] group (`target`: its name)
+    unreliable: bool = False  # its stack cannot be walked reliably (harness/model/bpf.py)

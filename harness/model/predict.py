@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from harness.errors import ScenarioError, UsageError
-from harness.model import retries
+from harness.model import bpf, retries
 from harness.model.check import predict_check
 from harness.model.ftrace import after_step, do_trace, do_untrace
 from harness.model.klp import KLP_PATCHED, KLP_UNDEFINED
@@ -50,8 +50,10 @@ from harness.model.trigger import predict_ran
 from harness.model.variants import Variant
 from harness.record import StepRecord
 from harness.scenario.step_types import (
+    Attach,
     Call,
     Check,
+    Detach,
     Disable,
     Enable,
     Force,
@@ -70,8 +72,8 @@ from harness.scenario.step_types import (
     Unload,
     Untrace,
     Wait,
+    format_step,
 )
-from harness.scenario.steps import format_step
 from harness.scenario.types import VMLINUX, Scenario, TargetModule
 
 WRITE_ONLY = "<write-only>"
@@ -131,6 +133,7 @@ class StepModel:
         if self.strict:
             self.check_unload(index, step)
         self.check_spinner(index, step)
+        self.refuse(index, step, bpf.step_refusal(k, step))
         shutdowns = k.ftrace_shutdowns
         errno_value = run_step(k, step)
         self.retry_at = len(k.log)  # a retry's lines come after the action's
@@ -175,6 +178,12 @@ class StepModel:
         """Refuse starting a spinner the guest could not survive (tasks.spinner_refusal)."""
         spinner = spinner_started(self.kernel.scenario, step)
         why = spinner_refusal(self.profile, spinner) if spinner is not None else None
+        if why is not None:
+            raise ScenarioError(
+                f"steps[{index}]", f"`{format_step(step)}`: {why}", str(self.kernel.scenario.path)
+            )
+
+    def refuse(self, index: int, step: Step, why: str | None) -> None:
         if why is not None:
             raise ScenarioError(
                 f"steps[{index}]", f"`{format_step(step)}`: {why}", str(self.kernel.scenario.path)
@@ -371,6 +380,10 @@ def run_step(k: Kernel, step: Step) -> int:
             return do_sysctl_ftrace(k, value)
         case Call(object=obj, func=func):
             return do_call(k, obj, func)
+        case Attach(name=name):
+            return bpf.attach(k, next(p for p in k.scenario.bpf if p.name == name))
+        case Detach(name=name):
+            return bpf.detach(k, name)
         case Trace():
             return do_trace(k, step)
         case Untrace():
@@ -393,6 +406,8 @@ def blockers(k: Kernel) -> str:
             continue
         if task.pinned and not checked_while_running(k, task):
             names.append(f"{task.target}'s spinner running on its own CPU")
+        elif task.unreliable:
+            names.append(f"a {task.target} process asleep under a BPF trampoline")
         elif not klp_check_stack(k, task):
             impl = task.code.name if task.code is not None else "orig"
             what = "spinner spinning" if task.spinner else "work parked"

@@ -68,6 +68,12 @@ class ModelProfile:
     # prints "type %d, loc %p" (:150).  Not in SINCE: the version that brought it was
     # not read (Debian's 7.2.13 source has no arch/ tree here).
     reloc_error_names_section: bool = False
+    # The ORC unwinder knows where a BPF trampoline keeps a valid frame pointer
+    # (orc_bpf_find(), 7.3 arch/x86/kernel/unwind_orc.c:185-188, :253): a task asleep
+    # under an fexit trampoline has a reliable stack.  6.1 and 6.12 fall back to the
+    # frame pointer and mark the unwind unreliable (unwind_orc.c:451-457, :497-503).
+    # Not in SINCE: the release that brought it was not read (harness/model/bpf.py).
+    bpf_frames_reliable: bool = False
 
 
 PROFILES: dict[str, ModelProfile] = {
@@ -84,6 +90,7 @@ PROFILES: dict[str, ModelProfile] = {
         preempts_kernel_code=True,
         klp_relocs_cleared=True,
         reloc_error_names_section=True,
+        bpf_frames_reliable=True,
     ),
 }
 

@@ -16,7 +16,7 @@ from harness.model.klp import KLP_UNDEFINED, FuncKey, KlpFunc, KlpPatch, Module,
 from harness.model.profiles import ModelProfile
 from harness.model.shadow import ShadowTable
 from harness.model.variants import Variant
-from harness.scenario.types import Scenario
+from harness.scenario.types import BpfProgram, Scenario
 
 if TYPE_CHECKING:
     from harness.model.ftrace import KprobeUser, Tracer
@@ -68,6 +68,7 @@ class Kernel:
     ftrace_enabled: bool = True
     tasks: list[Task] = field(default_factory=list)  # parked blocker works, spinners
     processes: set[str] = field(default_factory=set)  # running [[processes]] groups
+    bpf: list[BpfProgram] = field(default_factory=list)  # attached (harness/model/bpf.py)
     kprobes: list[KprobeUser] = field(default_factory=list)  # other ftrace users (ftrace.py)
     tracer: Tracer | None = None  # the function tracer's filter, if it runs
     shadow: ShadowTable = field(default_factory=ShadowTable)

@@ -97,6 +97,7 @@ Every kind, with the kernel source that decides it (6.1 = Debian 6.1.192, 6.12 =
 
 from __future__ import annotations
 
+from harness.model.bpf import SLEEP_KEY, sleeper_unreliable
 from harness.model.klp import KLP_UNDEFINED, Module, Task
 from harness.model.patch import klp_ftrace_handler
 from harness.model.profiles import ModelProfile
@@ -240,14 +241,40 @@ def rcu_tasks_holdouts(k: Kernel) -> list[str]:
 
 def spawn(k: Kernel, name: str) -> int:
     """`spawn NAME`: the group's processes start (forked by the runner's shell, which
-    switched: they start in the target state and stay there, see above)."""
+    switched: they start in the target state).  Looping ones stay switched (see
+    above); sleepers are followed as tasks, asleep in clock_nanosleep(), with an
+    unreliable stack when an fexit trampoline was on their way (harness/model/bpf.py)."""
     k.processes.add(name)
+    group = next(g for g in k.scenario.processes if g.name == name)
+    if group.run == "sleep":
+        unreliable = sleeper_unreliable(k)
+        for _ in range(group.count):
+            k.tasks.append(
+                Task(
+                    target=name,
+                    key=SLEEP_KEY,
+                    code=None,
+                    patch_state=_forked_state(k),
+                    process=True,
+                    unreliable=unreliable,
+                )
+            )
     return 0
 
 
 def kill(k: Kernel, name: str) -> int:
+    """SIGKILL and reap: the group's tasks are gone."""
     k.processes.discard(name)
+    k.tasks[:] = [t for t in k.tasks if not (t.process and t.target == name)]
     return 0
+
+
+def _group_state(k: Kernel, name: str) -> str:
+    """The patch_state of a running group's processes, as the runner lists them."""
+    if k.klp_transition_patch is None:
+        return str(KLP_UNDEFINED)
+    states = {t.patch_state for t in k.tasks if t.process and t.target == name}
+    return ",".join(map(str, sorted(states))) or str(k.klp_target_state)
 
 
 def switches_when_checked(task: Task) -> bool:
@@ -260,10 +287,10 @@ def observe_actors(k: Kernel) -> dict[str, str]:
     """`<target>:spinner` -> `stopped`, or its patch_state and the implementation it
     last returned from (`none` while it spins inside its function)."""
     actors: dict[str, str] = {}
-    state = k.klp_target_state if k.klp_transition_patch is not None else KLP_UNDEFINED
     for group in k.scenario.processes:
         running = group.name in k.processes
-        actors[group.name] = f"patch_state={state} count={group.count}" if running else STOPPED
+        states = _group_state(k, group.name)
+        actors[group.name] = f"patch_state={states} count={group.count}" if running else STOPPED
     for name, mod in k.modules.items():
         desc = mod.desc
         if not isinstance(desc, TargetModule) or desc.spinner is None:

@@ -85,6 +85,8 @@ def klp_try_switch_task(k: Kernel, task: Task) -> bool:
         return True
     if task.pinned and not checked_while_running(k, task):
         return False  # klp_check_and_switch_task(): -EBUSY, "is running"
+    if task.unreliable:
+        return False  # klp_check_stack(): -EINVAL, "has an unreliable stack"
     if not klp_check_stack(k, task):
         return False
     task.pending = False

@@ -15,9 +15,12 @@ import shlex
 from harness.errors import HarnessError
 from harness.runner.observe import LIVEPATCH_SYSFS, func_source
 from harness.runner.shell import errno_from_message, kmsg_write
+from harness.runner.waits import idle
 from harness.scenario.step_types import (
+    Attach,
     Call,
     Check,
+    Detach,
     Disable,
     Enable,
     Force,
@@ -37,7 +40,7 @@ from harness.scenario.step_types import (
     Untrace,
     Wait,
 )
-from harness.scenario.types import PatchModule, Scenario, TargetModule
+from harness.scenario.types import PatchModule, Processes, Scenario, TargetModule
 
 TOOL_TIMEOUT = 120.0  # a load whose transition stalls still returns: klp_enable_patch is async
 # Where the scenario's modules are (`$__release` is read with a builtin: `$(uname -r)`
@@ -114,14 +117,32 @@ def _call(step: Call) -> str:
 
 
 PROCS_FILE = "/run/klp-procs-{}"  # the pids of a [[processes]] group, one a line
+BPF_PIN = "/sys/fs/bpf/klp-{}"  # a [[bpf]] program's link (images/klp-bpf.c)
 
 
-def _spawn(name: str, count: int) -> str:
-    """`count` subshells of the runner's shell, each reading $BASHPID (a getpid()
-    system call) in a loop, detached from the channel's output."""
-    pids = PROCS_FILE.format(name)
-    loop = "( while :; do : $BASHPID; done ) </dev/null >/dev/null 2>&1 &"
-    return f": > {pids}; for __i in {{1..{count}}}; do {loop} echo $! >> {pids}; done; __rc=0"
+SLEEP_SECONDS = 1000000  # longer than any scenario: a sleeper ends by `kill` only
+NR_NANOSLEEP, NR_CLOCK_NANOSLEEP = 35, 230  # x86_64 (arch/x86/entry/syscalls)
+
+
+def _spawn(group: Processes) -> str:
+    """`count` children of the runner's shell, detached from the channel's output:
+    subshells reading $BASHPID (a getpid() system call) in a loop, or busybox
+    `sleep`s.  A sleeper counts as spawned once /proc/<pid>/syscall shows it blocked in
+    nanosleep: a step after `spawn` finds it asleep there (the model's assumption),
+    not still starting."""
+    pids = PROCS_FILE.format(group.name)
+    if group.run == "sleep":
+        child = f"busybox sleep {SLEEP_SECONDS} </dev/null >/dev/null 2>&1 &"
+    else:
+        child = "( while :; do : $BASHPID; done ) </dev/null >/dev/null 2>&1 &"
+    script = f": > {pids}; for __i in {{1..{group.count}}}; do {child} echo $! >> {pids}; done"
+    if group.run == "sleep":
+        script += (
+            f"; while read -r __p; do until read -r __n __r < /proc/$__p/syscall && "
+            f"[[ $__n == {NR_NANOSLEEP} || $__n == {NR_CLOCK_NANOSLEEP} ]]; do {idle(0.01)}; "
+            f"done; done < {pids}"
+        )
+    return script + "; __rc=0"
 
 
 def _kill(name: str) -> str:
@@ -163,7 +184,7 @@ def action_script(scenario: Scenario, step: Step) -> str:
             value = "Y" if isinstance(step, Start) else "N"
             return _sysfs_write(f"/sys/module/{t}/parameters/{module.spinner.param}", value)
         case Spawn(name=n):
-            return _spawn(n, next(p.count for p in scenario.processes if p.name == n))
+            return _spawn(next(p for p in scenario.processes if p.name == n))
         case Kill(name=n):
             return _kill(n)
         case SysctlFtrace():
@@ -180,6 +201,13 @@ def action_script(scenario: Scenario, step: Step) -> str:
             from harness.runner.tracers import untrace_script
 
             return untrace_script()
+        case Attach(name=n):
+            prog = next(p for p in scenario.bpf if p.name == n)
+            return (
+                f"klp-bpf attach {prog.prog} {prog.func} {BPF_PIN.format(n)} 2>{ERR_FILE}; __rc=$?"
+            )
+        case Detach(name=n):
+            return f"klp-bpf detach {BPF_PIN.format(n)} 2>{ERR_FILE}; __rc=$?"
         case Check(patch=p):
             return _check(scenario, p)
         case Trigger():

@@ -32,8 +32,7 @@ from harness.runner.actions import (
     parse_report,
 )
 from harness.runner.shell import CommandResult
-from harness.scenario.step_types import Check, Step, Trigger, Unload, Wait
-from harness.scenario.steps import format_step
+from harness.scenario.step_types import Check, Step, Trigger, Unload, Wait, format_step
 from harness.scenario.types import PatchModule, Scenario
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from harness.errors import ScenarioError
 from harness.kernels import profile_names
 from harness.scenario.actors import parse_processes
+from harness.scenario.bpf import check_attachments, parse_bpf
 from harness.scenario.checks import validate_modules
 from harness.scenario.cpus import DEFAULT_CPUS, check_spinner_cpus, parse_cpus, parse_spinner_cpu
 from harness.scenario.external import (
@@ -55,7 +56,9 @@ from harness.scenario.types import (
     TargetModule,
 )
 
-TOP_KEYS = {"description", "links", "kernels", "steps", "target", "patch", "processes", "cpus"}
+TOP_KEYS = {
+    "description", "links", "kernels", "steps", "target", "patch", "processes", "bpf", "cpus"
+}  # fmt: skip
 TARGET_KEYS = {
     *("name", "funcs", "blocker", "blocker_param", "log_init_exit", "shadow", "kprobe", "ko"),
     "spinner",
@@ -162,7 +165,9 @@ def _scenario(
     step_texts = as_str_list(required(data, "steps", ""), "steps")
     if not step_texts:
         raise ScenarioError("steps", "is empty: a scenario needs at least one step")
-    steps = parse_steps(list(step_texts), targets, patches, processes)
+    bpf = parse_bpf(as_tables(data.get("bpf", []), "bpf", "[[bpf]]"))
+    steps = parse_steps(list(step_texts), targets, patches, processes, bpf)
+    check_attachments(steps)
     return Scenario(
         path=path,
         description=description,
@@ -172,6 +177,7 @@ def _scenario(
         kernels=kernels,
         links=links,
         processes=processes,
+        bpf=bpf,
         cpus=cpus,
     )
 

@@ -1,9 +1,13 @@
-"""The steps of a scenario, one frozen dataclass each, and `Step`, their union: what
-a scenario does, beside `types.py`'s modules (what it loads)."""
+"""The steps of a scenario, one frozen dataclass each, `Step`, their union, and
+`format_step`, a step's canonical text: what a scenario does, beside `types.py`'s
+modules (what it loads).  steps.py parses the text back."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
+
+NOWAIT = "--nowait"
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,20 @@ class Untrace:
 
 
 @dataclass(frozen=True)
+class Attach:
+    """Attach the BPF program NAME (a `[[bpf]]` table) to its function."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Detach:
+    """Detach the BPF program NAME."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Wait:
     """Wait until PATCH's transition settles (after a `nowait` load or disable); with
     `retries`, until the kernel has retried it that many times since it (re)started
@@ -197,4 +215,56 @@ Step = (
     | Trace
     | Untrace
     | Wait
+    | Attach
+    | Detach
 )
+
+
+def format_step(step: Step) -> str:
+    """The canonical text of a step (what records and reports show)."""
+    match step:
+        case Load(module=m, params=params, nowait=nowait):
+            words = [m, *(f"{k}={v}" for k, v in params)] + ([NOWAIT] if nowait else [])
+            return "load " + " ".join(words)
+        case Unload(module=m):
+            return f"unload {m}"
+        case Enable(patch=p):
+            return f"enable {p}"
+        case Disable(patch=p, nowait=nowait):
+            return f"disable {p}" + (f" {NOWAIT}" if nowait else "")
+        case Force(patch=p):
+            return f"force {p}"
+        case SetParam(module=m, param=p, value=v):
+            return f"set {m} {p} {v}"
+        case Park(target=t):
+            return f"park {t}"
+        case Release(target=t):
+            return f"release {t}"
+        case Start(target=t):
+            return f"start {t}"
+        case Stop(target=t):
+            return f"stop {t}"
+        case Spawn(name=n):
+            return f"spawn {n}"
+        case Kill(name=n):
+            return f"kill {n}"
+        case Attach(name=n):
+            return f"attach {n}"
+        case Detach(name=n):
+            return f"detach {n}"
+        case SysctlFtrace(value=v):
+            return f"sysctl ftrace_enabled={v}"
+        case Call(object=o, func=f):
+            return f"call {o}:{f}"
+        case Wait(patch=p, retries=n):
+            return f"wait {p}" + ("" if n is None else f" retries={n}")
+        case Trace(object=o, func=f):
+            return f"trace {o}:{f}"
+        case Untrace():
+            return "untrace"
+        case Check(patch=p):
+            return f"check {p}"
+        case Trigger(command=c, watch=watch):
+            words = [w.key + ("" if w.count is None else f"={w.count}") for w in watch]
+            return " ".join(["trigger", shlex.quote(c), *words])
+    raise AssertionError(f"unknown step {step!r}")

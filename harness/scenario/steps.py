@@ -18,8 +18,11 @@ from harness.errors import ScenarioError
 from harness.scenario.checks import check_errno
 from harness.scenario.kstrto import KstrtoError, kstrtoint
 from harness.scenario.step_types import (
+    NOWAIT,
+    Attach,
     Call,
     Check,
+    Detach,
     Disable,
     Enable,
     Force,
@@ -44,14 +47,13 @@ from harness.scenario.traces import check_traces, traced_replacement
 from harness.scenario.types import (
     VMLINUX,
     VMLINUX_FUNCS,
+    BpfProgram,
     KernelModule,
     Module,
     PatchModule,
     Processes,
     TargetModule,
 )
-
-NOWAIT = "--nowait"
 
 # Values `param_set_bool` accepts that we allow in scenarios (kstrtobool would take a few
 # more spellings; these are the unambiguous ones).
@@ -84,53 +86,9 @@ USAGE = {
     "check": "check PATCH",
     "trace": "trace OBJECT:FUNC | trace PATCH:FUNC",
     "untrace": "untrace",
+    "attach": "attach PROGRAM",
+    "detach": "detach PROGRAM",
 }
-
-
-def format_step(step: Step) -> str:
-    """The canonical text of a step (what records and reports show)."""
-    match step:
-        case Load(module=m, params=params, nowait=nowait):
-            words = [m, *(f"{k}={v}" for k, v in params)] + ([NOWAIT] if nowait else [])
-            return "load " + " ".join(words)
-        case Unload(module=m):
-            return f"unload {m}"
-        case Enable(patch=p):
-            return f"enable {p}"
-        case Disable(patch=p, nowait=nowait):
-            return f"disable {p}" + (f" {NOWAIT}" if nowait else "")
-        case Force(patch=p):
-            return f"force {p}"
-        case SetParam(module=m, param=p, value=v):
-            return f"set {m} {p} {v}"
-        case Park(target=t):
-            return f"park {t}"
-        case Release(target=t):
-            return f"release {t}"
-        case Start(target=t):
-            return f"start {t}"
-        case Stop(target=t):
-            return f"stop {t}"
-        case Spawn(name=n):
-            return f"spawn {n}"
-        case Kill(name=n):
-            return f"kill {n}"
-        case SysctlFtrace(value=v):
-            return f"sysctl ftrace_enabled={v}"
-        case Call(object=o, func=f):
-            return f"call {o}:{f}"
-        case Wait(patch=p, retries=n):
-            return f"wait {p}" + ("" if n is None else f" retries={n}")
-        case Trace(object=o, func=f):
-            return f"trace {o}:{f}"
-        case Untrace():
-            return "untrace"
-        case Check(patch=p):
-            return f"check {p}"
-        case Trigger(command=c, watch=watch):
-            words = [w.key + ("" if w.count is None else f"={w.count}") for w in watch]
-            return " ".join(["trigger", shlex.quote(c), *words])
-    raise AssertionError(f"unknown step {step!r}")
 
 
 def parse_bool_param(value: str) -> bool | None:
@@ -159,8 +117,10 @@ class _StepParser:
         targets: tuple[TargetModule, ...],
         patches: tuple[PatchModule, ...],
         processes: tuple[Processes, ...] = (),
+        bpf: tuple[BpfProgram, ...] = (),
     ):
         self.processes = {p.name: p for p in processes}
+        self.bpf = {p.name: p for p in bpf}
         modules: list[Module | KernelModule] = [*targets, *patches]
         target_names = {t.name for t in targets}
         for patch in patches:
@@ -192,6 +152,8 @@ class _StepParser:
             "check": self._check,
             "trace": self._trace,
             "untrace": self._untrace,
+            "attach": self._attach,
+            "detach": self._detach,
         }
 
     def parse(self, text: str, where: str) -> Step:
@@ -375,6 +337,19 @@ class _StepParser:
     def _kill(self, verb: str, args: list[str]) -> Step:
         return Kill(self._group(verb, args))
 
+    def _program(self, verb: str, args: list[str]) -> str:
+        self._arity(verb, args, 1)
+        if args[0] not in self.bpf:
+            known = _known(self.bpf)
+            raise _BadStep(f"{args[0]!r} is not a [[bpf]] program of this scenario{known}")
+        return args[0]
+
+    def _attach(self, verb: str, args: list[str]) -> Step:
+        return Attach(self._program(verb, args))
+
+    def _detach(self, verb: str, args: list[str]) -> Step:
+        return Detach(self._program(verb, args))
+
     def _sysctl(self, verb: str, args: list[str]) -> Step:
         self._arity(verb, args, 1)
         key, sep, value = args[0].partition("=")
@@ -460,9 +435,10 @@ def parse_steps(
     targets: tuple[TargetModule, ...],
     patches: tuple[PatchModule, ...],
     processes: tuple[Processes, ...] = (),
+    bpf: tuple[BpfProgram, ...] = (),
 ) -> tuple[Step, ...]:
     """Parse a scenario's `steps` list; errors name `steps[i]`."""
-    parser = _StepParser(targets, patches, processes)
+    parser = _StepParser(targets, patches, processes, bpf)
     steps = tuple(parser.parse(text, f"steps[{i}]") for i, text in enumerate(texts))
     check_traces(steps)
     return steps

@@ -133,15 +133,37 @@ class Spinner:
     cpu: int | None = None
 
 
+PROCESS_RUNS = ("getpid", "sleep")
+
+
 @dataclass(frozen=True)
 class Processes:
-    """`count` user processes that each call the `getpid` system call in a loop (bash's
-    `$BASHPID` calls getpid() on every read), as upstream's test-syscall runs
-    test_klp-call_getpid.  `spawn NAME` starts them in the guest, `kill NAME` ends
-    them; records show their /proc/<pid>/patch_state."""
+    """`count` user processes, each doing what `run` says: `getpid`, calling the
+    getpid system call in a loop (bash's `$BASHPID` calls getpid() on every read), as
+    upstream's test-syscall runs test_klp-call_getpid; `sleep`, asleep in one long
+    clock_nanosleep() (busybox `sleep`), the system call's functions on its stack.
+    `spawn NAME` starts them in the guest (a sleeper has reached its sleep when the
+    step ends), `kill NAME` ends them; records show their /proc/<pid>/patch_state."""
 
     name: str
     count: int = 2
+    run: str = "getpid"
+
+
+BPF_PROGS = ("fentry", "fexit")
+
+
+@dataclass(frozen=True)
+class BpfProgram:
+    """An empty BPF tracing program of kind `prog` on the vmlinux function `func`,
+    attached by `attach NAME` and detached by `detach NAME` (the guest's klp-bpf).
+    BPF runs it from a trampoline that ftrace calls at `func`'s call site (a direct
+    call, sharing the site with livepatch).  An fexit trampoline calls `func` itself,
+    so it stays on the stack of a task inside `func` (harness/model/bpf.py)."""
+
+    name: str
+    prog: str
+    func: str
 
 
 @dataclass(frozen=True)
@@ -271,6 +293,7 @@ class Scenario:
     kernels: tuple[str, ...] = ()  # empty: every profile
     links: tuple[str, ...] = field(default_factory=tuple)
     processes: tuple[Processes, ...] = ()
+    bpf: tuple[BpfProgram, ...] = ()
     cpus: int = 1  # the guest's CPU count (`cpus`, harness/scenario/cpus.py)
     # made for one profile with its module files already read (`klp-harness check`):
     # the profile's name and {module name: file}

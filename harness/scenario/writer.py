@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from harness.scenario.steps import format_step
+from harness.scenario.step_types import format_step
 from harness.scenario.types import Callback, PatchModule, Scenario, ShadowOp, TargetModule
 
 

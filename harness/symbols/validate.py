@@ -23,6 +23,8 @@ from harness.symbols.record import VmlinuxRecord, vmlinux_record
 def needs_symbols(scenario: Scenario) -> bool:
     """Whether a scenario names a function outside the generated targets and the
     vmlinux functions every profile is known to have."""
+    if scenario.bpf:
+        return True
     targets = {t.name for t in scenario.targets}
     for patch in scenario.patches:
         for obj in patch.objects:
@@ -65,6 +67,13 @@ def check_scenario(scenario: Scenario, profile: KernelProfile, vmlinux: VmlinuxR
                 raise ScenarioError(
                     exc.where, f"{profile.name}: {exc.message}", str(scenario.path)
                 ) from None
+    for i, prog in enumerate(scenario.bpf):  # a trampoline is called from the call site
+        try:
+            check_func(vmlinux.symbols, prog.func, 0, f"bpf[{i}].func")
+        except ScenarioError as exc:
+            raise ScenarioError(
+                exc.where, f"{profile.name}: {exc.message}", str(scenario.path)
+            ) from None
     for index, step in enumerate(scenario.steps):
         for watch in step.watch if isinstance(step, Trigger) else ():
             if watch.object == VMLINUX and vmlinux.symbols.count(watch.func) > 1:

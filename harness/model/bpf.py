@@ -1,0 +1,145 @@
+"""BPF tracing programs beside livepatch (kernel/bpf/trampoline.c, kernel/trace/ftrace.c)
+and the frames their trampolines leave on a sleeping task's stack.
+
+A fentry/fexit program runs from a BPF trampoline that ftrace calls directly from the
+function's call site (register_fentry -> register_ftrace_direct).  Livepatch's ops
+there is IPMODIFY; ftrace lets a direct ops share the site with it through
+ops_func(FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_SELF): the trampoline is rebuilt to
+call whatever the IPMODIFY ops chose (bpf_tramp_ftrace_ops_func(), 6.1
+trampoline.c:36, 6.12 :35, 7.3 :98).  So attaching succeeds on a livepatched
+function and the livepatch's code still runs: the record's implementations do not
+change.  (Fixed in every profile: "ftrace: Fix BPF fexit with livepatch" and
+"ftrace: bpf: Fix IPMODIFY + DIRECT in modify_ftrace_direct()", v6.18, both in
+6.1.192, 6.12.117 and 7.3.4.)
+
+**6.1.192's backport of the second fix is incomplete.** It brought ftrace.c's half
+(__modify_ftrace_direct_multi() now runs the IPMODIFY check, 6.1 ftrace.c:5813, which
+returns -EAGAIN when the trampoline must be rebuilt) but not trampoline.c's:
+bpf_trampoline_update() still clears tr->fops->func after any -EAGAIN (6.1
+trampoline.c:499-506), also on that modify path, where the ops stays registered.
+The next call of the function finds an ops without func: FTRACE_WARN_ON in
+__ftrace_ops_list_func() (6.1 ftrace.c:7660), which kills ftrace for good.  Seen on
+the 6.1 guest: livepatch-sample loaded, fentry then fexit attached to
+cmdline_proc_show, `cat /proc/cmdline` -> "WARNING: CPU: 0 PID: 155 at
+kernel/trace/ftrace.c:7660 arch_ftrace_ops_list_func".  The model refuses that
+attach on 6.1 (`attach_refusal`): it does not model a kernel without ftrace.
+
+**A trampoline frame on a sleeping task's stack.**  An fexit trampoline calls the
+function itself (BPF_TRAMP_F_CALL_ORIG), so a task that entered the function through
+it sleeps with the trampoline's frame below the function's.  BPF code has no ORC
+data: the ORC unwinder falls back to the frame pointer and marks the unwind
+unreliable (6.1 arch/x86/kernel/unwind_orc.c:451-457, 6.12 :497-503), so
+klp_check_stack() fails with -EINVAL, "has an unreliable stack" (6.1
+transition.c:248/319, 6.12 :273/348, 7.3 :264/339), at every attempt, whatever the patch
+changes.  7.3 knows the frame-pointer region of BPF trampolines (orc_bpf_find(),
+unwind_orc.c:185-188, :253; "x86/unwind/orc: ... bpf_has_frame_pointer()"): the stack
+is reliable (`ModelProfile.bpf_frames_reliable`).  A fentry-only trampoline returns
+before the function runs and leaves no frame.
+
+The sleepers (`[[processes]] run = "sleep"`, busybox `sleep` in clock_nanosleep())
+have these vmlinux functions on their stack while asleep (seen in /proc/<pid>/stack
+on the three guests; do_nanosleep() is inlined into hrtimer_nanosleep()): a trampoline
+frame is there when an fexit program on one of them was attached before the sleeper
+went to sleep.  They are user tasks: klp_send_signals() wakes them at the 16th failed
+attempt (a fake signal, set_notify_signal(): 6.1 transition.c:370, 6.12 :437, 7.3
+:416) and they switch on their way back to user space, a time the model does not
+count: it refuses steps that could reach it (`signal_refusal`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from harness.model.klp import FuncKey
+from harness.model.retries import SIGNALS_TIMEOUT
+from harness.scenario.step_types import Attach, Spawn, Step, Wait
+from harness.scenario.types import VMLINUX, BpfProgram
+
+if TYPE_CHECKING:
+    from harness.model.system import Kernel
+
+SLEEP_PATH = ("__x64_sys_clock_nanosleep", "common_nsleep", "hrtimer_nanosleep")
+SLEEP_KEY: FuncKey = (VMLINUX, "hrtimer_nanosleep")  # where a sleeper sleeps
+
+
+def attach(k: Kernel, prog: BpfProgram) -> int:
+    k.bpf.append(prog)
+    return 0
+
+
+def detach(k: Kernel, name: str) -> int:
+    """The link is released; a trampoline image a sleeper still returns into is freed
+    only after it left (bpf_tramp_image_put), so a sleeper's stack keeps its frame."""
+    k.bpf[:] = [p for p in k.bpf if p.name != name]
+    return 0
+
+
+def attach_refusal(k: Kernel, prog: BpfProgram) -> str | None:
+    """Why the model cannot follow attaching `prog` (the 6.1 backport, see above)."""
+    if k.profile.bpf_frames_reliable or k.profile.series != "6.1":
+        return None
+    key: FuncKey = (VMLINUX, prog.func)
+    already = [p for p in k.bpf if p.func == prog.func]
+    if key in k.klp_ops and already and "fexit" in {prog.prog, *(p.prog for p in already)}:
+        return (
+            f"on 6.1 an fexit program added to {prog.func}'s trampoline while a livepatch "
+            "holds it makes bpf_trampoline_update() clear the live ftrace ops' func "
+            "(trampoline.c:499-506 after the -EAGAIN of ftrace.c:5813): the next call "
+            "WARNs at ftrace.c:7660 and ftrace is killed"
+        )
+    return None
+
+
+def sleeper_unreliable(k: Kernel) -> bool:
+    """Whether a task going to sleep now has an fexit trampoline frame on its stack
+    that makes its stack unreliable on this profile."""
+    if k.profile.bpf_frames_reliable:
+        return False
+    return any(p.prog == "fexit" and p.func in SLEEP_PATH for p in k.bpf)
+
+
+def patches_sleep_path(k: Kernel) -> list[str]:
+    """Functions on a sleeper's stack that a patch of the scenario replaces: what the
+    stack check would find there is not modelled for sleepers."""
+    funcs = []
+    for patch in k.scenario.patches:
+        for obj in patch.objects:
+            if obj.name == VMLINUX:
+                funcs += [f for f in obj.funcs if f in SLEEP_PATH]
+    return funcs
+
+
+# Retries a step may take beyond the one the runner waits for (a slow step under TCG):
+# the model refuses steps that could bring the failed attempts near the signal.
+RETRY_MARGIN = 3
+
+
+def signal_refusal(k: Kernel, step: Step) -> str | None:
+    """Why a step could reach klp_send_signals() while a sleeper's unreliable stack
+    holds the transition (see the module docstring), or None."""
+    if k.klp_transition_patch is None:
+        return None
+    if not any(t.unreliable and t.patch_state != k.klp_target_state for t in k.tasks):
+        return None
+    retries = step.retries or 1 if isinstance(step, Wait) else 1
+    if k.blocked_steps + retries + RETRY_MARGIN < SIGNALS_TIMEOUT:
+        return None
+    return (
+        "a sleeper with an unreliable stack could still hold the transition at the "
+        f"{SIGNALS_TIMEOUT + 1}th failed attempt, whose fake signal wakes it: it then "
+        "switches on its way back to user space, at a time the model does not count"
+    )
+
+
+def step_refusal(k: Kernel, step: Step) -> str | None:
+    """Why the model cannot follow `step` with these BPF programs and sleepers."""
+    if isinstance(step, Attach):
+        return attach_refusal(k, next(p for p in k.scenario.bpf if p.name == step.name))
+    if isinstance(step, Spawn) and patches_sleep_path(k):
+        group = next(g for g in k.scenario.processes if g.name == step.name)
+        if group.run == "sleep":
+            return (
+                f"a patch replaces {', '.join(patches_sleep_path(k))}, on a sleeper's "
+                "stack: the model does not follow what the stack check finds there"
+            )
+    return signal_refusal(k, step)
