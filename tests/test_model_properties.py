@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from harness.model.fuzz import FUZZ_SCENARIO, FUZZ_STEPS
 from harness.model.klp import KLP_UNDEFINED, KLP_UNPATCHED, KlpPatch
-from harness.model.predict import StepModel, blockers
+from harness.model.predict import StepModel
+from harness.model.refusals import blockers
 from harness.model.transition import klp_check_stack
 from harness.record import StepRecord
 from harness.scenario.step_types import Disable, Enable, Force, Load, Park, Release, Step, Unload

@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from harness.errors import ScenarioError, UsageError
-from harness.model import bpf, retries
+from harness.model import bpf, refusals, retries
 from harness.model.check import predict_check
 from harness.model.ftrace import after_step, do_trace, do_untrace
-from harness.model.klp import KLP_PATCHED, KLP_UNDEFINED
+from harness.model.klp import KLP_UNDEFINED
 from harness.model.modules import (
     do_call,
     do_enabled,
@@ -36,16 +36,12 @@ from harness.model.profiles import DEFAULT_SERIES, profile_for
 from harness.model.replace import run_free_work
 from harness.model.system import Kernel
 from harness.model.tasks import (
-    checked_while_running,
     kill,
     observe_actors,
     pinned_refusal,
-    rcu_tasks_holdouts,
     spawn,
-    spinner_refusal,
-    spinner_started,
 )
-from harness.model.transition import klp_check_stack, klp_transition_work_fn
+from harness.model.transition import klp_transition_work_fn
 from harness.model.trigger import predict_ran
 from harness.model.variants import Variant
 from harness.record import StepRecord
@@ -131,132 +127,28 @@ class StepModel:
         k.log = []
         k.step_index, k.completed_by_retry = index, False
         if self.strict:
-            self.check_unload(index, step)
-        self.check_spinner(index, step)
-        self.refuse(index, step, bpf.step_refusal(k, step))
+            self.refuse(index, step, refusals.unload(k, step))
+        self.refuse(index, step, refusals.spinner(k, step))
+        self.refuse(index, step, refusals.prefixed(bpf.step_refusal(k, step)))
         shutdowns = k.ftrace_shutdowns
         errno_value = run_step(k, step)
         self.retry_at = len(k.log)  # a retry's lines come after the action's
         if self.strict:
-            self.check_reversal(index, step)
+            self.refuse(index, step, refusals.reversal(k, step))
         klp_transition_work_fn(k)
-        self.check_pinned(index, step)
+        self.refuse(index, step, refusals.prefixed(pinned_refusal(k)))
         run_free_work(k)
         if k.ftrace_shutdowns != shutdowns:
-            self.check_holdouts(index, step)
+            self.refuse(index, step, refusals.holdouts(k))
         if self.strict:
-            self.check_blocked(index, step)
+            self.refuse(index, step, refusals.blocked(k, step))
         return errno_value
 
-    def check_unload(self, index: int, step: Step) -> None:
-        """Refuse unloading a patch module whose code a parked task still runs.
-
-        A forced transition leaves tasks where they are, and the kernel pins only the
-        modules of the patches force marks (6.1 transition.c:657-664: the disabled one,
-        or those a replace patch replaces).  A task forced past a non-replace enable
-        still sleeps in the previous patch's function; a later replace patch checks only
-        the top of each func stack (transition.c:209-227, klp_check_stack_func), completes,
-        and drops that patch's module reference unforced (core.c:708-709).  rmmod then frees
-        the code the task returns into: an Oops in the kworker (seen on 6.1)."""
-        if not isinstance(step, Unload):
-            return
-        k = self.kernel
-        mod = k.modules.get(step.module)
-        if mod is None or mod.patch is None or mod.refcnt:
-            return
-        for task in k.tasks:
-            if task.code is mod.patch:
-                raise ScenarioError(
-                    f"steps[{index}]",
-                    f"`{format_step(step)}` would free code that {task.target}'s parked work "
-                    f"still runs ({task.key[0]}:{task.key[1]}, left there by a forced "
-                    "transition): the kernel Oopses; release it first",
-                    str(k.scenario.path),
-                )
-
-    def check_spinner(self, index: int, step: Step) -> None:
-        """Refuse starting a spinner the guest could not survive (tasks.spinner_refusal)."""
-        spinner = spinner_started(self.kernel.scenario, step)
-        why = spinner_refusal(self.profile, spinner) if spinner is not None else None
-        if why is not None:
-            raise ScenarioError(
-                f"steps[{index}]", f"`{format_step(step)}`: {why}", str(self.kernel.scenario.path)
-            )
-
     def refuse(self, index: int, step: Step, why: str | None) -> None:
+        """Raise the model's refusal of `step`: `why` follows the step's text."""
         if why is not None:
             raise ScenarioError(
-                f"steps[{index}]", f"`{format_step(step)}`: {why}", str(self.kernel.scenario.path)
-            )
-
-    def check_pinned(self, index: int, step: Step) -> None:
-        """Refuse a transition a pinned spinner holds where when it ends is timing
-        (tasks.pinned_refusal)."""
-        why = pinned_refusal(self.kernel)
-        if why is not None:
-            raise ScenarioError(
-                f"steps[{index}]", f"`{format_step(step)}`: {why}", str(self.kernel.scenario.path)
-            )
-
-    def check_holdouts(self, index: int, step: Step) -> None:
-        """Refuse removing an ftrace handler while a spinner runs: ftrace_shutdown()
-        waits in synchronize_rcu_tasks() until it stops (tasks.rcu_tasks_holdouts)."""
-        holdouts = rcu_tasks_holdouts(self.kernel)
-        if holdouts:
-            raise ScenarioError(
-                f"steps[{index}]",
-                f"`{format_step(step)}` removes an ftrace handler: synchronize_rcu_tasks() in "
-                f"ftrace_shutdown() waits for ever for {', '.join(holdouts)}, which never "
-                "schedules voluntarily (stop it first, or give it rcu_tasks_qs = true)",
-                str(self.kernel.scenario.path),
-            )
-
-    def check_reversal(self, index: int, step: Step) -> None:
-        """Refuse reversing the disable of the bottom patch of a shared func stack.
-
-        The reversed transition targets PATCHED, so klp_check_stack_func() checks the
-        code *below* each func: list_is_singular() is false, and list_next_entry() of
-        the bottom func is the list head inside struct klp_ops, read as a klp_func
-        (6.1 transition.c:216-226, 6.12 :235-243, 7.3 :226-234): a bogus address range,
-        so whether a task may switch is undefined."""
-        k = self.kernel
-        patch = k.klp_transition_patch
-        if not isinstance(step, Enable) or patch is None or patch.name != step.patch:
-            return
-        if k.klp_target_state != KLP_PATCHED:
-            return
-        for obj in patch.objects:
-            for func in obj.funcs:
-                stack = k.klp_ops.get(func.key, [])
-                if func.patched and len(stack) > 1 and stack[0] is func:
-                    raise ScenarioError(
-                        f"steps[{index}]",
-                        f"`{format_step(step)}` reverses the disable of {patch.name}, the "
-                        f"bottom of {func.key[0]}:{func.key[1]}'s func stack: the kernel's "
-                        "stack check then reads the list head as a klp_func "
-                        "(transition.c:224 on 6.1), undefined",
-                        str(k.scenario.path),
-                    )
-
-    def check_blocked(self, index: int, step: Step) -> None:
-        """Refuse a wait that can never end (a `wait --retries` ends)."""
-        k = self.kernel
-        patch = k.klp_transition_patch
-        if patch is None:
-            return
-        k.blocked_steps += 1
-        why = f"'{patch.name}' stays in transition, blocked by {blockers(k)}"
-        waits = (
-            (isinstance(step, Load) and not step.nowait and step.module == patch.name)
-            or (isinstance(step, Disable) and not step.nowait and step.patch == patch.name)
-            or (isinstance(step, Wait) and step.patch == patch.name and step.retries is None)
-        )
-        if waits:
-            hint = "" if isinstance(step, Wait) else " (add --nowait to go on without it)"
-            raise ScenarioError(
-                f"steps[{index}]",
-                f"`{format_step(step)}` would wait for ever: {why}{hint}",
-                str(k.scenario.path),
+                f"steps[{index}]", f"`{format_step(step)}`{why}", str(self.kernel.scenario.path)
             )
 
     def record(self, index: int, step: Step, errno_value: int) -> StepRecord:
@@ -396,23 +288,6 @@ def run_step(k: Kernel, step: Step) -> int:
 def _timed(k: Kernel, name: str) -> bool:
     target = k.scenario.module(name)
     return isinstance(target, TargetModule) and bool(target.blocker and target.blocker.timed)
-
-
-def blockers(k: Kernel) -> str:
-    """The parked tasks that keep the current transition from completing."""
-    names = []
-    for task in k.tasks:
-        if task.patch_state == k.klp_target_state:
-            continue
-        if task.pinned and not checked_while_running(k, task):
-            names.append(f"{task.target}'s spinner running on its own CPU")
-        elif task.unreliable:
-            names.append(f"a {task.target} process asleep under a BPF trampoline")
-        elif not klp_check_stack(k, task):
-            impl = task.code.name if task.code is not None else "orig"
-            what = "spinner spinning" if task.spinner else "work parked"
-            names.append(f"{task.target}'s {what} in {task.key[0]}:{task.key[1]} ({impl})")
-    return ", ".join(names) or "nothing (model error)"
 
 
 def predict_all(
