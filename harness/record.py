@@ -25,6 +25,11 @@ use exactly these conventions:
   spinner thread (`<target>:spinner`) is `stopped`, or `patch_state=N ran=IMPL`:
   its /proc/<pid>/patch_state and the implementation of its function it last
   returned from (`none` while it spins inside it).
+* `report`: a kernel report the step caused and the kernel survived (a WARN), as
+  `warning at FILE:LINE FUNCTION` (no CPU, PID or offset): the model predicts one
+  only for a known kernel bug (harness/model/bpf.py), and then the scenario ends
+  there, the kernel being hurt; its record holds nothing else.  "" otherwise (an
+  unpredicted report fails the scenario as a crash).
 * `due` (predicted, not compared): for a transition pending during the step, when
   its retries log `signaling remaining tasks` (harness/model/retries.py); the
   session puts the line into the prediction once the observed `retries` got there.
@@ -56,6 +61,7 @@ class StepRecord:
     actors: dict[str, str] = field(default_factory=dict)
     due: dict[str, int] = field(default_factory=dict)
     retries: int | None = None
+    report: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,4 +71,6 @@ class StepRecord:
         return cls(**data)
 
 
-COMPARED_FIELDS = ("errno", "log", "sysfs", "modules", "impls", "pending", "ran", "actors")
+COMPARED_FIELDS = (
+    "errno", "log", "sysfs", "modules", "impls", "pending", "ran", "actors", "report"
+)  # fmt: skip

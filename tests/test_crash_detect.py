@@ -325,3 +325,21 @@ def test_boot_with_slub_debug_has_no_report(name: str) -> None:
     text = log(name)
     assert "slub_debug=FZPU" in text
     assert find_reports(text[: text.index("crashmod: ")]) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "report"),
+    [
+        ("debian-6.1-ftrace-null-func",
+         "warning at kernel/trace/ftrace.c:7660 arch_ftrace_ops_list_func"),
+        ("debian-6.12-warn",
+         "warning at /tmp/klp-crashmod/build-debian-6.12/crashmod.c:12 crashmod_init"),
+        ("debian-7.3-warn", "warning at crashmod.c:52 crashmod_init"),
+    ],
+)  # fmt: skip
+def test_a_warning_is_reported_on_the_models_terms(name: str, report: str) -> None:
+    """What a predicted kernel report is compared with (record.py `report`)."""
+    from harness.runner.observe import report_of
+
+    crash = find_crash(log(name))
+    assert crash is not None and report_of(crash) == report

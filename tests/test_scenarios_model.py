@@ -73,5 +73,9 @@ def _cases() -> list[Any]:
 def test_model_predicts_every_step(path: Path, series: str) -> None:
     scenario = _resolved(load_scenario(path), series)
     records = predict(scenario, series)
-    assert [r.index for r in records] == list(range(len(scenario.steps)))
-    assert [r.step for r in records] == [format_step(s) for s in scenario.steps]
+    # every step, or up to a predicted kernel report (a known kernel bug) and no further
+    ends = [r.index for r in records if r.report]
+    assert ends in ([], [len(records) - 1])
+    steps = scenario.steps if not ends else scenario.steps[: ends[0] + 1]
+    assert [r.index for r in records] == list(range(len(steps)))
+    assert [r.step for r in records] == [format_step(s) for s in steps]

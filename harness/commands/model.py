@@ -102,6 +102,9 @@ def print_records(records: list[StepRecord], out: TextIO) -> None:
             )
         )
         out.write(f"\n[{record.index}] {record.step}  -> {result}\n")
+        if record.report:  # a known kernel bug: the kernel is hurt, the model stops
+            out.write(f"    kernel report: {record.report} (the model follows no further)\n")
+            continue
         for line in record.log:
             out.write(f"    | {line}\n")
         for label, old, new in (

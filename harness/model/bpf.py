@@ -21,8 +21,9 @@ The next call of the function finds an ops without func: FTRACE_WARN_ON in
 __ftrace_ops_list_func() (6.1 ftrace.c:7660), which kills ftrace for good.  Seen on
 the 6.1 guest: livepatch-sample loaded, fentry then fexit attached to
 cmdline_proc_show, `cat /proc/cmdline` -> "WARNING: CPU: 0 PID: 155 at
-kernel/trace/ftrace.c:7660 arch_ftrace_ops_list_func".  The model refuses that
-attach on 6.1 (`attach_refusal`): it does not model a kernel without ftrace.
+kernel/trace/ftrace.c:7660 arch_ftrace_ops_list_func".  The model predicts that
+report at the first step that calls the function (`report_after`; the runner reads
+every observed function after each step) and no step after it: ftrace is dead.
 
 **A trampoline frame on a sleeping task's stack.**  An fexit trampoline calls the
 function itself (BPF_TRAMP_F_CALL_ORIG), so a task that entered the function through
@@ -52,7 +53,7 @@ from typing import TYPE_CHECKING
 
 from harness.model.klp import FuncKey
 from harness.model.retries import SIGNALS_TIMEOUT
-from harness.scenario.step_types import Attach, Spawn, Step, Wait
+from harness.scenario.step_types import Spawn, Step, Wait
 from harness.scenario.types import VMLINUX, BpfProgram
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ SLEEP_KEY: FuncKey = (VMLINUX, "hrtimer_nanosleep")  # where a sleeper sleeps
 
 
 def attach(k: Kernel, prog: BpfProgram) -> int:
+    if breaks_ops(k, prog):
+        k.broken_ops.add((VMLINUX, prog.func))
     k.bpf.append(prog)
     return 0
 
@@ -74,20 +77,28 @@ def detach(k: Kernel, name: str) -> int:
     return 0
 
 
-def attach_refusal(k: Kernel, prog: BpfProgram) -> str | None:
-    """Why the model cannot follow attaching `prog` (the 6.1 backport, see above)."""
-    if k.profile.bpf_frames_reliable or k.profile.series != "6.1":
-        return None
+# What 6.1.192 prints when a call reaches an ftrace ops without func (see above).
+NULL_FUNC_WARNING = {"6.1": "warning at kernel/trace/ftrace.c:7660 arch_ftrace_ops_list_func"}
+
+
+def breaks_ops(k: Kernel, prog: BpfProgram) -> bool:
+    """Whether attaching `prog` leaves its function's BPF ops registered without a
+    func (6.1.192's partial backport, see the module docstring): a livepatch holds
+    the function, a program is there already (the modify path), and fexit is among
+    them (the rebuilt trampoline must call the function: -EAGAIN)."""
+    if k.profile.series not in NULL_FUNC_WARNING:
+        return False
     key: FuncKey = (VMLINUX, prog.func)
     already = [p for p in k.bpf if p.func == prog.func]
-    if key in k.klp_ops and already and "fexit" in {prog.prog, *(p.prog for p in already)}:
-        return (
-            f"on 6.1 an fexit program added to {prog.func}'s trampoline while a livepatch "
-            "holds it makes bpf_trampoline_update() clear the live ftrace ops' func "
-            "(trampoline.c:499-506 after the -EAGAIN of ftrace.c:5813): the next call "
-            "WARNs at ftrace.c:7660 and ftrace is killed"
-        )
-    return None
+    return key in k.klp_ops and bool(already) and "fexit" in {prog.prog, *(p.prog for p in already)}
+
+
+def report_after(k: Kernel, called: set[FuncKey]) -> str:
+    """The kernel report of a step that called the functions `called` (its own calls
+    and the runner's read of every observed function), or ""."""
+    if k.broken_ops & called:
+        return NULL_FUNC_WARNING[k.profile.series]
+    return ""
 
 
 def sleeper_unreliable(k: Kernel) -> bool:
@@ -133,8 +144,6 @@ def signal_refusal(k: Kernel, step: Step) -> str | None:
 
 def step_refusal(k: Kernel, step: Step) -> str | None:
     """Why the model cannot follow `step` with these BPF programs and sleepers."""
-    if isinstance(step, Attach):
-        return attach_refusal(k, next(p for p in k.scenario.bpf if p.name == step.name))
     if isinstance(step, Spawn) and patches_sleep_path(k):
         group = next(g for g in k.scenario.processes if g.name == step.name)
         if group.run == "sleep":

@@ -20,7 +20,7 @@ from harness.errors import ScenarioError, UsageError
 from harness.model import bpf, refusals, retries
 from harness.model.check import predict_check
 from harness.model.ftrace import after_step, do_trace, do_untrace
-from harness.model.klp import KLP_UNDEFINED
+from harness.model.klp import KLP_UNDEFINED, FuncKey
 from harness.model.modules import (
     do_call,
     do_enabled,
@@ -77,9 +77,15 @@ READ_ONLY_STEPS = (Call, Wait, Trigger, Trace, Untrace, Check)
 
 
 def predict(scenario: Scenario, series: str = DEFAULT_SERIES) -> list[StepRecord]:
-    """The predicted record of every step of `scenario` on kernel `series`."""
+    """The predicted record of every step of `scenario` on kernel `series`, up to a
+    step whose kernel report (a known kernel bug) ends what the model follows."""
     model = StepModel(scenario, series)
-    return [model.step(i, step) for i, step in enumerate(scenario.steps)]
+    records: list[StepRecord] = []
+    for i, step in enumerate(scenario.steps):
+        records.append(model.step(i, step))
+        if records[-1].report:
+            break
+    return records
 
 
 def predicted_log(scenario: Scenario, series: str = DEFAULT_SERIES) -> list[str]:
@@ -152,8 +158,11 @@ class StepModel:
             )
 
     def record(self, index: int, step: Step, errno_value: int) -> StepRecord:
-        record = self._record(index, step, errno_value)
         k = self.kernel
+        report = bpf.report_after(k, self.called(step))
+        if report:  # the kernel is hurt: nothing else of the step is observed
+            return StepRecord(index, _step_text(step), report=report)
+        record = self._record(index, step, errno_value)
         if k.klp_transition_patch is not None or k.completed_by_retry:
             record.due = retries.due(
                 k.signals_epoch, k.direct_failures, self.retry_at, k.completed_by_retry
@@ -164,6 +173,16 @@ class StepModel:
             record.ran = predict_check(self.kernel, step, index)
         after_step(self.kernel, step, record.impls)
         return record
+
+    def called(self, step: Step) -> set[FuncKey]:
+        """The functions a step calls: its own `call` or trigger's, and every function
+        the runner reads after it (`impls`)."""
+        keys: set[FuncKey] = {key for key, _text in self.funcs}
+        if isinstance(step, Call):
+            keys.add((step.object, step.func))
+        elif isinstance(step, Trigger):
+            keys |= {(w.object, w.func) for w in step.watch}
+        return keys
 
     def _record(self, index: int, step: Step, errno_value: int) -> StepRecord:
         k = self.kernel

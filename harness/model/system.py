@@ -69,6 +69,7 @@ class Kernel:
     tasks: list[Task] = field(default_factory=list)  # parked blocker works, spinners
     processes: set[str] = field(default_factory=set)  # running [[processes]] groups
     bpf: list[BpfProgram] = field(default_factory=list)  # attached (harness/model/bpf.py)
+    broken_ops: set[FuncKey] = field(default_factory=set)  # ftrace ops left without func
     kprobes: list[KprobeUser] = field(default_factory=list)  # other ftrace users (ftrace.py)
     tracer: Tracer | None = None  # the function tracer's filter, if it runs
     shadow: ShadowTable = field(default_factory=ShadowTable)

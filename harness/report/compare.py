@@ -72,6 +72,8 @@ def diff_records(expected: StepRecord, observed: StepRecord) -> list[FieldDiff]:
             lines = _diff_log(want, got)
         elif name == "pending":
             lines = [f"expected {want or 'no transition'}, observed {got or 'no transition'}"]
+        elif name == "report":
+            lines = [f"expected {want or 'no kernel report'}, observed {got or 'no kernel report'}"]
         else:
             lines = _diff_mapping(want, got)
         diffs.append(FieldDiff(name, tuple(lines)))

@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from harness.guest.crash import Crash
 from harness.runner.shell import Shell
 from harness.scenario.types import VMLINUX, VMLINUX_FUNCS
 
@@ -264,3 +265,23 @@ def parse_impls(out: str) -> dict[str, str]:
         if sep:
             impls[key] = impl_from_output(value)
     return impls
+
+
+# "WARNING: CPU: 0 PID: 155 at FILE:LINE FUNC+off/size" (6.1, 6.12) and
+# "WARNING: FILE:LINE at FUNC+off/size, CPU#0: comm/pid" (7.3)
+_WARNING = re.compile(
+    r"WARNING: (?:CPU: \d+ PID: \d+ at (?P<file>\S+) (?P<func>[\w.]+)"
+    r"|(?P<file2>\S+) at (?P<func2>[\w.]+))"
+)
+
+
+def report_of(crash: Crash) -> str:
+    """A report the kernel survived, on the model's terms (record.py `report`):
+    `warning at FILE:LINE FUNCTION`, without CPU, PID and offset; other kinds as the
+    watcher names them."""
+    match = _WARNING.search(crash.line)
+    if crash.kind == "warning" and match:
+        where = match.group("file") or match.group("file2")
+        func = match.group("func") or match.group("func2")
+        return f"warning at {where} {func}"
+    return crash.summary

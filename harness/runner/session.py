@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from harness.guest.errors import GuestCrashed
 from harness.model import retries
 from harness.model.check import observed_check
 from harness.modules import klprela
@@ -121,6 +122,11 @@ def _without_debug_info(ko: Path, directory: Path) -> Path:
 Progress = Callable[[int, str], None]
 
 
+def _mismatch(want: StepRecord, got: StepRecord) -> Mismatch | None:
+    diffs = diff_records(want, got)
+    return Mismatch(got.index, got.step, tuple(diffs)) if diffs else None
+
+
 class ScenarioSession:
     """Runs the steps of one scenario on a guest that `reset` has cleaned."""
 
@@ -156,20 +162,23 @@ class ScenarioSession:
         try:
             if not self.log_cleared:
                 self.log.skip_to_end()
-            steps = zip(self.scenario.steps, predicted, strict=True)
+            # a prediction ends early at a kernel report (record.py `report`)
+            steps = zip(self.scenario.steps, predicted, strict=False)
             for index, (step, want) in enumerate(steps):
                 if progress:
                     progress(index, format_step(step))
-                got = self.run_step(index, step, want)
+                got = self.run_reporting_step(index, step, want)
                 outcome.observed.append(got)
+                if got.report:
+                    outcome.mismatch = _mismatch(want, got)
+                    break
                 self.guest.check_alive()
                 # the lines the kernel's retries log, by how many ran (model/retries.py)
                 ran = [record.retries for record in outcome.observed]
                 want = retries.with_due_lines(outcome.predicted, ran, index)
                 outcome.predicted[index] = want
-                diffs = diff_records(want, got)
-                if diffs:
-                    outcome.mismatch = Mismatch(index, got.step, tuple(diffs))
+                outcome.mismatch = _mismatch(want, got)
+                if outcome.mismatch is not None:
                     if got.pending and not want.pending:
                         outcome.diagnostics = waits.unpatched_tasks(self.guest)
                     break
@@ -177,6 +186,16 @@ class ScenarioSession:
             outcome.kernel_log = [r.text for r in self.log.all_records]
             outcome.seconds = time.monotonic() - started
         return outcome
+
+    def run_reporting_step(self, index: int, step: Step, want: StepRecord) -> StepRecord:
+        """`run_step`, where a report the kernel survives (a WARN) ends the step with
+        a record of it when the model predicted one; otherwise it is the crash it is."""
+        try:
+            return self.run_step(index, step, want)
+        except GuestCrashed as exc:
+            if exc.fatal or not want.report or exc.crash is None:
+                raise
+            return StepRecord(index, format_step(step), report=observe.report_of(exc.crash))
 
     def run_step(self, index: int, step: Step, want: StepRecord) -> StepRecord:
         """Perform the step, wait as the model predicts, observe: one round trip."""

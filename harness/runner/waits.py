@@ -148,7 +148,10 @@ def retried_script(timeout: float = RETRY_INTERVAL * 3) -> str:
 
 def settle_script(record: StepRecord, timeout: float = SETTLE_TIMEOUT) -> str:
     """What to wait for after a step: the predicted settled state, or (when the model
-    predicts a pending transition) the kernel's next retry."""
+    predicts a pending transition) the kernel's next retry; nothing after a predicted
+    kernel report, whose record predicts no state (record.py `report`)."""
+    if record.report:
+        return "true"
     if record.pending:
         return retried_script()
     return _poll_script(settled_condition(predicted_patch_dirs(record)), timeout)

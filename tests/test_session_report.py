@@ -1,0 +1,65 @@
+"""A kernel report the model predicts (record.py `report`): the runner records it and
+ends the scenario there; an unpredicted one stays the crash it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.guest.crash import find_crash
+from harness.guest.errors import GuestCrashed
+from harness.record import StepRecord
+from harness.runner.session import ScenarioSession
+from harness.runner.shell import CommandResult
+from harness.scenario.loader import load_scenario
+
+DATA = Path(__file__).parent / "data"
+WARNING = "warning at kernel/trace/ftrace.c:7660 arch_ftrace_ops_list_func"
+
+
+class WarningGuest:
+    """A guest whose every command meets the recorded 6.1 WARN."""
+
+    console_log = DATA / "console-debian-6.1-ftrace-null-func.log"
+
+    def run(self, cmd: str, timeout: float = 30.0, check: bool = False) -> CommandResult:
+        crash = find_crash(self.console_log.read_text())
+        assert crash is not None
+        raise GuestCrashed("kernel report: ...", crash.excerpt, crash, fatal=False)
+
+    def put_file(self, local: Path, remote: str) -> None:
+        raise AssertionError
+
+    def feed(
+        self, local: Path, cmd: str, timeout: float = 120.0, check: bool = False
+    ) -> CommandResult:
+        raise AssertionError
+
+    def check_alive(self) -> None:
+        pass
+
+
+def session(tmp_path: Path) -> ScenarioSession:
+    path = tmp_path / "t.toml"
+    path.write_text('description = "t"\nsteps = ["load lp"]\n'
+                    '[[patch]]\nname = "lp"\n[[patch.object]]\nname = "vmlinux"\n'
+                    'funcs = ["cmdline_proc_show"]\n')  # fmt: skip
+    return ScenarioSession(WarningGuest(), load_scenario(path), "debian-6.1", log_cleared=True)
+
+
+def test_a_predicted_warning_ends_the_scenario_as_predicted(tmp_path: Path) -> None:
+    outcome = session(tmp_path).run([StepRecord(0, "load lp", report=WARNING)])
+    assert outcome.passed and outcome.observed[0].report == WARNING
+
+
+def test_another_warning_than_predicted_is_a_mismatch(tmp_path: Path) -> None:
+    other = "warning at kernel/trace/ftrace.c:1 elsewhere"
+    outcome = session(tmp_path).run([StepRecord(0, "load lp", report=other)])
+    assert not outcome.passed and outcome.mismatch is not None
+    assert outcome.mismatch.diffs[0].field == "report"
+
+
+def test_an_unpredicted_warning_is_a_crash(tmp_path: Path) -> None:
+    with pytest.raises(GuestCrashed):
+        session(tmp_path).run([StepRecord(0, "load lp")])
