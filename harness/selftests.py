@@ -84,8 +84,8 @@ def fetch_sources(profile: KernelProfile) -> SelftestSources:
         if not (tree / SELFTESTS).is_dir() and (tree / "source" / SELFTESTS).is_dir():
             tree = tree / "source"
         return SelftestSources(tree)
-    dest = cache_root() / "selftests" / f"linux-source-{profile.series}"
-    if (dest / SELFTESTS).is_dir() and (dest / SAMPLES).is_dir():
+    dest = _cache_dir(profile)
+    if _complete(dest):
         return SelftestSources(dest)
     from harness.debian import apt_for
 
@@ -113,6 +113,27 @@ def fetch_sources(profile: KernelProfile) -> SelftestSources:
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)
     return SelftestSources(dest)
+
+
+def cached_sources(profile_name: str) -> SelftestSources | None:
+    """The named profile's selftests if already fetched: cheap, never downloads (for
+    listing the scripts, e.g. when pytest collects them)."""
+    from harness.kernels import load_profile
+
+    try:
+        profile = load_profile(profile_name)
+    except HarnessError:
+        return None
+    dest = _cache_dir(profile)
+    return SelftestSources(dest) if _complete(dest) else None
+
+
+def _cache_dir(profile: KernelProfile) -> Path:
+    return cache_root() / "selftests" / f"linux-source-{profile.series}"
+
+
+def _complete(dest: Path) -> bool:
+    return (dest / SELFTESTS).is_dir() and (dest / SAMPLES).is_dir()
 
 
 def build_modules(sources: SelftestSources, profile: KernelProfile) -> list[Path]:
