@@ -19,7 +19,7 @@ from harness.modules.build import build_modules
 from harness.modules.external import resolve_scenario
 from harness.modules.render import render_sources
 from harness.runner.observe import filter_log
-from harness.runner.session import _without_debug_info
+from harness.runner.session import without_debug_info
 from harness.scenario.loader import load_scenario
 
 RELOAD = Path(__file__).parent / "scenarios" / "bugs" / "02_reload_patched_module_klp_relocs.toml"
@@ -56,7 +56,7 @@ def test_built_patch_has_one_klp_relocation_section(profile_name: str, tmp_path:
     copy = tmp_path / "p.ko"
     shutil.copyfile(ko, copy)
     assert klprela.convert(copy) == 0 and copy.read_bytes() == ko.read_bytes()
-    assert _without_debug_info(ko, tmp_path) == ko
+    assert without_debug_info(ko, tmp_path) == ko
 
 
 def test_only_patches_asking_for_them_are_converted() -> None:

@@ -98,11 +98,11 @@ def install_modules(guest: GuestLike, modules: dict[str, Path]) -> None:
         archive = Path(tmp) / "modules.tar"
         with tarfile.open(archive, "w") as tar:
             for name, ko in sorted(modules.items()):
-                tar.add(_without_debug_info(ko, Path(tmp)), arcname=f"{name}.ko")
+                tar.add(without_debug_info(ko, Path(tmp)), arcname=f"{name}.ko")
         guest.feed(archive, INSTALL, check=True, timeout=60)
 
 
-def _without_debug_info(ko: Path, directory: Path) -> Path:
+def without_debug_info(ko: Path, directory: Path) -> Path:
     """A copy of `ko` with its .debug_* sections removed (the original if `strip`
     fails: a larger copy costs time, not correctness).  A module with livepatch
     relocations travels whole: `strip` (binutils 2.40) rewrites their sections as
