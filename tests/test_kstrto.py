@@ -6,8 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.scenario.kstrto import INT_MAX, INT_MIN, KstrtoError, kstrtoint, kstrtoll
-from harness.scenario.steps import parse_int_param
+from harness.scenario.kstrto import (
+    INT_MAX,
+    INT_MIN,
+    KstrtoError,
+    kstrtoint,
+    kstrtoll,
+    parse_int_param,
+)
 
 
 @pytest.mark.parametrize(

@@ -27,9 +27,8 @@ from harness.model.patch import klp_ftrace_handler
 from harness.model.shadow import run_shadow_script
 from harness.model.system import Kernel
 from harness.model.tasks import set_spinner_param, spinner_start, spinner_stop
-from harness.scenario.kstrto import KstrtoError, kstrtoint
+from harness.scenario.kstrto import KstrtoError, kstrtoint, parse_bool_param
 from harness.scenario.step_types import Load
-from harness.scenario.steps import parse_bool_param
 from harness.scenario.types import VMLINUX, Blocker, KernelModule, PatchModule, TargetModule
 
 # kmod's modprobe words these two errnos itself (tools/modprobe.c); others: strerror().

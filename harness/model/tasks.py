@@ -102,8 +102,8 @@ from harness.model.klp import KLP_UNDEFINED, Module, Task
 from harness.model.patch import klp_ftrace_handler
 from harness.model.profiles import ModelProfile
 from harness.model.system import Kernel
+from harness.scenario.kstrto import parse_bool_param
 from harness.scenario.step_types import Load, SetParam, Start, Step
-from harness.scenario.steps import parse_bool_param
 from harness.scenario.types import Scenario, Spinner, TargetModule
 
 SPINNER_FILE = "spinner"  # /sys/kernel/debug/klp_harness/<target>/spinner

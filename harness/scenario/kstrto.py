@@ -79,3 +79,27 @@ def kstrtoint(text: str, base: int = 0) -> int:
     if not INT_MIN <= value <= INT_MAX:
         raise KstrtoError("ERANGE", f"out of range for an int ({INT_MIN}..{INT_MAX})")
     return value
+
+
+# Values `param_set_bool` accepts that we allow in scenarios (kstrtobool would take a few
+# more spellings; these are the unambiguous ones).
+BOOL_TRUE = frozenset({"Y", "y", "1"})
+BOOL_FALSE = frozenset({"N", "n", "0"})
+
+
+def parse_bool_param(value: str) -> bool | None:
+    """What `param_set_bool` makes of VALUE, or None if we do not accept it."""
+    if value in BOOL_TRUE:
+        return True
+    if value in BOOL_FALSE:
+        return False
+    return None
+
+
+def parse_int_param(value: str) -> int | None:
+    """What `param_set_int` (kstrtoint, base 0) makes of VALUE, or None if the
+    kernel would refuse it."""
+    try:
+        return kstrtoint(value)
+    except KstrtoError:
+        return None

@@ -9,6 +9,31 @@ from dataclasses import dataclass
 
 NOWAIT = "--nowait"
 
+# How each step is written (parse errors show it).
+USAGE = {
+    "load": "load MODULE [PARAM=VALUE ...] [--nowait]",
+    "unload": "unload MODULE",
+    "enable": "enable PATCH",
+    "disable": "disable PATCH [--nowait]",
+    "force": "force PATCH",
+    "set": "set MODULE PARAM VALUE",
+    "park": "park TARGET",
+    "release": "release TARGET",
+    "start": "start TARGET",
+    "stop": "stop TARGET",
+    "spawn": "spawn PROCESSES",
+    "kill": "kill PROCESSES",
+    "sysctl": "sysctl ftrace_enabled=0|1",
+    "call": "call OBJECT:FUNC",
+    "wait": "wait PATCH [retries=N]",
+    "trigger": "trigger 'COMMAND' OBJECT:FUNC[=CALLS] ...",
+    "check": "check PATCH",
+    "trace": "trace OBJECT:FUNC | trace PATCH:FUNC",
+    "untrace": "untrace",
+    "attach": "attach PROGRAM",
+    "detach": "detach PROGRAM",
+}
+
 
 @dataclass(frozen=True)
 class Load:

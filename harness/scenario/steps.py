@@ -16,9 +16,14 @@ from collections.abc import Callable, Mapping
 
 from harness.errors import ScenarioError
 from harness.scenario.checks import check_errno
-from harness.scenario.kstrto import KstrtoError, kstrtoint
+from harness.scenario.kstrto import (
+    KstrtoError,
+    kstrtoint,
+    parse_bool_param,
+)
 from harness.scenario.step_types import (
     NOWAIT,
+    USAGE,
     Attach,
     Call,
     Check,
@@ -55,58 +60,11 @@ from harness.scenario.types import (
     TargetModule,
 )
 
-# Values `param_set_bool` accepts that we allow in scenarios (kstrtobool would take a few
-# more spellings; these are the unambiguous ones).
-BOOL_TRUE = frozenset({"Y", "y", "1"})
-BOOL_FALSE = frozenset({"N", "n", "0"})
-
 # A `wait P retries=N` lasts about N seconds (one retry a second).
 MAX_WAIT_RETRIES = 40
 
 # Parameters every generated livepatch module has (see PatchModule).
 PATCH_PARAMS = ("replace", "pre_patch_ret")
-
-USAGE = {
-    "load": "load MODULE [PARAM=VALUE ...] [--nowait]",
-    "unload": "unload MODULE",
-    "enable": "enable PATCH",
-    "disable": "disable PATCH [--nowait]",
-    "force": "force PATCH",
-    "set": "set MODULE PARAM VALUE",
-    "park": "park TARGET",
-    "release": "release TARGET",
-    "start": "start TARGET",
-    "stop": "stop TARGET",
-    "spawn": "spawn PROCESSES",
-    "kill": "kill PROCESSES",
-    "sysctl": "sysctl ftrace_enabled=0|1",
-    "call": "call OBJECT:FUNC",
-    "wait": "wait PATCH [retries=N]",
-    "trigger": "trigger 'COMMAND' OBJECT:FUNC[=CALLS] ...",
-    "check": "check PATCH",
-    "trace": "trace OBJECT:FUNC | trace PATCH:FUNC",
-    "untrace": "untrace",
-    "attach": "attach PROGRAM",
-    "detach": "detach PROGRAM",
-}
-
-
-def parse_bool_param(value: str) -> bool | None:
-    """What `param_set_bool` makes of VALUE, or None if we do not accept it."""
-    if value in BOOL_TRUE:
-        return True
-    if value in BOOL_FALSE:
-        return False
-    return None
-
-
-def parse_int_param(value: str) -> int | None:
-    """What `param_set_int` (kstrtoint, base 0) makes of VALUE, or None if the
-    kernel would refuse it."""
-    try:
-        return kstrtoint(value)
-    except KstrtoError:
-        return None
 
 
 class _StepParser:
