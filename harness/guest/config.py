@@ -225,3 +225,12 @@ def console_log_path(log_dir: Path | None, name: str, temp_dir: Path) -> Path:
     except OSError:
         return temp_dir / "console.log"
     raise GuestError(f"no free console log name in {log_dir}")
+
+
+@dataclass(frozen=True)
+class SavedGuest:
+    """A guest state saved by `Guest.save` (harness.guest.snapshot keeps them): the
+    migration stream and the SSH key its kernel command line authorizes."""
+
+    state: Path
+    key_file: Path

@@ -60,3 +60,8 @@ class CommandFailed(GuestError):
         super().__init__(f"`{cmd}` exited with {result.exit_code}: {last[0]}")
         self.cmd = cmd
         self.result = result
+
+
+class RestoreFailed(GuestError):
+    """QEMU could not resume a saved guest (corrupt or incompatible state): the
+    caller discards the saved state and boots instead."""

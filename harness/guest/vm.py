@@ -19,7 +19,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -27,7 +26,7 @@ from typing import TypeVar
 from harness.guest import reaper
 from harness.guest.accel import choose_accel, default_cache
 from harness.guest.channel import PortShell
-from harness.guest.config import BootSpec, GuestConfig, console_log_path, qemu_args
+from harness.guest.config import BootSpec, GuestConfig, SavedGuest, console_log_path, qemu_args
 from harness.guest.console import Console
 from harness.guest.errors import (
     CommandFailed,
@@ -35,6 +34,7 @@ from harness.guest.errors import (
     GuestError,
     GuestTimeout,
     QemuKilled,
+    RestoreFailed,
 )
 from harness.guest.qmp import QmpClient
 from harness.guest.result import CommandResult
@@ -62,20 +62,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class SavedGuest:
-    """A guest state saved by `Guest.save` (harness.guest.snapshot keeps them): the
-    migration stream and the SSH key its kernel command line authorizes."""
-
-    state: Path
-    key_file: Path
-
-
-class RestoreFailed(GuestError):
-    """QEMU could not resume a saved guest (corrupt or incompatible state): the
-    caller discards the saved state and boots instead."""
 
 
 class Guest:

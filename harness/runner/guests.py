@@ -157,8 +157,8 @@ class GuestSource:
     def _resume(self, cpus: int = 1) -> Guest | None:
         """The snapshot resumed and verified clean; None if there is none, or it
         proved unusable (then it is discarded and the caller boots)."""
-        from harness.guest.errors import QemuKilled
-        from harness.guest.vm import Guest, RestoreFailed
+        from harness.guest.errors import QemuKilled, RestoreFailed
+        from harness.guest.vm import Guest
 
         store = self._store(cpus)
         snapshot = store.load()
