@@ -122,6 +122,7 @@ BPF_PIN = "/sys/fs/bpf/klp-{}"  # a [[bpf]] program's link (images/klp-bpf.c)
 
 SLEEP_SECONDS = 1000000  # longer than any scenario: a sleeper ends by `kill` only
 NR_NANOSLEEP, NR_CLOCK_NANOSLEEP = 35, 230  # x86_64 (arch/x86/entry/syscalls)
+SPAWN_TICKS = 500  # 0.01 s idles a sleeper may take to fall asleep (TCG: ~0.1 s)
 
 
 def _spawn(group: Processes) -> str:
@@ -136,13 +137,19 @@ def _spawn(group: Processes) -> str:
     else:
         child = "( while :; do : $BASHPID; done ) </dev/null >/dev/null 2>&1 &"
     script = f": > {pids}; for __i in {{1..{group.count}}}; do {child} echo $! >> {pids}; done"
-    if group.run == "sleep":
-        script += (
-            f"; while read -r __p; do until read -r __n __r < /proc/$__p/syscall && "
-            f"[[ $__n == {NR_NANOSLEEP} || $__n == {NR_CLOCK_NANOSLEEP} ]]; do {idle(0.01)}; "
-            f"done; done < {pids}"
-        )
-    return script + "; __rc=0"
+    if group.run != "sleep":
+        return script + "; __rc=0"
+    asleep = (
+        "{ read -r __n __r < /proc/$__p/syscall && "
+        f"[[ $__n == {NR_NANOSLEEP} || $__n == {NR_CLOCK_NANOSLEEP} ]]; }} 2>/dev/null"
+    )
+    # each sleeper within SPAWN_TICKS idles, else the step fails (ECHILD: gone)
+    wait = f"__t=0; until {asleep}; do ((++__t > {SPAWN_TICKS})) && break; {idle(0.01)}; done"
+    return (
+        f"{script}; __rc=0; while read -r __p; do {wait}; "
+        f"{asleep} || {{ __rc=1; echo 'spawn: {group.name}: No child processes' > {ERR_FILE}; }}; "
+        f"done < {pids}"
+    )
 
 
 def _kill(name: str) -> str:
