@@ -3,12 +3,16 @@
 One guest boot per profile (about 15 s under TCG): the text symbols of vmlinux from
 `/proc/kallsyms` (filtered in the guest by static busybox awk: only `t`/`T` lines
 without a module), `available_filter_functions`, and the modules the guest has loaded
-when a scenario starts.  Kept gzipped under `<cache>/symbols/<profile>-<release>/`,
+when a scenario starts; and vmlinux's BTF (`/sys/kernel/btf/vmlinux`, a few MB, for
+the prototypes a replacement body must match: harness.modules.signatures), recorded
+on demand into an older record that lacks it.  Kept gzipped under
+`<cache>/symbols/<profile>-<release>/`,
 written atomically, so a damaged or half-written record is never read.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,14 @@ KALLSYMS = "kallsyms.txt.gz"
 FTRACE = "available_filter_functions.txt.gz"
 LOADED = "loaded_modules.txt"
 TRACEFS = "/sys/kernel/tracing"
+BTF = "vmlinux.btf.gz"
+# gzip in the guest, base64 so the bytes cross the text channel intact; a kernel
+# built without CONFIG_DEBUG_INFO_BTF (a tree of the user's) has none: recorded empty
+NO_BTF = "no-btf"
+BTF_COMMAND = (
+    "if [ -e /sys/kernel/btf/vmlinux ]; then gzip -c /sys/kernel/btf/vmlinux | base64 -w0; "
+    f"else echo {NO_BTF}; fi"
+)
 
 COMMANDS = {
     KALLSYMS: "busybox awk '$2 ~ /^[tT]$/ && NF == 3 {print $3}' /proc/kallsyms",
@@ -71,7 +83,38 @@ def record_profile(profile: KernelProfile) -> Path:
     config = GuestConfig.for_profile(profile, log_dir=cache_root() / "logs")
     with Guest(config) as guest:
         record_from(guest, directory)
+        record_btf(guest, directory)
     return directory
+
+
+def record_btf(guest: Runs, directory: Path) -> None:
+    """Read vmlinux's BTF from a running guest into `directory` (gzipped)."""
+    out = guest.run(BTF_COMMAND, timeout=600)
+    if out.exit_code == 0 and out.stdout.strip() == NO_BTF:
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write(directory / BTF, gzip.compress(b""))
+        return
+    try:
+        data = gzip.decompress(base64.b64decode(out.stdout.strip(), validate=True))
+    except (ValueError, OSError, EOFError):
+        data = b""
+    if out.exit_code != 0 or not data:
+        raise HarnessError(f"recording symbols: `{BTF_COMMAND}` failed in the guest")
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write(directory / BTF, gzip.compress(data))
+
+
+def vmlinux_btf(profile: KernelProfile) -> bytes:
+    """The profile's vmlinux BTF, recorded first (one guest boot) if the cache lacks
+    it; empty if the kernel has none."""
+    from harness.guest.vm import Guest, GuestConfig
+
+    directory = record_dir(profile)
+    if not (directory / BTF).is_file():
+        config = GuestConfig.for_profile(profile, log_dir=cache_root() / "logs")
+        with Guest(config) as guest:
+            record_btf(guest, directory)
+    return gzip.decompress((directory / BTF).read_bytes())
 
 
 def read_record(directory: Path) -> VmlinuxRecord:
