@@ -23,6 +23,8 @@ def main(args: argparse.Namespace) -> int:
     from harness.kernels import resolve_profile
     from harness.modules.build import build_modules
     from harness.modules.external import resolve_scenario
+    from harness.modules.signatures import check_bodies
+    from harness.runner.suite import kernel_module_files
     from harness.scenario.loader import load_scenario
     from harness.symbols.validate import validate_symbols
 
@@ -32,6 +34,7 @@ def main(args: argparse.Namespace) -> int:
     validate_symbols([scenario], [profile])
     result = build_modules(scenario, profile, jobs=args.jobs)
     modules = {**result.modules, **files}
+    check_bodies(scenario, profile, {**modules, **kernel_module_files(scenario, profile)})
     width = max((len(name) for name in modules), default=0)
     for name in sorted(modules):
         how = "file" if name in files else "built" if name in result.built else "cached"

@@ -107,6 +107,7 @@ def prepare(
     from harness.model import predict
     from harness.modules.build import build_modules
     from harness.modules.external import resolve_scenario
+    from harness.modules.signatures import check_bodies
 
     prepared = []
     selected = [s for s in scenarios if applies_to(s, profile)]
@@ -122,6 +123,7 @@ def prepare(
         predicted = predict(scenario, series=profile.series)
         built = build_modules([m for m in scenario.modules if not m.ko], profile)
         modules = {**built.modules, **files, **kernel_module_files(scenario, profile)}
+        check_bodies(scenario, profile, modules)  # before any guest
         prepared.append(
             PreparedScenario(
                 scenario, profile, predicted, modules, built.sources, ids[id(original)]
