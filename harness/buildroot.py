@@ -17,18 +17,16 @@ needs no mounts outside its own namespace, so a killed build leaves nothing behi
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.files import atomic_write, make_temp_dir, sweep_abandoned
+from harness.files import atomic_write, exclusive, make_temp_dir, sweep_abandoned
 from harness.kernels import KernelProfile, cache_root, read_config
 
 # Debian's ABI suffix (`7.3.4+deb13-amd64`) -> the release whose libc its tools need.
@@ -85,19 +83,11 @@ def ensure(suite: str, packages: Sequence[str], name: str, cc: str) -> Path:
     dest = root_dir(suite, packages)
     if (dest / MARKER).is_file():
         return dest
-    with _lock(dest.parent):
+    with exclusive(dest.parent / ".lock"):
         if (dest / MARKER).is_file():
             return dest
         _make(dest, suite, packages, name, cc)
     return dest
-
-
-@contextlib.contextmanager
-def _lock(parent: Path) -> Iterator[None]:
-    parent.mkdir(parents=True, exist_ok=True)
-    with (parent / ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _make(dest: Path, suite: str, packages: Sequence[str], name: str, cc: str) -> None:

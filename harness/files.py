@@ -14,12 +14,13 @@ one (its writer is dead) from one still being written, and remove it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -183,3 +184,13 @@ def _adopted(dest: Path, adopt: Callable[[Path], bool]) -> bool:
     except OSError:
         return False
     return verify_file(dest)
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an flock on `lock_file` (made if missing): processes that would make the
+    same cache entry wait for the first, then find it made."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from harness.errors import HarnessError
-from harness.files import atomic_write
+from harness.files import atomic_write, exclusive
 from harness.kernels import KernelProfile, cache_root
 from harness.runner.shell import CommandResult
 from harness.symbols.data import ObjectSymbols, parse_filter_functions, parse_kallsyms_text
@@ -80,10 +80,13 @@ def record_profile(profile: KernelProfile) -> Path:
     directory = record_dir(profile)
     if is_recorded(directory):
         return directory
-    config = GuestConfig.for_profile(profile, log_dir=cache_root() / "logs")
-    with Guest(config) as guest:
-        record_from(guest, directory)
-        record_btf(guest, directory)
+    with exclusive(directory.parent / f".{directory.name}.lock"):  # one boot, not one a worker
+        if is_recorded(directory):
+            return directory
+        config = GuestConfig.for_profile(profile, log_dir=cache_root() / "logs")
+        with Guest(config) as guest:
+            record_from(guest, directory)
+            record_btf(guest, directory)
     return directory
 
 
@@ -111,9 +114,11 @@ def vmlinux_btf(profile: KernelProfile) -> bytes:
 
     directory = record_dir(profile)
     if not (directory / BTF).is_file():
-        config = GuestConfig.for_profile(profile, log_dir=cache_root() / "logs")
-        with Guest(config) as guest:
-            record_btf(guest, directory)
+        with exclusive(directory.parent / f".{directory.name}.lock"):
+            if not (directory / BTF).is_file():
+                config = GuestConfig.for_profile(profile, log_dir=cache_root() / "logs")
+                with Guest(config) as guest:
+                    record_btf(guest, directory)
     return gzip.decompress((directory / BTF).read_bytes())
 
 
