@@ -1,13 +1,11 @@
-"""Step strings (`load p replace=1`, `call vmlinux:cmdline_proc_show`) <-> typed steps.
+"""Step strings (`load p replace=1`, `call vmlinux:cmdline_proc_show`) -> typed steps.
 
 A step is one line a person could type into a guest shell, so scenario files read like
-upstream's selftests.  `parse_step` turns it into one of the frozen step types of
-`harness.scenario.types`, checking everything that can be checked without running it:
-the verb, the number of arguments, that every module, patch, target, object and function
-it names exists in the scenario, and that parameter values parse the way the kernel
-will parse them.  `format_step` is the inverse and gives the canonical spelling that
-predictions, observations and reports all use.
-"""
+upstream's selftests.  `parse_steps` turns each into a frozen step type
+(harness/scenario/step_types.py, whose `format_step` is the inverse), checking what can
+be checked without running it: the verb, the arguments, that every module, patch,
+target, object and function it names exists, and that parameter values parse the way
+the kernel will parse them."""
 
 from __future__ import annotations
 
