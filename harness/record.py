@@ -28,8 +28,9 @@ use exactly these conventions:
 * `report`: a kernel report the step caused and the kernel survived (a WARN), as
   `warning at FILE:LINE FUNCTION` (no CPU, PID or offset): the model predicts one
   only for a known kernel bug (harness/model/bpf.py), and then the scenario ends
-  there, the kernel being hurt; its record holds nothing else.  "" otherwise (an
-  unpredicted report fails the scenario as a crash).
+  there, the kernel being hurt; its record holds nothing else.  Observed in the
+  step's kernel log, or by the console's crash watcher.  "" otherwise (an unpredicted
+  report is a mismatch, or the crash it is if the console shows it first).
 * `due` (predicted, not compared): for a transition pending during the step, when
   its retries log `signaling remaining tasks` (harness/model/retries.py); the
   session puts the line into the prediction once the observed `retries` got there.

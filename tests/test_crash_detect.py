@@ -343,3 +343,15 @@ def test_a_warning_is_reported_on_the_models_terms(name: str, report: str) -> No
 
     crash = find_crash(log(name))
     assert crash is not None and report_of(crash) == report
+
+
+def test_a_warning_in_a_steps_kernel_log_is_its_report() -> None:
+    """The log holds the WARN when the step's command returns; the console may not yet."""
+    from harness.runner.observe import parse_kmsg, report_in
+
+    lines = [
+        ln.split("] ", 1)[1] for ln in log("debian-6.1-ftrace-null-func").splitlines() if "] " in ln
+    ]
+    texts = [r.text for r in parse_kmsg("\n".join(f"<4>{ln}" for ln in lines))]
+    assert report_in(texts) == "warning at kernel/trace/ftrace.c:7660 arch_ftrace_ops_list_func"
+    assert report_in([t for t in texts if "WARNING" not in t]) == ""

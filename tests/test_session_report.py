@@ -63,3 +63,27 @@ def test_another_warning_than_predicted_is_a_mismatch(tmp_path: Path) -> None:
 def test_an_unpredicted_warning_is_a_crash(tmp_path: Path) -> None:
     with pytest.raises(GuestCrashed):
         session(tmp_path).run([StepRecord(0, "load lp")])
+
+
+class LateWarningGuest(WarningGuest):
+    """The step's command returns; its kernel log has the WARN, the console not yet."""
+
+    def run(self, cmd: str, timeout: float = 30.0, check: bool = False) -> CommandResult:
+        out = (
+            "@@action\n0\n@@retries\n0\n@@kmsg\n"
+            "<4>[   75.515131] WARNING: CPU: 0 PID: 140 at kernel/trace/ftrace.c:7660 "
+            "arch_ftrace_ops_list_func+0x193/0x1d0\n"
+            "@@sysfs\n@@modules\n@@impls\n@@actors\n@@taint\n512\n"
+        )
+        return CommandResult(0, out, "")
+
+
+def test_a_warning_in_the_steps_kernel_log_counts_as_seen(tmp_path: Path) -> None:
+    s = session(tmp_path)
+    s.guest = LateWarningGuest()
+    outcome = s.run([StepRecord(0, "load lp", report=WARNING)])
+    assert outcome.passed and outcome.observed == [StepRecord(0, "load lp", report=WARNING)]
+    unpredicted = session(tmp_path)
+    unpredicted.guest = LateWarningGuest()
+    outcome = unpredicted.run([StepRecord(0, "load lp")])
+    assert outcome.mismatch is not None and "report" in {d.field for d in outcome.mismatch.diffs}

@@ -108,11 +108,13 @@ def sweep_stale_dirs() -> None:
     sweep_abandoned(Path(tempfile.gettempdir()), TEMP_PREFIX.removesuffix("-"))
 
 
-def wait_group_gone(pgid: int, timeout: float = 5.0) -> None:
+def wait_group_gone(pgid: int, timeout: float = 30.0) -> None:
     """Wait until no process of the group is left.  SIGKILL takes effect when a
     process leaves the system call it is in, so a killed compiler may still create a
     file in its work directory after make is reaped; removing the directory before
-    that would leave it behind.  Bounded: a zombie nobody reaps still counts."""
+    that would leave it behind.  Bounded: a zombie nobody reaps still counts.  The
+    bound is generous, as it costs only when the group lingers: with 5 s a build
+    directory was still left behind once under a load average of 6-8."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

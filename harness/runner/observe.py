@@ -275,13 +275,28 @@ _WARNING = re.compile(
 )
 
 
+def report_in(texts: Sequence[str]) -> str:
+    """The first `WARNING:` among a step's kernel log records, on the model's terms
+    (as `report_of`), or "".  The log has it as soon as the WARN printed; the serial
+    console may show it only after the step's command returned."""
+    for text in texts:
+        match = _WARNING.match(text)
+        if match:
+            return _warning_text(match)
+    return ""
+
+
+def _warning_text(match: re.Match[str]) -> str:
+    where = match.group("file") or match.group("file2")
+    func = match.group("func") or match.group("func2")
+    return f"warning at {where} {func}"
+
+
 def report_of(crash: Crash) -> str:
     """A report the kernel survived, on the model's terms (record.py `report`):
     `warning at FILE:LINE FUNCTION`, without CPU, PID and offset; other kinds as the
     watcher names them."""
     match = _WARNING.search(crash.line)
     if crash.kind == "warning" and match:
-        where = match.group("file") or match.group("file2")
-        func = match.group("func") or match.group("func2")
-        return f"warning at {where} {func}"
+        return _warning_text(match)
     return crash.summary

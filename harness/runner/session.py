@@ -189,13 +189,17 @@ class ScenarioSession:
 
     def run_reporting_step(self, index: int, step: Step, want: StepRecord) -> StepRecord:
         """`run_step`, where a report the kernel survives (a WARN) ends the step with
-        a record of it when the model predicted one; otherwise it is the crash it is."""
+        a record of it: seen in the step's kernel log, or by the console watcher when
+        the model predicted one (otherwise that is the crash it is)."""
         try:
-            return self.run_step(index, step, want)
+            got = self.run_step(index, step, want)
         except GuestCrashed as exc:
             if exc.fatal or not want.report or exc.crash is None:
                 raise
             return StepRecord(index, format_step(step), report=observe.report_of(exc.crash))
+        if got.report:  # in the step's kernel log before the serial console showed it
+            return StepRecord(got.index, got.step, report=got.report)
+        return got
 
     def run_step(self, index: int, step: Step, want: StepRecord) -> StepRecord:
         """Perform the step, wait as the model predicts, observe: one round trip."""
@@ -258,6 +262,7 @@ class ScenarioSession:
             pending=pending,
             actors=observe.parse_actors(sections["actors"]),
             retries=waits.parse_retries(sections["retries"]),
+            report=observe.report_in(texts),
             ran=(
                 trigger.parse_ran(sections["trigger"], step, self.watched, self.replaced)
                 if isinstance(step, Trigger)
