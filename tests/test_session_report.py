@@ -65,15 +65,24 @@ def test_an_unpredicted_warning_is_a_crash(tmp_path: Path) -> None:
         session(tmp_path).run([StepRecord(0, "load lp")])
 
 
+LINE = (
+    "<4>[   75.515131] WARNING: CPU: 0 PID: 140 at kernel/trace/ftrace.c:7660 "
+    "arch_ftrace_ops_list_func+0x193/0x1d0\n"
+)
+
+
 class LateWarningGuest(WarningGuest):
-    """The step's command returns; its kernel log has the WARN, the console not yet."""
+    """The step's command returns; its kernel log has the WARN, the console not yet.
+    `late`: the WARN came from the snapshot's own reads, after its first log dump."""
+
+    late = False
 
     def run(self, cmd: str, timeout: float = 30.0, check: bool = False) -> CommandResult:
+        assert "@@late" in cmd or not self.late  # asked for only when a report is predicted
+        kmsg, late = ("", LINE) if self.late else (LINE, "")
         out = (
-            "@@action\n0\n@@retries\n0\n@@kmsg\n"
-            "<4>[   75.515131] WARNING: CPU: 0 PID: 140 at kernel/trace/ftrace.c:7660 "
-            "arch_ftrace_ops_list_func+0x193/0x1d0\n"
-            "@@sysfs\n@@modules\n@@impls\n@@actors\n@@taint\n512\n"
+            f"@@action\n0\n@@retries\n0\n@@kmsg\n{kmsg}"
+            f"@@sysfs\n@@modules\n@@impls\n@@actors\n@@late\n{late}@@taint\n512\n"
         )
         return CommandResult(0, out, "")
 
@@ -87,3 +96,12 @@ def test_a_warning_in_the_steps_kernel_log_counts_as_seen(tmp_path: Path) -> Non
     unpredicted.guest = LateWarningGuest()
     outcome = unpredicted.run([StepRecord(0, "load lp")])
     assert outcome.mismatch is not None and "report" in {d.field for d in outcome.mismatch.diffs}
+
+
+def test_a_warning_the_snapshots_reads_cause_is_seen_when_predicted(tmp_path: Path) -> None:
+    s = session(tmp_path)
+    guest = LateWarningGuest()
+    guest.late = True
+    s.guest = guest
+    outcome = s.run([StepRecord(0, "load lp", report=WARNING)])
+    assert outcome.passed and outcome.observed == [StepRecord(0, "load lp", report=WARNING)]

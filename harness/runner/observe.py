@@ -28,6 +28,7 @@ PATCHED_RE = re.compile(r"^(\w+): this has been live patched$", re.MULTILINE)
 # times as much to start, and this runs after every step.  (Clearing concerns syslog
 # readers only; /dev/kmsg readers are not affected.)
 KMSG_DUMP = "busybox dmesg -c -r"
+KMSG_PEEK = "busybox dmesg -r"  # the same, leaving the buffer as it is
 _SYSLOG_LINE = re.compile(r"^<(\d+)>(?:\[\s*[0-9.]+\] ?)?(.*)$")
 
 
@@ -132,6 +133,7 @@ class KernelLog:
 
 _SECTIONS = (
     *("action", "retries", "kmsg", "sysfs", "modules", "impls", "actors", "taint", "trigger"),
+    "late",
 )
 TAINTED = "/proc/sys/kernel/tainted"
 
@@ -148,9 +150,12 @@ def snapshot_script(
     funcs: Sequence[tuple[str, str]],
     spinners: Sequence[str] = (),
     processes: Sequence[str] = (),
+    late: bool = False,
 ) -> str:
     """Kernel log, sysfs tree, module refcounts, function implementations and the
-    kernel's taint (so a step that hurt the kernel is named).
+    kernel's taint (so a step that hurt the kernel is named).  `late`: the log again at
+    the end, without clearing it, for a WARN the reads of the functions themselves
+    cause (a predicted kernel report: the next step's dump holds those lines too).
 
     A sysfs file whose read fails is write-only (`force` has no show method and reads
     return EIO).  A function's implementation is the first line its read prints;
@@ -189,6 +194,8 @@ def snapshot_script(
             '{ read -r __s < /proc/$__p/patch_state; } 2>/dev/null && __v="$__v $__s"; '
             f'done < {pids}; echo "{group}=procs|$__v"; else echo "{group}=procs|stopped"; fi'
         )
+    if late:
+        parts.append(f"echo @@late; {KMSG_PEEK}")
     parts.append(f'echo @@taint; read -r t < {TAINTED}; echo "$t"')
     return "; ".join(parts)
 

@@ -233,7 +233,9 @@ class ScenarioSession:
             [
                 waits.settle_script(want),
                 waits.RETRIES_AFTER,
-                observe.snapshot_script(self.module_names, self.funcs, self.spinners, self.procs),
+                observe.snapshot_script(
+                    self.module_names, self.funcs, self.spinners, self.procs, bool(want.report)
+                ),
             ]
         )
 
@@ -262,7 +264,8 @@ class ScenarioSession:
             pending=pending,
             actors=observe.parse_actors(sections["actors"]),
             retries=waits.parse_retries(sections["retries"]),
-            report=observe.report_in(texts),
+            report=observe.report_in(texts)
+            or observe.report_in([r.text for r in observe.parse_kmsg(sections["late"])]),
             ran=(
                 trigger.parse_ran(sections["trigger"], step, self.watched, self.replaced)
                 if isinstance(step, Trigger)
