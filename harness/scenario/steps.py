@@ -278,14 +278,15 @@ class _StepParser:
     def _stop(self, verb: str, args: list[str]) -> Step:
         return Stop(self._spinner_target(verb, args))
 
-    def _group(self, verb: str, args: list[str]) -> str:
+    def _named(self, verb: str, args: list[str], names: Mapping[str, object], what: str) -> str:
+        """The one argument, which must name one of `names` (a table of the scenario)."""
         self._arity(verb, args, 1)
-        if args[0] not in self.processes:
-            raise _BadStep(
-                f"{args[0]!r} is not a [[processes]] group of this scenario"
-                + _known(self.processes)
-            )
+        if args[0] not in names:
+            raise _BadStep(f"{args[0]!r} is not a {what} of this scenario{_known(names)}")
         return args[0]
+
+    def _group(self, verb: str, args: list[str]) -> str:
+        return self._named(verb, args, self.processes, "[[processes]] group")
 
     def _spawn(self, verb: str, args: list[str]) -> Step:
         return Spawn(self._group(verb, args))
@@ -294,11 +295,7 @@ class _StepParser:
         return Kill(self._group(verb, args))
 
     def _program(self, verb: str, args: list[str]) -> str:
-        self._arity(verb, args, 1)
-        if args[0] not in self.bpf:
-            known = _known(self.bpf)
-            raise _BadStep(f"{args[0]!r} is not a [[bpf]] program of this scenario{known}")
-        return args[0]
+        return self._named(verb, args, self.bpf, "[[bpf]] program")
 
     def _attach(self, verb: str, args: list[str]) -> Step:
         return Attach(self._program(verb, args))
