@@ -132,7 +132,7 @@ def signal_refusal(k: Kernel, step: Step) -> str | None:
         return None
     if not any(t.unreliable and t.patch_state != k.klp_target_state for t in k.tasks):
         return None
-    retries = step.retries or 1 if isinstance(step, Wait) else 1
+    retries = (step.retries or 1) if isinstance(step, Wait) else 1
     if k.blocked_steps + retries + RETRY_MARGIN < SIGNALS_TIMEOUT:
         return None
     return (
