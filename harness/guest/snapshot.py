@@ -22,7 +22,6 @@ lock, so parallel guests and pytest workers make it once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from harness.files import make_temp_dir, sha256_file, sweep_abandoned
+from harness.files import exclusive, make_temp_dir, sha256_file, sweep_abandoned
 from harness.guest.accel import choose_accel, default_cache
 from harness.guest.config import QEMU, BootSpec, GuestConfig, SavedGuest, qemu_args
 from harness.kernels import cache_root
@@ -145,14 +144,12 @@ class SnapshotStore:
         what it made); yields a private staging directory for `save`."""
         self.root.mkdir(parents=True, exist_ok=True)
         sweep_abandoned(self.root, f".{self.variant}-{self.key}")
-        with (self.root / f".{self.variant}.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(self.root / f".{self.variant}.lock"):
             staging = make_temp_dir(self.root, f".{self.variant}-{self.key}")
             try:
                 yield staging
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def save(
         self,

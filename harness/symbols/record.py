@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -75,19 +76,34 @@ def record_from(guest: Runs, directory: Path) -> None:
 
 def record_profile(profile: KernelProfile) -> Path:
     """Boot a guest of `profile` once and record its vmlinux symbol data."""
-    from harness.guest.vm import Guest, GuestConfig
-
     directory = record_dir(profile)
-    if is_recorded(directory):
-        return directory
-    with exclusive(directory.parent / f".{directory.name}.lock"):  # one boot, not one a worker
-        if is_recorded(directory):
-            return directory
+
+    def record(guest: Runs) -> None:
+        record_from(guest, directory)
+        record_btf(guest, directory)
+
+    _record_once(profile, directory, lambda: is_recorded(directory), record)
+    return directory
+
+
+def _record_once(
+    profile: KernelProfile,
+    directory: Path,
+    done: Callable[[], bool],
+    record: Callable[[Runs], None],
+) -> None:
+    """Boot a guest of `profile` and `record` from it, unless `done`: one process at a
+    time (one boot, not one per test worker), the others then find it done."""
+    if done():
+        return
+    with exclusive(directory.parent / f".{directory.name}.lock"):
+        if done():
+            return
+        from harness.guest.vm import Guest, GuestConfig
+
         config = GuestConfig.for_profile(profile, log_dir=cache_root() / "logs")
         with Guest(config) as guest:
-            record_from(guest, directory)
-            record_btf(guest, directory)
-    return directory
+            record(guest)
 
 
 def record_btf(guest: Runs, directory: Path) -> None:
@@ -110,15 +126,13 @@ def record_btf(guest: Runs, directory: Path) -> None:
 def vmlinux_btf(profile: KernelProfile) -> bytes:
     """The profile's vmlinux BTF, recorded first (one guest boot) if the cache lacks
     it; empty if the kernel has none."""
-    from harness.guest.vm import Guest, GuestConfig
-
     directory = record_dir(profile)
-    if not (directory / BTF).is_file():
-        with exclusive(directory.parent / f".{directory.name}.lock"):
-            if not (directory / BTF).is_file():
-                config = GuestConfig.for_profile(profile, log_dir=cache_root() / "logs")
-                with Guest(config) as guest:
-                    record_btf(guest, directory)
+    _record_once(
+        profile,
+        directory,
+        (directory / BTF).is_file,
+        lambda guest: record_btf(guest, directory),
+    )
     return gzip.decompress((directory / BTF).read_bytes())
 
 
