@@ -143,3 +143,36 @@ def test_without_snapshots_a_guest_is_booted_again_for_another_cpu_count(
         assert booted == [1, 2]
     finally:
         manager.close()
+
+
+def test_a_booted_guest_gets_the_scenarios_modules(tmp_path: Path, monkeypatch: Any) -> None:
+    """Without snapshots, the first scenario's guest is booted, not resumed: its
+    modules are installed all the same (a load found no module file before), and
+    again after the guest is cleaned for the next scenario."""
+    from harness.runner import manager as manager_module
+    from harness.runner.manager import GuestManager
+
+    class FakeGuest:
+        def close(self) -> None:
+            pass
+
+        def check_alive(self) -> None:
+            pass
+
+    installed: list[dict[str, Path]] = []
+    monkeypatch.setattr(manager_module, "install_modules", lambda _g, m: installed.append(m))
+    monkeypatch.setattr(manager_module.reset, "clean", lambda _g, _b: [])
+    dirs = (tmp_path, tmp_path, tmp_path)
+    profile = KernelProfile("p", "r", "1.0", "vm", tmp_path / "k", *dirs, livepatch=True)
+    manager = GuestManager(profile, snapshots=False)
+    monkeypatch.setattr(manager.source, "boot_guest", lambda cpus=1: FakeGuest())
+    manager.source.baseline = object()  # type: ignore[assignment]
+    first, second = {"a": tmp_path / "a.ko"}, {"b": tmp_path / "b.ko"}
+    try:
+        guest = manager.clean_guest(first)
+        manager.mark_dirty()
+        manager._installed = False  # as run_scenario leaves it
+        assert manager.clean_guest(second) is guest  # cleaned, not booted again
+        assert installed == [first, second]
+    finally:
+        manager.close()

@@ -92,24 +92,32 @@ class GuestManager:
         `modules` installed, when given): new from the snapshot, or cleaned, or
         freshly booted."""
         guest = self._guest
-        if guest is None or (self._dirty and self.snapshots) or cpus != self._cpus:
-            return self._new_guest(modules or {}, cpus)
-        if self._dirty:
-            started = time.monotonic()
-            try:
-                guest.check_alive()
-                assert self.source.baseline is not None
-                problems = reset.clean(guest, self.source.baseline)
-            except HarnessError as exc:
-                problems = [str(exc)]
-            if problems:
-                return self._new_guest(modules or {}, cpus)
-            self.reset_seconds.append(time.monotonic() - started)
-            self._dirty = False
+        if (
+            guest is None
+            or (self._dirty and self.snapshots)
+            or cpus != self._cpus
+            or (self._dirty and not self._cleaned(guest))
+        ):
+            guest = self._new_guest(modules or {}, cpus)
         if modules is not None and not self._installed:
             install_modules(guest, modules)
             self._installed = True
         return guest
+
+    def _cleaned(self, guest: Guest) -> bool:
+        """Clean a used guest for the next scenario; False if it could not be."""
+        started = time.monotonic()
+        try:
+            guest.check_alive()
+            assert self.source.baseline is not None
+            problems = reset.clean(guest, self.source.baseline)
+        except HarnessError as exc:
+            problems = [str(exc)]
+        if problems:
+            return False
+        self.reset_seconds.append(time.monotonic() - started)
+        self._dirty = False
+        return True
 
     def mark_dirty(self) -> None:
         """The guest was used outside `run_scenario` (e.g. by a Python test): clean it
