@@ -90,12 +90,11 @@ def test_command_channel_ports_are_unix_sockets_in_the_temp_dir() -> None:
 
 def test_restore_adds_incoming_and_nothing_else() -> None:
     """A restored guest must get the saved guest's machine: same arguments plus one."""
-    saved = Path("/cache/snap dir/state.mig")
     restore = BootSpec(40022, Path("/tmp/klp-guest-1-x"), "AAAAC3NzaC1lZDI1NTE5AAAAIKEY",
-                       TCG_ARGS, incoming=saved)  # fmt: skip
+                       TCG_ARGS, incoming=7)  # fmt: skip
     booted, restored = qemu_args(CONFIG, BOOT), qemu_args(CONFIG, restore)
     assert restored[: len(booted)] == booted
-    assert restored[len(booted) :] == ["-incoming", "exec:cat '/cache/snap dir/state.mig'"]
+    assert restored[len(booted) :] == ["-incoming", "fd:7"]
 
 
 def test_kernel_cmdline_carries_key_and_console_settings() -> None:

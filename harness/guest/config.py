@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +75,7 @@ class BootSpec:
     sockets: Path  # directory of QEMU's unix sockets (QMP, command channel ports)
     ssh_pubkey: str  # base64 blob of the ed25519 key the guest authorizes for root
     accel_args: tuple[str, ...]  # from harness.guest.accel
-    incoming: Path | None = None  # a saved guest state to resume instead of booting
+    incoming: int | None = None  # an open fd of a saved guest state, to resume from
 
     @property
     def qmp_socket(self) -> Path:
@@ -180,10 +179,11 @@ def channel_args(boot: BootSpec) -> list[str]:
 
 def incoming_args(boot: BootSpec) -> list[str]:
     """Resume a saved guest: QEMU loads its state instead of booting (then waits,
-    paused, for `cont`)."""
+    paused, for `cont`).  It reads the state from a file descriptor it inherits: with
+    `exec:cat FILE` a shell and cat started first and every byte crossed a pipe."""
     if boot.incoming is None:
         return []
-    return ["-incoming", f"exec:cat {shlex.quote(str(boot.incoming))}"]
+    return ["-incoming", f"fd:{boot.incoming}"]
 
 
 def qemu_args(config: GuestConfig, boot: BootSpec) -> list[str]:

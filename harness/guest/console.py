@@ -27,9 +27,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 import pexpect
+import ptyprocess
 
 from harness.guest.crash import Crash, CrashWatcher
 from harness.guest.errors import GuestCrashed, GuestError, GuestTimeout, QemuKilled
@@ -85,10 +86,40 @@ def crash_message(crash: Crash) -> str:
     return f"kernel report: {crash.summary}"
 
 
+class _Spawn(pexpect.spawn):  # type: ignore[misc]
+    """pexpect's spawn, keeping `pass_fds` open in the child (ptyprocess closes every
+    other descriptor; pexpect does not pass the list on)."""
+
+    def __init__(self, *args: Any, pass_fds: tuple[int, ...] = (), **kwargs: Any) -> None:
+        self._pass_fds = pass_fds
+        super().__init__(*args, **kwargs)
+
+    def _spawnpty(self, args: list[str], **kwargs: Any) -> Any:
+        return ptyprocess.PtyProcess.spawn(args, pass_fds=self._pass_fds, **kwargs)
+
+
+def _inheriting(fds: tuple[int, ...], preexec: Callable[[], None]) -> Callable[[], None]:
+    """`preexec`, after making `fds` survive the exec in the child only (Python opens
+    them close-on-exec, so no other child of this process gets them)."""
+
+    def setup() -> None:
+        for fd in fds:
+            os.set_inheritable(fd, True)
+        preexec()
+
+    return setup
+
+
 class Console:
     """Owns the QEMU process (through pexpect) and its serial console."""
 
-    def __init__(self, argv: list[str], log_path: Path, preexec: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        log_path: Path,
+        preexec: Callable[[], None],
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
         self.watcher = CrashWatcher()
         self._log = log_path.open("w", encoding="utf-8", buffering=1)
         # Reentrant: raise_lost() reads the rest of a report with or without it held.
@@ -98,14 +129,15 @@ class Console:
         self._signal: int | None = None  # the signal that ended it, if one did
         self.ended = threading.Event()  # QEMU's console closed: QEMU exited
         try:
-            self._child = pexpect.spawn(
+            self._child = _Spawn(
                 argv[0],
                 argv[1:],
+                pass_fds=pass_fds,
                 timeout=None,
                 maxread=65536,
                 encoding="utf-8",
                 codec_errors="replace",
-                preexec_fn=preexec,
+                preexec_fn=_inheriting(pass_fds, preexec),
                 dimensions=(24, 200),
             )
         except pexpect.ExceptionPexpect as exc:

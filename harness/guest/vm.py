@@ -14,11 +14,12 @@ the report, and so does every later one: a guest that crashed once is lost.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -121,17 +122,33 @@ class Guest:
             except (OSError, ValueError) as exc:  # a snapshot replaced meanwhile
                 raise RestoreFailed(f"the saved guest's key: {exc}") from None
         self.console_log = self._console_log_path()
-        incoming = self.restore.state if self.restore is not None else None
         for attempt in range(PORT_ATTEMPTS):
             self._port = free_port()
-            boot = BootSpec(self._port, self.temp_dir, pubkey, accel.args, incoming)
-            try:
-                self._start_qemu(boot)
-                return
-            except GuestCrashed as exc:
-                if HOSTFWD_FAILED not in exc.excerpt or attempt == PORT_ATTEMPTS - 1:
-                    raise
-                self._stop_qemu()
+            with self._saved_state() as incoming:
+                boot = BootSpec(self._port, self.temp_dir, pubkey, accel.args, incoming)
+                try:
+                    self._start_qemu(boot)
+                    return
+                except GuestCrashed as exc:
+                    if HOSTFWD_FAILED not in exc.excerpt or attempt == PORT_ATTEMPTS - 1:
+                        raise
+                    self._stop_qemu()
+
+    @contextlib.contextmanager
+    def _saved_state(self) -> Iterator[int | None]:
+        """The saved state open for QEMU to inherit (None when booting); this
+        process's copy is closed once QEMU has started."""
+        if self.restore is None:
+            yield None
+            return
+        try:
+            fd = os.open(self.restore.state, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:  # a snapshot replaced meanwhile
+            raise RestoreFailed(f"the saved guest's state: {exc.strerror}") from None
+        try:
+            yield fd
+        finally:
+            os.close(fd)
 
     def _console_log_path(self) -> Path:
         assert self.temp_dir is not None
@@ -143,7 +160,8 @@ class Guest:
         self.qemu_cmdline = qemu_args(self.config, boot)
         started = time.monotonic()
         deadline = started + self.config.boot_timeout
-        console = Console(self.qemu_cmdline, self.console_log, reaper.pdeathsig_preexec())
+        passed = () if boot.incoming is None else (boot.incoming,)
+        console = Console(self.qemu_cmdline, self.console_log, reaper.pdeathsig_preexec(), passed)
         self._console = console
         try:
             self._channel = PortShell(boot.cmd_socket, boot.err_socket, deadline, console.check)
