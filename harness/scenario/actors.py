@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.errors import ScenarioError
 from harness.scenario.checks import check_c_identifier
-from harness.scenario.toml_fields import as_int, as_str, check_keys, required
+from harness.scenario.toml_fields import as_choice, as_int, check_keys, required
 from harness.scenario.types import PROCESS_RUNS, Processes
 
 PROCESSES_KEYS = {"name", "count", "run"}
@@ -25,9 +25,7 @@ def parse_processes(tables: list[dict[str, Any]]) -> tuple[Processes, ...]:
         count = as_int(table.get("count", 2), f"{where}.count")
         if not 1 <= count <= MAX_PROCESSES:
             raise ScenarioError(f"{where}.count", f"must be 1..{MAX_PROCESSES}, got {count}")
-        run = as_str(table.get("run", PROCESS_RUNS[0]), f"{where}.run")
-        if run not in PROCESS_RUNS:
-            raise ScenarioError(f"{where}.run", f"must be one of {', '.join(PROCESS_RUNS)}")
+        run = as_choice(table.get("run", PROCESS_RUNS[0]), PROCESS_RUNS, f"{where}.run")
         if any(g.name == name for g in groups):
             raise ScenarioError(f"{where}.name", f"duplicate group {name!r}")
         groups.append(Processes(name, count, run))

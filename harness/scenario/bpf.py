@@ -10,7 +10,7 @@ from typing import Any
 from harness.errors import ScenarioError
 from harness.scenario.checks import check_c_identifier, check_symbol_name
 from harness.scenario.step_types import Attach, Detach, Step
-from harness.scenario.toml_fields import as_str, check_keys, required
+from harness.scenario.toml_fields import as_choice, check_keys, required
 from harness.scenario.types import BPF_PROGS, BpfProgram
 
 BPF_KEYS = {"name", "prog", "func"}
@@ -23,9 +23,7 @@ def parse_bpf(tables: list[dict[str, Any]]) -> tuple[BpfProgram, ...]:
         check_keys(table, BPF_KEYS, where)
         # the name is a file name in the guest's bpf file system (its pin)
         name = check_c_identifier(required(table, "name", where), f"{where}.name")
-        prog = as_str(required(table, "prog", where), f"{where}.prog")
-        if prog not in BPF_PROGS:
-            raise ScenarioError(f"{where}.prog", f"must be one of {', '.join(BPF_PROGS)}")
+        prog = as_choice(required(table, "prog", where), BPF_PROGS, f"{where}.prog")
         func = check_symbol_name(required(table, "func", where), f"{where}.func")
         if any(p.name == name for p in programs):
             raise ScenarioError(f"{where}.name", f"duplicate program {name!r}")

@@ -25,6 +25,14 @@ def as_str(value: Any, where: str) -> str:
     return value
 
 
+def as_choice(value: Any, choices: tuple[str, ...], where: str) -> str:
+    """A string that must be one of `choices`."""
+    text = as_str(value, where)
+    if text not in choices:
+        raise ScenarioError(where, f"must be one of {', '.join(choices)}")
+    return text
+
+
 def as_bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise ScenarioError(where, f"expected true or false, got {kind(value)}")
