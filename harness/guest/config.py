@@ -10,14 +10,16 @@ only host-side values (port, socket paths) may differ.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.guest.errors import GuestError
+from harness.guest.errors import GuestError, RestoreFailed
 
 if TYPE_CHECKING:
     from harness.kernels import KernelProfile
@@ -234,3 +236,16 @@ class SavedGuest:
 
     state: Path
     key_file: Path
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[int]:
+        """The state open for a QEMU to inherit (`incoming_args`); this process's
+        copy is closed on leaving, once QEMU has started with its own."""
+        try:
+            fd = os.open(self.state, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:  # a snapshot replaced meanwhile
+            raise RestoreFailed(f"the saved guest's state: {exc.strerror}") from None
+        try:
+            yield fd
+        finally:
+            os.close(fd)

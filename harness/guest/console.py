@@ -27,14 +27,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import NoReturn, TextIO
 
 import pexpect
-import ptyprocess
 
 from harness.guest.crash import Crash, CrashWatcher
 from harness.guest.errors import GuestCrashed, GuestError, GuestTimeout, QemuKilled
 from harness.guest.result import CommandResult
+from harness.guest.spawn import spawn_qemu
 
 POLL = 0.1  # how often blocking console reads look at the crash watcher
 CRASH_SETTLE = 3.0  # how long to wait for the rest of a crash report
@@ -86,30 +86,6 @@ def crash_message(crash: Crash) -> str:
     return f"kernel report: {crash.summary}"
 
 
-class _Spawn(pexpect.spawn):  # type: ignore[misc]
-    """pexpect's spawn, keeping `pass_fds` open in the child (ptyprocess closes every
-    other descriptor; pexpect does not pass the list on)."""
-
-    def __init__(self, *args: Any, pass_fds: tuple[int, ...] = (), **kwargs: Any) -> None:
-        self._pass_fds = pass_fds
-        super().__init__(*args, **kwargs)
-
-    def _spawnpty(self, args: list[str], **kwargs: Any) -> Any:
-        return ptyprocess.PtyProcess.spawn(args, pass_fds=self._pass_fds, **kwargs)
-
-
-def _inheriting(fds: tuple[int, ...], preexec: Callable[[], None]) -> Callable[[], None]:
-    """`preexec`, after making `fds` survive the exec in the child only (Python opens
-    them close-on-exec, so no other child of this process gets them)."""
-
-    def setup() -> None:
-        for fd in fds:
-            os.set_inheritable(fd, True)
-        preexec()
-
-    return setup
-
-
 class Console:
     """Owns the QEMU process (through pexpect) and its serial console."""
 
@@ -129,17 +105,7 @@ class Console:
         self._signal: int | None = None  # the signal that ended it, if one did
         self.ended = threading.Event()  # QEMU's console closed: QEMU exited
         try:
-            self._child = _Spawn(
-                argv[0],
-                argv[1:],
-                pass_fds=pass_fds,
-                timeout=None,
-                maxread=65536,
-                encoding="utf-8",
-                codec_errors="replace",
-                preexec_fn=_inheriting(pass_fds, preexec),
-                dimensions=(24, 200),
-            )
+            self._child = spawn_qemu(argv, preexec, pass_fds)
         except pexpect.ExceptionPexpect as exc:
             self._log.close()
             raise GuestError(f"cannot start {argv[0]}: {exc} (run `make setup`)") from exc

@@ -14,12 +14,11 @@ the report, and so does every later one: a guest that crashed once is lost.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -124,7 +123,8 @@ class Guest:
         self.console_log = self._console_log_path()
         for attempt in range(PORT_ATTEMPTS):
             self._port = free_port()
-            with self._saved_state() as incoming:
+            saved = self.restore.opened() if self.restore else contextlib.nullcontext()
+            with saved as incoming:
                 boot = BootSpec(self._port, self.temp_dir, pubkey, accel.args, incoming)
                 try:
                     self._start_qemu(boot)
@@ -133,22 +133,6 @@ class Guest:
                     if HOSTFWD_FAILED not in exc.excerpt or attempt == PORT_ATTEMPTS - 1:
                         raise
                     self._stop_qemu()
-
-    @contextlib.contextmanager
-    def _saved_state(self) -> Iterator[int | None]:
-        """The saved state open for QEMU to inherit (None when booting); this
-        process's copy is closed once QEMU has started."""
-        if self.restore is None:
-            yield None
-            return
-        try:
-            fd = os.open(self.restore.state, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:  # a snapshot replaced meanwhile
-            raise RestoreFailed(f"the saved guest's state: {exc.strerror}") from None
-        try:
-            yield fd
-        finally:
-            os.close(fd)
 
     def _console_log_path(self) -> Path:
         assert self.temp_dir is not None
