@@ -30,7 +30,7 @@ import shutil
 from pathlib import Path
 
 from harness.files import make_temp_dir
-from harness.kernels import KernelProfile, cache_root
+from harness.kernel.profiles import KernelProfile, cache_root
 
 FORMAT = 2  # bump when the layout changes
 

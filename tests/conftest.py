@@ -1,5 +1,5 @@
 """Test order for parallel runs: the longest tests start first, one or more at the head
-of every pytest-xdist worker's share (harness.test_order says why the share matters).
+of every pytest-xdist worker's share (harness.pytest_plugin.order says why the share matters).
 
 Durations come from tests/durations.toml, measured on `make test` runs; a test it does
 not list counts as short.  Without xdist the long tests simply come first.
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness.test_order import long_first, reorder
+from harness.pytest_plugin.order import long_first, reorder
 
 DURATIONS = Path(__file__).with_name("durations.toml")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError, UsageError
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 from harness.modules.build import build_modules, module_key, read_modinfo
 from harness.scenario.types import VMLINUX, PatchModule, PatchObject, TargetModule
 

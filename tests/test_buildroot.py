@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import buildroot
 from harness.errors import HarnessError
-from harness.kernels import KernelProfile
+from harness.kernel import buildroot
+from harness.kernel.profiles import KernelProfile
 
 
 def profile(tmp_path: Path, name: str, release: str) -> KernelProfile:

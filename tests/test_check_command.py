@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.kernels import load_profile, profile_names
+from harness.kernel.profiles import load_profile, profile_names
 from harness.modules.lifecycle import life_cycle
 from harness.scenario.step_types import format_step
 

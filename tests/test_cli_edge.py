@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import kconfig
 from harness.cli import main as cli_main
 from harness.commands import model as model_command
 from harness.commands.common import check_writable
 from harness.errors import UsageError
+from harness.kernel import kconfig
 from tests.test_kconfig import COMPLETE
 from tests.test_scenario_loader import GOOD
 

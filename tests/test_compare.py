@@ -2,8 +2,8 @@
 
 import copy
 
-from harness.record import StepRecord
-from harness.report.compare import first_mismatch, render_mismatch
+from harness.outcome.compare import first_mismatch, render_mismatch
+from harness.outcome.record import StepRecord
 
 
 def records() -> list[StepRecord]:

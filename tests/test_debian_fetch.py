@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import debian, kernels
 from harness.errors import HarnessError
+from harness.kernel import debian
+from harness.kernel import profiles as kernels
 
 ABI = "7.3.4+deb13"
 RELEASE = f"{ABI}-amd64"

@@ -10,7 +10,7 @@ from typing import cast
 
 import pytest
 
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 from harness.modules.elf import BadKo, KoFunc, read_patch
 from harness.modules.external import check_file, module_name_of, scenario_objects
 from harness.modules.layout import KlpLayout

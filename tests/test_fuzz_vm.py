@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from harness.errors import ScenarioError
-from harness.kernels import load_profile
+from harness.kernel.profiles import load_profile
 from harness.model import predict
 from harness.model.fuzz import FUZZ_SCENARIO, FUZZ_STEPS
 from harness.model.predict import StepModel

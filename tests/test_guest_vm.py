@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.guest import reaper
 from harness.guest.errors import CommandFailed, GuestCrashed, GuestTimeout
 from harness.guest.vm import Guest
-from harness.kernels import DEFAULT_PROFILE, load_profile, profile_names
+from harness.host import reaper
+from harness.kernel.profiles import DEFAULT_PROFILE, load_profile, profile_names
 from harness.runner.guests import GuestSource
 
 pytestmark = pytest.mark.vm
@@ -168,7 +168,7 @@ def test_panic_is_reported_and_qemu_is_gone() -> None:
 
 CHILD = """
 import sys, time
-from harness.kernels import load_profile
+from harness.kernel.profiles import load_profile
 from harness.runner.guests import GuestSource
 source = GuestSource(load_profile(sys.argv[1]))
 try:
@@ -182,7 +182,7 @@ finally:
 BOOTING_CHILD = """
 import sys, time
 from harness.guest.vm import Guest, GuestConfig
-from harness.kernels import load_profile
+from harness.kernel.profiles import load_profile
 config = GuestConfig.for_profile(load_profile(sys.argv[1]), memory_checks=False)
 with Guest(config) as guest:
     time.sleep(600)

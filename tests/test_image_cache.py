@@ -14,7 +14,7 @@ import pytest
 from harness import files
 from harness.files import sum_path
 from harness.guest import image
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 
 
 class FakeBuild:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.kernels import load_profile, profile_names
+from harness.kernel.profiles import load_profile, profile_names
 from harness.modules.build import build_modules, read_modinfo
 from harness.scenario.types import (
     VMLINUX,
@@ -165,7 +165,7 @@ def test_function_names_like_template_locals_build(profile_name: str, tmp_path: 
 def test_newer_kernels_build_in_their_release_s_root(tmp_path: Path) -> None:
     """debian-7.3's modules are built by the kernel's own gcc-14 in a trixie build
     root (its kbuild tools need trixie's libc); the root is made once and reused."""
-    from harness import buildroot
+    from harness.kernel import buildroot
     from harness.modules.build import compiler_for, compiler_id
 
     profile = load_profile("debian-7.3")
@@ -185,7 +185,7 @@ def test_newer_kernels_build_in_their_release_s_root(tmp_path: Path) -> None:
 
 def profile_config_gcc(profile: object) -> str:
     """`14.2.0` from CONFIG_CC_VERSION_TEXT="x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0"."""
-    from harness.kernels import KernelProfile, read_config
+    from harness.kernel.profiles import KernelProfile, read_config
 
     assert isinstance(profile, KernelProfile)
     return read_config(profile.config)["CONFIG_CC_VERSION_TEXT"].strip('"').split()[-1]

@@ -1,4 +1,4 @@
-"""The kernel config check (harness.kconfig) on config text: every missing option named
+"""The kernel config check (harness.kernel.kconfig) on config text: every missing option named
 with what it breaks, required ones as errors and optional ones as warnings; the
 fragment users merge (docs/klp-harness.config) satisfies it."""
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import kconfig
-from harness.kernels import load_profile, profile_names, read_config
+from harness.kernel import kconfig
+from harness.kernel.profiles import load_profile, profile_names, read_config
 
 # What ARCH=x86_64 selects by itself: options a user cannot set, which the fragment
 # therefore leaves out.
@@ -29,7 +29,7 @@ COMPLETE = "\n".join(
 
 
 def config(text: str) -> dict[str, str]:
-    """Parse config text as harness.kernels.read_config does."""
+    """Parse config text as harness.kernel.profiles.read_config does."""
     return kconfig.fragment_options(text)
 
 
@@ -132,7 +132,7 @@ def test_setup_refuses_a_debian_config_that_lost_an_option(
     """A future Debian kernel without an option fails `setup`, by name, not a scenario."""
     from harness.commands.setup import check_config
     from harness.errors import HarnessError
-    from harness.kernels import KernelProfile
+    from harness.kernel.profiles import KernelProfile
 
     def profile(text: str) -> KernelProfile:
         config = tmp_path / ".config"

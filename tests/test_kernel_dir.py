@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import kconfig, kernels
 from harness.cli import main as cli_main
 from harness.guest import vm
+from harness.kernel import kconfig
+from harness.kernel import profiles as kernels
 from harness.modules import build
 from tests.test_kconfig import COMPLETE
 
@@ -194,7 +195,7 @@ def test_selftests_of_an_o_build_dir_come_from_its_source_link(
     tmp_path: Path, no_work: None
 ) -> None:
     """`make O=BUILD` leaves the sources out of BUILD and links them as BUILD/source."""
-    from harness import selftests
+    from harness.upstream import selftests
 
     build_dir = make_tree(tmp_path)
     source = tmp_path / "src"

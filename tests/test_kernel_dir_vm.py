@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import selftests
 from harness.cli import main as cli_main
-from harness.kernels import load_profile
+from harness.kernel.profiles import load_profile
+from harness.upstream import selftests
 from tests.arranged_tree import arranged_tree
 
 pytestmark = pytest.mark.vm

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.kernels import load_profile, profile_names
+from harness.kernel.profiles import load_profile, profile_names
 from harness.model.predict import predict
 from harness.modules import klprela
 from harness.modules.build import build_modules

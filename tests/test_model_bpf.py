@@ -1,4 +1,4 @@
-"""BPF programs and sleeping processes (harness/scenario/bpf.py, harness/model/bpf.py):
+"""BPF programs and sleeping processes (harness/scenario/bpf.py, harness/model/kernel/bpf.py):
 parsing, the scripts that run them, and what the model predicts per profile."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ScenarioError
-from harness.model import bpf, predict
-from harness.record import StepRecord
+from harness.model import predict
+from harness.model.kernel import bpf
+from harness.outcome.record import StepRecord
 from harness.runner.actions import action_script
 from harness.scenario.loader import load_scenario
 from harness.scenario.types import Scenario

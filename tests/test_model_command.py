@@ -9,7 +9,7 @@ import pytest
 
 from harness.cli import main
 from harness.model import predict
-from harness.record import StepRecord
+from harness.outcome.record import StepRecord
 from harness.scenario.loader import load_scenarios, scenario_paths
 
 SCENARIOS = Path(__file__).parent / "scenarios"

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.model.fuzz import FUZZ_SCENARIO, FUZZ_STEPS
-from harness.model.klp import KLP_UNDEFINED, KLP_UNPATCHED, KlpPatch
+from harness.model.kernel.klp import KLP_UNDEFINED, KLP_UNPATCHED, KlpPatch
+from harness.model.kernel.transition import klp_check_stack
 from harness.model.predict import StepModel
 from harness.model.refusals import blockers
-from harness.model.transition import klp_check_stack
-from harness.record import StepRecord
+from harness.outcome.record import StepRecord
 from harness.scenario.step_types import Disable, Enable, Force, Load, Park, Release, Step, Unload
 
 steps_strategy = st.lists(st.sampled_from(FUZZ_STEPS), min_size=1, max_size=40)

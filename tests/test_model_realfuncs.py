@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ScenarioError
-from harness.model.klp import func_key
+from harness.model.kernel.klp import func_key
 from harness.model.predict import predict
 from harness.scenario.loader import load_scenario
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.model import predict
-from harness.record import StepRecord
+from harness.outcome.record import StepRecord
 from harness.scenario.loader import load_scenario
 
 MODULES = """
@@ -245,8 +245,8 @@ def test_stacked_state_patches_hand_the_state_back(tmp_path: Path) -> None:
 def test_sympos_0_and_1_are_one_func_for_the_nops() -> None:
     """klp_find_func (v6.19, in every profile through stable): a replace naming a
     unique function with sympos 1 over a patch naming it with 0 needs no nop for it."""
-    from harness.model.klp import KlpFunc, KlpObject
-    from harness.model.replace import klp_find_func
+    from harness.model.kernel.klp import KlpFunc, KlpObject
+    from harness.model.kernel.replace import klp_find_func
 
     old_obj = KlpObject(name="vmlinux", patch=None)  # type: ignore[arg-type]
     old_obj.funcs = [KlpFunc(old_name="f", obj=old_obj, sympos=0)]

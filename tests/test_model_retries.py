@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.model import predict
 from harness.model.retries import SIGNAL_LINE, retries_to_wait, with_due_lines
-from harness.record import StepRecord
+from harness.outcome.record import StepRecord
 from harness.runner import waits
 from harness.scenario.loader import load_scenario
 

@@ -17,8 +17,8 @@ import pytest
 
 from harness.errors import ScenarioError
 from harness.model.fuzz import FUZZ_SCENARIO, PATCHES, TARGETS
+from harness.model.kernel.system import Kernel, ModuleMemoryError
 from harness.model.predict import StepModel
-from harness.model.system import Kernel, ModuleMemoryError
 from harness.scenario.loader import load_scenario
 from harness.scenario.steps import parse_steps
 

@@ -1,4 +1,4 @@
-"""Spinner threads (harness/model/tasks.py): how each kind switches, what is observed
+"""Spinner threads (harness/model/kernel/tasks.py): how each kind switches, what is observed
 of them, what is refused per profile, and how they are described and rendered."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from harness.errors import ScenarioError
 from harness.model import predict
 from harness.modules.render import render_sources
-from harness.record import StepRecord
+from harness.outcome.record import StepRecord
 from harness.runner import observe
 from harness.scenario.loader import load_scenario
 

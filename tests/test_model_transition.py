@@ -9,7 +9,7 @@ import pytest
 
 from harness.errors import ScenarioError
 from harness.model import predict
-from harness.record import StepRecord
+from harness.outcome.record import StepRecord
 from harness.scenario.loader import load_scenario
 
 MODULES = """

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.record import StepRecord
+from harness.outcome.record import StepRecord
 from harness.report.formats import junit, junit_xml, ktap
 from harness.runner.session import ScenarioOutcome
 from harness.scenario.loader import load_scenario

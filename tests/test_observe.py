@@ -1,7 +1,7 @@
 """Parsing of guest output into observations (no VM)."""
 
+from harness.guest.shell import errno_from_message
 from harness.runner import observe
-from harness.runner.shell import errno_from_message
 
 # `busybox dmesg -c -r` as a debian-6.12 guest printed it (lines as the kernel's
 # syslog formats them: one per line of a record, each with its prefix).

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.guest.snapshot import META, STATE, SnapshotStore
-from harness.kernels import DEFAULT_PROFILE, load_profile
+from harness.kernel.profiles import DEFAULT_PROFILE, load_profile
 from harness.runner import reset
 from harness.runner.guests import GuestSource
 from tests.test_guest_vm import default_sigint, qemu_pids

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import kernels
 from harness.errors import HarnessError
+from harness.kernel import profiles as kernels
 
 RELEASE = "6.1.0-57-amd64"
 

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from harness.kernels import load_profile, profile_names
+from harness.kernel.profiles import load_profile, profile_names
 from harness.modules.elf import read_patch
 from harness.modules.external import check_file
 from harness.modules.layout import layout_for
-from harness.samples import SAMPLE_NAMES, build_samples, is_livepatch_source, sample_sources
+from harness.upstream.samples import (
+    SAMPLE_NAMES,
+    build_samples,
+    is_livepatch_source,
+    sample_sources,
+)
 
 pytestmark = pytest.mark.kbuild
 

@@ -1,5 +1,5 @@
 """`cpus = 2` and a spinner bound to CPU 1: validated before any guest, predicted per
-series (the cond_resched() switching of v6.4, harness/model/tasks.py), and a guest
+series (the cond_resched() switching of v6.4, harness/model/kernel/tasks.py), and a guest
 of one CPU count never serves a scenario that wants the other."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness.errors import ScenarioError
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 from harness.model.predict import predict
 from harness.runner.guests import GuestSource, ReadyGuest
 from harness.scenario.loader import load_scenario

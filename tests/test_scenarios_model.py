@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness.kernels import profile_names
+from harness.kernel.profiles import profile_names
 from harness.model import predict
 from harness.scenario.loader import load_scenario, scenario_paths
 from harness.scenario.step_types import format_step
@@ -50,7 +50,7 @@ def _resolved(scenario: Scenario, series: str) -> Scenario:
     its headers: those cases are `kbuild` items)."""
     if not scenario.external:
         return scenario
-    from harness.kernels import load_profile
+    from harness.kernel.profiles import load_profile
     from harness.modules.external import resolve_scenario
 
     return resolve_scenario(scenario, load_profile(f"debian-{series}"))[0]

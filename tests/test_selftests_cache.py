@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import selftests
 from harness.errors import HarnessError
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 from harness.modules import build
+from harness.upstream import selftests
 from tests.test_build_cache import fake_ko
 from tests.test_image_cache import PROFILE
 

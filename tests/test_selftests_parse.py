@@ -1,6 +1,6 @@
 """Parsing upstream selftest script output (no VM)."""
 
-from harness.selftests import ScriptResult, ktap, parse_cases
+from harness.upstream.selftests import ScriptResult, ktap, parse_cases
 
 OUTPUT = """TEST: basic function patching ... ok
 TEST: multiple livepatches ... ok

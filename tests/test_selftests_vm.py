@@ -23,9 +23,9 @@ from typing import NamedTuple
 
 import pytest
 
-from harness import selftests
 from harness.cli import main as cli_main
-from harness.kernels import profile_names
+from harness.kernel.profiles import profile_names
+from harness.upstream import selftests
 
 
 class Expected(NamedTuple):

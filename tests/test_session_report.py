@@ -9,9 +9,9 @@ import pytest
 
 from harness.guest.crash import find_crash
 from harness.guest.errors import GuestCrashed
-from harness.record import StepRecord
+from harness.guest.shell import CommandResult
+from harness.outcome.record import StepRecord
 from harness.runner.session import ScenarioSession
-from harness.runner.shell import CommandResult
 from harness.scenario.loader import load_scenario
 
 DATA = Path(__file__).parent / "data"

@@ -14,7 +14,7 @@ import pytest
 
 from harness.errors import HarnessError, ScenarioError
 from harness.guest.result import CommandResult
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 from harness.modules import dwarf, signatures
 from harness.scenario.loader import load_scenario
 from harness.symbols import btf, record

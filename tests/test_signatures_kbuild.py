@@ -13,7 +13,7 @@ import pytest
 
 from harness.cli import main as cli_main
 from harness.guest import vm
-from harness.kernels import DEFAULT_PROFILE
+from harness.kernel.profiles import DEFAULT_PROFILE
 from harness.modules import signatures
 from harness.symbols import btf, validate
 from tests.test_signatures import vmlinux_btf

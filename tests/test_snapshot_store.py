@@ -106,7 +106,7 @@ def test_a_snapshot_that_cannot_be_saved_is_said_once_and_the_guest_still_runs(
 ) -> None:
     import errno
 
-    from harness.kernels import KernelProfile
+    from harness.kernel.profiles import KernelProfile
     from harness.runner import reset
     from harness.runner.guests import GuestSource
 

@@ -14,7 +14,7 @@ import pytest
 from harness.cli import main as cli_main
 from harness.errors import ScenarioError
 from harness.guest import vm
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 from harness.scenario.loader import load_scenario
 from harness.symbols import record, validate
 from harness.symbols.data import ObjectSymbols, module_symbols

@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.test_order import long_first, worksteal_slices
+from harness.pytest_plugin.order import long_first, worksteal_slices
 
 
 def simulate_first_slices(ids: list[str], order: list[int], workers: int) -> list[list[str]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from harness.kernels import load_profile, profile_names
+from harness.kernel.profiles import load_profile, profile_names
 from harness.modules.build import build_modules
 from harness.runner.session import install_modules
 from harness.runner.trigger import parse_ran, setup_script, trigger_script, watched

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.kernels import KernelProfile, load_profile, profile_names
+from harness.kernel.profiles import KernelProfile, load_profile, profile_names
 from harness.modules.build import build_modules
 from harness.scenario.types import VMLINUX, Module, PatchModule, PatchObject, TargetModule
 

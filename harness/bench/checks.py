@@ -8,7 +8,7 @@ import statistics
 import time
 from pathlib import Path
 
-from harness.kernels import DEFAULT_PROFILE, load_profile
+from harness.kernel.profiles import DEFAULT_PROFILE, load_profile
 from harness.runner.suite import prepare, run_prepared
 from harness.scenario.loader import load_scenarios
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from harness.guest.result import CommandResult
-from harness.kernels import load_profile, profile_names
+from harness.kernel.profiles import load_profile, profile_names
 
 BOOTS = 3
 ROUND_TRIPS = 50

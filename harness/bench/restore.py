@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from harness.kernels import DEFAULT_PROFILE, load_profile
+from harness.kernel.profiles import DEFAULT_PROFILE, load_profile
 
 SAMPLES = 7
 

@@ -14,7 +14,7 @@ import statistics
 import time
 from pathlib import Path
 
-from harness.kernels import DEFAULT_PROFILE, load_profile
+from harness.kernel.profiles import DEFAULT_PROFILE, load_profile
 from harness.runner.suite import default_jobs, prepare, run_prepared
 from harness.scenario.loader import load_scenarios
 

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.kernels import DEFAULT_PROFILE
+from harness.kernel.profiles import DEFAULT_PROFILE
 
 ROUNDS = 2
 ROOT = Path(__file__).resolve().parents[2]

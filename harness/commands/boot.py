@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from harness.commands.common import add_kernel_arguments, selected_profiles
-from harness.kernels import cache_root
+from harness.kernel.profiles import cache_root
 
 LIVEPATCH_SCRIPT = """
 if [ -d /sys/kernel/livepatch ]; then

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.kernels import resolve_profile
+    from harness.kernel.profiles import resolve_profile
     from harness.modules.build import build_modules
     from harness.modules.external import resolve_scenario
     from harness.modules.signatures import check_bodies

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.kernels import DEFAULT_PROFILE, KernelProfile, profile_names, resolve_profile
+from harness.kernel.profiles import DEFAULT_PROFILE, KernelProfile, profile_names, resolve_profile
 
 
 def add_kernel_arguments(parser: argparse.ArgumentParser, multiple: bool = False) -> None:
@@ -47,8 +47,8 @@ def tree_profile(kernel_dir: str, *, guest: bool = False, model: bool = False) -
     lacks something).  Said on stderr, once, before any work: for a command that
     boots a `guest`, the optional features the tree lacks; for one that compares with
     the `model`, which model rules the tree's version gets."""
-    from harness import kconfig
-    from harness.kernels import read_config
+    from harness.kernel import kconfig
+    from harness.kernel.profiles import read_config
     from harness.model.profiles import describe_choice, profile_for
 
     profile = resolve_profile(None, kernel_dir)

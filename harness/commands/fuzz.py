@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from harness.commands.common import add_kernel_arguments, check_writable, positive_int
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 
 UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 

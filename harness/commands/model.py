@@ -15,7 +15,7 @@ import os
 import sys
 from typing import TextIO
 
-from harness.record import StepRecord
+from harness.outcome.record import StepRecord
 from harness.scenario.types import Scenario
 
 
@@ -56,7 +56,7 @@ def _resolved(scenario: Scenario, series: str) -> Scenario:
     if not scenario.external:
         return scenario
     from harness.errors import UsageError
-    from harness.kernels import load_profile, profile_names
+    from harness.kernel.profiles import load_profile, profile_names
     from harness.modules.external import resolve_scenario
 
     name = f"debian-{series}"

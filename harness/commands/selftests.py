@@ -23,9 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness import selftests
     from harness.runner.manager import GuestManager
     from harness.runner.suite import stderr_echo
+    from harness.upstream import selftests
 
     failed = False
     for profile in selected_profiles(args):

@@ -2,7 +2,7 @@
 
 Idempotent and fast when warm: a fetched profile is reused unless Debian has a newer
 kernel of its series in apt's lists, a build root (profiles newer than the host:
-harness.buildroot) is made once, and an image is rebuilt only when one of its
+harness.kernel.buildroot) is made once, and an image is rebuilt only when one of its
 inputs changed.  apt's lists are refreshed at most once per run, and only when
 needed: bookworm-backports was just added, or a kernel cannot be found or downloaded.
 """
@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from harness.debian import fetch_debian_profile, series_of
 from harness.errors import HarnessError
-from harness.kernels import KernelProfile, profile_names
+from harness.kernel.debian import fetch_debian_profile, series_of
+from harness.kernel.profiles import KernelProfile, profile_names
 
 # Profiles whose kernels Debian 12 also publishes in bookworm-backports.
 BACKPORTS_PROFILES = ("debian-6.12",)
@@ -128,11 +128,11 @@ def fetch_profile(name: str, apt: AptLists) -> KernelProfile:
 
 
 def check_config(profile: KernelProfile) -> None:
-    """Debian's kernel config against what the harness needs (harness.kconfig): a
+    """Debian's kernel config against what the harness needs (harness.kernel.kconfig): a
     future Debian kernel that drops an option fails here, by name, instead of in
     the scenarios; a missing optional feature is a warning."""
-    from harness import kconfig
-    from harness.kernels import read_config
+    from harness.kernel import kconfig
+    from harness.kernel.profiles import read_config
 
     report = kconfig.check(read_config(profile.config))
     if not report.ok:
@@ -142,10 +142,10 @@ def check_config(profile: KernelProfile) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness import buildroot
     from harness.guest.accel import choose_accel, default_cache
     from harness.guest.image import ensure_image
-    from harness.samples import build_samples
+    from harness.kernel import buildroot
+    from harness.upstream.samples import build_samples
 
     apt = AptLists()
     profiles: list[KernelProfile] = []

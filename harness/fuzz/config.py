@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 
 DEFAULT_MAX_STEPS = 12
 

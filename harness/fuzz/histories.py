@@ -24,10 +24,10 @@ from harness.errors import ScenarioError
 from harness.fuzz.config import DEFAULT_MAX_STEPS
 from harness.fuzz.palette import MAX_PATCHES, PATCH_NAMES, module_set, scenario_of, steps_of
 from harness.fuzz.steering import Steering
+from harness.model.kernel.system import ModuleMemoryError
 from harness.model.predict import StepModel
-from harness.model.system import ModuleMemoryError
 from harness.model.variants import Variant
-from harness.record import StepRecord
+from harness.outcome.record import StepRecord
 from harness.scenario.step_types import (
     Disable,
     Enable,

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from harness.fuzz.histories import Prediction
-from harness.record import StepRecord
-from harness.report.compare import Mismatch, diff_records
+from harness.outcome.compare import Mismatch, diff_records
+from harness.outcome.record import StepRecord
 from harness.runner.session import ScenarioOutcome
 
 if TYPE_CHECKING:

@@ -35,8 +35,8 @@ from functools import lru_cache
 
 from harness.errors import ScenarioError
 from harness.fuzz.palette import TARGETS, scenario_of, steps_of
+from harness.model.kernel.transition import klp_check_stack
 from harness.model.predict import StepModel
-from harness.model.transition import klp_check_stack
 from harness.scenario.step_types import Disable, Load, Step
 from harness.scenario.steps import parse_steps
 from harness.scenario.types import PatchModule

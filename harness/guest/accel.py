@@ -22,7 +22,7 @@ from pathlib import Path
 
 from harness.errors import UsageError
 from harness.guest.config import QEMU
-from harness.guest.reaper import pdeathsig_preexec
+from harness.host.reaper import pdeathsig_preexec
 
 KVM_ARGS = ("-accel", "kvm", "-cpu", "host")
 TCG_ARGS = ("-accel", "tcg", "-cpu", "max")
@@ -150,6 +150,6 @@ def choose_accel(
 
 
 def default_cache() -> Path:
-    from harness.kernels import cache_root
+    from harness.kernel.profiles import cache_root
 
     return cache_root() / "accel.json"

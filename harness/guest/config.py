@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from harness.guest.errors import GuestError, RestoreFailed
 
 if TYPE_CHECKING:
-    from harness.kernels import KernelProfile
+    from harness.kernel.profiles import KernelProfile
 
 QEMU = "qemu-system-x86_64"
 # Checks that stop a corrupted heap where it happens instead of scenarios later, all

@@ -35,7 +35,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.files import atomic_write, cached_file, sum_path
 from harness.guest.cpio import write_initramfs
-from harness.kernels import DEFAULT_PROFILE, KernelProfile, cache_root, load_profile
+from harness.kernel.profiles import DEFAULT_PROFILE, KernelProfile, cache_root, load_profile
 
 IMAGE_FORMAT = 1  # bump when the layout changes in a way the inputs below miss
 IMAGES_SRC = Path(__file__).resolve().parents[2] / "images"

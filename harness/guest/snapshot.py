@@ -36,7 +36,7 @@ from pathlib import Path
 from harness.files import exclusive, make_temp_dir, sha256_file, sweep_abandoned
 from harness.guest.accel import choose_accel, default_cache
 from harness.guest.config import QEMU, BootSpec, GuestConfig, SavedGuest, qemu_args
-from harness.kernels import cache_root
+from harness.kernel.profiles import cache_root
 
 SNAPSHOT_FORMAT = 1  # bump when what a snapshot holds changes in a way the key misses
 STATE = "state.mig"

@@ -23,7 +23,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from harness.guest import reaper
 from harness.guest.accel import choose_accel, default_cache
 from harness.guest.channel import PortShell
 from harness.guest.config import BootSpec, GuestConfig, SavedGuest, console_log_path, qemu_args
@@ -47,6 +46,7 @@ from harness.guest.ssh import (
     public_key,
     ssh_command_line,
 )
+from harness.host import reaper
 
 __all__ = ["CommandResult", "Guest", "GuestConfig", "GuestCrashed", "GuestTimeout"]
 
@@ -382,7 +382,7 @@ class Guest:
 
 def main(argv: list[str]) -> int:
     """`python -m harness.guest.vm [PROFILE]`: boot, print timings, open a shell."""
-    from harness.kernels import DEFAULT_PROFILE, load_profile
+    from harness.kernel.profiles import DEFAULT_PROFILE, load_profile
 
     profile = load_profile(argv[0] if argv else DEFAULT_PROFILE)
     with Guest(GuestConfig.for_profile(profile)) as guest:

@@ -17,11 +17,12 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from harness.errors import ScenarioError, UsageError
-from harness.model import bpf, refusals, retries
+from harness.model import refusals, retries
 from harness.model.check import predict_check
-from harness.model.ftrace import after_step, do_trace, do_untrace
-from harness.model.klp import KLP_UNDEFINED, FuncKey
-from harness.model.modules import (
+from harness.model.kernel import bpf
+from harness.model.kernel.ftrace import after_step, do_trace, do_untrace
+from harness.model.kernel.klp import KLP_UNDEFINED, FuncKey
+from harness.model.kernel.modules import (
     do_call,
     do_enabled,
     do_force,
@@ -31,20 +32,20 @@ from harness.model.modules import (
     do_unload,
     do_wait_timed,
 )
-from harness.model.patch import klp_ftrace_handler
-from harness.model.profiles import DEFAULT_SERIES, profile_for
-from harness.model.replace import run_free_work
-from harness.model.system import Kernel
-from harness.model.tasks import (
+from harness.model.kernel.patch import klp_ftrace_handler
+from harness.model.kernel.replace import run_free_work
+from harness.model.kernel.system import Kernel
+from harness.model.kernel.tasks import (
     kill,
     observe_actors,
     pinned_refusal,
     spawn,
 )
-from harness.model.transition import klp_transition_work_fn
+from harness.model.kernel.transition import klp_transition_work_fn
+from harness.model.profiles import DEFAULT_SERIES, profile_for
 from harness.model.trigger import predict_ran
 from harness.model.variants import Variant
-from harness.record import StepRecord
+from harness.outcome.record import StepRecord
 from harness.scenario.step_types import (
     Attach,
     Call,

@@ -44,7 +44,7 @@ class ModelProfile:
     # kernel/sched/core.c:8099-8108); its 6.1 and 6.12 configs have
     # CONFIG_PREEMPT_VOLUNTARY=y: "voluntary" (6.1 core.c:8676-8682, 6.12 :7580-7586),
     # where a kernel thread gives up the CPU only when it sleeps or in cond_resched().
-    # A build choice of Debian's, not an upstream version (harness/model/tasks.py).
+    # A build choice of Debian's, not an upstream version (harness/model/kernel/tasks.py).
     preempts_kernel_code: bool = False
     # A running task switches itself in cond_resched() while a transition is pending:
     # klp_start_transition() enables klp_cond_resched() (6.12 transition.c:563, core.c
@@ -53,7 +53,7 @@ class ModelProfile:
     # klp_sched_try_switch() in __schedule() for TASK_FREEZABLE sleepers only (7.3
     # core.c:7135, livepatch_sched.h:14-19), which a preempted thread is not.  Seen
     # only with 2 CPUs (a thread running on the other CPU at every attempt,
-    # harness/model/tasks.py).  Not in SINCE: it came in v6.4 and went before 7.3.
+    # harness/model/kernel/tasks.py).  Not in SINCE: it came in v6.4 and went before 7.3.
     klp_cond_resched: bool = False
     # The going hook clears a module object's klp relocations (klp_clear_object_relocs,
     # 6.12 core.c:1227, 7.3 :1262; x86 clear_relocate_add, 6.12
@@ -61,7 +61,7 @@ class ModelProfile:
     # Clear relocation targets on a module removal", v6.3.  6.1's going hook does not
     # (core.c:1159-1185), and x86 refuses the nonzero slot at the next coming with
     # "Skipping invalid relocation target" (6.1 module.c:210-213); 6.12 says "Invalid
-    # relocation target" (:150-152).  harness/model/relocs.py.
+    # relocation target" (:150-152).  harness/model/kernel/relocs.py.
     klp_relocs_cleared: bool = False
     # x86's relocation errors name the relocation section's index and the entry
     # (7.3 arch/x86/kernel/module.c:151-153, "sec %u, idx %u, type %d, loc %lx"); 6.12
@@ -72,7 +72,7 @@ class ModelProfile:
     # (orc_bpf_find(), 7.3 arch/x86/kernel/unwind_orc.c:185-188, :253): a task asleep
     # under an fexit trampoline has a reliable stack.  6.1 and 6.12 fall back to the
     # frame pointer and mark the unwind unreliable (unwind_orc.c:451-457, :497-503).
-    # Not in SINCE: the release that brought it was not read (harness/model/bpf.py).
+    # Not in SINCE: the release that brought it was not read (harness/model/kernel/bpf.py).
     bpf_frames_reliable: bool = False
 
 

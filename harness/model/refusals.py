@@ -8,15 +8,15 @@ that `prefixed` joins the same way."""
 
 from __future__ import annotations
 
-from harness.model.klp import KLP_PATCHED
-from harness.model.system import Kernel
-from harness.model.tasks import (
+from harness.model.kernel.klp import KLP_PATCHED
+from harness.model.kernel.system import Kernel
+from harness.model.kernel.tasks import (
     checked_while_running,
     rcu_tasks_holdouts,
     spinner_refusal,
     spinner_started,
 )
-from harness.model.transition import klp_check_stack
+from harness.model.kernel.transition import klp_check_stack
 from harness.scenario.step_types import Disable, Enable, Load, Step, Unload, Wait
 
 

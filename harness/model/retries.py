@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from harness.record import StepRecord
+from harness.outcome.record import StepRecord
 
 SIGNALS_TIMEOUT = 15  # failed attempts before klp_send_signals() logs and signals
 SIGNAL_LINE = "livepatch: signaling remaining tasks"

@@ -9,9 +9,9 @@ so there both the patch and the original count the call.
 
 from __future__ import annotations
 
-from harness.model.klp import KLP_UNDEFINED, KlpPatch
-from harness.model.patch import klp_ftrace_handler
-from harness.model.system import Kernel
+from harness.model.kernel.klp import KLP_UNDEFINED, KlpPatch
+from harness.model.kernel.patch import klp_ftrace_handler
+from harness.model.kernel.system import Kernel
 from harness.scenario.step_types import Trigger, Watch
 from harness.scenario.types import VMLINUX, VMLINUX_FUNCS, PatchModule
 
@@ -31,7 +31,7 @@ def runs_original(code: KlpPatch, watch: Watch) -> bool:
 
 
 def ran_text(impls: list[str], count: int | None) -> str:
-    """The `ran` value of one function (harness/record.py)."""
+    """The `ran` value of one function (harness/outcome/record.py)."""
     text = "+".join(sorted(impls)) or "none"
     return text if count is None else f"{text}*{count}"
 

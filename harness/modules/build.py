@@ -33,12 +33,13 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from harness import buildroot, kernels
 from harness.errors import HarnessError, UsageError
 from harness.files import discard, make_temp_dir
-from harness.guest.reaper import pdeathsig_preexec, wait_group_gone
-from harness.kconfig import RECIPE
-from harness.kernels import KernelProfile
+from harness.host.reaper import pdeathsig_preexec, wait_group_gone
+from harness.kernel import buildroot
+from harness.kernel import profiles as kernels
+from harness.kernel.kconfig import RECIPE
+from harness.kernel.profiles import KernelProfile
 from harness.modules import cache as build_cache
 from harness.modules import klprela
 from harness.modules.bodies import body_error
@@ -90,7 +91,7 @@ def compiler_for(profile: KernelProfile) -> str:
     """The C compiler the profile's kernel was built with (CONFIG_CC_VERSION_TEXT's
     first word, e.g. `x86_64-linux-gnu-gcc-12`) if installed, else `gcc`.  Using the
     same one avoids kbuild's "compiler differs" warning and plugin/flag mismatches.
-    A kernel built in a build root (harness.buildroot) gets its own, from the root."""
+    A kernel built in a build root (harness.kernel.buildroot) gets its own, from the root."""
     if buildroot.suite_for(profile) is not None:
         return buildroot.compiler(profile)[0]
     try:

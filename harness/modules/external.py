@@ -3,7 +3,7 @@ to the same types (and so the same model) as generated modules.
 
 A scenario names one with `ko = "..."` on a `[[patch]]` or `[[target]]`: a path
 relative to the scenario file, or `samples:<name>` for the profile's build of the
-kernel's own `samples/livepatch/<name>.c` (`harness.samples`).  Checks, each one
+kernel's own `samples/livepatch/<name>.c` (`harness.upstream.samples`).  Checks, each one
 line and exit 2: the file exists; it is a 64-bit x86_64 relocatable ELF that parses
 (`harness.modules.elf`); its vermagic is the profile's (both shown); a patch carries
 `livepatch=Y`.  A patch's objects, funcs, callbacks, states and `replace` then come
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 from harness.modules import klprela
 from harness.modules.elf import BadKo, KoFile, KoPatch, read_patch
 from harness.modules.ko import BadModule, read_modinfo
@@ -39,7 +39,7 @@ class ExternalModule:
 def locate(ref: str, scenario_dir: Path, profile: KernelProfile) -> Path:
     """The file a `ko` value names for `profile`."""
     if ref.startswith(SAMPLES_PREFIX):
-        from harness.samples import build_samples
+        from harness.upstream.samples import build_samples
 
         return build_samples(profile).ko(ref.removeprefix(SAMPLES_PREFIX))
     path = Path(ref)
@@ -103,7 +103,7 @@ def scenario_objects(
 ) -> tuple[PatchObject, ...]:
     """The file's objects as the scenario types say them (NULL name: vmlinux);
     `relocated` names the module objects its klp relocation sections write into
-    (the model follows when they are written and cleared: harness/model/relocs.py)."""
+    (the model follows when they are written and cleared: harness/model/kernel/relocs.py)."""
     objects = []
     for obj in patch.objects:
         funcs = tuple(f.name for f in obj.funcs)

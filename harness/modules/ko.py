@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 
 
 class BadModule(HarnessError):

@@ -22,7 +22,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from harness.errors import HarnessError
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 
 PROBE = "klp_harness_layout"
 

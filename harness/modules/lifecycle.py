@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import ScenarioError, UsageError
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 from harness.model.predict import StepModel
 from harness.modules.external import ProfileResolver, locate, modinfo_of
 from harness.scenario.naming import safe_component

@@ -30,7 +30,7 @@ from pathlib import Path
 from elftools.elf.elffile import ELFFile
 
 from harness.errors import ScenarioError
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 from harness.modules import dwarf
 from harness.scenario.types import VMLINUX, PatchObject, Scenario
 from harness.symbols import btf

@@ -13,8 +13,8 @@ import errno
 import shlex
 
 from harness.errors import HarnessError
+from harness.guest.shell import errno_from_message, kmsg_write
 from harness.runner.observe import LIVEPATCH_SYSFS, func_source
-from harness.runner.shell import errno_from_message, kmsg_write
 from harness.runner.waits import idle
 from harness.scenario.step_types import (
     Attach,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from harness.files import atomic_write
 from harness.guest.accel import machine_key
-from harness.kernels import KernelProfile, cache_root
+from harness.kernel.profiles import KernelProfile, cache_root
 
 if TYPE_CHECKING:
     from harness.guest.vm import Guest

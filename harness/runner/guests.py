@@ -11,7 +11,7 @@ hashes the QEMU command line, `-smp` included, and a guest made ahead is used on
 by a scenario that wants its modules and its CPU count.
 
 Every guest is started from one long-lived launcher thread: QEMU gets a parent-death
-signal (harness.guest.reaper), which the kernel sends when the *thread* that
+signal (harness.host.reaper), which the kernel sends when the *thread* that
 started it ends, so that thread must outlive every guest it starts.
 """
 
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
-from harness.guest import reaper
-from harness.kernels import KernelProfile
+from harness.host import reaper
+from harness.kernel.profiles import KernelProfile
 from harness.runner import reset
 from harness.runner.session import install_modules
 

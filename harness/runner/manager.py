@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
-from harness.kernels import KernelProfile
-from harness.record import StepRecord
+from harness.kernel.profiles import KernelProfile
+from harness.outcome.record import StepRecord
 from harness.runner import reset
 from harness.runner.guests import GuestSource
 from harness.runner.session import Progress, ScenarioOutcome, ScenarioSession, install_modules

@@ -1,4 +1,4 @@
-"""Observe the guest on the same terms the model predicts (see harness/record.py).
+"""Observe the guest on the same terms the model predicts (see harness/outcome/record.py).
 
 Every observation is part of one shell round trip whose output is parsed here, so
 parsing is tested on recorded output without a VM.  The kernel log is read with
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.guest.crash import Crash
-from harness.runner.shell import Shell
+from harness.guest.shell import Shell
 from harness.scenario.types import VMLINUX, VMLINUX_FUNCS
 
 LIVEPATCH_SYSFS = "/sys/kernel/livepatch"
@@ -53,7 +53,7 @@ def parse_kmsg(raw: str, first_seq: int = 0) -> list[KmsgRecord]:
 
 
 # x86's module relocation errors (arch/x86/kernel/module.c, pr_fmt "module: "), which
-# name no module: what refuses a livepatch's klp relocations (harness/model/relocs.py)
+# name no module: what refuses a livepatch's klp relocations (harness/model/kernel/relocs.py)
 ARCH_MODULES = "module: x86/modules: "
 
 
@@ -202,7 +202,7 @@ def snapshot_script(
 
 def parse_actors(out: str) -> dict[str, str]:
     """`<target>:spinner=<pid>|<patch_state>|<returned>` lines, on the model's terms
-    (harness/record.py): `stopped`, or `patch_state=N ran=IMPL`."""
+    (harness/outcome/record.py): `stopped`, or `patch_state=N ran=IMPL`."""
     actors = {}
     for line in out.splitlines():
         key, sep, value = line.partition("=")

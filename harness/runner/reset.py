@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.guest.shell import Shell
 from harness.runner.observe import KMSG_DUMP, LIVEPATCH_SYSFS
-from harness.runner.shell import Shell
 from harness.runner.waits import RETRY_TRACE_SETUP, idle
 
 # Upstream's setup_config: livepatch core debug messages on, but not the per-task

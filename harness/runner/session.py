@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Protocol
 
 from harness.guest.errors import GuestCrashed
+from harness.guest.shell import CommandResult
 from harness.model import retries
 from harness.model.check import observed_check
 from harness.modules import klprela
-from harness.record import StepRecord
-from harness.report.compare import Mismatch, diff_records
+from harness.outcome.compare import Mismatch, diff_records
+from harness.outcome.record import StepRecord
 from harness.runner import observe, trigger, waits
 from harness.runner.actions import (
     EXTRA_DIR,
@@ -32,7 +33,6 @@ from harness.runner.actions import (
     action_script,
     parse_report,
 )
-from harness.runner.shell import CommandResult
 from harness.scenario.step_types import Check, Step, Trigger, Unload, Wait, format_step
 from harness.scenario.types import PatchModule, Scenario
 
@@ -242,7 +242,7 @@ class ScenarioSession:
     def record(
         self, index: int, step: Step, errno_value: int, sections: dict[str, str]
     ) -> StepRecord:
-        """The step as observed, on the model's terms (harness/record.py)."""
+        """The step as observed, on the model's terms (harness/outcome/record.py)."""
         texts = [r.text for r in self.log.feed(sections["kmsg"])]
         sysfs = observe.parse_sysfs(sections["sysfs"])
         pending = next(

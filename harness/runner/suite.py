@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.kernels import KernelProfile
-from harness.record import StepRecord
+from harness.kernel.profiles import KernelProfile
+from harness.outcome.record import StepRecord
 from harness.report.text import failure_text, result_line
 from harness.runner import waits
 from harness.runner.manager import GuestManager, artifacts_lost, copy_sources
@@ -135,7 +135,7 @@ def prepare(
 
 def kernel_module_files(scenario: Scenario, profile: KernelProfile) -> dict[str, Path]:
     """The profile's own modules a scenario loads, uncompressed (cached)."""
-    from harness.kernels import cache_root
+    from harness.kernel.profiles import cache_root
     from harness.symbols.data import plain_module_file
 
     cache = cache_root() / "kernel-modules" / f"{profile.name}-{profile.release}"

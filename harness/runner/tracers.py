@@ -7,7 +7,7 @@ or a patch's replacement (`klp_harness_new_<j>_FUNC:mod:PATCH`, the name
 kmod_templates/livepatch.c.j2 gives it).  `untrace` stops tracing, looks for a line
 whose function field is that name (`<task>-<pid> [cpu] flags ts: NAME <-parent`, a
 module's function may be followed by ` [module]`) and logs the answer as a
-`livepatch:` line, which the model predicts (harness/model/ftrace.py).
+`livepatch:` line, which the model predicts (harness/model/kernel/ftrace.py).
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable, Sequence
 
-from harness.record import StepRecord
+from harness.guest.shell import Shell
+from harness.outcome.record import StepRecord
 from harness.runner.observe import LIVEPATCH_SYSFS
-from harness.runner.shell import Shell
 
 SETTLE_TIMEOUT = 60.0  # upstream's selftests poll 600 x 0.1 s
 RETRY_INTERVAL = 1.0  # klp_transition_work_fn reschedules itself every second (HZ)

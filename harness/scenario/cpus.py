@@ -1,7 +1,7 @@
 """`cpus = N`: the guest's CPU count, and the CPU a spinner is pinned to.
 
 Guests have one CPU by default: a completion attempt then runs only while every
-other task is off the CPU, so each is stack-checked (harness/model/tasks.py).  Two
+other task is off the CPU, so each is stack-checked (harness/model/kernel/tasks.py).  Two
 CPUs let a kernel thread be *running* when an attempt looks at it, which is what
 "livepatch,sched: Add livepatch task switching to cond_resched()" (v6.4) is about.
 A spinner pinned to CPU 1 (`spinner = { ..., cpu = 1 }`) has that CPU to itself:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ScenarioError
-from harness.kernels import profile_names
+from harness.kernel.profiles import profile_names
 from harness.scenario.actors import parse_processes
 from harness.scenario.bpf import check_attachments, parse_bpf
 from harness.scenario.checks import validate_modules

@@ -159,7 +159,7 @@ class BpfProgram:
     attached by `attach NAME` and detached by `detach NAME` (the guest's klp-bpf).
     BPF runs it from a trampoline that ftrace calls at `func`'s call site (a direct
     call, sharing the site with livepatch).  An fexit trampoline calls `func` itself,
-    so it stays on the stack of a task inside `func` (harness/model/bpf.py)."""
+    so it stays on the stack of a task inside `func` (harness/model/kernel/bpf.py)."""
 
     name: str
     prog: str
@@ -233,7 +233,7 @@ class PatchObject:
     # relocation (a `.klp.rela.<obj>.*` section against a `.klp.sym.<obj>.*` symbol,
     # Documentation/livepatch/module-elf-format.rst), as kpatch-build and klp-build
     # output reaches a patched object's non-exported symbols; its replacements read
-    # through it (harness/modules/klprela.py, harness/model/relocs.py).
+    # through it (harness/modules/klprela.py, harness/model/kernel/relocs.py).
     klp_relocs: bool = False
 
     def spec(self, func: str) -> FuncSpec:

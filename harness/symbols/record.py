@@ -21,8 +21,8 @@ from typing import Protocol
 
 from harness.errors import HarnessError
 from harness.files import atomic_write, exclusive
-from harness.kernels import KernelProfile, cache_root
-from harness.runner.shell import CommandResult
+from harness.guest.shell import CommandResult
+from harness.kernel.profiles import KernelProfile, cache_root
 from harness.symbols.data import ObjectSymbols, parse_filter_functions, parse_kallsyms_text
 
 KALLSYMS = "kallsyms.txt.gz"

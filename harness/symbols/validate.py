@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 
 from harness.errors import ScenarioError
-from harness.kernels import KernelProfile
+from harness.kernel.profiles import KernelProfile
 from harness.scenario.step_types import Load, Trigger
 from harness.scenario.types import VMLINUX, VMLINUX_FUNCS, PatchObject, Scenario
 from harness.symbols.data import ObjectSymbols, find_module_file, module_key, module_symbols

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.kernels import DEFAULT_PROFILE
+from harness.kernel.profiles import DEFAULT_PROFILE
 from tests.test_guest_vm import default_sigint, qemu_pids, wait_gone
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -247,7 +247,7 @@ def assert_nothing_left(run: Run, killed: bool = False) -> None:
     """No QEMU, temp dir or listening port of the run remains.  A SIGKILLed harness
     cannot clean up: its QEMU dies with it (parent-death signal) and its temp dirs
     are swept by the next guest, which is what this then checks."""
-    from harness.guest import reaper
+    from harness.host import reaper
 
     marker = f"klp-guest-{run.pid}-"
     assert wait_gone(marker) == [], f"QEMU left running by {run.pid}"

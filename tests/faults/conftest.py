@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.kernels import load_profile
+from harness.kernel.profiles import load_profile
 from harness.runner.guests import GuestSource
 from tests.faults.common import PROFILE
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.guest.console import Console
-from harness.record import StepRecord
+from harness.outcome.record import StepRecord
 from harness.runner import guests, session, waits
 from harness.scenario.step_types import Step
 
@@ -97,7 +97,7 @@ def fill(directory: str) -> None:
 
 
 def load_crashmod(guest: Any, what: str) -> None:
-    from harness.kernels import load_profile
+    from harness.kernel.profiles import load_profile
     from harness.modules.build import build_sources
 
     profile = load_profile(guest.config.name)

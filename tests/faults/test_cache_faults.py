@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.guest.snapshot import STATE, SnapshotStore
-from harness.kernels import load_profile
+from harness.kernel.profiles import load_profile
 from harness.runner import reset
 from harness.runner.guests import GuestSource
 from tests.faults.common import PROFILE, assert_nothing_left, run_harness, scenario_copies

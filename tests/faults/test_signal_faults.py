@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.kernels import cache_root
+from harness.kernel.profiles import cache_root
 from harness.modules import cache as build_cache
 from tests.faults.common import (
     PROFILE,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.guest.errors import GuestError
-from harness.kernels import load_profile
+from harness.kernel.profiles import load_profile
 from harness.runner.guests import GuestSource
 from tests.faults.common import (
     PROFILE,

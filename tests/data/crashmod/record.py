@@ -20,7 +20,7 @@ from pathlib import Path
 
 from harness.guest.errors import GuestError
 from harness.guest.vm import Guest, GuestConfig
-from harness.kernels import load_profile
+from harness.kernel.profiles import load_profile
 from harness.modules.build import build_sources
 
 HERE = Path(__file__).parent

@@ -51,13 +51,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.model.klp import FuncKey
+from harness.model.kernel.klp import FuncKey
 from harness.model.retries import SIGNALS_TIMEOUT
 from harness.scenario.step_types import Spawn, Step, Wait
 from harness.scenario.types import VMLINUX, BpfProgram
 
 if TYPE_CHECKING:
-    from harness.model.system import Kernel
+    from harness.model.kernel.system import Kernel
 
 SLEEP_PATH = ("__x64_sys_clock_nanosleep", "common_nsleep", "hrtimer_nanosleep")
 SLEEP_KEY: FuncKey = (VMLINUX, "hrtimer_nanosleep")  # where a sleeper sleeps

@@ -12,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from harness.model.klp import KLP_UNDEFINED, FuncKey, KlpFunc, KlpPatch, Module, Task
+from harness.model.kernel.klp import KLP_UNDEFINED, FuncKey, KlpFunc, KlpPatch, Module, Task
+from harness.model.kernel.shadow import ShadowTable
 from harness.model.profiles import ModelProfile
-from harness.model.shadow import ShadowTable
 from harness.model.variants import Variant
 from harness.scenario.types import BpfProgram, Scenario
 
 if TYPE_CHECKING:
-    from harness.model.ftrace import KprobeUser, Tracer
+    from harness.model.kernel.ftrace import KprobeUser, Tracer
 
 LIVEPATCH = "livepatch: "  # pr_fmt of kernel/livepatch/*.c
 
@@ -60,7 +60,7 @@ class Kernel:
     completed_by_retry: bool = False  # this step's retry completed the transition
 
     # unregister_ftrace_function() calls so far: each waits in synchronize_rcu_tasks()
-    # for every task to schedule voluntarily (harness/model/tasks.py)
+    # for every task to schedule voluntarily (harness/model/kernel/tasks.py)
     ftrace_shutdowns: int = 0
 
     # the rest of the kernel
@@ -68,7 +68,7 @@ class Kernel:
     ftrace_enabled: bool = True
     tasks: list[Task] = field(default_factory=list)  # parked blocker works, spinners
     processes: set[str] = field(default_factory=set)  # running [[processes]] groups
-    bpf: list[BpfProgram] = field(default_factory=list)  # attached (harness/model/bpf.py)
+    bpf: list[BpfProgram] = field(default_factory=list)  # attached (harness/model/kernel/bpf.py)
     broken_ops: set[FuncKey] = field(default_factory=set)  # ftrace ops left without func
     kprobes: list[KprobeUser] = field(default_factory=list)  # other ftrace users (ftrace.py)
     tracer: Tracer | None = None  # the function tracer's filter, if it runs

@@ -4,7 +4,7 @@
 modules, the shadow-variable demo with its two fixes) is code the harness did not
 write: a corpus for external modules (`ko = ...` in a scenario, `klp-harness
 check`).  The sources come from the profile's Debian `linux-source` package, fetched
-once together with the selftests (`harness.selftests.fetch_sources`), or from the
+once together with the selftests (`harness.upstream.selftests.fetch_sources`), or from the
 user's tree; they are built by the same cached build as generated modules
 (`harness.modules.build.build_sources`, so the 7.x profile builds in its build root).
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.kernels import KernelProfile
-from harness.selftests import SAMPLES, fetch_sources
+from harness.kernel.profiles import KernelProfile
+from harness.upstream.selftests import SAMPLES, fetch_sources
 
 # What each sample file is: a livepatch (MODULE_INFO(livepatch, "Y")) or a target.
 SAMPLE_NAMES = (

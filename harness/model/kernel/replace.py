@@ -12,10 +12,14 @@ step settles.
 
 from __future__ import annotations
 
-from harness.model.callbacks import klp_post_unpatch_callback
-from harness.model.klp import KlpFunc, KlpObject, KlpPatch
-from harness.model.patch import klp_unpatch_func, klp_unpatch_objects, klp_unpatch_objects_dynamic
-from harness.model.system import Kernel
+from harness.model.kernel.callbacks import klp_post_unpatch_callback
+from harness.model.kernel.klp import KlpFunc, KlpObject, KlpPatch
+from harness.model.kernel.patch import (
+    klp_unpatch_func,
+    klp_unpatch_objects,
+    klp_unpatch_objects_dynamic,
+)
+from harness.model.kernel.system import Kernel
 from harness.model.variants import Variant
 
 

@@ -27,7 +27,7 @@ use exactly these conventions:
   returned from (`none` while it spins inside it).
 * `report`: a kernel report the step caused and the kernel survived (a WARN), as
   `warning at FILE:LINE FUNCTION` (no CPU, PID or offset): the model predicts one
-  only for a known kernel bug (harness/model/bpf.py), and then the scenario ends
+  only for a known kernel bug (harness/model/kernel/bpf.py), and then the scenario ends
   there, the kernel being hurt; its record holds nothing else.  Observed in the
   step's kernel log, or by the console's crash watcher.  "" otherwise (an unpredicted
   report is a mismatch, or the crash it is if the console shows it first).

@@ -15,10 +15,10 @@ ModuleMemoryError instead of being predicted as if nothing happened.
 
 from __future__ import annotations
 
-from harness.model.fields import attach_fields, free_fields
-from harness.model.klp import KlpObject, KlpPatch
-from harness.model.state import klp_get_prev_state_patch
-from harness.model.system import Kernel
+from harness.model.kernel.fields import attach_fields, free_fields
+from harness.model.kernel.klp import KlpObject, KlpPatch
+from harness.model.kernel.state import klp_get_prev_state_patch
+from harness.model.kernel.system import Kernel
 from harness.scenario.kstrto import kstrtoint
 from harness.scenario.types import Callback, KlpState, PatchModule
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
 from harness.files import atomic_write, make_temp_dir, sweep_abandoned
-from harness.kernels import (
+from harness.kernel.profiles import (
     PROFILE_RECORD,
     KernelProfile,
     _image_problem,
@@ -56,14 +56,14 @@ SERIES: dict[str, Series] = {
     # linux-binary (the signed vmlinuz), linux-modules and linux-base (config,
     # System.map, modules.order/builtin).  The unsigned vmlinuz, from the same source
     # package as the modules and headers, is linux-binary-unsigned.  Its kbuild tools
-    # need trixie's libc: modules are built in a build root (harness.buildroot).
+    # need trixie's libc: modules are built in a build root (harness.kernel.buildroot).
     "debian-7.3": Series(
         r"linux-binary-unsigned-(7\.3\.\d+\+deb\d+)-amd64",
         ("trixie-backports", "sid"),
         ("linux-modules-{abi}-amd64", "linux-base-{abi}-amd64"),
     ),
 }
-assert list(SERIES) == profile_names(), "harness.kernels.DEBIAN_PROFILES and SERIES differ"
+assert list(SERIES) == profile_names(), "harness.kernel.profiles.DEBIAN_PROFILES and SERIES differ"
 
 
 def series_of(name: str) -> Series:

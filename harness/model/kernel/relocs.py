@@ -24,8 +24,8 @@ import errno
 import re
 
 from harness.errors import ScenarioError
-from harness.model.klp import KlpObject
-from harness.model.system import Kernel
+from harness.model.kernel.klp import KlpObject
+from harness.model.kernel.system import Kernel
 
 # pr_fmt of arch/x86/kernel/module.c (KBUILD_MODNAME ": ", line 7 in 6.1, 6.12, 7.3)
 ARCH_MODULE = "module: "

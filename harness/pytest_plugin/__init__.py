@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from harness.errors import HarnessError
-from harness.kernels import DEFAULT_PROFILE, KernelProfile, load_profile, profile_names
+from harness.kernel.profiles import DEFAULT_PROFILE, KernelProfile, load_profile, profile_names
 from harness.runner.manager import GuestManager
 from harness.runner.session import ScenarioOutcome
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import errno
 import os
 
-from harness.model.callbacks import free_states
-from harness.model.core import (
+from harness.model.kernel.callbacks import free_states
+from harness.model.kernel.core import (
     enabled_store,
     force_store,
     klp_enable_patch,
@@ -21,12 +21,12 @@ from harness.model.core import (
     klp_module_going,
     klp_patch_of_module,
 )
-from harness.model.ftrace import ORIG, ftrace_call, register_kprobe, unregister_kprobe
-from harness.model.klp import KLP_UNDEFINED, Module, ModuleState, Task
-from harness.model.patch import klp_ftrace_handler
-from harness.model.shadow import run_shadow_script
-from harness.model.system import Kernel
-from harness.model.tasks import set_spinner_param, spinner_start, spinner_stop
+from harness.model.kernel.ftrace import ORIG, ftrace_call, register_kprobe, unregister_kprobe
+from harness.model.kernel.klp import KLP_UNDEFINED, Module, ModuleState, Task
+from harness.model.kernel.patch import klp_ftrace_handler
+from harness.model.kernel.shadow import run_shadow_script
+from harness.model.kernel.system import Kernel
+from harness.model.kernel.tasks import set_spinner_param, spinner_start, spinner_stop
 from harness.scenario.kstrto import KstrtoError, kstrtoint, parse_bool_param
 from harness.scenario.step_types import Load
 from harness.scenario.types import VMLINUX, Blocker, KernelModule, PatchModule, TargetModule

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import errno
 
-from harness.model.ftrace import livepatch_ipmodify_conflict
-from harness.model.klp import (
+from harness.model.kernel.ftrace import livepatch_ipmodify_conflict
+from harness.model.kernel.klp import (
     KLP_UNPATCHED,
     FuncKey,
     KlpFunc,
     KlpObject,
     KlpPatch,
 )
-from harness.model.system import Kernel
+from harness.model.kernel.system import Kernel
 from harness.model.variants import Variant
 
 

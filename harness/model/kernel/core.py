@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import errno
 
-from harness.model.callbacks import (
+from harness.model.kernel.callbacks import (
     klp_post_patch_callback,
     klp_post_unpatch_callback,
     klp_pre_patch_callback,
     klp_pre_unpatch_callback,
 )
-from harness.model.klp import KLP_PATCHED, KLP_UNPATCHED, KlpFunc, KlpObject, KlpPatch, Module
-from harness.model.patch import klp_patch_object, klp_unpatch_object
-from harness.model.relocs import klp_clear_object_relocs
-from harness.model.replace import klp_add_nops, klp_free_patch_finish, klp_free_patch_start
-from harness.model.state import klp_is_patch_compatible
-from harness.model.symbols import klp_init_object_loaded
-from harness.model.system import Kernel
-from harness.model.transition import (
+from harness.model.kernel.klp import (
+    KLP_PATCHED,
+    KLP_UNPATCHED,
+    KlpFunc,
+    KlpObject,
+    KlpPatch,
+    Module,
+)
+from harness.model.kernel.patch import klp_patch_object, klp_unpatch_object
+from harness.model.kernel.relocs import klp_clear_object_relocs
+from harness.model.kernel.replace import klp_add_nops, klp_free_patch_finish, klp_free_patch_start
+from harness.model.kernel.state import klp_is_patch_compatible
+from harness.model.kernel.symbols import klp_init_object_loaded
+from harness.model.kernel.system import Kernel
+from harness.model.kernel.transition import (
     klp_cancel_transition,
     klp_force_transition,
     klp_init_transition,

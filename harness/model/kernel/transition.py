@@ -11,17 +11,17 @@ code the transition is moving away from.
 
 from __future__ import annotations
 
-from harness.model.callbacks import klp_post_patch_callback, klp_post_unpatch_callback
-from harness.model.klp import KLP_PATCHED, KLP_UNDEFINED, KLP_UNPATCHED, KlpPatch, Task
-from harness.model.patch import klp_unpatch_objects, stack_below
-from harness.model.replace import (
+from harness.model.kernel.callbacks import klp_post_patch_callback, klp_post_unpatch_callback
+from harness.model.kernel.klp import KLP_PATCHED, KLP_UNDEFINED, KLP_UNPATCHED, KlpPatch, Task
+from harness.model.kernel.patch import klp_unpatch_objects, stack_below
+from harness.model.kernel.replace import (
     klp_discard_nops,
     klp_free_patch_async,
     klp_free_replaced_patches_async,
     klp_unpatch_replaced_patches,
 )
-from harness.model.system import Kernel
-from harness.model.tasks import checked_while_running, switches_when_checked
+from harness.model.kernel.system import Kernel
+from harness.model.kernel.tasks import checked_while_running, switches_when_checked
 from harness.model.variants import Variant
 
 

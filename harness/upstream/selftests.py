@@ -2,7 +2,7 @@
 
 The scripts (tools/testing/selftests/livepatch) and their test modules (lib/livepatch
 in 6.1, the selftests' test_modules/ since 6.8) come from the profile's kernel source:
-Debian's linux-source-<series> package (fetched like the profile: harness.debian), or
+Debian's linux-source-<series> package (fetched like the profile: harness.kernel.debian), or
 the user's tree.  The modules are built out of tree (CONFIG_TEST_LIVEPATCH is not set
 in Debian's kernels; a kernel newer than the host's release in its build root),
 installed under /lib/modules/<release>/extra, and each script runs with bash in the
@@ -27,13 +27,13 @@ from typing import NoReturn
 
 from harness.errors import HarnessError
 from harness.files import discard, make_temp_dir, publish_file, sweep_abandoned, verify_file
-from harness.kernels import KernelProfile, cache_root, tree_identity
+from harness.guest.shell import Shell
+from harness.kernel.profiles import KernelProfile, cache_root, tree_identity
 from harness.runner.session import GuestLike, without_debug_info
-from harness.runner.shell import Shell
 
 SELFTESTS = "tools/testing/selftests/livepatch"
 MODULE_DIRS = (f"{SELFTESTS}/test_modules", "lib/livepatch")
-SAMPLES = "samples/livepatch"  # the kernel's sample livepatch modules (harness.samples)
+SAMPLES = "samples/livepatch"  # the kernel's sample livepatch modules (harness.upstream.samples)
 GUEST_DIR = "/root/livepatch-selftests"
 SCRIPT_TIMEOUT = 900.0
 CASE_RE = re.compile(r"TEST: (.+?) \.\.\. (ok|not ok)")
@@ -88,7 +88,7 @@ def fetch_sources(profile: KernelProfile) -> SelftestSources:
     dest = _cache_dir(profile)
     if _complete(dest):
         return SelftestSources(dest)
-    from harness.debian import apt_for
+    from harness.kernel.debian import apt_for
 
     package = f"linux-source-{profile.series}"
     apt = apt_for(profile.name)  # the host's apt, or the profile's private configuration
@@ -119,7 +119,7 @@ def fetch_sources(profile: KernelProfile) -> SelftestSources:
 def cached_sources(profile_name: str) -> SelftestSources | None:
     """The named profile's selftests if already fetched: cheap, never downloads (for
     listing the scripts, e.g. when pytest collects them)."""
-    from harness.kernels import load_profile
+    from harness.kernel.profiles import load_profile
 
     try:
         profile = load_profile(profile_name)
@@ -140,7 +140,7 @@ def _complete(dest: Path) -> bool:
 def build_modules(sources: SelftestSources, profile: KernelProfile) -> list[Path]:
     """Build every test_klp_*.c against the profile (cached per kernel release; a
     cached .ko that no longer matches its checksum or vermagic is rebuilt)."""
-    from harness import buildroot
+    from harness.kernel import buildroot
     from harness.modules.build import compiler_for, make_command, run_make
     from harness.modules.ko import check_ko
 

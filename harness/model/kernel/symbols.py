@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import errno
 
-from harness.model.klp import KlpFunc, KlpObject
-from harness.model.relocs import klp_apply_object_relocs
-from harness.model.system import Kernel
+from harness.model.kernel.klp import KlpFunc, KlpObject
+from harness.model.kernel.relocs import klp_apply_object_relocs
+from harness.model.kernel.system import Kernel
 from harness.scenario.types import TargetModule
 
 

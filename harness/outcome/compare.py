@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.record import COMPARED_FIELDS, StepRecord
+from harness.outcome.record import COMPARED_FIELDS, StepRecord
 
 
 @dataclass(frozen=True)

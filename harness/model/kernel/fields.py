@@ -21,9 +21,9 @@ conditions are core.h's), after the object's own callback lines.
 from __future__ import annotations
 
 from harness.errors import ScenarioError
-from harness.model.klp import KlpObject
-from harness.model.shadow import NULL, Pointer
-from harness.model.system import Kernel
+from harness.model.kernel.klp import KlpObject
+from harness.model.kernel.shadow import NULL, Pointer
+from harness.model.kernel.system import Kernel
 from harness.scenario.types import PatchModule, TargetModule
 
 

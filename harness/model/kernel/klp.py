@@ -3,7 +3,7 @@
 
 These are deliberately plain mutable records with the kernel's field names, so code in
 the sibling modules can be read side by side with kernel/livepatch/*.c.  The whole model
-state lives in one `Kernel` object (harness.model.system); nothing here is global.
+state lives in one `Kernel` object (harness.model.kernel.system); nothing here is global.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class KlpObject:
     mod: Module | None = None
     post_unpatch_enabled: bool = False
     is_module: bool = True  # klp_is_module()
-    # the patch has klp relocations into this object (harness/model/relocs.py), and
+    # the patch has klp relocations into this object (harness/model/kernel/relocs.py), and
     # whether they hold an address now (written, not cleared since)
     klp_relocs: bool = False
     relocs_written: bool = False
@@ -126,7 +126,7 @@ class Task:
     """A kernel task the model follows: a target module's blocker work parked inside
     one implementation of its blocker function, or a target's spinner thread
     (`spinner`; `inside`: it spins inside the function, else it calls it in a loop).
-    How each kind switches is harness/model/tasks.py; every other task is assumed to
+    How each kind switches is harness/model/kernel/tasks.py; every other task is assumed to
     switch at the first completion attempt (see docs/model-notes.md)."""
 
     target: str
@@ -138,4 +138,4 @@ class Task:
     inside: bool = True
     pinned: bool = False  # a spinner bound to a CPU of its own: running at every attempt
     process: bool = False  # a user process of a [[processes]] group (`target`: its name)
-    unreliable: bool = False  # its stack cannot be walked reliably (harness/model/bpf.py)
+    unreliable: bool = False  # its stack cannot be walked reliably (harness/model/kernel/bpf.py)

@@ -7,8 +7,8 @@ let callbacks find the state of the patch they take over (`klp_get_prev_state`).
 
 from __future__ import annotations
 
-from harness.model.klp import KlpPatch
-from harness.model.system import Kernel
+from harness.model.kernel.klp import KlpPatch
+from harness.model.kernel.system import Kernel
 from harness.scenario.types import KlpState
 
 

@@ -40,12 +40,12 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.model.klp import KLP_UNDEFINED, FuncKey
+from harness.model.kernel.klp import KLP_UNDEFINED, FuncKey
 from harness.scenario.step_types import Trace, Trigger
 from harness.scenario.types import VMLINUX, Kprobe
 
 if TYPE_CHECKING:
-    from harness.model.system import Kernel
+    from harness.model.kernel.system import Kernel
 
 
 ORIG = "orig"
@@ -151,7 +151,7 @@ def ftrace_call(k: Kernel, key: FuncKey, impl: str) -> None:
 
 def impl_now(k: Kernel, key: FuncKey) -> str:
     """Who runs a call of `key` by a task started now (docs/model-notes.md "Who calls")."""
-    from harness.model.patch import klp_ftrace_handler
+    from harness.model.kernel.patch import klp_ftrace_handler
 
     state = k.klp_target_state if k.klp_transition_patch is not None else KLP_UNDEFINED
     code = klp_ftrace_handler(k, key, state)

@@ -2,7 +2,7 @@
 
 A profile is either a named Debian kernel (`debian-6.1`, `debian-6.12`, `debian-7.3`),
 fetched as `.deb` files and unpacked with `dpkg-deb -x` into a cache outside the
-checkout by `harness.debian` (never installed into the host's /boot), or a user's own
+checkout by `harness.kernel.debian` (never installed into the host's /boot), or a user's own
 built tree (`--kernel-dir DIR`).
 Fetching is idempotent: an unpacked profile records itself in `profile.json` and is
 reused by every clone on the machine.
@@ -25,9 +25,9 @@ import subprocess
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from harness import kconfig
 from harness.errors import HarnessError, UsageError
 from harness.files import atomic_write, sha256_file
+from harness.kernel import kconfig
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class KernelProfile:
         return ".".join(self.version.split(".")[:2])
 
 
-# Named Debian profiles; where each one's packages come from: harness.debian.SERIES.
+# Named Debian profiles; where each one's packages come from: harness.kernel.debian.SERIES.
 DEBIAN_SERIES: tuple[str, ...] = ("debian-6.1", "debian-6.12", "debian-7.3")
 DEFAULT_PROFILE = "debian-6.1"
 
@@ -251,7 +251,7 @@ def profile_from_tree(tree: Path) -> KernelProfile:
     `modules_dir` of the same layout) to have been run; the release comes from
     include/config/kernel.release.  The tree is refused, before anything is built or
     booted, when a file is missing, its .config lacks an option the harness needs
-    (harness.kconfig) or the guest drivers it builds as modules are not installed;
+    (harness.kernel.kconfig) or the guest drivers it builds as modules are not installed;
     every refusal names the recipe (docs/own-kernel.md)."""
     where = f"--kernel-dir {tree}"
     tree = tree.resolve()
@@ -329,7 +329,7 @@ def _check_modules_installed(where: str, config: dict[str, str], modules_dir: Pa
         )
 
 
-# ---- Debian's trees (fetched by harness.debian) ---------------------------------------
+# ---- Debian's trees (fetched by harness.kernel.debian) ---------------------------------------
 
 
 def _debian_upstream_version(root: Path, release: str) -> str:

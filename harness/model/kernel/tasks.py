@@ -97,11 +97,11 @@ Every kind, with the kernel source that decides it (6.1 = Debian 6.1.192, 6.12 =
 
 from __future__ import annotations
 
-from harness.model.bpf import SLEEP_KEY, sleeper_unreliable
-from harness.model.klp import KLP_UNDEFINED, Module, Task
-from harness.model.patch import klp_ftrace_handler
+from harness.model.kernel.bpf import SLEEP_KEY, sleeper_unreliable
+from harness.model.kernel.klp import KLP_UNDEFINED, Module, Task
+from harness.model.kernel.patch import klp_ftrace_handler
+from harness.model.kernel.system import Kernel
 from harness.model.profiles import ModelProfile
-from harness.model.system import Kernel
 from harness.scenario.kstrto import parse_bool_param
 from harness.scenario.step_types import Load, SetParam, Start, Step
 from harness.scenario.types import Scenario, Spinner, TargetModule
@@ -243,7 +243,7 @@ def spawn(k: Kernel, name: str) -> int:
     """`spawn NAME`: the group's processes start (forked by the runner's shell, which
     switched: they start in the target state).  Looping ones stay switched (see
     above); sleepers are followed as tasks, asleep in clock_nanosleep(), with an
-    unreliable stack when an fexit trampoline was on their way (harness/model/bpf.py)."""
+    unreliable stack when an fexit trampoline was on their way (harness/model/kernel/bpf.py)."""
     k.processes.add(name)
     group = next(g for g in k.scenario.processes if g.name == name)
     if group.run == "sleep":

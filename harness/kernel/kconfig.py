@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RECIPE = Path(__file__).resolve().parents[1] / "docs" / "own-kernel.md"
+RECIPE = Path(__file__).resolve().parents[2] / "docs" / "own-kernel.md"
 FRAGMENT = RECIPE.with_name("klp-harness.config")
 UNSET = "n"  # what read_config() leaves for `# CONFIG_X is not set` or an absent line
 
@@ -181,7 +181,7 @@ class ConfigReport:
 
 
 def check(config: dict[str, str]) -> ConfigReport:
-    """Check a parsed .config ({CONFIG_X: value}, as harness.kernels.read_config)."""
+    """Check a parsed .config ({CONFIG_X: value}, as harness.kernel.profiles.read_config)."""
     report = ConfigReport()
     for option in REQUIRED:
         if not option.satisfied(config):
