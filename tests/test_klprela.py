@@ -18,8 +18,8 @@ from harness.modules import klprela
 from harness.modules.build import build_modules
 from harness.modules.external import resolve_scenario
 from harness.modules.render import render_sources
+from harness.modules.strip import without_debug_info
 from harness.runner.observe import filter_log
-from harness.runner.session import without_debug_info
 from harness.scenario.loader import load_scenario
 
 RELOAD = Path(__file__).parent / "scenarios" / "bugs" / "02_reload_patched_module_klp_relocs.toml"

@@ -12,8 +12,8 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.outcome.record import StepRecord
+from harness.outcome.scenario import ScenarioOutcome
 from harness.report.formats import junit, junit_xml, ktap
-from harness.runner.session import ScenarioOutcome
 from harness.scenario.loader import load_scenario
 from harness.scenario.naming import artifact_ids, safe_component
 from tests.test_scenario_loader import GOOD

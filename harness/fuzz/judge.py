@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from harness.fuzz.histories import Prediction
 from harness.outcome.compare import Mismatch, diff_records
 from harness.outcome.record import StepRecord
-from harness.runner.session import ScenarioOutcome
+from harness.outcome.scenario import ScenarioOutcome
 
 if TYPE_CHECKING:
     from harness.runner.manager import GuestManager

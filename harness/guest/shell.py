@@ -9,11 +9,12 @@ from __future__ import annotations
 import errno
 import os
 import shlex
+from pathlib import Path
 from typing import Protocol
 
 from harness.guest.result import CommandResult
 
-__all__ = ["CommandResult", "Shell", "errno_from_message", "kmsg_write"]
+__all__ = ["CommandResult", "GuestLike", "Shell", "errno_from_message", "kmsg_write"]
 
 
 class Shell(Protocol):
@@ -50,3 +51,19 @@ def errno_from_message(message: str) -> int:
 def kmsg_write(line: str) -> str:
     """Shell command writing one record to the kernel log, as upstream's `log` does."""
     return f"echo {shlex.quote(line)} > /dev/kmsg"
+
+
+class GuestLike(Protocol):
+    """What the runner uses of harness.guest.vm.Guest."""
+
+    console_log: Path
+
+    def run(self, cmd: str, timeout: float = 30.0, check: bool = False) -> CommandResult: ...
+
+    def put_file(self, local: Path, remote: str) -> None: ...
+
+    def feed(
+        self, local: Path, cmd: str, timeout: float = 120.0, check: bool = False
+    ) -> CommandResult: ...
+
+    def check_alive(self) -> None: ...

@@ -22,8 +22,8 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.kernel.profiles import DEFAULT_PROFILE, KernelProfile, load_profile, profile_names
+from harness.outcome.scenario import ScenarioOutcome
 from harness.runner.manager import GuestManager
-from harness.runner.session import ScenarioOutcome
 
 _MANAGERS = pytest.StashKey[dict[str, GuestManager]]()
 _RESULTS = pytest.StashKey[Path]()

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.files import atomic_write
+from harness.outcome.scenario import ScenarioOutcome
 from harness.report.text import failure_text
-from harness.runner.session import ScenarioOutcome
 
 _KTAP_UNSAFE = re.compile(r"[^A-Za-z0-9._@:+=,/-]+")
 # Characters XML 1.0 cannot carry (C0 controls but tab, newline, carriage return;

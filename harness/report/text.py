@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.outcome.compare import render_mismatch
-from harness.runner.session import ScenarioOutcome
+from harness.outcome.scenario import ScenarioOutcome
 
 
 def failure_text(outcome: ScenarioOutcome) -> str:

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING
 from harness.errors import HarnessError
 from harness.kernel.profiles import KernelProfile
 from harness.outcome.record import StepRecord
+from harness.outcome.scenario import ScenarioOutcome
 from harness.runner import reset
 from harness.runner.guests import GuestSource
-from harness.runner.session import Progress, ScenarioOutcome, ScenarioSession, install_modules
+from harness.runner.session import Progress, ScenarioSession, install_modules
 from harness.scenario.types import Scenario
 
 if TYPE_CHECKING:

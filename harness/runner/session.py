@@ -8,22 +8,20 @@ first difference.  Preparing and cleaning the guest between scenarios lives in
 
 from __future__ import annotations
 
-import subprocess
 import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from harness.guest.errors import GuestCrashed
-from harness.guest.shell import CommandResult
+from harness.guest.shell import GuestLike
 from harness.model import retries
 from harness.model.check import observed_check
-from harness.modules import klprela
+from harness.modules.strip import without_debug_info
 from harness.outcome.compare import Mismatch, diff_records
 from harness.outcome.record import StepRecord
+from harness.outcome.scenario import ScenarioOutcome
 from harness.runner import observe, trigger, waits
 from harness.runner.actions import (
     EXTRA_DIR,
@@ -35,45 +33,6 @@ from harness.runner.actions import (
 )
 from harness.scenario.step_types import Check, Step, Trigger, Unload, Wait, format_step
 from harness.scenario.types import PatchModule, Scenario
-
-
-class GuestLike(Protocol):
-    """What the runner uses of harness.guest.vm.Guest."""
-
-    console_log: Path
-
-    def run(self, cmd: str, timeout: float = 30.0, check: bool = False) -> CommandResult: ...
-
-    def put_file(self, local: Path, remote: str) -> None: ...
-
-    def feed(
-        self, local: Path, cmd: str, timeout: float = 120.0, check: bool = False
-    ) -> CommandResult: ...
-
-    def check_alive(self) -> None: ...
-
-
-@dataclass
-class ScenarioOutcome:
-    scenario: str
-    profile: str
-    predicted: list[StepRecord]
-    observed: list[StepRecord] = field(default_factory=list)
-    mismatch: Mismatch | None = None
-    error: str | None = None  # a crash or harness failure, one line + excerpt
-    diagnostics: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    kernel_log: list[str] = field(default_factory=list)
-    taints: list[int] = field(default_factory=list)  # the kernel's taint after each step
-
-    @property
-    def passed(self) -> bool:
-        return (
-            self.error is None
-            and self.mismatch is None
-            and (len(self.observed) == len(self.predicted))
-        )
-
 
 # Unpack the archive on stdin into an emptied extra/ (a resumed guest's is empty: no
 # program starts) and clear the kernel log.  Static busybox: it starts several times
@@ -100,23 +59,6 @@ def install_modules(guest: GuestLike, modules: dict[str, Path]) -> None:
             for name, ko in sorted(modules.items()):
                 tar.add(without_debug_info(ko, Path(tmp)), arcname=f"{name}.ko")
         guest.feed(archive, INSTALL, check=True, timeout=60)
-
-
-def without_debug_info(ko: Path, directory: Path) -> Path:
-    """A copy of `ko` with its .debug_* sections removed (the original if `strip`
-    fails: a larger copy costs time, not correctness).  A module with livepatch
-    relocations travels whole: `strip` (binutils 2.40) rewrites their sections as
-    ordinary ones and points their relocations at symbol 0 (harness/modules/klprela.py
-    says what they are)."""
-    if klprela.SECTION_PREFIX.encode() in ko.read_bytes():
-        return ko
-    stripped = directory / f"{ko.stem}.stripped.ko"
-    proc = subprocess.run(
-        ["strip", "--strip-debug", "-o", str(stripped), str(ko)],
-        capture_output=True,
-        check=False,
-    )
-    return stripped if proc.returncode == 0 else ko
 
 
 Progress = Callable[[int, str], None]

@@ -21,10 +21,10 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.kernel.profiles import KernelProfile
 from harness.outcome.record import StepRecord
+from harness.outcome.scenario import ScenarioOutcome
 from harness.report.text import failure_text, result_line
 from harness.runner import waits
 from harness.runner.manager import GuestManager, artifacts_lost, copy_sources
-from harness.runner.session import ScenarioOutcome
 from harness.scenario.naming import artifact_ids, safe_component
 from harness.scenario.types import Scenario
 

@@ -27,9 +27,9 @@ from typing import NoReturn
 
 from harness.errors import HarnessError
 from harness.files import discard, make_temp_dir, publish_file, sweep_abandoned, verify_file
-from harness.guest.shell import Shell
+from harness.guest.shell import GuestLike, Shell
 from harness.kernel.profiles import KernelProfile, cache_root, tree_identity
-from harness.runner.session import GuestLike, without_debug_info
+from harness.modules.strip import without_debug_info
 
 SELFTESTS = "tools/testing/selftests/livepatch"
 MODULE_DIRS = (f"{SELFTESTS}/test_modules", "lib/livepatch")
