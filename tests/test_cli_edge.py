@@ -234,15 +234,15 @@ def test_broken_kernel_dir_build_shows_the_compiler_error(
 
 
 def test_setup_failing_to_add_backports_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.commands import setup
     from harness.errors import HarnessError
+    from harness.kernel import apt
 
-    monkeypatch.setattr(setup, "_host_codename", lambda: "bookworm")
-    monkeypatch.setattr(setup, "_apt_sources_text", lambda: "")
+    monkeypatch.setattr(apt, "_host_codename", lambda: "bookworm")
+    monkeypatch.setattr(apt, "_apt_sources_text", lambda: "")
 
     def failing(*_args: object, **_kwargs: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess([], 1, "", "tee: /etc/apt/x: Read-only file system\n")
 
-    monkeypatch.setattr(setup.subprocess, "run", failing)
+    monkeypatch.setattr(apt.subprocess, "run", failing)
     with pytest.raises(HarnessError, match=r"^cannot add .*: tee: /etc/apt/x: Read-only file"):
-        setup.ensure_backports_source()
+        apt.ensure_backports_source()

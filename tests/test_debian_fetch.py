@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.kernel import debian
+from harness.kernel import apt, debian
 from harness.kernel import profiles as kernels
 
 ABI = "7.3.4+deb13"
@@ -37,7 +37,7 @@ def make_deb(out: Path, package: str, files: dict[str, bytes]) -> None:
     )
 
 
-class FakeApt(debian.Apt):
+class FakeApt(apt.Apt):
     """The 7.x split as trixie-backports serves it; `uts` is what the headers say."""
 
     def __init__(self, served: bool = True, uts: str = RELEASE) -> None:
@@ -131,13 +131,13 @@ def test_headers_of_another_release_are_not_kept(cache: Path) -> None:
 
 
 def test_private_configuration_names_only_its_suites(cache: Path) -> None:
-    apt = debian.Apt(("trixie-backports", "sid"))
-    apt._prepare()
-    assert apt.dir is not None and apt.dir.is_relative_to(cache)
-    sources = (apt.dir / "sources.list").read_text().splitlines()
+    private = apt.Apt(("trixie-backports", "sid"))
+    private._prepare()
+    assert private.dir is not None and private.dir.is_relative_to(cache)
+    sources = (private.dir / "sources.list").read_text().splitlines()
     assert [line.split()[-2] for line in sources] == ["trixie-backports", "sid"]
-    assert all(o.startswith("-o") and "/etc/apt" not in o for o in apt.options())
-    assert debian.Apt().options() == []  # the host's own configuration, as it is
+    assert all(o.startswith("-o") and "/etc/apt" not in o for o in private.options())
+    assert apt.Apt().options() == []  # the host's own configuration, as it is
 
 
 def test_series_names_are_the_profiles() -> None:

@@ -195,13 +195,13 @@ def test_selftests_of_an_o_build_dir_come_from_its_source_link(
     tmp_path: Path, no_work: None
 ) -> None:
     """`make O=BUILD` leaves the sources out of BUILD and links them as BUILD/source."""
-    from harness.upstream import selftests
+    from harness.kernel import sources
 
     build_dir = make_tree(tmp_path)
     source = tmp_path / "src"
-    (source / selftests.SELFTESTS).mkdir(parents=True)
+    (source / sources.SELFTESTS).mkdir(parents=True)
     (build_dir / "source").symlink_to(source)
     profile = kernels.profile_from_tree(build_dir)
-    assert selftests.fetch_sources(profile).root == build_dir / "source"
-    (build_dir / selftests.SELFTESTS).mkdir(parents=True)  # an in-tree build: its own
-    assert selftests.fetch_sources(profile).root == build_dir
+    assert sources.fetch_sources(profile).root == build_dir / "source"
+    (build_dir / sources.SELFTESTS).mkdir(parents=True)  # an in-tree build: its own
+    assert sources.fetch_sources(profile).root == build_dir

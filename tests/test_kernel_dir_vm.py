@@ -13,7 +13,7 @@ import pytest
 
 from harness.cli import main as cli_main
 from harness.kernel.profiles import load_profile
-from harness.upstream import selftests
+from harness.kernel.sources import fetch_sources
 from tests.arranged_tree import arranged_tree
 
 pytestmark = pytest.mark.vm
@@ -26,7 +26,7 @@ SMALL = ("upstream/01_livepatch_basic.toml", "seeds/004_replace_drops_function.t
 @pytest.fixture(scope="module")
 def tree() -> Path:
     profile = load_profile("debian-6.1")
-    return arranged_tree(profile, selftests.fetch_sources(profile).root)
+    return arranged_tree(profile, fetch_sources(profile).root)
 
 
 def test_scenarios_pass_on_a_kernel_dir(

@@ -9,11 +9,11 @@ import pytest
 from harness.kernel.profiles import load_profile, profile_names
 from harness.modules.elf import read_patch
 from harness.modules.external import check_file
+from harness.modules.ko import declares_livepatch
 from harness.modules.layout import layout_for
 from harness.upstream.samples import (
     SAMPLE_NAMES,
     build_samples,
-    is_livepatch_source,
     sample_sources,
 )
 
@@ -32,7 +32,7 @@ def test_samples_build_and_read(name: str) -> None:
     assert sorted(samples.modules) == sorted(SAMPLE_NAMES)
     sources = sample_sources(profile)
     for sample, ko in samples.modules.items():
-        livepatch = is_livepatch_source(sources[sample])
+        livepatch = declares_livepatch(sources[sample])
         module = check_file(ko, profile, livepatch)
         assert module.name == sample.replace("-", "_")
         if livepatch:

@@ -3,12 +3,14 @@ when the build fails (make and gcc are stand-ins; no kernel tree, no guest)."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.kernel import sources as kernel_sources
 from harness.kernel.profiles import KernelProfile
 from harness.modules import build
 from harness.upstream import selftests
@@ -41,35 +43,51 @@ def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeMake:
 
 
 @pytest.fixture
-def sources(tmp_path: Path) -> selftests.SelftestSources:
+def sources(tmp_path: Path) -> kernel_sources.LivepatchSources:
     root = tmp_path / "linux"
-    modules = root / selftests.SELFTESTS / "test_modules"
+    modules = root / kernel_sources.SELFTESTS / "test_modules"
     modules.mkdir(parents=True)
     for name in ("test_klp_livepatch", "test_klp_callbacks_mod"):
         (modules / f"{name}.c").write_text("/* test module */\n")
-    return selftests.SelftestSources(root)
+    return kernel_sources.LivepatchSources(root)
 
 
-def test_modules_are_built_once_and_verified(
-    make: FakeMake, sources: selftests.SelftestSources
+def test_modules_take_the_one_module_build(
+    make: FakeMake, sources: kernel_sources.LivepatchSources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kos = selftests.build_modules(sources, PROFILE)
+    """The test modules are built, cached and verified as every module is
+    (harness.modules.build, whose cache tests/test_build_cache.py checks): once."""
+    monkeypatch.setattr(build, "compiler_id", lambda _cc, _root: "gcc (Fake) 12.2.0")
+    monkeypatch.setattr(build, "compiler_for", lambda _profile: "gcc")
+    monkeypatch.setattr(build.buildroot, "root_for", lambda _profile: None)
+    tree = sources.root / "build"
+    tree.mkdir()
+    (tree / "Makefile").write_text("")
+    profile = dataclasses.replace(PROFILE, build_dir=tree)
+    monkeypatch.setattr(
+        selftests, "build_sources", functools.partial(build.build_sources, make=make)
+    )
+    kos = selftests.build_modules(sources, profile)
     assert [k.name for k in kos] == ["test_klp_callbacks_mod.ko", "test_klp_livepatch.ko"]
-    assert selftests.build_modules(sources, PROFILE) == kos
+    assert selftests.build_modules(sources, profile) == kos
     assert make.calls == 1
-    kos[1].write_bytes(kos[1].read_bytes()[:50])  # truncated
-    assert selftests.build_modules(sources, PROFILE) == kos
-    assert make.calls == 2
-    assert selftests.build_modules(sources, PROFILE) == kos and make.calls == 2
-    leftovers = [p.name for p in kos[0].parent.parent.iterdir() if p.name.startswith(".")]
-    assert leftovers == []
 
 
-def test_failed_build_is_one_line_with_the_error(
-    make: FakeMake, sources: selftests.SelftestSources
+def test_livepatch_test_modules_must_carry_the_flag(
+    sources: kernel_sources.LivepatchSources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make.output = "x.c:1:1: error: unknown type name 'foo'\nmake: Leaving directory '/k'\n"
-    with pytest.raises(HarnessError) as info:
-        selftests.build_modules(sources, PROFILE)
-    message = str(info.value)
-    assert "x.c:1:1: error: unknown type name 'foo'" in message and "\n" not in message
+    """A test module that declares itself a livepatch is checked for `livepatch=Y`."""
+    (sources.modules_dir / "test_klp_livepatch.c").write_text('MODULE_INFO(livepatch, "Y");\n')
+    asked: list[tuple[list[str], list[str]]] = []
+
+    def fake_build(
+        texts: dict[str, str], _profile: KernelProfile, livepatch: list[str], jobs: int
+    ) -> build.BuildResult:
+        asked.append((sorted(texts), list(livepatch)))
+        result = build.BuildResult()
+        result.modules.update({name: Path(f"/x/{name}.ko") for name in texts})
+        return result
+
+    monkeypatch.setattr(selftests, "build_sources", fake_build)
+    selftests.build_modules(sources, PROFILE)
+    assert asked == [(["test_klp_callbacks_mod", "test_klp_livepatch"], ["test_klp_livepatch"])]

@@ -25,7 +25,7 @@ import pytest
 
 from harness.cli import main as cli_main
 from harness.kernel.profiles import profile_names
-from harness.upstream import selftests
+from harness.kernel.sources import cached_sources
 
 
 class Expected(NamedTuple):
@@ -73,7 +73,7 @@ EXPECTED: dict[str, dict[str, Expected]] = {
 def collected_scripts(profile_name: str) -> list[str]:
     """`EXPECTED`'s scripts, then any other of the cached Makefile's TEST_PROGS."""
     scripts = list(EXPECTED.get(profile_name, {}))
-    sources = selftests.cached_sources(profile_name)
+    sources = cached_sources(profile_name)
     if sources is not None:
         scripts += [s for s in sources.makefile_list("TEST_PROGS") if s not in scripts]
     return scripts

@@ -23,13 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from harness.kernel.sources import fetch_sources
     from harness.runner.manager import GuestManager
     from harness.runner.suite import stderr_echo
     from harness.upstream import selftests
 
     failed = False
     for profile in selected_profiles(args):
-        sources = selftests.fetch_sources(profile)
+        sources = fetch_sources(profile)
         stderr_echo(f"[{profile.name}] building upstream test modules")
         kos = selftests.build_modules(sources, profile)
         programs = selftests.build_programs(sources)

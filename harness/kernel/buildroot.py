@@ -91,7 +91,7 @@ def ensure(suite: str, packages: Sequence[str], name: str, cc: str) -> Path:
 
 
 def _make(dest: Path, suite: str, packages: Sequence[str], name: str, cc: str) -> None:
-    from harness.kernel.debian import KEYRING, MIRROR
+    from harness.kernel.apt import KEYRING, MIRROR
 
     for tool, package in (("mmdebstrap", "mmdebstrap"), ("bwrap", "bubblewrap")):
         if shutil.which(tool) is None:

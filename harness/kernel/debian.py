@@ -17,13 +17,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import time
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
-from harness.files import atomic_write, make_temp_dir, sweep_abandoned
+from harness.files import make_temp_dir, sweep_abandoned
+from harness.kernel.apt import BACKPORTS_PROFILES, Apt, ensure_backports_source, run_checked
 from harness.kernel.profiles import (
     PROFILE_RECORD,
     KernelProfile,
@@ -34,10 +34,6 @@ from harness.kernel.profiles import (
     read_record,
     write_record,
 )
-
-MIRROR = os.environ.get("KLP_HARNESS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-LISTS_MAX_AGE = 24 * 3600.0  # a private config's lists are refreshed once a day
 
 
 @dataclass(frozen=True)
@@ -71,93 +67,6 @@ def series_of(name: str) -> Series:
         return SERIES[name]
     except KeyError:
         raise UsageError(f"unknown kernel profile {name!r}") from None
-
-
-# ---- apt, the host's or a private configuration ---------------------------------------
-
-
-class Apt:
-    """apt-get and apt-cache with the host's configuration (`suites` empty), or with a
-    private one in the cache that names only `suites` of Debian's mirror."""
-
-    def __init__(self, suites: tuple[str, ...] = ()) -> None:
-        self.suites = suites
-        self.dir = cache_root() / "apt" / "+".join(suites) if suites else None
-        self.updated = False
-
-    @property
-    def where(self) -> str:
-        return f"{', '.join(self.suites)} of {MIRROR}" if self.suites else "the host's apt lists"
-
-    def options(self) -> list[str]:
-        if self.dir is None:
-            return []
-        d = self.dir
-        return [
-            f"-oDir::Etc::SourceList={d / 'sources.list'}",
-            f"-oDir::Etc::SourceParts={d / 'sources.list.d'}",
-            f"-oDir::Etc::Preferences={d / 'preferences'}",
-            f"-oDir::Etc::PreferencesParts={d / 'preferences.d'}",
-            f"-oDir::State={d / 'state'}",
-            f"-oDir::State::status={d / 'state/status'}",
-            f"-oDir::Cache={d / 'cache'}",
-            "-oAPT::Architecture=amd64",
-            "-oAPT::Architectures::=amd64",
-        ]
-
-    def sources_text(self) -> str:
-        return "".join(f"deb [signed-by={KEYRING}] {MIRROR} {s} main\n" for s in self.suites)
-
-    def _prepare(self) -> None:
-        """Write the private configuration (idempotent)."""
-        assert self.dir is not None
-        for sub in ("sources.list.d", "preferences.d", "state/lists/partial", "cache/archives"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        (self.dir / "state/status").touch()
-        sources = self.dir / "sources.list"
-        text = self.sources_text()
-        if not sources.is_file() or sources.read_text() != text:
-            atomic_write(sources, text)
-            for stale in (self.dir / "state/lists").glob("*_Packages*"):
-                stale.unlink()
-
-    def lists_age(self) -> float | None:
-        """Seconds since the private lists were fetched, None if they never were."""
-        assert self.dir is not None
-        lists = list((self.dir / "state/lists").glob("*_Packages*"))
-        if len(lists) < len(self.suites):
-            return None
-        return time.time() - min(p.stat().st_mtime for p in lists)
-
-    def ensure_lists(self) -> None:
-        """A private configuration's lists, fetched if missing or a day old."""
-        if self.dir is None:
-            return
-        self._prepare()
-        age = self.lists_age()
-        if age is None or age > LISTS_MAX_AGE:
-            self.update()
-
-    def update(self) -> None:
-        """apt-get update (of the private lists; the host's need root: see setup)."""
-        if self.dir is None:
-            raise HarnessError("internal: the host's apt lists are updated by setup")
-        self._prepare()
-        print(f"setup: apt-get update ({self.where})", flush=True)
-        self.run(["apt-get", "update", "-q"])
-        self.updated = True
-
-    def run(self, argv: list[str], cwd: Path | None = None) -> str:
-        return _run([argv[0], *self.options(), *argv[1:]], cwd)
-
-
-def _run(cmd: list[str], cwd: Path | None = None) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-        shown = [w for w in cmd if not w.startswith("-o")]
-        raise HarnessError(f"`{' '.join(shown)}` failed: {tail[0]}")
-    return proc.stdout
 
 
 def apt_for(name: str) -> Apt:
@@ -250,7 +159,7 @@ def _fetch(name: str, series: Series, apt: Apt, force: bool) -> KernelProfile:
         apt.run(["apt-get", "download", "-q", *packages], cwd=tmp_path)
         root = tmp_path / "root"
         for deb in sorted(tmp_path.glob("*.deb")):
-            _run(["dpkg-deb", "-x", str(deb), str(root)])
+            run_checked(["dpkg-deb", "-x", str(deb), str(root)])
         fix_header_paths(root)
         profile = describe_unpacked(name, root)  # also checks that it is complete
         check_headers_match(name, profile)
@@ -305,3 +214,25 @@ def fix_header_paths(root: Path) -> None:
             if target.startswith("/"):
                 link.unlink()
                 link.symlink_to(os.path.relpath(root / target.lstrip("/"), link.parent))
+
+
+def fetch_profile(name: str, apt: Apt) -> KernelProfile:
+    """A fetched profile; refreshes apt's lists once if the kernel is not found or
+    its download fails (stale lists name packages the mirror no longer has)."""
+    if series_of(name).suites:  # a private apt configuration: refreshed by fetching
+        try:
+            return fetch_debian_profile(name)
+        except HarnessError as exc:
+            if str(exc).startswith(f"kernel profile {name}"):
+                raise
+            raise HarnessError(f"kernel profile {name}: {exc}") from None
+    if name in BACKPORTS_PROFILES and ensure_backports_source():
+        apt.update()
+    try:
+        return fetch_debian_profile(name)
+    except HarnessError as exc:
+        if apt.updated:
+            raise
+        print(f"setup: {name}: {exc}", file=sys.stderr)
+        apt.update()
+        return fetch_debian_profile(name)

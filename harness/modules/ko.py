@@ -73,3 +73,8 @@ def check_ko(path: Path, name: str, profile: KernelProfile, livepatch: bool) -> 
         )
     if livepatch and info.get("livepatch") != ["Y"]:
         raise HarnessError(f"{name}: livepatch module without `livepatch: Y` in modinfo ({path})")
+
+
+def declares_livepatch(source: str) -> bool:
+    """What modpost turns into `livepatch=Y`: `MODULE_INFO(livepatch, "Y")`."""
+    return 'MODULE_INFO(livepatch, "Y")' in source

@@ -17,18 +17,12 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.files import atomic_write
 from harness.outcome.scenario import ScenarioOutcome
+from harness.report.ktap import KtapTest, ktap_document, ktap_safe
 from harness.report.text import failure_text
 
-_KTAP_UNSAFE = re.compile(r"[^A-Za-z0-9._@:+=,/-]+")
 # Characters XML 1.0 cannot carry (C0 controls but tab, newline, carriage return;
 # surrogates; U+FFFE/U+FFFF).
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def ktap_safe(text: str) -> str:
-    """A KTAP test name: no spaces, `#`, newlines or other characters that would end
-    the name, start a directive or a line."""
-    return _KTAP_UNSAFE.sub("_", text) or "_"
 
 
 def xml_safe(text: str) -> str:
@@ -42,13 +36,12 @@ def test_name(outcome: ScenarioOutcome) -> str:
 
 def ktap(outcomes: Sequence[ScenarioOutcome]) -> str:
     """KTAP v1: `ok N name` / `not ok N name`, diagnostics as `# ` lines before."""
-    lines = ["KTAP version 1", f"1..{len(outcomes)}"]
-    for number, outcome in enumerate(outcomes, 1):
-        if not outcome.passed:
-            lines.extend(f"# {line}" for line in failure_text(outcome).splitlines())
-        status = "ok" if outcome.passed else "not ok"
-        lines.append(f"{status} {number} {test_name(outcome)}")
-    return "\n".join(lines) + "\n"
+    return ktap_document([ktap_test(outcome) for outcome in outcomes])
+
+
+def ktap_test(outcome: ScenarioOutcome) -> KtapTest:
+    diagnostics = () if outcome.passed else tuple(failure_text(outcome).splitlines())
+    return KtapTest(test_name(outcome), outcome.passed, diagnostics)
 
 
 def junit_xml(outcomes: Sequence[ScenarioOutcome]) -> bytes:

@@ -4,7 +4,7 @@
 modules, the shadow-variable demo with its two fixes) is code the harness did not
 write: a corpus for external modules (`ko = ...` in a scenario, `klp-harness
 check`).  The sources come from the profile's Debian `linux-source` package, fetched
-once together with the selftests (`harness.upstream.selftests.fetch_sources`), or from the
+once together with the selftests (`harness.kernel.sources.fetch_sources`), or from the
 user's tree; they are built by the same cached build as generated modules
 (`harness.modules.build.build_sources`, so the 7.x profile builds in its build root).
 """
@@ -16,7 +16,9 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.kernel.profiles import KernelProfile
-from harness.upstream.selftests import SAMPLES, fetch_sources
+from harness.kernel.sources import SAMPLES, fetch_sources
+from harness.modules.build import build_sources
+from harness.modules.ko import declares_livepatch
 
 # What each sample file is: a livepatch (MODULE_INFO(livepatch, "Y")) or a target.
 SAMPLE_NAMES = (
@@ -58,16 +60,9 @@ def sample_sources(profile: KernelProfile) -> dict[str, str]:
     return sources
 
 
-def is_livepatch_source(source: str) -> bool:
-    """What modpost turns into `livepatch=Y`: `MODULE_INFO(livepatch, "Y")`."""
-    return 'MODULE_INFO(livepatch, "Y")' in source
-
-
 def build_samples(profile: KernelProfile, jobs: int | None = None) -> Samples:
     """Build (or take from the build cache) every sample module for `profile`."""
-    from harness.modules.build import build_sources
-
     sources = sample_sources(profile)
-    livepatch = [name for name, text in sources.items() if is_livepatch_source(text)]
+    livepatch = [name for name, text in sources.items() if declares_livepatch(text)]
     result = build_sources(sources, profile, livepatch, jobs=jobs)
     return Samples(profile.name, dict(result.modules))
