@@ -194,3 +194,9 @@ def exclusive(lock_file: Path) -> Iterator[None]:
     with lock_file.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def file_safe(name: str) -> str:
+    """A name (a profile's) usable in file names ("dir:/x/y" -> "dir-x-y")."""
+    safe = "".join(c if c.isalnum() or c in ".-_" else "-" for c in name)
+    return safe.strip("-")[:80] or "guest"

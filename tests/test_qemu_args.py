@@ -6,7 +6,8 @@ import dataclasses
 from pathlib import Path
 
 from harness.guest.accel import KVM_ARGS, TCG_ARGS
-from harness.guest.config import BootSpec, GuestConfig, kernel_cmdline, qemu_args
+from harness.guest.config import GuestConfig
+from harness.guest.qemu import BootSpec, kernel_cmdline, qemu_args
 
 CONFIG = GuestConfig(kernel=Path("/k/bzImage"), initrd=Path("/k/initrd.cpio.gz"))
 BOOT = BootSpec(

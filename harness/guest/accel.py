@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.guest.config import QEMU
+from harness.guest.qemu import QEMU
 from harness.host.reaper import pdeathsig_preexec
 
 KVM_ARGS = ("-accel", "kvm", "-cpu", "host")

@@ -1,30 +1,20 @@
-"""What a guest is (`GuestConfig`) and the QEMU command line that boots it.
-
-The config is a small frozen dataclass so it can be compared, logged and reused;
-everything that changes from boot to boot (the SSH port, the key, the monitor
-sockets) is a separate `BootSpec`.  The command line is assembled from one small
-function per concern, each returning an argument list.  A guest restored from a
-snapshot gets the same command line as the guest that was saved, plus `-incoming`:
-only host-side values (port, socket paths) may differ.
+"""What a guest is: `GuestConfig`, a small frozen dataclass so it can be compared,
+logged, reused and made part of a snapshot's key.  Everything that changes from
+boot to boot (the SSH port, the key, the sockets) is a `BootSpec`
+(harness.guest.qemu), which turns both into QEMU's command line.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from harness.guest.errors import GuestError, RestoreFailed
+from harness.files import file_safe
+from harness.guest.image import ensure_image
+from harness.kernel.profiles import KernelProfile
 
-if TYPE_CHECKING:
-    from harness.kernel.profiles import KernelProfile
-
-QEMU = "qemu-system-x86_64"
 # Checks that stop a corrupted heap where it happens instead of scenarios later, all
 # run-time options of Debian's kernels: SLUB sanity checks, red zones, poisoning and
 # owner tracking (a double free or a use after free of a kmalloc object is reported
@@ -57,195 +47,11 @@ class GuestConfig:
         cls, profile: KernelProfile, log_dir: Path | None = None, **changes: Any
     ) -> GuestConfig:
         """The config for a kernel profile, building its initramfs if needed."""
-        from harness.guest.image import ensure_image
-
         config = cls(
             kernel=profile.bzimage,
             initrd=ensure_image(profile),
-            name=_file_safe(profile.name),
+            name=file_safe(profile.name),
             release=profile.release,
             log_dir=log_dir,
         )
         return dataclasses.replace(config, **changes)
-
-
-@dataclass(frozen=True)
-class BootSpec:
-    """Per-boot values: chosen fresh for every QEMU started."""
-
-    ssh_port: int  # host port forwarded to the guest's SSH, on 127.0.0.1 only
-    sockets: Path  # directory of QEMU's unix sockets (QMP, command channel ports)
-    ssh_pubkey: str  # base64 blob of the ed25519 key the guest authorizes for root
-    accel_args: tuple[str, ...]  # from harness.guest.accel
-    incoming: int | None = None  # an open fd of a saved guest state, to resume from
-
-    @property
-    def qmp_socket(self) -> Path:
-        return self.sockets / "qmp.sock"
-
-    @property
-    def cmd_socket(self) -> Path:
-        return self.sockets / "cmd.sock"
-
-    @property
-    def err_socket(self) -> Path:
-        return self.sockets / "err.sock"
-
-
-def kernel_cmdline(config: GuestConfig, boot: BootSpec) -> str:
-    """The guest kernel's command line.
-
-    `panic=-1` reboots at once on panic and `-no-reboot` turns the reboot into QEMU's
-    exit, so a panicked guest ends in milliseconds.  `printk.time=1` gives every
-    kernel line the timestamp the crash watcher keys on; `printk.devkmsg=on` stops
-    the kernel from rate-limiting the lines the runner writes to /dev/kmsg.  Unknown
-    `key=value` parameters (klp_key) reach /init as environment variables."""
-    params = [
-        "console=ttyS0,115200",
-        "panic=-1",
-        "printk.time=1",
-        "printk.devkmsg=on",
-        f"klp_key={boot.ssh_pubkey}",
-        *(MEMORY_CHECKS if config.memory_checks else ()),
-        *config.append,
-    ]
-    return " ".join(params)
-
-
-def accel_args(config: GuestConfig, boot: BootSpec) -> list[str]:
-    """The accelerator's arguments; a TCG guest of several CPUs runs them on one host
-    thread (`thread=single`).  With a thread per vCPU (QEMU 7.2), a 2-CPU 6.12 guest
-    Oopsed on an int3 left in a call site of a loop running on CPU 1 while CPU 0
-    rewrote it (static_call_update of cond_resched, text_poke_bp): cross-modifying
-    code that real CPUs serialize.  One thread also leaves the shared machine's
-    other core alone."""
-    args = list(boot.accel_args)
-    if config.cpus > 1 and "tcg" in args:
-        args[args.index("tcg")] = "tcg,thread=single"
-    return args
-
-
-def machine_args(config: GuestConfig, boot: BootSpec) -> list[str]:
-    return [
-        *accel_args(config, boot),
-        "-machine", "pc",
-        "-m", str(config.memory_mib),
-        "-smp", str(config.cpus),
-        "-nodefaults",
-        "-no-user-config",
-        "-display", "none",
-        "-no-reboot",
-    ]  # fmt: skip
-
-
-def boot_args(config: GuestConfig, boot: BootSpec) -> list[str]:
-    return [
-        "-kernel", str(config.kernel),
-        "-initrd", str(config.initrd),
-        "-append", kernel_cmdline(config, boot),
-    ]  # fmt: skip
-
-
-def console_args() -> list[str]:
-    """The serial port on QEMU's stdio (a pty under pexpect).  `signal=off`: a ^C
-    typed on the console goes to the guest instead of killing QEMU."""
-    return ["-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console"]
-
-
-def network_args(boot: BootSpec) -> list[str]:
-    """User networking, isolated (`restrict=on`: no traffic beyond the forwarded
-    port), SSH reachable on 127.0.0.1 only."""
-    netdev = f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{boot.ssh_port}-:{GUEST_SSH_PORT}"
-    return ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"]
-
-
-def monitor_args(boot: BootSpec) -> list[str]:
-    """QMP, for stopping, saving and resuming the guest (harness.guest.qmp)."""
-    return ["-qmp", f"unix:{boot.qmp_socket},server=on,wait=off"]
-
-
-def channel_args(boot: BootSpec) -> list[str]:
-    """The command channel (harness.guest.channel): two virtio-serial ports whose host
-    ends are unix sockets; the guest's init runs a bash on them."""
-    from harness.guest.channel import CMD_PORT, ERR_PORT
-
-    args = ["-device", "virtio-serial-pci,id=klpser"]
-    for chardev, path, name in (("klpcmd", boot.cmd_socket, CMD_PORT),
-                                ("klperr", boot.err_socket, ERR_PORT)):  # fmt: skip
-        args += [
-            "-chardev", f"socket,id={chardev},path={path},server=on,wait=off",
-            "-device", f"virtserialport,bus=klpser.0,chardev={chardev},name={name}",
-        ]  # fmt: skip
-    return args
-
-
-def incoming_args(boot: BootSpec) -> list[str]:
-    """Resume a saved guest: QEMU loads its state instead of booting (then waits,
-    paused, for `cont`).  It reads the state from a file descriptor it inherits: with
-    `exec:cat FILE` a shell and cat started first and every byte crossed a pipe."""
-    if boot.incoming is None:
-        return []
-    return ["-incoming", f"fd:{boot.incoming}"]
-
-
-def qemu_args(config: GuestConfig, boot: BootSpec) -> list[str]:
-    """The full QEMU argument list (argv[0] included)."""
-    return [
-        QEMU,
-        *machine_args(config, boot),
-        *boot_args(config, boot),
-        *console_args(),
-        *network_args(boot),
-        *monitor_args(boot),
-        *channel_args(boot),
-        *incoming_args(boot),
-    ]
-
-
-def _file_safe(name: str) -> str:
-    """A profile name usable in file names ("dir:/x/y" -> "dir-x-y")."""
-    safe = "".join(c if c.isalnum() or c in ".-_" else "-" for c in name)
-    return safe.strip("-")[:80] or "guest"
-
-
-def console_log_path(log_dir: Path | None, name: str, temp_dir: Path) -> Path:
-    """A new file for a guest's console in `log_dir`, or in `temp_dir`: without a log
-    dir, or if it cannot be written (a full or read-only results directory: the guest
-    still runs, and writing the artifacts reports it)."""
-    if log_dir is None:
-        return temp_dir / "console.log"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        for n in range(1000):  # pid: pytest-xdist workers share the directory
-            path = log_dir / f"console-{name}-{stamp}-{os.getpid()}-{n}.log"
-            try:
-                path.open("x").close()
-            except FileExistsError:
-                continue
-            return path
-    except OSError:
-        return temp_dir / "console.log"
-    raise GuestError(f"no free console log name in {log_dir}")
-
-
-@dataclass(frozen=True)
-class SavedGuest:
-    """A guest state saved by `Guest.save` (harness.guest.snapshot keeps them): the
-    migration stream and the SSH key its kernel command line authorizes."""
-
-    state: Path
-    key_file: Path
-
-    @contextlib.contextmanager
-    def opened(self) -> Iterator[int]:
-        """The state open for a QEMU to inherit (`incoming_args`); this process's
-        copy is closed on leaving, once QEMU has started with its own."""
-        try:
-            fd = os.open(self.state, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:  # a snapshot replaced meanwhile
-            raise RestoreFailed(f"the saved guest's state: {exc.strerror}") from None
-        try:
-            yield fd
-        finally:
-            os.close(fd)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.files import atomic_write, cached_file, sum_path
+from harness.files import atomic_write, cached_file, file_safe, sum_path
 from harness.guest.cpio import write_initramfs
 from harness.kernel.profiles import DEFAULT_PROFILE, KernelProfile, cache_root, load_profile
 
@@ -322,9 +322,7 @@ def images_dir() -> Path:
 
 
 def image_path(profile: KernelProfile, plan: ImagePlan) -> Path:
-    from harness.guest.config import _file_safe
-
-    return images_dir() / f"{_file_safe(profile.name)}-{plan.input_hash()}.cpio.gz"
+    return images_dir() / f"{file_safe(profile.name)}-{plan.input_hash()}.cpio.gz"
 
 
 def ensure_image(profile: KernelProfile, force: bool = False) -> Path:

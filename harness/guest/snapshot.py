@@ -35,7 +35,9 @@ from pathlib import Path
 
 from harness.files import exclusive, make_temp_dir, sha256_file, sweep_abandoned
 from harness.guest.accel import choose_accel, default_cache
-from harness.guest.config import QEMU, BootSpec, GuestConfig, SavedGuest, qemu_args
+from harness.guest.config import GuestConfig
+from harness.guest.errors import RestoreFailed
+from harness.guest.qemu import QEMU, BootSpec, qemu_args
 from harness.kernel.profiles import cache_root
 
 SNAPSHOT_FORMAT = 1  # bump when what a snapshot holds changes in a way the key misses
@@ -45,6 +47,28 @@ META = "meta.json"
 
 _verified: dict[tuple[str, int, int, int], str] = {}  # (path, inode, size, mtime) -> sha
 _verified_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class SavedGuest:
+    """A guest state saved by `Guest.save` (harness.guest.snapshot keeps them): the
+    migration stream and the SSH key its kernel command line authorizes."""
+
+    state: Path
+    key_file: Path
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[int]:
+        """The state open for a QEMU to inherit (`incoming_args`); this process's
+        copy is closed on leaving, once QEMU has started with its own."""
+        try:
+            fd = os.open(self.state, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:  # a snapshot replaced meanwhile
+            raise RestoreFailed(f"the saved guest's state: {exc.strerror}") from None
+        try:
+            yield fd
+        finally:
+            os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 ptyprocess closes every descriptor but the standard ones in the child, unless named in
 its `pass_fds`; pexpect does not pass that list on, hence a subclass.  A resumed guest
 needs one: QEMU reads its saved state from an inherited descriptor (`-incoming fd:N`,
-harness.guest.config.incoming_args).
+harness.guest.qemu.incoming_args).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from harness.guest.accel import choose_accel, default_cache
 from harness.guest.channel import PortShell
-from harness.guest.config import BootSpec, GuestConfig, SavedGuest, console_log_path, qemu_args
+from harness.guest.config import GuestConfig
 from harness.guest.console import Console
 from harness.guest.errors import (
     CommandFailed,
@@ -35,8 +35,10 @@ from harness.guest.errors import (
     QemuKilled,
     RestoreFailed,
 )
+from harness.guest.qemu import BootSpec, console_log_path, qemu_args
 from harness.guest.qmp import QmpClient
 from harness.guest.result import CommandResult
+from harness.guest.snapshot import SavedGuest
 from harness.guest.ssh import (
     HOST_KEY_COMMAND,
     SshSession,
