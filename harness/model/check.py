@@ -17,8 +17,8 @@ is in a loaded object.
 from __future__ import annotations
 
 from harness.errors import ScenarioError
-from harness.model.kernel.ftrace import ORIG, impl_now
-from harness.model.kernel.klp import func_key
+from harness.model.kernel.klp import ORIG, func_key
+from harness.model.kernel.patch import impl_now
 from harness.model.kernel.system import Kernel
 from harness.scenario.step_types import Check
 from harness.scenario.types import VMLINUX, PatchModule

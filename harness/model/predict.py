@@ -20,7 +20,7 @@ from harness.errors import ScenarioError, UsageError
 from harness.model import refusals, retries
 from harness.model.check import predict_check
 from harness.model.kernel import bpf
-from harness.model.kernel.ftrace import after_step, do_trace, do_untrace
+from harness.model.kernel.ftrace import do_trace, do_untrace
 from harness.model.kernel.klp import KLP_UNDEFINED, FuncKey
 from harness.model.kernel.modules import (
     do_call,
@@ -32,7 +32,7 @@ from harness.model.kernel.modules import (
     do_unload,
     do_wait_timed,
 )
-from harness.model.kernel.patch import klp_ftrace_handler
+from harness.model.kernel.patch import after_step, klp_ftrace_handler
 from harness.model.kernel.replace import run_free_work
 from harness.model.kernel.system import Kernel
 from harness.model.kernel.tasks import (

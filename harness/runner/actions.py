@@ -15,6 +15,9 @@ import shlex
 from harness.errors import HarnessError
 from harness.guest.shell import errno_from_message, kmsg_write
 from harness.runner.observe import LIVEPATCH_SYSFS, func_source
+from harness.runner.protocol import ERR_FILE
+from harness.runner.tracers import trace_script, untrace_script
+from harness.runner.trigger import replacements, trigger_script, watched
 from harness.runner.waits import idle
 from harness.scenario.step_types import (
     Attach,
@@ -46,12 +49,6 @@ TOOL_TIMEOUT = 120.0  # a load whose transition stalls still returns: klp_enable
 # Where the scenario's modules are (`$__release` is read with a builtin: `$(uname -r)`
 # would start a program, tens of ms under TCG).
 EXTRA_DIR = "/lib/modules/$__release/extra"
-ERR_FILE = "/run/klp-step.err"  # the step's tool writes its error message here
-# After an action script: its exit status ($__rc) and, on failure, the tool's message.
-REPORT = (
-    'echo @@action; echo "$__rc"; [ "$__rc" = 0 ] || '
-    f'{{ while IFS= read -r __l; do echo "$__l"; done < {ERR_FILE}; }} 2>/dev/null'
-)
 
 
 def _timed(scenario: Scenario, target: str) -> bool:
@@ -201,12 +198,8 @@ def action_script(scenario: Scenario, step: Step) -> str:
         case Wait():
             return "__rc=0"
         case Trace():
-            from harness.runner.tracers import trace_script
-
             return trace_script(scenario, step)
         case Untrace():
-            from harness.runner.tracers import untrace_script
-
             return untrace_script()
         case Attach(name=n):
             prog = next(p for p in scenario.bpf if p.name == n)
@@ -218,8 +211,6 @@ def action_script(scenario: Scenario, step: Step) -> str:
         case Check(patch=p):
             return _check(scenario, p)
         case Trigger():
-            from harness.runner.trigger import replacements, trigger_script, watched
-
             return trigger_script(step, watched(scenario), replacements(scenario))
     raise AssertionError(step)
 

@@ -25,12 +25,12 @@ from harness.outcome.scenario import ScenarioOutcome
 from harness.runner import observe, trigger, waits
 from harness.runner.actions import (
     EXTRA_DIR,
-    REPORT,
     TOOL_TIMEOUT,
     action_errno,
     action_script,
     parse_report,
 )
+from harness.runner.protocol import REPORT
 from harness.scenario.step_types import Check, Step, Trigger, Unload, Wait, format_step
 from harness.scenario.types import PatchModule, Scenario
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shlex
 
-from harness.runner.actions import ERR_FILE
+from harness.runner.protocol import ERR_FILE
 from harness.scenario.step_types import Trace
 from harness.scenario.traces import traced_replacement
 from harness.scenario.types import VMLINUX, Scenario

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.model.trigger import ran_text
-from harness.runner.actions import ERR_FILE
+from harness.runner.protocol import ERR_FILE
 from harness.scenario.step_types import Trigger
 from harness.scenario.types import VMLINUX, Scenario
 

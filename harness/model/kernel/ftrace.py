@@ -37,47 +37,12 @@ registered.  On 7.3 the sysctl no longer turns ftrace off (model/profiles.py).
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from harness.model.kernel.klp import KLP_UNDEFINED, FuncKey
-from harness.scenario.step_types import Trace, Trigger
+from harness.errors import ScenarioError
+from harness.model.kernel.klp import ORIG, FuncKey
+from harness.model.kernel.system import Kernel, KprobeUser, Tracer
+from harness.scenario.step_types import Trace
 from harness.scenario.types import VMLINUX, Kprobe
-
-if TYPE_CHECKING:
-    from harness.model.kernel.system import Kernel
-
-
-ORIG = "orig"
-
-
-@dataclass(eq=False, slots=True)
-class Tracer:
-    """The function tracer, filtered on one function: the original of `key`
-    (impl "orig") or the replacement of `key` in patch `impl`."""
-
-    label: str
-    key: FuncKey
-    impl: str
-    called: bool = False
-
-
-@dataclass(eq=False, slots=True)
-class KprobeUser:
-    """A registered kprobe: the module that owns it, where, and whether its
-    pre_handler has run."""
-
-    owner: str
-    key: FuncKey
-    post_handler: bool
-    kind: str = "kprobe"  # or "kretprobe": its entry kprobe has no post_handler
-    armed: bool = True  # False: registered without being armed (ModelProfile field)
-    body: bool = False  # an int3 kprobe in the body: no ftrace user
-    hit: bool = False
-
-    @property
-    def ipmodify(self) -> bool:
-        return self.post_handler and not self.body
 
 
 def kprobe_key(spec: Kprobe) -> FuncKey:
@@ -149,35 +114,10 @@ def ftrace_call(k: Kernel, key: FuncKey, impl: str) -> None:
         tracer.called = True
 
 
-def impl_now(k: Kernel, key: FuncKey) -> str:
-    """Who runs a call of `key` by a task started now (docs/model-notes.md "Who calls")."""
-    from harness.model.kernel.patch import klp_ftrace_handler
-
-    state = k.klp_target_state if k.klp_transition_patch is not None else KLP_UNDEFINED
-    code = klp_ftrace_handler(k, key, state)
-    return code.name if code is not None else ORIG
-
-
-def after_step(k: Kernel, step: object, impls: dict[str, str]) -> None:
-    """The calls a step made besides its action's own: a trigger's command calls the
-    functions it watches, and the runner reads every function of `impls` to observe
-    it (harness/runner/observe.py)."""
-    if isinstance(step, Trigger):
-        for watch in step.watch:
-            if watch.count != 0:
-                key = (watch.object, watch.func)
-                ftrace_call(k, key, impl_now(k, key))
-    for text, impl in impls.items():
-        obj, _, func = text.partition(":")
-        ftrace_call(k, (obj, func), impl)
-
-
 def do_trace(k: Kernel, step: Trace) -> int:
     """echo FUNC > set_ftrace_filter; echo function > current_tracer (test-ftrace.sh's
     trace_function).  The scenario loader checked the name; the function's module must
     be loaded, else the filter names nothing and the tracer would trace everything."""
-    from harness.errors import ScenarioError
-
     patch = k.scenario.patches_by_name().get(step.object)
     owner = step.object if step.object != VMLINUX else None
     if owner is not None and owner not in k.modules:

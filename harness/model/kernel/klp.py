@@ -15,6 +15,7 @@ from harness.scenario.types import Callback, KernelModule, KlpState, PatchModule
 
 # klp_target_state / task->patch_state values (include/linux/livepatch.h, 6.1 names).
 KLP_UNDEFINED = -1
+ORIG = "orig"  # the implementation a call runs when no patch redirects it
 KLP_UNPATCHED = 0
 KLP_PATCHED = 1
 

@@ -21,8 +21,8 @@ from harness.model.kernel.core import (
     klp_module_going,
     klp_patch_of_module,
 )
-from harness.model.kernel.ftrace import ORIG, ftrace_call, register_kprobe, unregister_kprobe
-from harness.model.kernel.klp import KLP_UNDEFINED, Module, ModuleState, Task
+from harness.model.kernel.ftrace import ftrace_call, register_kprobe, unregister_kprobe
+from harness.model.kernel.klp import KLP_UNDEFINED, ORIG, Module, ModuleState, Task
 from harness.model.kernel.patch import klp_ftrace_handler
 from harness.model.kernel.shadow import run_shadow_script
 from harness.model.kernel.system import Kernel

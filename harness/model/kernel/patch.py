@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import errno
 
-from harness.model.kernel.ftrace import livepatch_ipmodify_conflict
+from harness.model.kernel.ftrace import ftrace_call, livepatch_ipmodify_conflict
 from harness.model.kernel.klp import (
+    KLP_UNDEFINED,
     KLP_UNPATCHED,
+    ORIG,
     FuncKey,
     KlpFunc,
     KlpObject,
@@ -20,6 +22,7 @@ from harness.model.kernel.klp import (
 )
 from harness.model.kernel.system import Kernel
 from harness.model.variants import Variant
+from harness.scenario.step_types import Trigger
 
 
 def klp_ftrace_handler(k: Kernel, key: FuncKey, patch_state: int) -> KlpPatch | None:
@@ -122,3 +125,24 @@ def stack_below(k: Kernel, func: KlpFunc) -> KlpPatch | bool | None:
     if index == 0:
         return False
     return stack[index - 1].code
+
+
+def impl_now(k: Kernel, key: FuncKey) -> str:
+    """Who runs a call of `key` by a task started now (docs/model-notes.md "Who calls")."""
+    state = k.klp_target_state if k.klp_transition_patch is not None else KLP_UNDEFINED
+    code = klp_ftrace_handler(k, key, state)
+    return code.name if code is not None else ORIG
+
+
+def after_step(k: Kernel, step: object, impls: dict[str, str]) -> None:
+    """The calls a step made besides its action's own: a trigger's command calls the
+    functions it watches, and the runner reads every function of `impls` to observe
+    it (harness/runner/observe.py)."""
+    if isinstance(step, Trigger):
+        for watch in step.watch:
+            if watch.count != 0:
+                key = (watch.object, watch.func)
+                ftrace_call(k, key, impl_now(k, key))
+    for text, impl in impls.items():
+        obj, _, func = text.partition(":")
+        ftrace_call(k, (obj, func), impl)

@@ -10,7 +10,6 @@ the C they mirror.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from harness.model.kernel.klp import KLP_UNDEFINED, FuncKey, KlpFunc, KlpPatch, Module, Task
 from harness.model.kernel.shadow import ShadowTable
@@ -18,10 +17,36 @@ from harness.model.profiles import ModelProfile
 from harness.model.variants import Variant
 from harness.scenario.types import BpfProgram, Scenario
 
-if TYPE_CHECKING:
-    from harness.model.kernel.ftrace import KprobeUser, Tracer
-
 LIVEPATCH = "livepatch: "  # pr_fmt of kernel/livepatch/*.c
+
+
+@dataclass(eq=False, slots=True)
+class Tracer:
+    """The function tracer, filtered on one function: the original of `key`
+    (impl "orig") or the replacement of `key` in patch `impl`."""
+
+    label: str
+    key: FuncKey
+    impl: str
+    called: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class KprobeUser:
+    """A registered kprobe: the module that owns it, where, and whether its
+    pre_handler has run."""
+
+    owner: str
+    key: FuncKey
+    post_handler: bool
+    kind: str = "kprobe"  # or "kretprobe": its entry kprobe has no post_handler
+    armed: bool = True  # False: registered without being armed (ModelProfile field)
+    body: bool = False  # an int3 kprobe in the body: no ftrace user
+    hit: bool = False
+
+    @property
+    def ipmodify(self) -> bool:
+        return self.post_handler and not self.body
 
 
 class ModuleMemoryError(AssertionError):
