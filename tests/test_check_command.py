@@ -10,8 +10,10 @@ import pytest
 
 from harness.cli import main
 from harness.kernel.profiles import load_profile, profile_names
+from harness.modules.external import ProfileResolver
 from harness.modules.lifecycle import life_cycle
 from harness.scenario.step_types import format_step
+from harness.upstream.samples import sample_locator
 
 DATA = Path(__file__).parent / "data" / "ko"
 SAMPLES = [
@@ -23,6 +25,13 @@ SAMPLES = [
     "samples:livepatch-shadow-fix1",
     "samples:livepatch-shadow-fix2",
 ]
+
+
+def _resolver(name: str) -> ProfileResolver:
+    profile = load_profile(name)
+    return ProfileResolver(profile, sample_locator(profile))
+
+
 CHECK = "livepatch_sample=grep -qx 'this has been live patched' /proc/cmdline"
 
 
@@ -30,7 +39,7 @@ CHECK = "livepatch_sample=grep -qx 'this has been live patched' /proc/cmdline"
 def test_life_cycle_of_the_samples() -> None:
     checks = {"livepatch_sample": CHECK.partition("=")[2]}
     files = SAMPLES
-    scenario = life_cycle(files, checks, load_profile("debian-6.1"))
+    scenario = life_cycle(files, checks, _resolver("debian-6.1"))
     steps = [format_step(s) for s in scenario.steps]
     loads = [s for s in steps if s.startswith("load ")]
     assert loads == [f"load {f.removeprefix('samples:').replace('-', '_')}" for f in files]

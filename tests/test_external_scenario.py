@@ -12,11 +12,11 @@ import pytest
 from harness.errors import ScenarioError, UsageError
 from harness.model.predict import predict
 from harness.modules.elf import read_patch
-from harness.modules.external import check_file, scenario_objects, scenario_states
+from harness.modules.external import ModuleFiles, check_file, scenario_objects, scenario_states
 from harness.runner.observe import drop_lines_of
 from harness.runner.trigger import parse_ran, replacements, trigger_script
-from harness.scenario.external import PatchStructure, resolve_for
-from harness.scenario.loader import load_scenario
+from harness.scenario.external import PatchStructure
+from harness.scenario.loader import load_scenario, resolve_for
 from harness.scenario.step_types import Trigger
 from harness.symbols.data import module_symbols
 from tests.test_elf import DATA, LAYOUT_61, PROFILE
@@ -36,7 +36,7 @@ ko = "livepatch-sample.ko"
 """
 
 
-class FixtureResolver:
+class FixtureResolver(ModuleFiles):
     """What harness.modules.external.ProfileResolver does, with debian-6.1's layout
     given instead of measured (no headers needed)."""
 
@@ -131,8 +131,16 @@ def test_missing_file_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "s.toml"
     path.write_text(SCENARIO)
     with pytest.raises(ScenarioError) as info:
-        load_scenario(path)
+        load_scenario(path, ModuleFiles())
     assert "patch[0].ko" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_without_module_facts_names_follow_kbuild(tmp_path: Path) -> None:
+    """The scenario layer reads no module file: without the modules layer's facts a
+    `ko` value's module is named by kbuild's rule for its file name."""
+    path = tmp_path / "s.toml"
+    path.write_text(SCENARIO)
+    assert [p.name for p in load_scenario(path).patches] == ["livepatch_sample"]
 
 
 def test_undeclared_lines_of_a_module_file_are_dropped() -> None:

@@ -21,6 +21,7 @@ from harness.modules.render import render_sources
 from harness.modules.strip import without_debug_info
 from harness.runner.observe import filter_log
 from harness.scenario.loader import load_scenario
+from harness.upstream.samples import sample_locator
 
 RELOAD = Path(__file__).parent / "scenarios" / "bugs" / "02_reload_patched_module_klp_relocs.toml"
 SECTION = ".klp.rela.klp_rl_target..klp_harness_refs.klp_rl_target"
@@ -122,7 +123,9 @@ def test_a_module_file_with_klp_relocations_is_read_and_modelled(tmp_path: Path)
     ko = build_modules(load_scenario(RELOAD), profile).modules["klp_rl_patch"]
     shutil.copyfile(ko, tmp_path / "klp_rl_patch.ko")
     (tmp_path / "s.toml").write_text(FILE_SCENARIO)
-    scenario, files = resolve_scenario(load_scenario(tmp_path / "s.toml"), profile)
+    scenario, files = resolve_scenario(
+        load_scenario(tmp_path / "s.toml"), profile, sample_locator(profile)
+    )
     assert set(files) == {"klp_rl_patch"}
     (obj,) = scenario.patches_by_name()["klp_rl_patch"].objects
     assert (obj.name, obj.funcs, obj.klp_relocs) == ("klp_rl_target", ("alpha",), True)

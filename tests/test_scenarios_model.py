@@ -52,8 +52,10 @@ def _resolved(scenario: Scenario, series: str) -> Scenario:
         return scenario
     from harness.kernel.profiles import load_profile
     from harness.modules.external import resolve_scenario
+    from harness.upstream.samples import sample_locator
 
-    return resolve_scenario(scenario, load_profile(f"debian-{series}"))[0]
+    profile = load_profile(f"debian-{series}")
+    return resolve_scenario(scenario, profile, sample_locator(profile))[0]
 
 
 def _cases() -> list[Any]:

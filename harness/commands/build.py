@@ -22,15 +22,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from harness.kernel.profiles import resolve_profile
     from harness.modules.build import build_modules
-    from harness.modules.external import resolve_scenario
+    from harness.modules.external import ModuleFiles, resolve_scenario
     from harness.modules.signatures import check_bodies
     from harness.runner.suite import kernel_module_files
     from harness.scenario.loader import load_scenario
     from harness.symbols.validate import validate_symbols
+    from harness.upstream.samples import sample_locator
 
-    scenario = load_scenario(args.spec)
+    scenario = load_scenario(args.spec, ModuleFiles())
     profile = tree_profile(args.kernel_dir) if args.kernel_dir else resolve_profile(args.kernel)
-    scenario, files = resolve_scenario(scenario, profile)  # module files: checked, read
+    scenario, files = resolve_scenario(
+        scenario, profile, sample_locator(profile)
+    )  # module files: checked, read
     validate_symbols([scenario], [profile])
     result = build_modules(scenario, profile, jobs=args.jobs)
     modules = {**result.modules, **files}

@@ -45,15 +45,18 @@ def parse_checks(values: list[str]) -> dict[str, str]:
 
 def main(args: argparse.Namespace) -> int:
     from harness.model import predict
+    from harness.modules.external import ProfileResolver
     from harness.modules.lifecycle import life_cycle
     from harness.report.text import failure_text, summary
     from harness.runner.suite import PreparedScenario, results_dir, run_prepared, stderr_echo
+    from harness.upstream.samples import sample_locator
 
     checks = parse_checks(args.check)
     profiles = selected_profiles(args, model=True)
     prepared = []
     for profile in profiles:  # everything known before a guest: checked for each first
-        scenario = life_cycle(args.files, checks, profile)
+        resolver = ProfileResolver(profile, sample_locator(profile))
+        scenario = life_cycle(args.files, checks, resolver)
         if len(scenario.steps) > 0:
             from harness.symbols.validate import validate_symbols
 

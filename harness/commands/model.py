@@ -38,10 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from harness.model import predict
     from harness.model.profiles import profile_for
+    from harness.modules.external import ModuleFiles
     from harness.scenario.loader import load_scenarios
 
     profile_for(args.kernel_series)  # unknown series: one line, exit 2
-    scenarios = [_resolved(s, args.kernel_series) for s in load_scenarios(args.scenarios)]
+    scenarios = [
+        _resolved(s, args.kernel_series) for s in load_scenarios(args.scenarios, ModuleFiles())
+    ]
     predictions = [(scenario, predict(scenario, args.kernel_series)) for scenario in scenarios]
     try:
         write(predictions, args.kernel_series, args.json, sys.stdout)
@@ -58,11 +61,13 @@ def _resolved(scenario: Scenario, series: str) -> Scenario:
     from harness.errors import UsageError
     from harness.kernel.profiles import load_profile, profile_names
     from harness.modules.external import resolve_scenario
+    from harness.upstream.samples import sample_locator
 
     name = f"debian-{series}"
     if name not in profile_names():
         raise UsageError(f"{scenario.path}: its module files are read for a profile; no {name}")
-    return resolve_scenario(scenario, load_profile(name))[0]
+    profile = load_profile(name)
+    return resolve_scenario(scenario, profile, sample_locator(profile))[0]
 
 
 def write(

@@ -16,10 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from harness.commands.common import check_writable
+    from harness.modules.external import ModuleFiles
     from harness.modules.render import render_modules
     from harness.scenario.loader import load_scenario
 
-    scenario = load_scenario(args.spec)
+    scenario = load_scenario(args.spec, ModuleFiles())
     check_writable(args.output, "-o")
     paths = render_modules(scenario, args.output)
     for name in sorted(paths):

@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from harness.modules.external import ModuleFiles
     from harness.report.text import failure_text, result_line
     from harness.runner.manager import GuestManager
     from harness.runner.suite import prepare, results_dir, stderr_echo
@@ -41,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
     from harness.scenario.naming import artifact_ids, safe_component
     from harness.symbols.validate import validate_symbols
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, ModuleFiles())
     until = len(scenario.steps) if args.until is None else args.until
     if not 0 <= until <= len(scenario.steps):
         raise UsageError(f"--until {until}: the scenario has {len(scenario.steps)} steps")

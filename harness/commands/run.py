@@ -61,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from harness.modules.external import ModuleFiles
     from harness.report.formats import junit, ktap
     from harness.report.text import side_by_side, summary, summary_table
     from harness.runner.suite import (
@@ -75,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
     from harness.symbols.validate import validate_symbols
 
     shard = Shard.parse(args.shard) if args.shard else None
-    scenarios = load_scenarios([Path(p) for p in args.scenarios])
+    scenarios = load_scenarios([Path(p) for p in args.scenarios], ModuleFiles())
     if shard is not None:
         scenarios = [s for s in scenarios if shard.holds(shard_key(s.path))]
         stderr_echo(f"shard {shard.index}/{shard.count}: {len(scenarios)} scenario(s)")

@@ -3,7 +3,8 @@ to the same types (and so the same model) as generated modules.
 
 A scenario names one with `ko = "..."` on a `[[patch]]` or `[[target]]`: a path
 relative to the scenario file, or `samples:<name>` for the profile's build of the
-kernel's own `samples/livepatch/<name>.c` (`harness.upstream.samples`).  Checks, each one
+kernel's own `samples/livepatch/<name>.c`, which the caller locates
+(`SampleLocator`: harness.upstream.samples builds them through this layer's build).  Checks, each one
 line and exit 2: the file exists; it is a 64-bit x86_64 relocatable ELF that parses
 (`harness.modules.elf`); its vermagic is the profile's (both shown); a patch carries
 `livepatch=Y`.  A patch's objects, funcs, callbacks, states and `replace` then come
@@ -12,6 +13,7 @@ from its static `klp_patch` (`harness.modules.elf.read_patch`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +23,13 @@ from harness.modules import klprela
 from harness.modules.elf import BadKo, KoFile, KoPatch, read_patch
 from harness.modules.ko import BadModule, read_modinfo
 from harness.modules.layout import layout_for
-from harness.scenario.external import PatchStructure, resolve_for
+from harness.scenario.external import PatchStructure
+from harness.scenario.loader import resolve_for
 from harness.scenario.types import VMLINUX, FuncSpec, KlpState, PatchObject, Scenario
+from harness.symbols.data import module_symbols
 
 SAMPLES_PREFIX = "samples:"
+SampleLocator = Callable[[str], Path]  # a sample's file name -> its built .ko
 
 
 @dataclass(frozen=True)
@@ -36,12 +41,10 @@ class ExternalModule:
     livepatch: bool
 
 
-def locate(ref: str, scenario_dir: Path, profile: KernelProfile) -> Path:
-    """The file a `ko` value names for `profile`."""
+def locate(ref: str, scenario_dir: Path, samples: SampleLocator) -> Path:
+    """The file a `ko` value names (`samples`: where the profile's samples are)."""
     if ref.startswith(SAMPLES_PREFIX):
-        from harness.upstream.samples import build_samples
-
-        return build_samples(profile).ko(ref.removeprefix(SAMPLES_PREFIX))
+        return samples(ref.removeprefix(SAMPLES_PREFIX))
     path = Path(ref)
     return path if path.is_absolute() else scenario_dir / path
 
@@ -118,19 +121,29 @@ def scenario_states(patch: KoPatch) -> tuple[KlpState, ...]:
     return tuple(KlpState(state_id, version) for state_id, version in patch.states)
 
 
-class ProfileResolver:
+class ModuleFiles:
+    """What a `ko` value names, read from the file without a profile
+    (harness.scenario.external.ModuleNames)."""
+
+    def module_name(self, ref: str, base: Path) -> str:
+        return module_name_of(ref, base)
+
+
+class ProfileResolver(ModuleFiles):
     """`ko` values resolved for one profile (harness.scenario.external.Resolver)."""
 
-    def __init__(self, profile: KernelProfile) -> None:
+    def __init__(self, profile: KernelProfile, samples: SampleLocator) -> None:
         self.profile = profile
+        self.samples = samples
+
+    def locate(self, ref: str, base: Path) -> Path:
+        return locate(ref, base, self.samples)
 
     def module_file(self, ref: str, base: Path, livepatch: bool) -> tuple[str, Path]:
-        module = check_file(locate(ref, base, self.profile), self.profile, livepatch)
+        module = check_file(self.locate(ref, base), self.profile, livepatch)
         return module.name, module.path
 
     def functions(self, path: Path) -> tuple[str, ...]:
-        from harness.symbols.data import module_symbols
-
         return module_symbols(path).functions
 
     def structure(self, path: Path) -> PatchStructure:
@@ -141,7 +154,7 @@ class ProfileResolver:
 
 
 def resolve_scenario(
-    scenario: Scenario, profile: KernelProfile
+    scenario: Scenario, profile: KernelProfile, samples: SampleLocator
 ) -> tuple[Scenario, dict[str, Path]]:
     """`scenario` as it runs on `profile`: its module files checked and read, and
     {module name: file} of them (empty for a scenario of generated modules only)."""
@@ -151,4 +164,4 @@ def resolve_scenario(
                 f"{scenario.name}: made for {scenario.resolved_for}, not {profile.name}"
             )
         return scenario, dict(scenario.files)
-    return resolve_for(scenario, ProfileResolver(profile))
+    return resolve_for(scenario, ProfileResolver(profile, samples))

@@ -22,21 +22,20 @@ from pathlib import Path
 from harness.errors import ScenarioError, UsageError
 from harness.kernel.profiles import KernelProfile
 from harness.model.predict import StepModel
-from harness.modules.external import ProfileResolver, locate, modinfo_of
+from harness.modules.external import ProfileResolver, modinfo_of
 from harness.scenario.naming import safe_component
 from harness.scenario.step_types import Check, Disable, Load, Step, Unload
 from harness.scenario.types import VMLINUX, PatchModule, Scenario, TargetModule
 
 
 def _modules(
-    refs: Sequence[str], checks: dict[str, str], profile: KernelProfile
+    refs: Sequence[str], checks: dict[str, str], resolver: ProfileResolver
 ) -> tuple[list[TargetModule | PatchModule], dict[str, Path]]:
     """Targets and patches of the files, in the order given, and their files."""
-    resolver = ProfileResolver(profile)
     modules: list[TargetModule | PatchModule] = []
     files: dict[str, Path] = {}
     for ref in refs:
-        path = locate(ref, Path.cwd(), profile)
+        path = resolver.locate(ref, Path.cwd())
         livepatch = path.is_file() and modinfo_of(path).get("livepatch") == ["Y"]
         name, checked = resolver.module_file(ref, Path.cwd(), livepatch)
         if name in files:
@@ -66,9 +65,10 @@ def _modules(
     return modules, files
 
 
-def life_cycle(refs: Sequence[str], checks: dict[str, str], profile: KernelProfile) -> Scenario:
-    """The scenario of the standard life cycle of `refs` on `profile`."""
-    modules, files = _modules(refs, dict(checks), profile)
+def life_cycle(refs: Sequence[str], checks: dict[str, str], resolver: ProfileResolver) -> Scenario:
+    """The scenario of the standard life cycle of `refs` on the resolver's profile."""
+    profile = resolver.profile
+    modules, files = _modules(refs, dict(checks), resolver)
     targets = tuple(m for m in modules if isinstance(m, TargetModule))
     patches = tuple(m for m in modules if isinstance(m, PatchModule))
     names = {m.name for m in modules}

@@ -119,10 +119,11 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
+        from harness.modules.external import ModuleFiles
         from harness.scenario.loader import load_scenario
 
         try:
-            scenario = load_scenario(self.path)
+            scenario = load_scenario(self.path, ModuleFiles())
         except HarnessError as exc:
             yield InvalidScenarioItem.from_parent(self, name="load", message=str(exc))
             return

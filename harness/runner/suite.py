@@ -108,6 +108,7 @@ def prepare(
     from harness.modules.build import build_modules
     from harness.modules.external import resolve_scenario
     from harness.modules.signatures import check_bodies
+    from harness.upstream.samples import sample_locator
 
     prepared = []
     selected = [s for s in scenarios if applies_to(s, profile)]
@@ -115,7 +116,9 @@ def prepare(
     echo(f"[{profile.name}] predicting and building modules for {len(selected)} scenario(s)")
     started = time.monotonic()
     for original in selected:
-        scenario, files = resolve_scenario(original, profile)  # module files, if any
+        scenario, files = resolve_scenario(
+            original, profile, sample_locator(profile)
+        )  # module files, if any
         if files:
             from harness.symbols.validate import validate_symbols
 

@@ -4,10 +4,12 @@ Such a table says only what the file cannot: for a patch, whether its callbacks 
 upstream's `callback_info()` lines (`callback_lines`); for a target, whether it logs
 `<name>_init` / `<name>_exit` (`log_init_exit`).  Everything else comes from the
 file, which depends on the profile (`samples:NAME` is each profile's own build; the
-struct layouts are the profile's), so a scenario is read twice: without a profile (names only, the
-patch's structure left unresolved, enough to list, shard and collect it) and once
-per profile by `resolve_for` (structure read, files checked, steps validated in
-full), before anything runs.
+struct layouts are the profile's).  The scenario layer reads no module file itself:
+the modules layer supplies what it knows of them (harness.modules.external), as
+`ModuleNames` (the name a `ko` value stands for, without a profile: enough to list,
+shard and collect a scenario) and as a `Resolver` for one profile (files checked,
+structure read), which `harness.scenario.loader.resolve_for` applies to the
+scenario's text as it was read, before anything runs.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from harness.scenario.types import (
     KlpState,
     PatchModule,
     PatchObject,
-    Scenario,
     TargetModule,
 )
 
@@ -40,7 +41,20 @@ class PatchStructure:
     replace: bool
 
 
-class Resolver(Protocol):
+class ModuleNames(Protocol):
+    """The module name a `ko` value stands for, known without a profile."""
+
+    def module_name(self, ref: str, base: Path) -> str: ...
+
+
+def kbuild_name(ref: str) -> str:
+    """The name kbuild gives a module built from `ref`'s file name (KBUILD_MODNAME:
+    `-` as `_`): what a scenario read without `ModuleNames` assumes."""
+    stem = ref.removeprefix("samples:")
+    return Path(stem).name.removesuffix(".ko").replace("-", "_")
+
+
+class Resolver(ModuleNames, Protocol):
     """Checks the files of one profile and reads their structure."""
 
     def module_file(self, ref: str, base: Path, livepatch: bool) -> tuple[str, Path]:
@@ -56,10 +70,12 @@ class Resolver(Protocol):
 
 @dataclass
 class ExternalContext:
-    """Where `ko` values are relative to, and the resolver (None: not resolved)."""
+    """Where `ko` values are relative to, what names them, and the resolver (None:
+    not resolved for a profile)."""
 
     base: Path
     resolver: Resolver | None = None
+    names: ModuleNames | None = None
     files: dict[str, Path] = field(default_factory=dict)  # module name -> file
 
 
@@ -89,11 +105,10 @@ def _name(
 ) -> tuple[str, Path | None]:
     """The module's name (and checked file when resolving); `name`, if given, must
     be the file's own (what the kernel will call it)."""
-    from harness.modules.external import module_name_of
-
     try:
         if ctx.resolver is None:
-            name, path = module_name_of(ref, ctx.base), None
+            name = ctx.names.module_name(ref, ctx.base) if ctx.names else kbuild_name(ref)
+            path = None
         else:
             name, found = ctx.resolver.module_file(ref, ctx.base, livepatch)
             path = found
@@ -169,14 +184,3 @@ def _timed_blocker(
     if symbols is not None and func not in symbols:
         raise ScenarioError(f"{where}.blocker", f"the module file has no function {func!r}")
     return Blocker(func, param, timed=True)
-
-
-def resolve_for(scenario: Scenario, resolver: Resolver) -> tuple[Scenario, dict[str, Path]]:
-    """The scenario with its external modules read for one profile, and their files."""
-    if not scenario.external:
-        return scenario, {}
-    from harness.scenario.loader import load_scenario
-
-    ctx = ExternalContext(scenario.path.parent, resolver)
-    resolved = load_scenario(scenario.path, ctx)
-    return resolved, ctx.files

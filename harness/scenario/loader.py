@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ from harness.scenario.checks import validate_modules
 from harness.scenario.cpus import DEFAULT_CPUS, check_spinner_cpus, parse_cpus, parse_spinner_cpu
 from harness.scenario.external import (
     ExternalContext,
+    ModuleNames,
+    Resolver,
     check_command,
     external_patch,
     external_target,
@@ -74,21 +76,14 @@ SHADOW_KEYS = {"op", "id", "obj", "ctor_data", "dtor"}
 _TOML_POSITION = re.compile(r"^(?P<msg>.*?) ?\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
 
 
-def load_scenario(path: str | Path, external: ExternalContext | None = None) -> Scenario:
-    """Read and validate one scenario file (its `ko` modules resolved for a profile
-    when `external` has a resolver: harness.scenario.external)."""
+def load_scenario(path: str | Path, names: ModuleNames | None = None) -> Scenario:
+    """Read and validate one scenario file; `names` says what module a `ko` value
+    stands for (harness.scenario.external; kbuild's file-name rule without it)."""
     path = Path(path)
-    try:
-        return _load(path, external or ExternalContext(path.parent))
-    except ScenarioError as exc:
-        if exc.path is not None:
-            raise
-        raise exc.in_file(str(path)) from None
-    except RecursionError:  # tomllib (and repr) recurse per level: a 5000-deep array
-        raise ScenarioError("file", "nested too deeply to read", str(path)) from None
+    return _in_file(path, lambda: _load(path, ExternalContext(path.parent, names=names)))
 
 
-def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
+def load_scenarios(paths: Iterable[str | Path], names: ModuleNames | None = None) -> list[Scenario]:
     """Load every scenario named; a directory stands for its **/*.toml, sorted."""
     scenarios: list[Scenario] = []
     for raw in paths:
@@ -97,10 +92,41 @@ def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
             files = sorted(path.rglob("*.toml"))
             if not files:
                 raise ScenarioError("directory", "contains no *.toml scenario", str(path))
-            scenarios.extend(load_scenario(f) for f in files)
+            scenarios.extend(load_scenario(f, names) for f in files)
         else:
-            scenarios.append(load_scenario(path))
+            scenarios.append(load_scenario(path, names))
     return scenarios
+
+
+def resolve_for(scenario: Scenario, resolver: Resolver) -> tuple[Scenario, dict[str, Path]]:
+    """The scenario with its external modules read for one profile, and their files:
+    its text as it was read, built again with the profile's facts (the file is not
+    read again: what was listed is what runs)."""
+    if not scenario.external:
+        return scenario, {}
+    ctx = ExternalContext(scenario.path.parent, resolver)
+    data = _parse(scenario.text)
+    resolved = _in_file(scenario.path, lambda: _scenario(scenario.path, data, scenario.text, ctx))
+    return resolved, ctx.files
+
+
+def _in_file(path: Path, read: Callable[[], Scenario]) -> Scenario:
+    """`read()`, its errors said as the file's."""
+    try:
+        return read()
+    except ScenarioError as exc:
+        if exc.path is not None:
+            raise
+        raise exc.in_file(str(path)) from None
+    except RecursionError:  # tomllib (and repr) recurse per level: a 5000-deep array
+        raise ScenarioError("file", "nested too deeply to read", str(path)) from None
+
+
+def _parse(text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _syntax_error(exc) from None
 
 
 def _load(path: Path, external: ExternalContext) -> Scenario:
@@ -112,11 +138,7 @@ def _load(path: Path, external: ExternalContext) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError("file", f"cannot be read: {exc}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise _syntax_error(exc) from None
-    return _scenario(path, data, text, external)
+    return _scenario(path, _parse(text), text, external)
 
 
 def _syntax_error(exc: tomllib.TOMLDecodeError) -> ScenarioError:
@@ -179,6 +201,7 @@ def _scenario(
         processes=processes,
         bpf=bpf,
         cpus=cpus,
+        text=text,
     )
 
 

@@ -299,6 +299,8 @@ class Scenario:
     # the profile's name and {module name: file}
     resolved_for: str = ""
     files: tuple[tuple[str, Path], ...] = ()
+    # the file's text as read (a profile's resolution builds the scenario from it)
+    text: str = field(default="", compare=False, repr=False)
 
     @property
     def name(self) -> str:

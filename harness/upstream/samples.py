@@ -18,6 +18,7 @@ from harness.errors import HarnessError
 from harness.kernel.profiles import KernelProfile
 from harness.kernel.sources import SAMPLES, fetch_sources
 from harness.modules.build import build_sources
+from harness.modules.external import SampleLocator
 from harness.modules.ko import declares_livepatch
 
 # What each sample file is: a livepatch (MODULE_INFO(livepatch, "Y")) or a target.
@@ -66,3 +67,13 @@ def build_samples(profile: KernelProfile, jobs: int | None = None) -> Samples:
     livepatch = [name for name, text in sources.items() if declares_livepatch(text)]
     result = build_sources(sources, profile, livepatch, jobs=jobs)
     return Samples(profile.name, dict(result.modules))
+
+
+def sample_locator(profile: KernelProfile) -> SampleLocator:
+    """Where `samples:NAME` of a scenario is for `profile` (harness.modules.external):
+    built, or taken from the build cache, when a scenario first names one."""
+
+    def locate(name: str) -> Path:
+        return build_samples(profile).ko(name)
+
+    return locate
