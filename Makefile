@@ -35,6 +35,7 @@ lint: venv
 	$(BIN)/ruff check harness tests
 	$(BIN)/ruff format --check harness tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test-fast: venv
 	$(BIN)/pytest -q -m 'not vm and not kbuild'

@@ -8,6 +8,7 @@ import statistics
 import time
 from pathlib import Path
 
+from harness.guest.vm import Guest, GuestConfig
 from harness.kernel.profiles import DEFAULT_PROFILE, load_profile
 from harness.runner.suite import prepare, run_prepared
 from harness.scenario.loader import load_scenarios
@@ -18,7 +19,6 @@ ROUNDS = 2
 
 
 def _boot_seconds(fast: bool) -> float:
-    from harness.guest.vm import Guest, GuestConfig
 
     config = GuestConfig.for_profile(load_profile(DEFAULT_PROFILE), memory_checks=not fast)
     with Guest(config) as guest:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from harness.guest.result import CommandResult
+from harness.guest.vm import Guest, GuestConfig
 from harness.kernel.profiles import load_profile, profile_names
 
 BOOTS = 3
@@ -30,7 +31,6 @@ def _round_trip_ms(run: Callable[[str], CommandResult]) -> tuple[float, float]:
 
 
 def _one_profile(name: str) -> None:
-    from harness.guest.vm import Guest, GuestConfig
 
     config = GuestConfig.for_profile(load_profile(name))
     shell, ready = [], []

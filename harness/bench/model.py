@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from harness.errors import ScenarioError
+from harness.model.fuzz import FUZZ_SCENARIO, FUZZ_STEPS
 from harness.model.predict import StepModel
 from harness.scenario.loader import load_scenarios
 from harness.scenario.step_types import Step
@@ -31,7 +32,6 @@ def _shipped() -> list[tuple[Scenario, list[Step]]]:
 
 
 def _random(sequences: int = 20, length: int = 40) -> list[tuple[Scenario, list[Step]]]:
-    from harness.model.fuzz import FUZZ_SCENARIO, FUZZ_STEPS
 
     rng = random.Random(4)
     return [

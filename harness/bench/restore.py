@@ -10,16 +10,16 @@ from __future__ import annotations
 import statistics
 import time
 
+from harness.guest.snapshot import SnapshotStore
+from harness.guest.vm import Guest
 from harness.kernel.profiles import DEFAULT_PROFILE, load_profile
+from harness.runner import reset
+from harness.runner.guests import GuestSource
 
 SAMPLES = 7
 
 
 def bench_restore() -> None:
-    from harness.guest.snapshot import SnapshotStore
-    from harness.guest.vm import Guest
-    from harness.runner import reset
-    from harness.runner.guests import GuestSource
 
     profile = load_profile(DEFAULT_PROFILE)
     source = GuestSource(profile)

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import coverage
+
 from harness.fuzz.config import WorkerConfig
+from harness.fuzz.found import found_name, write_found
+from harness.fuzz.histories import Prediction, predict_history
+from harness.fuzz.judge import KernelJudge, ModelJudge, Verdict
+from harness.fuzz.search import Stats, search
+from harness.model.variants import parse_variant
+from harness.runner.manager import GuestManager
 
 Message = tuple[str, int, dict[str, Any]]
 Send = Callable[[Message], None]
@@ -37,8 +45,6 @@ def work(config: WorkerConfig, index: int, send: Send, stop: Callable[[], bool])
     and write it out."""
     cov = None
     if config.coverage_file is not None:
-        import coverage
-
         cov = coverage.Coverage(
             data_file=str(config.coverage_file),
             data_suffix=f"w{index}",
@@ -56,19 +62,12 @@ def work(config: WorkerConfig, index: int, send: Send, stop: Callable[[], bool])
 
 
 def _search(config: WorkerConfig, index: int, send: Send, stop: Callable[[], bool]) -> None:
-    from harness.fuzz.found import found_name, write_found
-    from harness.fuzz.histories import Prediction, predict_history
-    from harness.fuzz.judge import KernelJudge, ModelJudge, Verdict
-    from harness.fuzz.search import Stats, search
-    from harness.model.variants import parse_variant
 
     search_config = dataclasses.replace(config.search, seed=worker_seed(config.search.seed, index))
     judge: ModelJudge | KernelJudge
     if config.profile is None:
         judge = ModelJudge()
     else:
-        from harness.runner.manager import GuestManager
-
         manager = GuestManager(
             config.profile, log_dir=config.out / f"worker-{index}", fast_guest=config.fast_guest
         )
@@ -233,7 +232,6 @@ def run_workers(
 def coverage_report(data_file: Path, out: Any) -> float:
     """Combine the workers' data and write the table of `harness/model`'s branches
     (with what was missed) to `out`; returns the total percentage."""
-    import coverage
 
     cov = coverage.Coverage(
         data_file=str(data_file), branch=True, source_pkgs=[COVERED_PACKAGE], omit=OMIT

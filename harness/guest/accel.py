@@ -19,10 +19,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from shutil import which
 
 from harness.errors import UsageError
 from harness.guest.qemu import QEMU
 from harness.host.reaper import pdeathsig_preexec
+from harness.kernel.profiles import cache_root
 
 KVM_ARGS = ("-accel", "kvm", "-cpu", "host")
 TCG_ARGS = ("-accel", "tcg", "-cpu", "max")
@@ -83,8 +85,6 @@ def machine_key(qemu: str = QEMU) -> str:
     """Identifies this machine's KVM situation: host, host kernel and QEMU build."""
     uname = os.uname()
     try:
-        from shutil import which
-
         path = which(qemu) or qemu
         stat = os.stat(path)
         qemu_id = f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
@@ -150,6 +150,5 @@ def choose_accel(
 
 
 def default_cache() -> Path:
-    from harness.kernel.profiles import cache_root
 
     return cache_root() / "accel.json"

@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 from harness.guest.errors import GuestError, GuestTimeout
@@ -80,7 +81,6 @@ class QmpClient:
 
     def migrate_to_file(self, path: Path, deadline: float) -> None:
         """Write the stopped VM's state to `path` (QEMU's exec: migration)."""
-        from shlex import quote
 
         self.execute("migrate", uri=f"exec:cat > {quote(str(path))}")
         while True:

@@ -49,6 +49,7 @@ from harness.guest.ssh import (
     ssh_command_line,
 )
 from harness.host import reaper
+from harness.kernel.profiles import DEFAULT_PROFILE, load_profile
 
 __all__ = ["CommandResult", "Guest", "GuestConfig", "GuestCrashed", "GuestTimeout"]
 
@@ -384,7 +385,6 @@ class Guest:
 
 def main(argv: list[str]) -> int:
     """`python -m harness.guest.vm [PROFILE]`: boot, print timings, open a shell."""
-    from harness.kernel.profiles import DEFAULT_PROFILE, load_profile
 
     profile = load_profile(argv[0] if argv else DEFAULT_PROFILE)
     with Guest(GuestConfig.for_profile(profile)) as guest:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.files import atomic_write, exclusive, make_temp_dir, sweep_abandoned
+from harness.kernel.apt import KEYRING, MIRROR
 from harness.kernel.profiles import KernelProfile, cache_root, read_config
 
 # Debian's ABI suffix (`7.3.4+deb13-amd64`) -> the release whose libc its tools need.
@@ -91,7 +92,6 @@ def ensure(suite: str, packages: Sequence[str], name: str, cc: str) -> Path:
 
 
 def _make(dest: Path, suite: str, packages: Sequence[str], name: str, cc: str) -> None:
-    from harness.kernel.apt import KEYRING, MIRROR
 
     for tool, package in (("mmdebstrap", "mmdebstrap"), ("bwrap", "bubblewrap")):
         if shutil.which(tool) is None:

@@ -29,9 +29,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from harness.model.kernel.klp import SIGNALS_TIMEOUT
 from harness.outcome.record import StepRecord
 
-SIGNALS_TIMEOUT = 15  # failed attempts before klp_send_signals() logs and signals
 SIGNAL_LINE = "livepatch: signaling remaining tasks"
 
 

@@ -4,8 +4,8 @@ to the same types (and so the same model) as generated modules.
 A scenario names one with `ko = "..."` on a `[[patch]]` or `[[target]]`: a path
 relative to the scenario file, or `samples:<name>` for the profile's build of the
 kernel's own `samples/livepatch/<name>.c`, which the caller locates
-(`SampleLocator`: harness.upstream.samples builds them through this layer's build).  Checks, each one
-line and exit 2: the file exists; it is a 64-bit x86_64 relocatable ELF that parses
+(`SampleLocator`: harness.upstream.samples builds them through this layer's build).
+Checks, each one line and exit 2: the file exists; it is a 64-bit x86_64 relocatable ELF that parses
 (`harness.modules.elf`); its vermagic is the profile's (both shown); a patch carries
 `livepatch=Y`.  A patch's objects, funcs, callbacks, states and `replace` then come
 from its static `klp_patch` (`harness.modules.elf.read_patch`).

@@ -23,6 +23,7 @@ from elftools.elf.sections import SymbolTableSection
 
 from harness.errors import HarnessError
 from harness.kernel.profiles import KernelProfile
+from harness.modules.build import build_sources
 
 PROBE = "klp_harness_layout"
 
@@ -97,7 +98,6 @@ def read_probe(data: ELFFile) -> KlpLayout:
 @cache
 def layout_for(profile: KernelProfile) -> KlpLayout:
     """The layout of `profile`'s kernel (the probe built once, then cached)."""
-    from harness.modules.build import build_sources
 
     result = build_sources({PROBE: probe_source()}, profile)
     with result.modules[PROBE].open("rb") as stream:

@@ -17,6 +17,7 @@ the guest then runs them and every step is compared with the model as in any run
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from harness.errors import ScenarioError, UsageError
@@ -127,7 +128,6 @@ class _Planner:
 def _with_steps(
     scenario: Scenario, kernel_objects: list[str], order: list[str], profile: KernelProfile
 ) -> Scenario:
-    from dataclasses import replace
 
     plan = _Planner(scenario, profile)
     plan.checks()

@@ -34,6 +34,7 @@ from harness.kernel.profiles import KernelProfile
 from harness.modules import dwarf
 from harness.scenario.types import VMLINUX, PatchObject, Scenario
 from harness.symbols import btf
+from harness.symbols.record import vmlinux_btf
 from harness.symbols.shapes import Prototype, difference
 
 
@@ -110,7 +111,6 @@ _PARSED: dict[tuple[str, str], btf.Types] = {}
 
 def vmlinux_types(profile: KernelProfile) -> btf.Types:
     """vmlinux's BTF, parsed once per process (about a second for a few MB)."""
-    from harness.symbols.record import vmlinux_btf
 
     key = (profile.name, profile.release)
     if key not in _PARSED:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.outcome.compare import render_mismatch
+from harness.outcome.compare import diff_records, render_mismatch
 from harness.outcome.scenario import ScenarioOutcome
 
 
@@ -53,7 +53,6 @@ def summary_table(outcomes: Sequence[ScenarioOutcome]) -> str:
 def side_by_side(outcome: ScenarioOutcome) -> str:
     """Every step as observed in the guest, each marked against the model's prediction:
     what `make demo` shows, and what `run --show` prints for a scenario."""
-    from harness.outcome.compare import diff_records
 
     lines = [f"== {outcome.scenario} on {outcome.profile}"]
     for want, got in zip(outcome.predicted, outcome.observed, strict=False):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from harness.files import atomic_write
 from harness.guest.accel import machine_key
 from harness.kernel.profiles import KernelProfile, cache_root
+from harness.runner.guests import GuestSource
 
 if TYPE_CHECKING:
     from harness.guest.vm import Guest
@@ -55,7 +56,6 @@ def choose(throughput: dict[int, float]) -> int:
 def measure(profile: KernelProfile, most: int | None = None) -> dict[int, float]:
     """Throughput (probe loops per second) with 1..`most` guests at once; stops
     early once adding a guest no longer helps."""
-    from harness.runner.guests import GuestSource
 
     most = most or len(os.sched_getaffinity(0)) + 1
     sources = [GuestSource(profile) for _ in range(most)]

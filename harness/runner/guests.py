@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
+from harness.guest.errors import QemuKilled, RestoreFailed
+from harness.guest.snapshot import SnapshotStore
+from harness.guest.vm import Guest, GuestConfig
 from harness.host import reaper
 from harness.kernel.profiles import KernelProfile
 from harness.runner import reset
@@ -81,7 +84,6 @@ class GuestSource:
         """The profile's guest config with `cpus` CPUs, planned once; again if its
         initramfs went away (a checkout with other image inputs sharing the cache
         replaced it)."""
-        from harness.guest.vm import GuestConfig
 
         config = self._configs.get(cpus)
         if config is None or not config.initrd.exists():
@@ -150,15 +152,12 @@ class GuestSource:
         return ReadyGuest(guest, modules, cpus)
 
     def _store(self, cpus: int) -> SnapshotStore:
-        from harness.guest.snapshot import SnapshotStore
 
         return SnapshotStore(self.config(cpus), reset.PREPARE, self.snapshot_root)
 
     def _resume(self, cpus: int = 1) -> Guest | None:
         """The snapshot resumed and verified clean; None if there is none, or it
         proved unusable (then it is discarded and the caller boots)."""
-        from harness.guest.errors import QemuKilled, RestoreFailed
-        from harness.guest.vm import Guest
 
         store = self._store(cpus)
         snapshot = store.load()
@@ -221,7 +220,6 @@ class GuestSource:
 
     def boot(self, cpus: int = 1) -> Guest:
         """A freshly booted, prepared guest (launcher thread)."""
-        from harness.guest.vm import Guest
 
         started = time.monotonic()
         guest = self._started(Guest(self.config(cpus)))

@@ -23,6 +23,7 @@ from harness.errors import HarnessError
 from harness.kernel.profiles import KernelProfile
 from harness.outcome.record import StepRecord
 from harness.outcome.scenario import ScenarioOutcome
+from harness.report.text import failure_text
 from harness.runner import reset
 from harness.runner.guests import GuestSource
 from harness.runner.session import Progress, ScenarioSession, install_modules
@@ -249,7 +250,6 @@ def write_artifacts(
     with contextlib.suppress(OSError), guest.console_log.open("rb") as console:
         console.seek(console_start)
         (directory / "console.log").write_bytes(console.read())
-    from harness.report.text import failure_text
 
     if not outcome.passed:
         (directory / "report.txt").write_text(failure_text(outcome) + "\n")

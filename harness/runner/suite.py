@@ -19,14 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.kernel.profiles import KernelProfile
+from harness.kernel.profiles import KernelProfile, cache_root
+from harness.model import predict
+from harness.modules.build import build_modules
+from harness.modules.external import resolve_scenario
+from harness.modules.signatures import check_bodies
 from harness.outcome.record import StepRecord
 from harness.outcome.scenario import ScenarioOutcome
 from harness.report.text import failure_text, result_line
 from harness.runner import waits
+from harness.runner.capacity import cached_jobs
 from harness.runner.manager import GuestManager, artifacts_lost, copy_sources
 from harness.scenario.naming import artifact_ids, safe_component
 from harness.scenario.types import Scenario
+from harness.symbols.data import plain_module_file
+from harness.symbols.validate import validate_symbols
+from harness.upstream.samples import sample_locator
 
 Echo = Callable[[str], None]
 
@@ -92,7 +100,6 @@ def default_jobs() -> int:
     """Guests run at once when the user does not say: `KLP_HARNESS_JOBS`, else what
     `klp-harness setup` measured this machine sustains (harness.runner.capacity),
     else one per CPU (a TCG guest keeps a CPU busy while it computes)."""
-    from harness.runner.capacity import cached_jobs
 
     env = os.environ.get("KLP_HARNESS_JOBS", "")
     if env.isdigit() and int(env) > 0:
@@ -104,11 +111,6 @@ def prepare(
     scenarios: Sequence[Scenario], profile: KernelProfile, echo: Echo = stderr_echo
 ) -> list[PreparedScenario]:
     """Predict and build (cached) every scenario that applies to `profile`."""
-    from harness.model import predict
-    from harness.modules.build import build_modules
-    from harness.modules.external import resolve_scenario
-    from harness.modules.signatures import check_bodies
-    from harness.upstream.samples import sample_locator
 
     prepared = []
     selected = [s for s in scenarios if applies_to(s, profile)]
@@ -120,8 +122,6 @@ def prepare(
             original, profile, sample_locator(profile)
         )  # module files, if any
         if files:
-            from harness.symbols.validate import validate_symbols
-
             validate_symbols([scenario], [profile])  # the objects the files name
         predicted = predict(scenario, series=profile.series)
         built = build_modules([m for m in scenario.modules if not m.ko], profile)
@@ -138,8 +138,6 @@ def prepare(
 
 def kernel_module_files(scenario: Scenario, profile: KernelProfile) -> dict[str, Path]:
     """The profile's own modules a scenario loads, uncompressed (cached)."""
-    from harness.kernel.profiles import cache_root
-    from harness.symbols.data import plain_module_file
 
     cache = cache_root() / "kernel-modules" / f"{profile.name}-{profile.release}"
     return {

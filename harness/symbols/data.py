@@ -79,7 +79,8 @@ def _decompress(path: Path) -> bytes:
         return bz2.decompress(data)
     if path.name.endswith(".zst"):
         try:
-            import zstandard  # type: ignore[import-not-found]
+            # optional: only a tree whose modules are zstd-compressed needs it
+            import zstandard  # type: ignore[import-not-found]  # noqa: PLC0415
         except ImportError:
             raise HarnessError(f"{path}: reading .zst modules needs python3-zstandard") from None
         return bytes(zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 30))

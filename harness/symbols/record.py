@@ -21,7 +21,9 @@ from typing import Protocol
 
 from harness.errors import HarnessError
 from harness.files import atomic_write, exclusive
+from harness.guest.config import GuestConfig
 from harness.guest.shell import CommandResult
+from harness.guest.vm import Guest
 from harness.kernel.profiles import KernelProfile, cache_root
 from harness.symbols.data import ObjectSymbols, parse_filter_functions, parse_kallsyms_text
 
@@ -99,8 +101,6 @@ def _record_once(
     with exclusive(directory.parent / f".{directory.name}.lock"):
         if done():
             return
-        from harness.guest.vm import Guest, GuestConfig
-
         config = GuestConfig.for_profile(profile, log_dir=cache_root() / "logs")
         with Guest(config) as guest:
             record(guest)

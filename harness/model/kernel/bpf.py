@@ -51,8 +51,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.model.kernel.klp import FuncKey
-from harness.model.retries import SIGNALS_TIMEOUT
+from harness.model.kernel.klp import SIGNALS_TIMEOUT, FuncKey
 from harness.scenario.step_types import Spawn, Step, Wait
 from harness.scenario.types import VMLINUX, BpfProgram
 

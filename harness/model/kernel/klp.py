@@ -15,6 +15,9 @@ from harness.scenario.types import Callback, KernelModule, KlpState, PatchModule
 
 # klp_target_state / task->patch_state values (include/linux/livepatch.h, 6.1 names).
 KLP_UNDEFINED = -1
+# transition.c: failed attempts of klp_try_complete_transition() before
+# klp_send_signals() logs and signals (SIGNALS_TIMEOUT, the same in 6.1, 6.12, 7.3)
+SIGNALS_TIMEOUT = 15
 ORIG = "orig"  # the implementation a call runs when no patch redirects it
 KLP_UNPATCHED = 0
 KLP_PATCHED = 1
