@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.kernel.profiles import DEFAULT_PROFILE
-from tests.test_guest_vm import default_sigint, qemu_pids, wait_gone
+from tests.guest.test_vm import default_sigint, qemu_pids, wait_gone
 
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM = ROOT / "tests" / "scenarios" / "upstream"

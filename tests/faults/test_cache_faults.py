@@ -1,10 +1,10 @@
 """A damaged snapshot met by a real run: never resumed, named, replaced.
 
 The other cache kinds are checked before any guest exists, without one: module
-builds (tests/test_build_cache.py), initramfs images (tests/test_image_cache.py),
-profile records (tests/test_profile_cache.py), and the snapshot store's own
-bookkeeping (tests/test_snapshot_store.py); a snapshot whose checksum matches but
-which QEMU refuses is tests/test_parallel_vm.py's.  What only a guest can show is a
+builds (tests/modules/test_build_cache.py), initramfs images (tests/guest/test_image.py),
+profile records (tests/kernel/test_profiles.py), and the snapshot store's own
+bookkeeping (tests/guest/test_snapshot.py); a snapshot whose checksum matches but
+which QEMU refuses is tests/runner/test_parallel.py's.  What only a guest can show is a
 run going on, on a booted guest, and the snapshot it saves in place of the damaged
 one being good.  The damage is done to a private copy: other runs share the cache.
 """
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.vm
 
 def test_a_corrupted_snapshot_is_replaced_during_a_run(tmp_path: Path, fast_snapshot: None) -> None:
     """One byte flipped, the size unchanged: only the checksum can tell.  (A truncated
-    one fails the size check before it, on the same path: tests/test_snapshot_store.py.)"""
+    one fails the size check before it, on the same path: tests/guest/test_snapshot.py.)"""
     source = GuestSource(load_profile(PROFILE), fast=True)
     config = source.config()
     source.close()

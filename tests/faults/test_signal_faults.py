@@ -30,7 +30,7 @@ from tests.faults.common import (
     scenario_copies,
     wait_until,
 )
-from tests.test_guest_vm import qemu_pids
+from tests.guest.test_vm import qemu_pids
 
 pytestmark = pytest.mark.vm
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
