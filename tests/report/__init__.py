@@ -1,0 +1,1 @@
+"""Tests of the HTML report (harness/report/html.py) on recorded results directories."""
