@@ -15,7 +15,7 @@ Why not a discovery load: loading the module in a throwaway guest and reading
 `/sys/kernel/livepatch/<patch>/` shows objects and funcs (with sympos) but not which
 callbacks exist nor the states, and `replace` only since 6.11; it also costs a guest
 (resume + load + reads, ~1-2 s under TCG) where reading the file costs ~20-60 ms on
-the samples (measured in `tests/test_elf.py`'s fixtures) and runs before any guest,
+the samples (measured in `tests/modules/test_elf.py`'s fixtures) and runs before any guest,
 so a bad module is refused with exit 2.
 
 What the file cannot tell: what callbacks print, what a replacement does, anything
