@@ -32,7 +32,7 @@ from harness.model.kernel.modules import (
     do_unload,
     do_wait_timed,
 )
-from harness.model.kernel.patch import after_step, klp_ftrace_handler
+from harness.model.kernel.patch import after_step, func_stacks, klp_ftrace_handler
 from harness.model.kernel.replace import run_free_work
 from harness.model.kernel.system import Kernel
 from harness.model.kernel.tasks import (
@@ -173,6 +173,7 @@ class StepModel:
         elif isinstance(step, Check):
             record.ran = predict_check(self.kernel, step, index)
         after_step(self.kernel, step, record.impls)
+        record.stacks = func_stacks(k)
         return record
 
     def called(self, step: Step) -> set[FuncKey]:

@@ -36,6 +36,13 @@ use exactly these conventions:
   session puts the line into the prediction once the observed `retries` got there.
 * `retries` (observed, not compared): how many times the kernel retried a stalled
   transition during the step (None: the kernel has no tracing to count them).
+* `stacks` (predicted, not compared): the func stack of every function a patch
+  occupies after the step, `object:func` -> the patches on it, bottom first, a nop
+  entry as `patch:nop` (harness/model/kernel/patch.py); what the report draws.
+* `started`, `ended` (observed, not compared): the host's wall-clock time (seconds
+  since the epoch) when the step's command was sent and when its observation was
+  read; `guest_started`, `guest_ended`: the guest's clock (seconds since boot, as
+  the kernel log's timestamps count) at the same moments, when the step read it.
 * `ran` (trigger steps only): per watched function `object:func`, which
   implementations ran while the command did: patch names and/or "orig", sorted,
   joined by "+" ("none" if nothing ran), followed by `*N` when the step gives the
@@ -44,7 +51,7 @@ use exactly these conventions:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -63,13 +70,19 @@ class StepRecord:
     due: dict[str, int] = field(default_factory=dict)
     retries: int | None = None
     report: str = ""
+    stacks: dict[str, list[str]] = field(default_factory=dict)
+    started: float | None = None
+    ended: float | None = None
+    guest_started: float | None = None
+    guest_ended: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StepRecord:
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 COMPARED_FIELDS = (

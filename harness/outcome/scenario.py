@@ -10,7 +10,6 @@ from typing import Literal
 from harness.outcome.compare import Mismatch
 from harness.outcome.record import StepRecord
 
-
 Status = Literal["pass", "difference", "refused", "skipped", "host-failure"]
 
 

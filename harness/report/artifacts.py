@@ -321,6 +321,33 @@ def read_run(results: Path) -> tuple[ScenarioRun, ...]:
     return tuple(read_scenario(directory) for directory in scenario_dirs(results))
 
 
+def read_outcomes(results: Path) -> tuple[ScenarioRun, ...]:
+    """Every scenario of a run as the matrix needs it: its `outcome.json` alone where
+    it has one (written last, so the folder is complete), the whole folder otherwise
+    (an older run).  Cheap enough to call after every scenario of a long run."""
+    if not results.is_dir():
+        raise HarnessError(f"{results}: no such results directory")
+    return tuple(_read_outcome(directory) for directory in scenario_dirs(results))
+
+
+def _read_outcome(directory: Path) -> ScenarioRun:
+    try:
+        outcome = parse_outcome(_load_json(directory / "outcome.json"))
+    except ArtifactError:
+        return read_scenario(directory)
+    return ScenarioRun(
+        profile=directory.parent.name,
+        scenario=directory.name,
+        directory=directory,
+        outcome=outcome,
+        predicted=(),
+        observed=(),
+        report_text=None,
+        artifacts=(),
+        problems=(),
+    )
+
+
 def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key that puts debian-6.12 after debian-6.9 and step 10 after step 9."""
     return tuple(

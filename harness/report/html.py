@@ -33,7 +33,7 @@ from harness.report.artifact_types import (
     differing_fields,
     log_only_lines,
 )
-from harness.report.artifacts import natural_key, read_run, read_scenario
+from harness.report.artifacts import natural_key, read_outcomes, read_run, read_scenario
 from harness.report.markup import link, page, text
 from harness.report.step_state import step_state
 from harness.report.timeline import timeline_svg
@@ -328,7 +328,7 @@ def render_scenario(results: Path, profile: str, scenario: str) -> Path:
 
 def render_index(results: Path) -> Path:
     """Write `<results>/index.html`, the matrix of every scenario found so far."""
-    runs = read_run(results)
+    runs = read_outcomes(results)
     path = results / PAGE
     atomic_write(path, index_html(results.name, runs))
     return path

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
+from harness.files import atomic_write, exclusive
 from harness.kernel.profiles import KernelProfile
 from harness.outcome.record import StepRecord
 from harness.outcome.scenario import ScenarioOutcome
+from harness.report import html
 from harness.report.text import failure_text
 from harness.runner import reset
 from harness.runner.guests import GuestSource
@@ -31,6 +34,9 @@ from harness.scenario.types import Scenario
 
 if TYPE_CHECKING:
     from harness.guest.vm import Guest
+
+SCENARIO_COPY = "scenario.toml"  # the scenario file as it was read
+OUTCOME = "outcome.json"
 
 
 class GuestManager:
@@ -165,7 +171,7 @@ class GuestManager:
         self._installed = False
         if artifacts is not None:
             try:
-                write_artifacts(artifacts, outcome, guest, console_start)
+                write_artifacts(artifacts, outcome, guest, console_start, scenario, self.profile)
             except OSError as exc:  # a full or read-only results directory
                 artifacts_lost(outcome, artifacts, exc)
         if self.snapshots and not keep:
@@ -235,9 +241,17 @@ def _size(path: Path) -> int:
 
 
 def write_artifacts(
-    directory: Path, outcome: ScenarioOutcome, guest: Guest, console_start: int
+    directory: Path,
+    outcome: ScenarioOutcome,
+    guest: Guest | None,
+    console_start: int,
+    scenario: Scenario,
+    profile: KernelProfile,
 ) -> None:
-    """Everything needed to understand a run without rerunning it."""
+    """Everything needed to understand a run without rerunning it, and to rerun it:
+    the records, the logs, the QEMU command line, the scenario file and, written last
+    (so a folder that has it is complete), outcome.json; then the run's HTML report
+    gains the scenario (harness.report.html)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "predicted.json").write_text(
         json.dumps([r.to_json() for r in outcome.predicted], indent=1) + "\n"
@@ -246,13 +260,69 @@ def write_artifacts(
         json.dumps([r.to_json() for r in outcome.observed], indent=1) + "\n"
     )
     (directory / "kernel.log").write_text("\n".join(outcome.kernel_log) + "\n")
-    (directory / "qemu-cmdline.txt").write_text(" ".join(guest.qemu_cmdline) + "\n")
-    with contextlib.suppress(OSError), guest.console_log.open("rb") as console:
-        console.seek(console_start)
-        (directory / "console.log").write_bytes(console.read())
-
+    if guest is not None:
+        (directory / "qemu-cmdline.txt").write_text(" ".join(guest.qemu_cmdline) + "\n")
+        with contextlib.suppress(OSError), guest.console_log.open("rb") as console:
+            console.seek(console_start)
+            (directory / "console.log").write_bytes(console.read())
+    if scenario.text:
+        (directory / SCENARIO_COPY).write_text(scenario.text)
     if not outcome.passed:
         (directory / "report.txt").write_text(failure_text(outcome) + "\n")
+    atomic_write(
+        directory / OUTCOME, json.dumps(outcome_json(outcome, scenario, profile), indent=1)
+    )
+    render_as_run_goes(directory)
+
+
+def outcome_json(
+    outcome: ScenarioOutcome, scenario: Scenario, profile: KernelProfile
+) -> dict[str, object]:
+    """The scenario's verdict and identity (docs/ci.md, "Artifacts"): status and its
+    reason, the first difference as a 1-based step number, the times of each step,
+    the kernel, and the command that runs it again."""
+    reason = outcome.skipped or outcome.refused
+    return {
+        "scenario": outcome.scenario,
+        "profile": outcome.profile,
+        "status": outcome.status,
+        "reason": reason,
+        "error": outcome.error,
+        "seconds": round(outcome.seconds, 3),
+        "first_difference": outcome.mismatch.index + 1 if outcome.mismatch else None,
+        "command": shlex.join(
+            ["klp-harness", "run", "--kernel", profile.name, str(scenario.path.resolve())]
+        ),
+        "scenario_file": str(scenario.path),
+        "kernel": {
+            "profile": profile.name,
+            "release": profile.release,
+            "vermagic": profile.vermagic,
+        },
+        "steps": [
+            {
+                "number": record.index + 1,
+                "step": record.step,
+                "host_start": record.started,
+                "host_end": record.ended,
+                "guest_start": record.guest_started,
+                "guest_end": record.guest_ended,
+            }
+            for record in outcome.observed
+            if record.started is not None and record.ended is not None
+        ],
+    }
+
+
+def render_as_run_goes(directory: Path) -> None:
+    """Add a finished scenario's page to its run's HTML report and redraw the matrix
+    (`<results>/<profile>/<scenario>`: the run is two levels up), one writer at a time
+    (guests of several profiles finish at once).  A report that cannot be drawn costs
+    the run nothing: `klp-harness report` draws it again from the artifacts."""
+    results = directory.parents[1]
+    with contextlib.suppress(HarnessError, OSError), exclusive(results / ".report.lock"):
+        html.render_scenario(results, directory.parent.name, directory.name)
+        html.render_index(results)
 
 
 def artifacts_lost(outcome: ScenarioOutcome, directory: Path, exc: OSError) -> None:

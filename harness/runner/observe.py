@@ -29,7 +29,7 @@ PATCHED_RE = re.compile(r"^(\w+): this has been live patched$", re.MULTILINE)
 # readers only; /dev/kmsg readers are not affected.)
 KMSG_DUMP = "busybox dmesg -c -r"
 KMSG_PEEK = "busybox dmesg -r"  # the same, leaving the buffer as it is
-_SYSLOG_LINE = re.compile(r"^<(\d+)>(?:\[\s*[0-9.]+\] ?)?(.*)$")
+_SYSLOG_LINE = re.compile(r"^<(\d+)>(?:\[\s*([0-9.]+)\] ?)?(.*)$")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,12 @@ class KmsgRecord:
     seq: int  # position in the guest's log as the harness read it
     level: int
     text: str
+    seconds: float | None = None  # the kernel's timestamp: seconds since boot
+
+    @property
+    def line(self) -> str:
+        """As dmesg prints it, with its time when the kernel gave one."""
+        return self.text if self.seconds is None else f"[{self.seconds:12.6f}] {self.text}"
 
 
 def parse_kmsg(raw: str, first_seq: int = 0) -> list[KmsgRecord]:
@@ -48,7 +54,8 @@ def parse_kmsg(raw: str, first_seq: int = 0) -> list[KmsgRecord]:
         if match is None:
             continue
         level = int(match.group(1)) & 7
-        records.append(KmsgRecord(first_seq + len(records), level, match.group(2)))
+        seconds = float(match.group(2)) if match.group(2) else None
+        records.append(KmsgRecord(first_seq + len(records), level, match.group(3), seconds))
     return records
 
 
@@ -133,8 +140,24 @@ class KernelLog:
 
 _SECTIONS = (
     *("action", "retries", "kmsg", "sysfs", "modules", "impls", "actors", "taint", "trigger"),
-    "late",
+    *("late", "uptime"),
 )
+# The guest's clock (seconds since boot, the kernel log's) when a step's script starts
+# and ends: two reads of a proc file by the shell's builtin, no program started.
+UPTIME_BEFORE = "read -r __up0 __x < /proc/uptime"
+UPTIME_AFTER = 'read -r __up1 __x < /proc/uptime; echo @@uptime; echo "$__up0 $__up1"'
+
+
+def parse_uptime(out: str) -> tuple[float | None, float | None]:
+    """UPTIME_AFTER's section: the guest's seconds since boot at the step's start
+    and end (None where it is missing)."""
+    words = out.split()
+    try:
+        return float(words[0]), float(words[1])
+    except (IndexError, ValueError):
+        return None, None
+
+
 TAINTED = "/proc/sys/kernel/tainted"
 
 

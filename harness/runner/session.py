@@ -125,7 +125,7 @@ class ScenarioSession:
                         outcome.diagnostics = waits.unpatched_tasks(self.guest)
                     break
         finally:
-            outcome.kernel_log = [r.text for r in self.log.all_records]
+            outcome.kernel_log = [r.line for r in self.log.all_records]
             outcome.seconds = time.monotonic() - started
         return outcome
 
@@ -145,7 +145,7 @@ class ScenarioSession:
 
     def run_step(self, index: int, step: Step, want: StepRecord) -> StepRecord:
         """Perform the step, wait as the model predicts, observe: one round trip."""
-        parts = [waits.RETRIES_BEFORE]
+        parts = [observe.UPTIME_BEFORE, waits.RETRIES_BEFORE]
         if index == 0 and self.watched:
             parts.append(trigger.setup_script(self.watched))
         if isinstance(step, Unload) and want.errno == 0:
@@ -155,11 +155,16 @@ class ScenarioSession:
             ran = [record.retries for record in self.outcome.observed] + [None]
             more = retries.retries_to_wait(self.outcome.predicted, ran, index, step.retries)
             parts.append(waits.retries_script(more))
-        parts.append(self.observe_script(want))
+        parts += [self.observe_script(want), observe.UPTIME_AFTER]
+        started = time.time()
         out = self.guest.run("; ".join(parts), timeout=TOOL_TIMEOUT + 2 * waits.SETTLE_TIMEOUT)
+        ended = time.time()
         sections = observe.split_sections(out.stdout)
         errno_value = action_errno(step, *parse_report(sections["action"]))
-        return self.record(index, step, errno_value, sections)
+        record = self.record(index, step, errno_value, sections)
+        record.started, record.ended = started, ended
+        record.guest_started, record.guest_ended = observe.parse_uptime(sections["uptime"])
+        return record
 
     def observe(self, index: int, step: Step, errno_value: int, want: StepRecord) -> StepRecord:
         """Wait as the model predicts, then observe, without performing a step."""

@@ -146,3 +146,14 @@ def after_step(k: Kernel, step: object, impls: dict[str, str]) -> None:
     for text, impl in impls.items():
         obj, _, func = text.partition(":")
         ftrace_call(k, (obj, func), impl)
+
+
+def func_stacks(k: Kernel) -> dict[str, list[str]]:
+    """Every func stack that holds an entry: `object:func` -> the patches whose
+    klp_funcs are on it, bottom first, a nop as `patch:nop` (struct klp_ops's
+    func_stack, list_add_rcu'd at the head: the model keeps the top last)."""
+    return {
+        f"{obj}:{func}": [f"{f.obj.patch.name}:nop" if f.nop else f.obj.patch.name for f in stack]
+        for (obj, func), stack in sorted(k.klp_ops.items())
+        if stack
+    }
