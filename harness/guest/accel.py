@@ -10,6 +10,7 @@ machine pays for the probe; `KLP_HARNESS_ACCEL=kvm|tcg` skips it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 from shutil import which
 
 from harness.errors import UsageError
+from harness.guest.errors import HostFailure
 from harness.guest.qemu import QEMU
 from harness.host.reaper import pdeathsig_preexec
 from harness.kernel.profiles import cache_root
@@ -55,13 +57,18 @@ def probe_argv(kernel: Path) -> list[str]:
 
 def run_probe(argv: Sequence[str], timeout: float) -> bool:
     """Run QEMU until its console matches PROBE_SUCCESS, it exits, or `timeout`."""
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        preexec_fn=pdeathsig_preexec(),
-    )
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=pdeathsig_preexec(),
+        )
+    except OSError as exc:  # QEMU missing, no descriptor or process left
+        raise HostFailure(
+            f"cannot start {argv[0]}: {exc.strerror or exc} (run `make setup`)"
+        ) from None
     assert proc.stdout is not None
     seen = b""
     deadline = time.monotonic() + timeout
@@ -145,7 +152,8 @@ def choose_accel(
         accel = _by_name("kvm", "KVM probe booted")
     else:
         accel = _by_name("tcg", f"KVM probe did not boot within {PROBE_TIMEOUT:.0f} s")
-    _write_cache(cache, key, accel)
+    with contextlib.suppress(OSError):  # a full or read-only cache: probed again next time
+        _write_cache(cache, key, accel)
     return accel
 
 

@@ -32,7 +32,13 @@ from typing import NoReturn, TextIO
 import pexpect
 
 from harness.guest.crash import Crash, CrashWatcher
-from harness.guest.errors import GuestCrashed, GuestError, GuestTimeout, QemuKilled
+from harness.guest.errors import (
+    GuestCrashed,
+    GuestError,
+    GuestTimeout,
+    HostFailure,
+    QemuKilled,
+)
 from harness.guest.result import CommandResult
 from harness.guest.spawn import spawn_qemu
 
@@ -97,7 +103,10 @@ class Console:
         pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.watcher = CrashWatcher()
-        self._log = log_path.open("w", encoding="utf-8", buffering=1)
+        try:
+            self._log = log_path.open("w", encoding="utf-8", buffering=1)
+        except OSError as exc:
+            raise HostFailure(f"the console log {log_path}: {exc.strerror or exc}") from None
         # Reentrant: raise_lost() reads the rest of a report with or without it held.
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -108,7 +117,10 @@ class Console:
             self._child = spawn_qemu(argv, preexec, pass_fds)
         except pexpect.ExceptionPexpect as exc:
             self._log.close()
-            raise GuestError(f"cannot start {argv[0]}: {exc} (run `make setup`)") from exc
+            raise HostFailure(f"cannot start {argv[0]}: {exc} (run `make setup`)") from None
+        except OSError as exc:  # no pty or descriptor left (EMFILE, ENFILE), no memory
+            self._log.close()
+            raise HostFailure(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
         self._pidfd = _pidfd_open(self.pid)
         self._child.delaybeforesend = None  # its default 50 ms per send dominates latency
         self._child.logfile_read = _Tee(self._log, self.watcher)

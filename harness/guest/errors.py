@@ -2,11 +2,17 @@
 
 Every guest failure is a `HarnessError`, so the CLI prints one line instead of a
 traceback.  `GuestCrashed` means the guest is lost: the runner must discard it and
-boot a new one.  `GuestTimeout` and `CommandFailed` leave the guest usable.
+boot a new one.  `GuestTimeout` and `CommandFailed` leave the guest usable.  `HostFailure` is the
+host's doing (QEMU missing or unable to start, a host resource exhausted, a guest the
+host starved or froze), not the kernel's: its `host_failure` says so to whoever
+classifies an outcome, and a snapshot being resumed when it struck stays good.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
@@ -65,3 +71,38 @@ class CommandFailed(GuestError):
 class RestoreFailed(GuestError):
     """QEMU could not resume a saved guest (corrupt or incompatible state): the
     caller discards the saved state and boots instead."""
+
+
+class HostFailure(GuestError):
+    """The host failed the guest, not the guest's kernel: QEMU could not be started or
+    exited before the guest ran (a full disk, no descriptors left, a socket it could
+    not bind), or the guest was starved or frozen by the host."""
+
+    host_failure = True
+
+
+# What QEMU says when the host, not the saved state or the guest, made it fail.
+_HOST_ERRNOS = (errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EADDRINUSE,
+                errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT, errno.ENOENT)  # fmt: skip
+_HOST_PHRASES = re.compile(
+    "|".join(
+        [re.escape(os.strerror(code)) for code in _HOST_ERRNOS]
+        + [
+            "Failed to bind socket",
+            "socket path .* is too long",
+            "Could not set up host forwarding rule",
+            "failed to initialize kvm",
+            "Could not access KVM kernel module",
+        ]
+    ),
+    re.IGNORECASE,
+)
+
+
+def host_cause(qemu_said: str) -> str | None:
+    """The first line of QEMU's own output that blames the host (an errno such as
+    ENOSPC or EMFILE, a socket or port it could not bind), or None."""
+    for line in qemu_said.splitlines():
+        if line.startswith("qemu-system") and _HOST_PHRASES.search(line):
+            return line.strip()
+    return None

@@ -12,8 +12,9 @@ left out (kernel, initramfs, memory, CPUs, kernel parameters, devices,
 accelerator), the identity of the kernel and initramfs files, QEMU's version and
 the preparation the caller describes.  Its state file's checksum is recorded when it
 is saved and checked (once per process) before it is used; a damaged, partial or
-foreign snapshot is removed and the caller boots instead.  Saving happens under a
-lock, so parallel guests and pytest workers make it once.
+foreign snapshot is removed and the caller boots instead; one the host could not
+read (no descriptors left, an I/O error) is kept, and the host's failure raised.
+Saving happens under a lock, so parallel guests and pytest workers make it once.
 
     store = SnapshotStore(config, prepare_id="...")
     snapshot = store.load()          # verified, or None
@@ -36,7 +37,7 @@ from pathlib import Path
 from harness.files import exclusive, make_temp_dir, sha256_file, sweep_abandoned
 from harness.guest.accel import choose_accel, default_cache
 from harness.guest.config import GuestConfig
-from harness.guest.errors import RestoreFailed
+from harness.guest.errors import HostFailure, RestoreFailed
 from harness.guest.qemu import QEMU, BootSpec, qemu_args
 from harness.kernel.profiles import cache_root
 
@@ -150,8 +151,12 @@ class SnapshotStore:
                 raise ValueError("key missing")
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            self.damage = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+        except OSError as exc:  # EMFILE, EIO, EACCES: the host's, the snapshot may be fine
+            raise HostFailure(
+                f"reading the snapshot {self.directory}: {exc.strerror or exc} (on the host)"
+            ) from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.damage = str(exc)
             self.discard()
             return None
         return Snapshot(self.directory, SavedGuest(state, self.directory / KEY), meta["extra"])

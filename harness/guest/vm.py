@@ -18,7 +18,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -32,8 +32,10 @@ from harness.guest.errors import (
     GuestCrashed,
     GuestError,
     GuestTimeout,
+    HostFailure,
     QemuKilled,
     RestoreFailed,
+    host_cause,
 )
 from harness.guest.qemu import BootSpec, console_log_path, qemu_args
 from harness.guest.qmp import QmpClient
@@ -65,6 +67,27 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def on_the_host(what: str) -> Iterator[None]:
+    """An OSError while making `what` (ENOSPC, EMFILE, ...) is the host's failure."""
+    try:
+        yield
+    except OSError as exc:
+        raise HostFailure(f"{what}: {exc.strerror or exc} (on the host)") from None
+
+
+def _blamed_on_host(exc: GuestCrashed, qemu_said: str) -> GuestError:
+    """`exc` (QEMU exited), as a HostFailure when QEMU's last words blame the host
+    (a full disk, no descriptors, a socket it could not bind) rather than the guest's
+    kernel or its saved state; a crash report or a kill from outside stays as it is."""
+    if isinstance(exc, QemuKilled) or exc.crash is not None:
+        return exc
+    cause = host_cause(qemu_said) or host_cause(exc.excerpt)
+    if cause is None:
+        return exc
+    return HostFailure(f"QEMU could not start on this host: {cause}", exc.excerpt or qemu_said)
 
 
 class Guest:
@@ -113,11 +136,13 @@ class Guest:
 
     def _start(self) -> None:
         self._token = reaper.register(self.close)
-        self.temp_dir = reaper.make_temp_dir()
+        with on_the_host("the guest's temporary directory"):
+            self.temp_dir = reaper.make_temp_dir()
         accel = choose_accel(self.config.kernel, default_cache(), requested=self.config.accel)
         self.accel, self.accel_reason = accel.name, accel.reason
         if self._key_file is None:
-            self._key_file, pubkey = new_key(self.temp_dir)
+            with on_the_host("the guest's SSH key"):
+                self._key_file, pubkey = new_key(self.temp_dir)
         else:
             try:
                 pubkey = public_key(self._key_file)
@@ -132,7 +157,7 @@ class Guest:
                 try:
                     self._start_qemu(boot)
                     return
-                except GuestCrashed as exc:
+                except (GuestCrashed, HostFailure) as exc:
                     if HOSTFWD_FAILED not in exc.excerpt or attempt == PORT_ATTEMPTS - 1:
                         raise
                     self._stop_qemu()
@@ -162,10 +187,13 @@ class Guest:
         except GuestTimeout as exc:
             what = "guest did not resume" if boot.incoming else "guest did not boot"
             raise GuestTimeout(f"{what}: {exc}", console.tail()) from None
-        except GuestCrashed:
-            raise
+        except GuestCrashed as exc:
+            raise _blamed_on_host(exc, console.tail(10)) from None
         except GuestError:
-            console.check_lost()  # a socket dropped: QEMU's exit shows a moment later
+            try:
+                console.check_lost()  # a socket dropped: QEMU's exit shows a moment later
+            except GuestCrashed as exc:
+                raise _blamed_on_host(exc, console.tail(10)) from None
             raise
         self.boot_seconds = time.monotonic() - started
         self.restored = boot.incoming is not None
@@ -188,7 +216,9 @@ class Guest:
                 console.check_lost()  # QEMU's exit shows a moment after its sockets close
             except QemuKilled:
                 raise  # killed from outside: the saved state is not to blame
-            except GuestCrashed:
+            except GuestCrashed as crashed:
+                if host_cause(console.tail(10)) is not None:
+                    raise _blamed_on_host(crashed, console.tail(10)) from None
                 raise RestoreFailed(
                     f"QEMU could not load the saved guest: {console.qemu_exit()}",
                     console.tail(10),

@@ -17,6 +17,7 @@ started it ends, so that thread must outlive every guest it starts.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
-from harness.guest.errors import QemuKilled, RestoreFailed
+from harness.guest.errors import GuestCrashed, GuestTimeout, HostFailure, QemuKilled, RestoreFailed
 from harness.guest.snapshot import SnapshotStore
 from harness.guest.vm import Guest, GuestConfig
 from harness.host import reaper
@@ -157,7 +158,13 @@ class GuestSource:
 
     def _resume(self, cpus: int = 1) -> Guest | None:
         """The snapshot resumed and verified clean; None if there is none, or it
-        proved unusable (then it is discarded and the caller boots)."""
+        proved damaged (then it is discarded and the caller boots).
+
+        Only the snapshot's own failures discard it: QEMU refusing the saved state, a
+        resumed kernel that crashes or is not clean, a record that does not parse.
+        The host's (a full disk, no descriptors, a socket QEMU could not bind, QEMU
+        missing, a guest that did not answer in time) and a QEMU killed from outside
+        keep it for everyone else who shares the cache, and are raised as they are."""
 
         store = self._store(cpus)
         snapshot = store.load()
@@ -171,15 +178,21 @@ class GuestSource:
             self._started(guest)
             baseline = reset.GuestBaseline.from_json(snapshot.extra)
             problems = reset.verify_clean(guest, baseline)
-        except QemuKilled:  # by someone else: this guest is lost, the snapshot is fine
+        except (QemuKilled, HostFailure, GuestTimeout):  # not the snapshot's fault
             guest.close()
             raise
         except RestoreFailed:
             problems = ["QEMU refused the saved state"]
-        except (HarnessError, ValueError) as exc:
+        except GuestCrashed as exc:  # the resumed kernel crashed, or QEMU failed on it
             if self._closed:
+                guest.close()
                 raise
             problems = [str(exc)]
+        except ValueError as exc:  # the baseline recorded with it
+            problems = [str(exc)]
+        except HarnessError:
+            guest.close()
+            raise
         if problems:
             guest.close()
             store.discard()
@@ -197,7 +210,14 @@ class GuestSource:
         """Boot and prepare a guest and save it as the snapshot, under the store's
         lock (whoever got there first saved it: resume that instead)."""
         store = self._store(cpus)
-        with store.creating() as staging:
+        with contextlib.ExitStack() as stack:
+            try:
+                staging = stack.enter_context(store.creating())
+            except OSError as exc:  # no room or no write access in the cache: boot only
+                why = exc.strerror or str(exc)
+                self.stats.notes.append(f"snapshot {store.directory.name} not saved ({why}); "
+                                        "the next guest boots too")  # fmt: skip
+                return self.boot(cpus)
             resumed = self._resume(cpus)
             if resumed is not None:
                 return resumed
