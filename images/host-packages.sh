@@ -12,6 +12,7 @@ PACKAGES=(
   make gcc-12 libelf-dev bc flex bison dwarves  # out-of-tree module builds (pahole for 6.12 BTF)
   mmdebstrap bubblewrap               # build roots for kernels newer than the host (7.x)
   libc6-dev                           # the static helper programs of the guest (images/*.c)
+  chromium                            # the HTML report's tests open it headless
 )
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then

@@ -110,6 +110,8 @@ class Outcome:
     command: str | None = None
     steps: tuple[StepTime, ...] = ()
     recorded: bool = False
+    kernel: Mapping[str, str] = field(default_factory=dict)  # profile, release, vermagic
+    scenario_file: str | None = None  # the scenario's path as the run was given it
 
 
 @dataclass(frozen=True)

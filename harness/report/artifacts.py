@@ -194,6 +194,8 @@ def parse_outcome(data: object, where: str = "outcome.json") -> Outcome:
         command=_opt_str(item.get("command"), f"{where}.command"),
         steps=tuple(steps),
         recorded=True,
+        kernel=_str_map(item.get("kernel", {}), f"{where}.kernel"),
+        scenario_file=_opt_str(item.get("scenario_file"), f"{where}.scenario_file"),
     )
 
 
