@@ -11,14 +11,16 @@ types by DW_AT_abstract_origin; the DIE with the name is the one read here.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Collection
 from pathlib import Path
 
-from elftools.common.exceptions import ELFError
 from elftools.dwarf.die import DIE
 from elftools.elf.elffile import ELFFile
 
-from harness.errors import HarnessError
+from harness.errors import UsageError
+from harness.files import KO_LIMIT, foreign, read_input
+from harness.symbols.data import ELF_ERRORS
 from harness.symbols.shapes import ELLIPSIS, VOID, Prototype, Shape
 
 _QUALIFIERS = {
@@ -39,20 +41,18 @@ def prototypes(ko: Path, names: Collection[str], required: bool = True) -> dict[
     """The prototypes of the functions `names` that `ko` defines (the ones it has).
     A file without DWARF is an error if `required`, else has none."""
     found: dict[str, Prototype] = {}
-    try:
-        with ko.open("rb") as stream:
-            elf = ELFFile(stream)
-            if not elf.has_dwarf_info():
-                if not required:
-                    return found
-                raise HarnessError(f"{ko}: no DWARF (built without -g?): cannot check prototypes")
-            for unit in elf.get_dwarf_info().iter_CUs():
-                for die in unit.get_top_DIE().iter_children():
-                    name = _name(die)
-                    if die.tag == "DW_TAG_subprogram" and name in names and name not in found:
-                        found[name] = _prototype(die)
-    except (ELFError, OSError) as exc:
-        raise HarnessError(f"{ko}: reading DWARF: {exc}") from None
+    data = read_input(ko, KO_LIMIT, "module")
+    with foreign(ko, "DWARF", ELF_ERRORS):
+        elf = ELFFile(io.BytesIO(data))
+        if not elf.has_dwarf_info():
+            if not required:
+                return found
+            raise UsageError(f"{ko}: no DWARF (built without -g?): cannot check prototypes")
+        for unit in elf.get_dwarf_info().iter_CUs():
+            for die in unit.get_top_DIE().iter_children():
+                name = _name(die)
+                if die.tag == "DW_TAG_subprogram" and name in names and name not in found:
+                    found[name] = _prototype(die)
     return found
 
 

@@ -31,14 +31,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import Section, SymbolTableSection
 
 from harness.errors import UsageError
+from harness.files import KO_LIMIT, foreign, read_input
 from harness.modules.layout import KlpLayout
 from harness.scenario.types import Callback
+from harness.symbols.data import ELF_ERRORS
 
 EM_X86_64 = "EM_X86_64"
 CALLBACK_ORDER = (
@@ -90,13 +91,11 @@ class KoFile:
     def __init__(self, path: Path, data: bytes) -> None:
         self.path = path
         self._section_bytes: dict[int, bytes] = {}
-        try:
+        with foreign(path, "ELF file", ELF_ERRORS, BadKo):
             self.elf = ELFFile(io.BytesIO(data))
             self._check_header()
             self.symtab = self._symtab()
             self.relocs = self._index_relocations()
-        except (ELFError, struct.error, ValueError, IndexError) as exc:
-            raise BadKo(f"{path}: damaged ELF file ({exc})") from None
 
     def _check_header(self) -> None:
         if self.elf.elfclass != 64 or self.elf["e_machine"] != EM_X86_64:
@@ -182,12 +181,15 @@ class KoFile:
 
 
 def read_patch(path: Path, layout: KlpLayout) -> KoPatch:
-    """The static klp_patch of the livepatch module at `path`."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BadKo(f"{path}: {exc.strerror}") from None
-    ko = KoFile(path, data)
+    """The static klp_patch of the livepatch module at `path`; a damaged file is one
+    UsageError."""
+    ko = KoFile(path, read_input(path, KO_LIMIT, "module"))
+    with foreign(path, "ELF file", ELF_ERRORS, BadKo):
+        return _read_patch(ko, layout)
+
+
+def _read_patch(ko: KoFile, layout: KlpLayout) -> KoPatch:
+    path = ko.path
     candidates = []
     for mod_field in ko.this_module_relocs():
         start = Target(mod_field.section, mod_field.offset - layout.patch_mod)

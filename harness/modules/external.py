@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
+from harness.files import KO_LIMIT, read_input
 from harness.kernel.profiles import KernelProfile
 from harness.modules import klprela
 from harness.modules.elf import BadKo, KoFile, KoPatch, read_patch
@@ -60,12 +61,9 @@ def module_name_of(ref: str, scenario_dir: Path) -> str:
 
 def check_file(path: Path, profile: KernelProfile, livepatch: bool) -> ExternalModule:
     """Refuse, with one line, a file the profile's kernel would not load as intended."""
-    if not path.is_file():
+    if not path.exists():
         raise BadKo(f"{path}: no such module file")
-    try:
-        KoFile(path, path.read_bytes())  # architecture, ELF type, parses, has a symtab
-    except OSError as exc:
-        raise BadKo(f"{path}: {exc.strerror}") from None
+    KoFile(path, read_input(path, KO_LIMIT, "module"))  # a regular file, x86_64 ELF, a symtab
     info = modinfo_of(path)
     name = _modinfo_name(path, info)
     vermagic = " ".join(info.get("vermagic", [""])[0].split())

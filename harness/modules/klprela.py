@@ -29,12 +29,13 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
+from harness.files import KO_LIMIT, foreign, read_input
 from harness.modules.ko import BadModule
+from harness.symbols.data import ELF_ERRORS
 
 SHF_ALLOC = 0x2
 SHF_RELA_LIVEPATCH = 0x00100000  # include/uapi/linux/elf.h
@@ -69,10 +70,8 @@ class KlpRelaSection:
 
 
 def _open(data: bytes, path: Path) -> ELFFile:
-    try:
+    with foreign(path, "ELF file", ELF_ERRORS):
         return ELFFile(io.BytesIO(data))
-    except ELFError as exc:
-        raise BadModule(f"{path}: damaged ELF file ({exc})") from None
 
 
 def _patches(elf: ELFFile, path: Path) -> list[tuple[int, bytes]]:
@@ -114,8 +113,9 @@ def _patches(elf: ELFFile, path: Path) -> list[tuple[int, bytes]]:
 def convert(path: Path) -> int:
     """Convert a built module's klp relocation sections in place; the number of
     sections converted (0: none, or already converted)."""
-    data = bytearray(path.read_bytes())
-    patches = _patches(_open(bytes(data), path), path)
+    data = bytearray(read_input(path, KO_LIMIT, "module"))
+    with foreign(path, "ELF file", ELF_ERRORS):
+        patches = _patches(_open(bytes(data), path), path)
     for offset, value in patches:
         data[offset : offset + len(value)] = value
     if patches:
@@ -124,8 +124,14 @@ def convert(path: Path) -> int:
 
 
 def read(path: Path) -> list[KlpRelaSection]:
-    """Every section flagged SHF_RELA_LIVEPATCH, with its relocations' symbols."""
-    elf = _open(path.read_bytes(), path)
+    """Every section flagged SHF_RELA_LIVEPATCH, with its relocations' symbols; a
+    damaged file is one UsageError."""
+    elf = _open(read_input(path, KO_LIMIT, "module"), path)
+    with foreign(path, "ELF file", ELF_ERRORS):
+        return _read(elf)
+
+
+def _read(elf: ELFFile) -> list[KlpRelaSection]:
     symtab = elf.get_section_by_name(".symtab")
     found = []
     for section in elf.iter_sections():

@@ -12,6 +12,7 @@ import struct
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.files import KO_LIMIT, MALFORMED, one_line, read_input
 from harness.kernel.profiles import KernelProfile
 
 
@@ -22,13 +23,13 @@ class BadModule(HarnessError):
 def read_modinfo(path: Path) -> dict[str, list[str]]:
     """The `.modinfo` section of a 64-bit little-endian ELF module, as modinfo(8) shows
     it (a key may repeat, e.g. `parm`).  Parsed here so checking a .ko costs no process."""
-    data = path.read_bytes()
+    data = read_input(path, KO_LIMIT, "module")
     if data[:4] != b"\x7fELF" or len(data) < 6 or data[4] != 2 or data[5] != 1:
         raise BadModule(f"{path}: not a 64-bit little-endian ELF file")
     try:
         return _modinfo(data)
-    except (struct.error, IndexError, ValueError) as exc:
-        raise BadModule(f"{path}: damaged ELF file ({exc})") from None
+    except MALFORMED as exc:
+        raise BadModule(f"{path}: damaged ELF file ({one_line(exc)})") from None
 
 
 def _modinfo(data: bytes) -> dict[str, list[str]]:

@@ -24,16 +24,19 @@ several prototypes; a body matching any of them is accepted.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 
 from harness.errors import ScenarioError
+from harness.files import KO_LIMIT, foreign, read_input
 from harness.kernel.profiles import KernelProfile
 from harness.modules import dwarf
 from harness.scenario.types import VMLINUX, PatchObject, Scenario
 from harness.symbols import btf
+from harness.symbols.data import ELF_ERRORS
 from harness.symbols.record import vmlinux_btf
 from harness.symbols.shapes import Prototype, difference
 
@@ -102,8 +105,9 @@ def original_prototypes(
     base, split = module_btf(ko)
     if split is None:
         return []
-    on = vmlinux_types(profile) if base is None else btf.parse(base)
-    return btf.prototypes(btf.parse(split, on), func)
+    with foreign(ko, "BTF"):
+        on = vmlinux_types(profile) if base is None else btf.parse(base)
+        return btf.prototypes(btf.parse(split, on), func)
 
 
 _PARSED: dict[tuple[str, str], btf.Types] = {}
@@ -123,8 +127,9 @@ def module_btf(ko: Path) -> tuple[bytes | None, bytes | None]:
     """A module's split BTF (`.BTF`) and the base it was made against when the module
     carries one (`.BTF.base`, a distilled base: kernels from 6.12 give it to modules
     built outside the tree); (None, None) without `.BTF`."""
-    with ko.open("rb") as stream:
-        elf = ELFFile(stream)
+    data = read_input(ko, KO_LIMIT, "module")
+    with foreign(ko, "ELF file", ELF_ERRORS):
+        elf = ELFFile(io.BytesIO(data))
         split, base = elf.get_section_by_name(".BTF"), elf.get_section_by_name(".BTF.base")
         return (
             None if base is None or split is None else bytes(base.data()),

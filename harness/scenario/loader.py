@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ScenarioError
+from harness.errors import ScenarioError, UsageError
+from harness.files import BODY_LIMIT, SCENARIO_LIMIT, read_input_text
 from harness.kernel.profiles import profile_names
 from harness.scenario.actors import parse_processes
 from harness.scenario.bpf import check_attachments, parse_bpf
@@ -130,14 +131,14 @@ def _parse(text: str) -> dict[str, Any]:
 
 
 def _load(path: Path, external: ExternalContext) -> Scenario:
+    """A scenario file: a regular file of at most SCENARIO_LIMIT bytes, checked
+    before it is read (a FIFO or a device is refused, not read)."""
     if not path.exists():
         raise ScenarioError("file", "does not exist")
-    if not path.is_file():
-        raise ScenarioError("file", "is not a regular file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError("file", f"cannot be read: {exc}") from None
+        text = read_input_text(path, SCENARIO_LIMIT, "scenario")
+    except UsageError as exc:
+        raise ScenarioError("file", str(exc).removeprefix(f"{path}: ")) from None
     return _scenario(path, _parse(text), text, external)
 
 
@@ -354,9 +355,9 @@ class _BodyPlaces:
         if Path(name).is_absolute() or ".." in Path(name).parts:
             raise ScenarioError(where, f"{name!r}: a body file sits beside the scenario")
         try:
-            code = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ScenarioError(where, f"cannot read {name!r}: {exc}") from None
+            code = read_input_text(path, BODY_LIMIT, "body file")
+        except UsageError as exc:
+            raise ScenarioError(where, f"{name!r}: {str(exc).removeprefix(f'{path}: ')}") from None
         return FuncBody(code, str(path), 1, headers)
 
 

@@ -17,7 +17,8 @@ import struct
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from harness.errors import HarnessError
+from harness.errors import UsageError
+from harness.files import foreign
 from harness.symbols.shapes import ELLIPSIS, VOID, Prototype, Shape
 
 MAGIC = 0xEB9F
@@ -34,8 +35,9 @@ _FIXED = {INT: 4, ARRAY: 12, VAR: 4, DECL_TAG: 4}
 _PER_ITEM = {STRUCT: 12, UNION: 12, ENUM: 8, FUNC_PROTO: 8, DATASEC: 12, ENUM64: 12}
 
 
-class BadBtf(HarnessError):
-    pass
+class BadBtf(UsageError):
+    """Malformed BTF (one line, exit 2): what `parse` finds wrong, or any other
+    failure of its reading, through `parse`'s guard."""
 
 
 @dataclass
@@ -51,7 +53,13 @@ class Types:
 
 
 def parse(blob: bytes, base: Types | None = None) -> Types:
-    """The types of `blob`; with `base`, `blob` is split BTF on top of it."""
+    """The types of `blob`; with `base`, `blob` is split BTF on top of it.  Malformed
+    BTF is one UsageError."""
+    with foreign("BTF", "type information"):
+        return _parse(blob, base)
+
+
+def _parse(blob: bytes, base: Types | None) -> Types:
     if len(blob) < _HEADER.size:
         raise BadBtf("BTF: shorter than its header")
     magic, _version, _flags, hdr_len, type_off, type_len, str_off, str_len = _HEADER.unpack_from(
@@ -146,7 +154,13 @@ def spell(types: Types, ident: int, depth: int = 0) -> str:
 
 
 def prototypes(types: Types, func: str) -> list[Prototype]:
-    """The distinct prototypes BTF records for `func` (a static name may have several)."""
+    """The distinct prototypes BTF records for `func` (a static name may have several);
+    types referring to ids BTF does not have are one UsageError."""
+    with foreign("BTF", "type information"):
+        return _prototypes(types, func)
+
+
+def _prototypes(types: Types, func: str) -> list[Prototype]:
     found: list[Prototype] = []
     for ident in types.funcs.get(func, []):
         proto = types.sizes[ident]

@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from elftools.common.exceptions import DWARFError, ELFError
+from elftools.construct.core import ConstructError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
-from harness.errors import HarnessError
-from harness.files import atomic_write
+from harness.errors import HarnessError, UsageError
+from harness.files import KO_LIMIT, atomic_write, foreign, read_input
 
 MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz", ".ko.bz2")
 
@@ -69,8 +71,12 @@ def _module_files(modules_dir: Path) -> dict[str, Path]:
     return files
 
 
+# pyelftools' own exceptions on malformed input (construct's, where it does not wrap them)
+ELF_ERRORS = (ELFError, DWARFError, ConstructError)
+
+
 def _decompress(path: Path) -> bytes:
-    data = path.read_bytes()
+    data = read_input(path, KO_LIMIT, "module")
     if path.name.endswith(".xz"):
         return lzma.decompress(data)
     if path.name.endswith(".gz"):
@@ -89,11 +95,17 @@ def _decompress(path: Path) -> bytes:
 
 @cache
 def module_symbols(path: Path) -> ObjectSymbols:
-    """Functions of a module file and those with an ftrace call site (__mcount_loc)."""
-    elf = ELFFile(io.BytesIO(_decompress(path)))
+    """Functions of a module file and those with an ftrace call site (__mcount_loc);
+    a damaged file is one UsageError."""
+    with foreign(path, "module", ELF_ERRORS):
+        return _module_symbols(path, _decompress(path))
+
+
+def _module_symbols(path: Path, data: bytes) -> ObjectSymbols:
+    elf = ELFFile(io.BytesIO(data))
     symtab = elf.get_section_by_name(".symtab")
     if not isinstance(symtab, SymbolTableSection):
-        raise HarnessError(f"{path}: no symbol table")
+        raise UsageError(f"{path}: no symbol table (stripped?): a module needs one")
     functions: list[str] = []
     by_section: dict[int, list[tuple[int, int, str]]] = {}
     for sym in symtab.iter_symbols():
