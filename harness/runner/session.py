@@ -160,7 +160,10 @@ class ScenarioSession:
         out = self.guest.run("; ".join(parts), timeout=TOOL_TIMEOUT + 2 * waits.SETTLE_TIMEOUT)
         ended = time.time()
         sections = observe.split_sections(out.stdout)
-        errno_value = action_errno(step, *parse_report(sections["action"]))
+        status, message = parse_report(sections["action"])
+        errno_value = action_errno(step, status, message)
+        if isinstance(step, Trigger) and status != 0 and self.outcome is not None:
+            self.outcome.diagnostics.append(trigger.failed(index, status, message))
         record = self.record(index, step, errno_value, sections)
         record.started, record.ended = started, ended
         record.guest_started, record.guest_ended = observe.parse_uptime(sections["uptime"])

@@ -102,9 +102,9 @@ def trigger_script(
     funcs: Sequence[tuple[str, str]] = (),
     replaced: Sequence[tuple[str, str, str]] = (),
 ) -> str:
-    """Module probes not registered yet, counters, the command (its own stdout
-    dropped, stderr kept for the report), counters again; the exit status is the
-    command's."""
+    """Module probes not registered yet, counters, the command (passed as data: see
+    `command_data`; its own stdout dropped, stderr kept for the report), counters
+    again; the exit status is the command's."""
     keys = {w.key for w in step.watch}
     probes = [
         f"[ -d {TRACEFS}/events/kprobes/{PROBE}{i} ] || {{ {_probe(i, obj, func)}; }}; "
@@ -121,9 +121,33 @@ def trigger_script(
         if key in keys
     ]
     return (
-        "".join(probes) + f"{_COUNTS}; echo @@trigger; __klp_counts B; "
-        f"( {step.command} ) </dev/null >/dev/null 2>{ERR_FILE}; __rc=$?; __klp_counts A"
+        "".join(probes) + f"{_COUNTS}; {command_data(step.command)}; echo @@trigger; "
+        f"__klp_counts B; {RUN_COMMAND} </dev/null >/dev/null 2>{ERR_FILE}; __rc=$?; "
+        "__klp_counts A"
     )
+
+
+# The scenario's command is data, never part of the step's shell text: its bytes are
+# hex escapes that bash's printf builtin turns back into a string (no process, and
+# nothing of the command is parsed while the step's script is), which a subshell then
+# evaluates on its own.  An unbalanced `)` or a `; ... ; (` is the command's own
+# syntax error (exit 2, bash's message on its stderr), confined to that subshell.
+COMMAND_VAR = "__klp_cmd"
+RUN_COMMAND = f'( eval "${COMMAND_VAR}" )'
+
+
+def command_data(command: str) -> str:
+    """Set COMMAND_VAR to `command` in the guest's bash, from hex escapes only."""
+    escaped = "".join(f"\\x{byte:02x}" for byte in command.encode())
+    return f"printf -v {COMMAND_VAR} %b '{escaped}'"
+
+
+def failed(index: int, status: int, stderr: str, lines: int = 10) -> str:
+    """The report's line for step `index`'s trigger command that exited `status`,
+    with the end of its stderr."""
+    tail = [line for line in stderr.splitlines() if line.strip()][-lines:]
+    said = ": " + " | ".join(tail) if tail else " (nothing on stderr)"
+    return f"step {index + 1}: the trigger's command exited with status {status}{said}"
 
 
 def parse_ran(

@@ -3,13 +3,22 @@ what the guest prints (counters before and after the command)."""
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from harness.errors import ScenarioError
 from harness.model.predict import predict
-from harness.runner.trigger import parse_ran, setup_script, trigger_script, watched
+from harness.runner.trigger import (
+    RUN_COMMAND,
+    command_data,
+    parse_ran,
+    setup_script,
+    trigger_script,
+    watched,
+)
 from harness.scenario.loader import load_scenario
 from harness.scenario.step_types import Trigger, Watch, format_step
 
@@ -117,7 +126,38 @@ def test_scripts_use_builtins_only(tmp_path: Path) -> None:
     step = s.steps[0]
     assert isinstance(step, Trigger)
     script = trigger_script(step)
-    assert "( cat /proc/version )" in script
+    assert "cat /proc/version" not in script  # passed as data, not as shell text
+    assert command_data("cat /proc/version") in script
     for program in ("grep", "awk", "sed", "$(", "`"):
-        assert program not in script.replace("( cat /proc/version )", "")
+        assert program not in script
     assert setup_script([]) == ""
+
+
+@pytest.mark.parametrize(
+    ("command", "status", "stderr"),
+    [
+        ("exit 7", 7, ""),  # its own status, whatever errno has that number
+        ("echo unbalanced )", 2, "syntax error near unexpected token `)'"),
+        ("true ) ; __rc=0; echo escaped >&2 ; ( true", 2, "syntax error"),
+        ("__rc=0; echo \"$((6*7)) 'q' ü\" >&2; false", 1, "42 'q' ü"),
+        ("printf '%s\\n' 'a\\x41' >&2", 0, "a\\x41"),
+    ],
+)
+def test_the_command_is_data_with_its_own_status_and_stderr(
+    command: str, status: int, stderr: str
+) -> None:
+    """The trigger's command line as the guest's bash runs it (the host's bash here):
+    nothing of the command is parsed as the step's shell text, so it cannot end the
+    subshell early or set the step's variables; its exit status and stderr are its
+    own."""
+    script = (
+        f"__rc=99; {command_data(command)}; {RUN_COMMAND} </dev/null >/dev/null "
+        '2>"$ERR"; __rc=$?; echo "$__rc"'
+    )
+    with tempfile.NamedTemporaryFile() as err:
+        out = subprocess.run(["bash", "-c", script], env={"ERR": err.name, "PATH": "/usr/bin:/bin"},
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        assert out.stdout == f"{status}\n"
+        message = Path(err.name).read_text()
+    assert stderr in message
+    assert "escaped\n" not in message  # only quoted in bash's syntax error
