@@ -1,7 +1,8 @@
 """`klp-harness boot [--kernel PROFILE|--kernel-dir DIR] [--keep]`: boot a guest and
 show what it runs: `uname -r`, the accelerator, the boot time and the livepatch
 state in /sys/kernel/livepatch.  `--keep` then opens a root shell in the guest; the
-guest is stopped when that shell exits.
+guest is stopped when that shell exits.  Its console log is kept (the newest few in
+the cache, or under `--results DIR`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.commands.common import add_kernel_arguments, selected_profiles
+from harness.commands.common import (
+    add_guest_arguments,
+    add_kernel_arguments,
+    add_results_argument,
+    check_writable,
+    guest_options,
+    one_profile,
+)
 from harness.kernel.profiles import cache_root
 
 LIVEPATCH_SCRIPT = """
@@ -32,7 +40,7 @@ fi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_kernel_arguments(parser)
+    add_kernel_arguments(parser, one=True)
     parser.add_argument(
         "--keep", action="store_true", help="open a root shell in the guest until you exit it"
     )
@@ -44,16 +52,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--accel", choices=("kvm", "tcg"), help="skip the KVM probe and use this accelerator"
     )
+    add_results_argument(parser, "console log")
+    add_guest_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     from harness.guest.errors import GuestError
     from harness.guest.vm import Guest, GuestConfig
 
-    [profile] = selected_profiles(args)
-    log_dir = cache_root() / "logs"
-    config = GuestConfig.for_profile(profile, log_dir=log_dir, accel=args.accel)
-    _prune_logs(log_dir, keep=20)
+    profile = one_profile(args)
+    if args.results is not None:
+        check_writable(args.results, "--results")
+    log_dir = args.results if args.results is not None else cache_root() / "logs"
+    config = guest_options(args).apply(
+        GuestConfig.for_profile(profile, log_dir=log_dir, accel=args.accel)
+    )
+    if args.results is None:
+        _prune_logs(log_dir, keep=20)
     print(f"booting {profile.name} ({profile.release})...", flush=True)
     try:
         with Guest(config) as guest:

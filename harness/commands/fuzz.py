@@ -3,10 +3,13 @@
 Hypothesis draws module sets (patches from harness/fuzz/palette.py) and step
 histories, cut at the first step the model refuses; each runs on a fresh guest
 resumed from the profile's snapshot and is compared with the model step by step.
-The first difference is shrunk by hypothesis, on the kernel, and written to --out as
-a ready-to-run scenario and its first-difference report.  `--model-only` compares
-with the model itself instead of a guest (with a variant: the variant vs the model)
-and prints the model's branch coverage.  See docs/fuzz.md.
+The first difference is shrunk by hypothesis, on the kernel, and written to
+--results as a ready-to-run scenario and its first-difference report.  `--model-only`
+compares with the model itself instead of a guest (with a variant: the variant vs the
+model) and prints the model's branch coverage.  See docs/fuzz.md.
+
+hypothesis and coverage.py are the `fuzz` extra (`pip install 'klp-harness[fuzz]'`):
+without them the command says so in one line.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-from harness.commands.common import add_kernel_arguments, check_writable, positive_int
+from harness.commands.common import (
+    add_kernel_arguments,
+    add_variant_argument,
+    check_writable,
+    one_profile,
+    positive_int,
+)
+from harness.errors import ExitCode, HarnessError
 from harness.kernel.profiles import KernelProfile
 
 UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -36,9 +46,7 @@ def duration(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from harness.model.variants import DESCRIPTIONS
-
-    add_kernel_arguments(parser)
+    add_kernel_arguments(parser, one=True)
     parser.add_argument(
         "--budget", type=duration, default=600.0, metavar="TIME",
         help="time to generate histories (default 10m); a difference then gets --shrink-budget",
@@ -56,11 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model-only", action="store_true",
         help="no guests: compare with the model itself (with a variant: variant vs model)",
     )  # fmt: skip
-    parser.add_argument(
-        "--model-variant", metavar="NAME", choices=[v.value for v in DESCRIPTIONS],
-        help="predict with a model variant the kernel should refute: "
-        + "; ".join(f"{v.value}: {text}" for v, text in DESCRIPTIONS.items()),
-    )  # fmt: skip
+    add_variant_argument(parser)
     parser.add_argument(
         "--max-steps", type=positive_int, default=12, metavar="N",
         help="steps drawn per history, before cutting at a refusal (default 12)",
@@ -70,8 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="draw steps uniformly from every step, not from what the model's state allows",
     )  # fmt: skip
     parser.add_argument(
-        "--out", type=Path, metavar="DIR",
-        help="where found histories go (default results/fuzz-<time>)",
+        "--results", "--out", dest="results", type=Path, metavar="DIR",
+        help="where found histories go (default results/fuzz-<time>; --out: older spelling)",
     )  # fmt: skip
     parser.add_argument(
         "--coverage", action=argparse.BooleanOptionalAction, default=None,
@@ -83,18 +87,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+FUZZ_EXTRA = ("hypothesis", "coverage")  # pyproject.toml's `fuzz` extra
+
+
+def require_extra() -> None:
+    """One line naming the extra that brings what fuzzing imports, if it is missing."""
+    missing = [name for name in FUZZ_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise HarnessError(
+            f"klp-harness fuzz needs {' and '.join(missing)}, not installed: "
+            "pip install 'klp-harness[fuzz]'"
+        )
+
+
 def main(args: argparse.Namespace) -> int:
+    require_extra()
     from harness.fuzz.config import SearchConfig, WorkerConfig
     from harness.fuzz.workers import coverage_report, run_workers
     from harness.runner.suite import stderr_echo
 
-    out = args.out or Path("results") / time.strftime("fuzz-%Y%m%d-%H%M%S")
-    check_writable(out, "--out")
+    out = args.results or Path("results") / time.strftime("fuzz-%Y%m%d-%H%M%S")
+    check_writable(out, "--results")
     out.mkdir(parents=True, exist_ok=True)
     coverage = args.coverage if args.coverage is not None else args.model_only
-    if coverage and importlib.util.find_spec("coverage") is None:
-        stderr_echo("fuzz: coverage.py is not installed (pip install coverage): no coverage")
-        coverage = False
     config = WorkerConfig(
         SearchConfig(
             seed=args.seed,
@@ -114,9 +129,7 @@ def main(args: argparse.Namespace) -> int:
         config.search.series = config.profile.series
         side = config.profile.name
     elif args.kernel or args.kernel_dir:
-        from harness.commands.common import selected_profiles
-
-        config.search.series = selected_profiles(args, model=True)[0].series
+        config.search.series = one_profile(args, model=True).series
     what = f"model variant {args.model_variant}" if args.model_variant else "the model"
     stderr_echo(
         f"fuzz: {what} vs {side}, seed {args.seed}, {args.jobs} worker(s), "
@@ -140,16 +153,17 @@ def main(args: argparse.Namespace) -> int:
         percent = coverage_report(config.coverage_file, table)
         sys.stdout.write(table.getvalue())
         stderr_echo(f"fuzz: harness/model branch coverage {percent:.1f}%")
-    return 1 if summary.found or summary.errors else 0
+    if summary.errors:
+        return ExitCode.HOST_FAILURE
+    return ExitCode.DIFFERENCE if summary.found else ExitCode.OK
 
 
 def _palette_on(args: argparse.Namespace) -> tuple[KernelProfile, dict[str, Path]]:
-    from harness.commands.common import selected_profiles
     from harness.fuzz.palette import PALETTE
     from harness.modules.build import build_modules
     from harness.runner.suite import stderr_echo
 
-    profile = selected_profiles(args, model=True)[0]
+    profile = one_profile(args, model=True)
     started = time.monotonic()
     built = build_modules(PALETTE, profile)
     stderr_echo(

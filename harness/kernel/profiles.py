@@ -260,7 +260,12 @@ def profile_from_tree(tree: Path) -> KernelProfile:
     release_file = tree / "include/config/kernel.release"
     bzimage = tree / "arch/x86/boot/bzImage"
     config_file = tree / ".config"
-    for needed in (config_file, release_file, bzimage):
+    if not config_file.is_file():  # not configured yet: building comes after
+        raise UsageError(
+            f"{where}: missing .config (configure it first: `make defconfig`, merge "
+            f"{kconfig.FRAGMENT.name} into it, then `make bzImage modules`){_recipe_hint()}"
+        )
+    for needed in (release_file, bzimage):
         if not needed.is_file():
             raise UsageError(
                 f"{where}: missing {needed.relative_to(tree)} (build it: "

@@ -32,6 +32,9 @@ class ScenarioOutcome:
     refused: str | None = None
     skipped: str | None = None
     host_failure: bool = False
+    # The options of the run beyond the kernel and the scenario (guest options, model
+    # variant, --fast-guest): what a command that runs it again needs.
+    run_options: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> Status:

@@ -4,7 +4,7 @@ writer for scenarios and for upstream's selftests.
 A test is a line `ok N name` or `not ok N name`, with ` # SKIP reason` for one that
 did not run; its subtests come first, indented by four spaces under their own
 version line and plan; its diagnostics, `# ` lines, come just before its own line.
-A document can be written whole, or line by line as results arrive (`header`,
+A document can be written whole, or as results arrive (`KtapStream`: the header,
 then `result_lines` per test), which is how a run streams it.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TextIO
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@:+=,/-]+")
 VERSION = "KTAP version 1"
@@ -58,3 +59,28 @@ def ktap_document(tests: Sequence[KtapTest]) -> str:
     for number, test in enumerate(tests, 1):
         lines += result_lines(number, test)
     return "\n".join(lines) + "\n"
+
+
+class KtapStream:
+    """A KTAP document written as its results come: the header (whose plan, `count`,
+    must be known up front) before the first result, each result as it is added,
+    flushed at once so that a reader sees it while the run goes on."""
+
+    def __init__(self, out: TextIO, count: int) -> None:
+        self.out = out
+        self.count = count
+        self.number = 0
+
+    def _write(self, lines: list[str]) -> None:
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+
+    def add(self, test: KtapTest) -> None:
+        lines = header(self.count) if self.number == 0 else []
+        self.number += 1
+        self._write(lines + result_lines(self.number, test))
+
+    def close(self) -> None:
+        """End the document: the header of an empty plan if nothing came."""
+        if self.number == 0:
+            self._write(header(self.count))

@@ -23,25 +23,64 @@ def failure_text(outcome: ScenarioOutcome) -> str:
     return "\n".join(parts)
 
 
+def status_word(outcome: ScenarioOutcome) -> str:
+    """PASS, FAIL (a difference), ERROR (a crash, or the host's failure: the error
+    says which), REFUSED (by the model, for this kernel) or SKIP."""
+    match outcome.status:
+        case "pass":
+            return "PASS"
+        case "refused":
+            return "REFUSED"
+        case "skipped":
+            return "SKIP"
+    return "ERROR" if outcome.error else "FAIL"
+
+
+def not_run_reason(outcome: ScenarioOutcome) -> str | None:
+    """Why a scenario did not run (refused by the model, skipped), or None."""
+    if outcome.refused is not None:
+        return f"refused by the model: {outcome.refused}"
+    return outcome.skipped
+
+
 def result_line(outcome: ScenarioOutcome) -> str:
-    status = "PASS" if outcome.passed else ("ERROR" if outcome.error else "FAIL")
+    status = status_word(outcome)
+    reason = not_run_reason(outcome)
+    if reason is not None:
+        return f"{status:5} {outcome.scenario} [{outcome.profile}] {reason}"
     steps = f"{len(outcome.observed)}/{len(outcome.predicted)} steps"
-    return f"{status:5} {outcome.scenario} [{outcome.profile}] {steps} {outcome.seconds:.1f}s"
+    line = f"{status:5} {outcome.scenario} [{outcome.profile}] {steps} {outcome.seconds:.1f}s"
+    return line + (" (host failure)" if outcome.status == "host-failure" else "")
 
 
 def summary(outcomes: Sequence[ScenarioOutcome]) -> str:
-    passed = sum(1 for o in outcomes if o.passed)
+    """`P/N scenarios passed`, then how many differ, failed on the host, were
+    refused or skipped (the N counts them all)."""
+    counts = {status: sum(1 for o in outcomes if o.status == status) for status in STATUSES}
     total_time = sum(o.seconds for o in outcomes)
-    return f"{passed}/{len(outcomes)} scenarios passed ({total_time:.1f}s in scenarios)"
+    parts = [f"{counts['pass']}/{len(outcomes)} scenarios passed"]
+    parts += [f"{counts[s]} {label}" for s, label in STATUSES.items() if label and counts[s]]
+    return ", ".join(parts) + f" ({total_time:.1f}s in scenarios)"
+
+
+STATUSES = {  # status -> how a summary counts it (pass: the first number)
+    "pass": "",
+    "difference": "differ from the model",
+    "host-failure": "failed on the host",
+    "refused": "refused by the model",
+    "skipped": "skipped",
+}
 
 
 def summary_table(outcomes: Sequence[ScenarioOutcome]) -> str:
-    """Scenario x profile -> PASS/FAIL/ERROR and seconds, for conformance runs."""
+    """Scenario x profile -> PASS/FAIL/ERROR/REFUSED/SKIP and seconds, for conformance
+    runs."""
     profiles = list(dict.fromkeys(o.profile for o in outcomes))
     cells: dict[str, dict[str, str]] = {}
     for o in outcomes:
-        status = "PASS" if o.passed else ("ERROR" if o.error else "FAIL")
-        cells.setdefault(o.scenario, {})[o.profile] = f"{status} {o.seconds:5.1f}s"
+        status = status_word(o)
+        cell = f"{status} {o.seconds:5.1f}s" if o.status not in ("refused", "skipped") else status
+        cells.setdefault(o.scenario, {})[o.profile] = cell
     width = max([len("scenario"), *(len(name) for name in cells)])
     header = f"{'scenario':<{width}}  " + "  ".join(f"{p:<14}" for p in profiles)
     lines = [header, "-" * len(header)]

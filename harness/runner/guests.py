@@ -32,6 +32,7 @@ from harness.guest.vm import Guest, GuestConfig
 from harness.host import reaper
 from harness.kernel.profiles import KernelProfile
 from harness.runner import reset
+from harness.runner.options import GuestOptions
 from harness.runner.session import install_modules
 
 if TYPE_CHECKING:
@@ -66,10 +67,12 @@ class GuestSource:
         log_dir: Path | None = None,
         fast: bool = False,
         snapshot_root: Path | None = None,  # default: <cache>/snapshots
+        options: GuestOptions | None = None,  # --append, --memory, --cpus
     ) -> None:
         reaper.install()  # from the caller's (main) thread: SIGTERM handling
         self.profile = profile
         self.fast = fast  # guests without the kernel's memory checks
+        self.options = options or GuestOptions()
         self.snapshot_root = snapshot_root
         self.log_dir = log_dir / "guests" if log_dir is not None else None  # console logs
         self.stats = SourceStats()
@@ -88,8 +91,10 @@ class GuestSource:
 
         config = self._configs.get(cpus)
         if config is None or not config.initrd.exists():
-            config = GuestConfig.for_profile(
-                self.profile, log_dir=self.log_dir, memory_checks=not self.fast, cpus=cpus
+            config = self.options.apply(
+                GuestConfig.for_profile(
+                    self.profile, log_dir=self.log_dir, memory_checks=not self.fast, cpus=cpus
+                )
             )
             self._configs[cpus] = config
         return config

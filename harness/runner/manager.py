@@ -17,11 +17,13 @@ import json
 import shlex
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.files import atomic_write, exclusive
+from harness.guest.errors import GuestCrashed, GuestTimeout, QemuKilled
 from harness.kernel.profiles import KernelProfile
 from harness.outcome.record import StepRecord
 from harness.outcome.scenario import ScenarioOutcome
@@ -29,6 +31,7 @@ from harness.report import html
 from harness.report.text import failure_text
 from harness.runner import reset
 from harness.runner.guests import GuestSource
+from harness.runner.options import GuestOptions
 from harness.runner.session import Progress, ScenarioSession, install_modules
 from harness.scenario.types import Scenario
 
@@ -48,10 +51,13 @@ class GuestManager:
         log_dir: Path | None = None,
         snapshots: bool = True,
         fast_guest: bool = False,
+        options: GuestOptions | None = None,
+        run_options: Sequence[str] = (),
     ) -> None:
         self.profile = profile
         self.snapshots = snapshots
-        self.source = GuestSource(profile, log_dir, fast=fast_guest)
+        self.run_options = list(run_options)  # the run's options a rerun needs
+        self.source = GuestSource(profile, log_dir, fast=fast_guest, options=options)
         self._guest: Guest | None = None
         self._cpus = 1  # the current guest's CPU count
         self._installed = False  # the guest's modules are installed, its log cleared
@@ -150,8 +156,10 @@ class GuestManager:
         the guest running as the scenario left it (`manager.guest`)."""
         try:
             guest = self._guest_for(modules, scenario.cpus)
-        except HarnessError as exc:
-            return _failed(scenario, self.profile.name, predicted, exc)
+        except HarnessError as exc:  # no guest: the host's failure, not the kernel's
+            outcome = _failed(scenario, self.profile.name, predicted, exc)
+            outcome.host_failure = True
+            return outcome
         if then is not None and self.snapshots:
             self.source.prefetch(then, then_cpus)
         console_start = _size(guest.console_log)
@@ -169,6 +177,7 @@ class GuestManager:
             self.discard()
         self._dirty = True
         self._installed = False
+        outcome.run_options = list(self.run_options)
         if artifacts is not None:
             try:
                 write_artifacts(artifacts, outcome, guest, console_start, scenario, self.profile)
@@ -227,10 +236,22 @@ def _failed(
     before it, their kernel log) if there is one, with the error and its excerpt."""
     outcome = partial or ScenarioOutcome(scenario.name, profile, predicted)
     outcome.error = str(exc)
+    outcome.host_failure = host_failed(exc)
     excerpt = getattr(exc, "excerpt", "")
     if excerpt:
         outcome.error = f"{exc}\n{excerpt}"
     return outcome
+
+
+def host_failed(exc: HarnessError) -> bool:
+    """Whether `exc` ended a scenario through the host's or the harness's fault (the
+    run says nothing of the kernel: exit 3) rather than the kernel's: a crash or a
+    report of the kernel and a guest that stopped answering are the kernel's (a
+    difference), QEMU killed from outside, a host failure (harness.guest.errors) and
+    anything else that broke the harness's hold on the guest are not."""
+    if getattr(exc, "host_failure", False) or isinstance(exc, QemuKilled):
+        return True
+    return not isinstance(exc, GuestCrashed | GuestTimeout)
 
 
 def _size(path: Path) -> int:
@@ -291,7 +312,13 @@ def outcome_json(
         "seconds": round(outcome.seconds, 3),
         "first_difference": outcome.mismatch.index + 1 if outcome.mismatch else None,
         "command": shlex.join(
-            ["klp-harness", "run", "--kernel", profile.name, str(scenario.path.resolve())]
+            [
+                "klp-harness",
+                "run",
+                *kernel_options(profile),
+                *outcome.run_options,
+                str(scenario.path.resolve()),
+            ]
         ),
         "scenario_file": str(scenario.path),
         "kernel": {
@@ -314,6 +341,13 @@ def outcome_json(
     }
 
 
+def kernel_options(profile: KernelProfile) -> list[str]:
+    """The options that select `profile` on the command line."""
+    if profile.name.startswith("dir:"):
+        return ["--kernel-dir", profile.name.removeprefix("dir:")]
+    return ["--kernel", profile.name]
+
+
 def render_as_run_goes(directory: Path) -> None:
     """Add a finished scenario's page to its run's HTML report and redraw the matrix
     (`<results>/<profile>/<scenario>`: the run is two levels up), one writer at a time
@@ -329,6 +363,7 @@ def artifacts_lost(outcome: ScenarioOutcome, directory: Path, exc: OSError) -> N
     """Make a scenario whose artifacts could not be written an error (its steps and
     verdict stay): results that are not kept must not look like a clean pass."""
     note = f"artifacts not kept in {directory}: {exc.strerror or exc}"
+    outcome.host_failure = True
     if outcome.error is None:
         outcome.error = note
     elif f"artifacts not kept in {directory}:" not in outcome.error:

@@ -5,12 +5,21 @@ validating, predicting, building) happens for every scenario before the first gu
 starts, so a typo never costs a boot.  Then `jobs` workers, each with guests of its
 own, take scenarios from one queue; a worker reserves the scenario it will run next,
 so its next guest (resumed, modules installed) is made while the current one runs.
+
+Every scenario x profile ends as one outcome, in the order given: run (pass,
+difference, host failure), refused by the model for the profile (the others run),
+not meant for the profile (`kernels =`), or not run because an earlier one failed
+with `exitfirst`.  Each is handed to the caller's `on_outcome` as it is known (in
+completion order, from the thread that called: the one that owns the output), so
+results are printed and streamed while the run goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import re
 import sys
 import threading
 import time
@@ -18,10 +27,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import ExitCode, ScenarioError, UsageError
 from harness.kernel.profiles import KernelProfile, cache_root
 from harness.model import predict
-from harness.modules.build import build_modules
+from harness.model.predict import StepModel
+from harness.model.variants import Variant
+from harness.modules import build as module_build
+from harness.modules.build import MakeRunner, build_modules
 from harness.modules.external import resolve_scenario
 from harness.modules.signatures import check_bodies
 from harness.outcome.record import StepRecord
@@ -30,6 +42,7 @@ from harness.report.text import failure_text, result_line
 from harness.runner import waits
 from harness.runner.capacity import cached_jobs
 from harness.runner.manager import GuestManager, artifacts_lost, copy_sources
+from harness.runner.options import GuestOptions
 from harness.scenario.naming import artifact_ids, safe_component
 from harness.scenario.types import Scenario
 from harness.symbols.data import plain_module_file
@@ -37,6 +50,10 @@ from harness.symbols.validate import validate_symbols
 from harness.upstream.samples import sample_locator
 
 Echo = Callable[[str], None]
+# A finished (or never started) scenario x profile and its artifacts folder (None:
+# it never ran, so it has none).
+OnOutcome = Callable[[ScenarioOutcome, Path | None], None]
+EXITFIRST = "not run: an earlier scenario failed (--exitfirst)"
 
 
 def stderr_echo(text: str) -> None:
@@ -48,7 +65,9 @@ def stderr_echo(text: str) -> None:
 
 @dataclass
 class PreparedScenario:
-    """A scenario ready for a guest: predicted and built for one profile."""
+    """A scenario ready for a guest: predicted and built for one profile; or, with
+    `not_run`, the outcome of one that will not run there (refused, not meant for
+    the profile)."""
 
     scenario: Scenario
     profile: KernelProfile
@@ -56,10 +75,16 @@ class PreparedScenario:
     modules: dict[str, Path]
     sources: Path | None
     artifact_id: str = ""  # unique within the run, path-safe (harness.scenario.naming)
+    not_run: ScenarioOutcome | None = None
 
 
 def applies_to(scenario: Scenario, profile: KernelProfile) -> bool:
     return not scenario.kernels or profile.name in scenario.kernels
+
+
+def not_for(scenario: Scenario, profile: str) -> str:
+    """Why a scenario is skipped on a profile its `kernels` leaves out."""
+    return f"not for {profile} (kernels = {', '.join(scenario.kernels)})"
 
 
 @dataclass(frozen=True)
@@ -74,9 +99,9 @@ class Shard:
         try:
             index, count = (int(part) for part in text.split("/"))
         except ValueError:
-            raise HarnessError(f"--shard {text!r}: expected K/N, e.g. 2/4") from None
+            raise UsageError(f"--shard {text!r}: expected K/N, e.g. 2/4") from None
         if not 1 <= index <= count:
-            raise HarnessError(f"--shard {text}: K must be between 1 and N")
+            raise UsageError(f"--shard {text}: K must be between 1 and N")
         return cls(index, count)
 
     def holds(self, key: str) -> bool:
@@ -107,33 +132,113 @@ def default_jobs() -> int:
     return cached_jobs() or max(1, len(os.sched_getaffinity(0)))
 
 
+def exit_code(outcomes: Sequence[ScenarioOutcome]) -> int:
+    """A run's exit code: 3 if the host or the harness failed anywhere (that run says
+    nothing of the kernel), else 1 if the kernel differed from the model, else 0;
+    refused and skipped scenarios fail nothing."""
+    statuses = {o.status for o in outcomes}
+    if "host-failure" in statuses:
+        return ExitCode.HOST_FAILURE
+    if "difference" in statuses:
+        return ExitCode.DIFFERENCE
+    return ExitCode.OK
+
+
+def predict_for(
+    scenario: Scenario, series: str, variant: Variant | None = None
+) -> list[StepRecord]:
+    """The model's prediction, or a model variant's (`run --model-variant`: a model
+    the kernel should refute, to see how a wrong model is caught); a refusal is a
+    ScenarioError of the model itself."""
+    if variant is None:
+        return predict(scenario, series=series)
+    predict(scenario, series=series)  # what the model refuses, the variant does not run
+    model = StepModel(scenario, series, variant=variant)
+    records: list[StepRecord] = []
+    for index, step in enumerate(scenario.steps):
+        records.append(model.step(index, step))
+        if records[-1].report:
+            break
+    return records
+
+
+def refusal(exc: ScenarioError) -> str:
+    """The model's refusal as a reason: `step N: ...` (numbered from 1, as reports
+    number steps) for a step's."""
+    match = re.fullmatch(r"steps\[(\d+)\]", exc.where)
+    if match:
+        return f"step {int(match[1]) + 1}: {exc.message}"
+    return f"{exc.where}: {exc.message}"
+
+
+def progress_make(profile: KernelProfile, echo: Echo) -> MakeRunner:
+    """make, saying what it compiles before and how long it took after: a build of
+    many modules takes minutes on a small machine, and silence looks like a hang."""
+
+    def make(argv: Sequence[str], cwd: Path) -> tuple[int, str]:
+        names = sorted(path.stem for path in cwd.glob("*.c"))
+        echo(f"[{profile.name}] compiling {len(names)} module(s): {', '.join(names)}")
+        started = time.monotonic()
+        status, log = module_build.run_make(argv, cwd)
+        verdict = "compiled" if status == 0 else "failed to compile"
+        echo(f"[{profile.name}] {verdict} {len(names)} module(s) in "
+             f"{time.monotonic() - started:.1f}s")  # fmt: skip
+        return status, log
+
+    return make
+
+
 def prepare(
-    scenarios: Sequence[Scenario], profile: KernelProfile, echo: Echo = stderr_echo
+    scenarios: Sequence[Scenario],
+    profile: KernelProfile,
+    echo: Echo = stderr_echo,
+    variant: Variant | None = None,
 ) -> list[PreparedScenario]:
-    """Predict and build (cached) every scenario that applies to `profile`."""
+    """Predict and build (cached) every scenario for `profile`, in order; one that
+    does not apply to it, or that the model refuses on it, comes with its `not_run`
+    outcome instead (nothing built)."""
 
     prepared = []
+    ids = artifact_ids(scenarios)
     selected = [s for s in scenarios if applies_to(s, profile)]
-    ids = dict(zip((id(s) for s in scenarios), artifact_ids(scenarios), strict=True))
     echo(f"[{profile.name}] predicting and building modules for {len(selected)} scenario(s)")
     started = time.monotonic()
-    for original in selected:
+    make = progress_make(profile, echo)
+    refused = 0
+    for original, artifact_id in zip(scenarios, ids, strict=True):
+        if not applies_to(original, profile):
+            outcome = ScenarioOutcome(original.name, profile.name, [])
+            outcome.skipped = not_for(original, profile.name)
+            prepared.append(_not_run(original, profile, artifact_id, outcome))
+            continue
         scenario, files = resolve_scenario(
             original, profile, sample_locator(profile)
         )  # module files, if any
         if files:
             validate_symbols([scenario], [profile])  # the objects the files name
-        predicted = predict(scenario, series=profile.series)
-        built = build_modules([m for m in scenario.modules if not m.ko], profile)
+        try:
+            predicted = predict_for(scenario, profile.series, variant)
+        except ScenarioError as exc:  # the model refuses it on this kernel: said, not run
+            outcome = ScenarioOutcome(original.name, profile.name, [])
+            outcome.refused = refusal(exc)
+            prepared.append(_not_run(original, profile, artifact_id, outcome))
+            refused += 1
+            continue
+        built = build_modules([m for m in scenario.modules if not m.ko], profile, make=make)
         modules = {**built.modules, **files, **kernel_module_files(scenario, profile)}
         check_bodies(scenario, profile, modules)  # before any guest
         prepared.append(
-            PreparedScenario(
-                scenario, profile, predicted, modules, built.sources, ids[id(original)]
-            )
+            PreparedScenario(scenario, profile, predicted, modules, built.sources, artifact_id)
         )
-    echo(f"[{profile.name}] modules ready in {time.monotonic() - started:.1f}s")
+    refusals = f" ({refused} refused by the model)" if refused else ""
+    echo(f"[{profile.name}] modules ready in {time.monotonic() - started:.1f}s{refusals}")
     return prepared
+
+
+def _not_run(
+    scenario: Scenario, profile: KernelProfile, artifact_id: str, outcome: ScenarioOutcome
+) -> PreparedScenario:
+    return PreparedScenario(scenario, profile, [], {}, None, artifact_id, not_run=outcome)
 
 
 def kernel_module_files(scenario: Scenario, profile: KernelProfile) -> dict[str, Path]:
@@ -146,20 +251,46 @@ def kernel_module_files(scenario: Scenario, profile: KernelProfile) -> dict[str,
     }
 
 
+class ResultLines:
+    """What a run prints as each scenario ends: its result line and, for one that
+    failed, why and where its artifacts are (one write, so that no other line comes
+    between); with `count`, a `[k/N]` prefix (parallel runs finish out of order)."""
+
+    def __init__(self, echo: Echo = stderr_echo, total: int = 0, count: bool = False) -> None:
+        self.echo = echo
+        self.total = total
+        self.count = count
+        self.done = 0
+
+    def __call__(self, outcome: ScenarioOutcome, artifacts: Path | None) -> None:
+        self.done += 1
+        prefix = f"[{self.done}/{self.total}] " if self.count else ""
+        lines = [prefix + result_line(outcome)]
+        if outcome.status in ("difference", "host-failure"):
+            lines.append(failure_text(outcome))
+            if artifacts is not None:
+                lines.append(f"    artifacts: {artifacts}")
+        self.echo("\n".join(lines))
+
+
 class _Queue:
-    """Scenarios left to run, shared by the workers; remembers the outcomes."""
+    """Scenarios left to run, shared by the workers; remembers the outcomes and
+    hands each to the thread that reports it, in the order they finish."""
 
     def __init__(
-        self, items: Sequence[PreparedScenario], keep_going: bool, longest_first: bool = False
+        self, items: Sequence[PreparedScenario], exitfirst: bool, longest_first: bool = False
     ) -> None:
         self.items = list(items)
-        self.keep_going = keep_going
+        self.exitfirst = exitfirst
         self.outcomes: dict[int, ScenarioOutcome] = {}
+        self.finished: queue.SimpleQueue[tuple[int, Path | None]] = queue.SimpleQueue()
+        self.reported: dict[int, threading.Event] = {}
         self._order = list(range(len(self.items)))  # taken in this order
         if longest_first:
             self._order.sort(key=lambda i: -waits.expected_seconds(self.items[i].predicted))
         self._next = 0
         self._stop = False
+        self.failed = False  # a scenario failed (with exitfirst: the run stops)
         self.interrupted = False  # the run is being torn down: no more results
         self.lock = threading.Lock()
 
@@ -170,12 +301,25 @@ class _Queue:
             self._next += 1
             return self._order[self._next - 1]
 
-    def done(self, index: int, outcome: ScenarioOutcome) -> int:
+    def done(self, index: int, outcome: ScenarioOutcome, artifacts: Path | None) -> None:
+        """Record an outcome and wait until it has been reported: the worker's next
+        lines (the next scenario's progress) come after its result."""
+        reported = threading.Event()
         with self.lock:
             self.outcomes[index] = outcome
-            if not outcome.passed and not self.keep_going:
-                self._stop = True
-            return len(self.outcomes)
+            self.reported[index] = reported
+            if outcome.status in ("difference", "host-failure"):
+                self.failed = True
+                if self.exitfirst:
+                    self._stop = True
+        self.finished.put((index, artifacts))
+        while not reported.wait(0.2) and not self.interrupted:
+            pass
+
+    @property
+    def stopped(self) -> bool:
+        with self.lock:
+            return self._stop
 
     def stop(self) -> None:
         with self.lock:
@@ -185,60 +329,94 @@ class _Queue:
 def run_prepared(
     prepared: Sequence[PreparedScenario],
     results: Path,
-    keep_going: bool = True,
+    exitfirst: bool = False,
     echo: Echo = stderr_echo,
     jobs: int = 1,
     snapshots: bool = True,
     fast_guest: bool = False,
+    on_outcome: OnOutcome | None = None,
+    options: GuestOptions | None = None,
+    run_options: Sequence[str] = (),
 ) -> tuple[list[ScenarioOutcome], list[GuestManager]]:
-    """Run on `jobs` workers; returns the outcomes in the given order and the
-    (closed) managers, whose statistics the caller may print."""
-    queue = _Queue(prepared, keep_going, longest_first=jobs > 1)
+    """Run on `jobs` workers; returns an outcome for every item, in the given order,
+    and the (closed) managers, whose statistics the caller may print.  Each outcome
+    goes to `on_outcome` (default: its result line on `echo`) as it is known: those
+    that do not run first, then the others as they finish; with `exitfirst`, the
+    first failure stops the run and the rest are reported as not run."""
+    runnable = [item for item in prepared if item.not_run is None]
+    parallel = jobs > 1 and len(runnable) > 1
+    report = on_outcome or ResultLines(echo, len(prepared), count=parallel)
+    for item in prepared:
+        if item.not_run is not None:
+            report(item.not_run, None)
+    queue_ = _Queue(runnable, exitfirst, longest_first=jobs > 1)
     managers = [
         GuestManager(item.profile, log_dir=results / safe_component(item.profile.name),
-                     snapshots=snapshots, fast_guest=fast_guest)
-        for item in prepared[: max(1, min(jobs, len(prepared)))]
-    ]  # fmt: skip
+                     snapshots=snapshots, fast_guest=fast_guest, options=options,
+                     run_options=run_options)
+        for item in runnable[: max(1, min(jobs, len(runnable)))]
+    ] if runnable else []  # fmt: skip
     workers = [
-        threading.Thread(target=_worker, args=(m, queue, results, echo, jobs > 1), daemon=True)
+        threading.Thread(target=_worker, args=(m, queue_, results, echo, jobs > 1), daemon=True)
         for m in managers
     ]
     try:
         for worker in workers:
             worker.start()
-        for worker in workers:
-            while worker.is_alive():
-                worker.join(0.2)  # wakes for Ctrl-C
+        while any(worker.is_alive() for worker in workers) or not queue_.finished.empty():
+            try:
+                index, artifacts = queue_.finished.get(timeout=0.2)  # wakes for Ctrl-C
+            except queue.Empty:
+                continue
+            report(queue_.outcomes[index], artifacts)
+            queue_.reported[index].set()
     except BaseException:
-        queue.interrupted = True  # what the teardown cuts short is no scenario's result
+        queue_.interrupted = True  # what the teardown cuts short is no scenario's result
         raise
     finally:
-        queue.stop()
+        queue_.stop()
         for manager in managers:
             manager.close()
         for worker in workers:
             worker.join(5)
-    return [queue.outcomes[i] for i in sorted(queue.outcomes)], managers
+    outcomes: list[ScenarioOutcome] = []
+    ran = iter(range(len(runnable)))
+    for item in prepared:
+        if item.not_run is not None:
+            outcomes.append(item.not_run)
+            continue
+        index = next(ran)
+        if index not in queue_.outcomes:  # an earlier failure stopped the run
+            queue_.outcomes[index] = never_run(item, EXITFIRST)
+            report(queue_.outcomes[index], None)
+        outcomes.append(queue_.outcomes[index])
+    return outcomes, managers
+
+
+def never_run(item: PreparedScenario, reason: str) -> ScenarioOutcome:
+    outcome = ScenarioOutcome(item.scenario.name, item.profile.name, item.predicted)
+    outcome.skipped = reason
+    return outcome
 
 
 def _worker(
-    manager: GuestManager, queue: _Queue, results: Path, echo: Echo, parallel: bool
+    manager: GuestManager, queue_: _Queue, results: Path, echo: Echo, parallel: bool
 ) -> None:
     """Take scenarios until the queue is empty; the one after the current is taken
     ahead of time, so its guest can be made while the current one runs."""
-    total = len(queue.items)
-    index = queue.take()
+    total = len(queue_.items)
+    index = queue_.take()
     while index is not None:
-        item = queue.items[index]
-        following = queue.take()
-        after = queue.items[following] if following is not None else None
+        item = queue_.items[index]
+        following = queue_.take()
+        after = queue_.items[following] if following is not None else None
         then = after.modules if after is not None else None
         artifacts = results / safe_component(item.profile.name) / item.artifact_id
         if not parallel:
             echo(f"[{item.profile.name}] ({index + 1}/{total}) {item.scenario.name}")
 
         def progress(step: int, text: str, count: int = len(item.predicted)) -> None:
-            if not queue.interrupted:
+            if not queue_.interrupted:
                 echo(f"    step {step + 1}/{count}: {text}")
 
         try:
@@ -251,49 +429,74 @@ def _worker(
             outcome = ScenarioOutcome(
                 item.scenario.name, item.profile.name, item.predicted, error=str(exc)
             )
+            outcome.host_failure = True
         if item.sources is not None:
             try:
                 copy_sources(item.sources, artifacts)
             except OSError as exc:
                 artifacts_lost(outcome, artifacts, exc)
-        if queue.interrupted:
+        if queue_.interrupted:
             return
-        finished = queue.done(index, outcome)
-        with queue.lock:
-            prefix = f"[{finished}/{total}] " if parallel else ""
-            echo(prefix + result_line(outcome))
-            if not outcome.passed:
-                echo(failure_text(outcome))
-                echo(f"    artifacts: {artifacts}")
-        index = following if (queue.keep_going or outcome.passed) else None
+        queue_.done(index, outcome, artifacts)
+        index = following if not queue_.stopped else None
 
 
 def run_suite(
     scenarios: Sequence[Scenario],
     profiles: Sequence[KernelProfile],
     results: Path,
-    keep_going: bool = True,
+    exitfirst: bool = False,
     echo: Echo = stderr_echo,
     jobs: int = 1,
     snapshots: bool = True,
     fast_guest: bool = False,
+    on_outcome: OnOutcome | None = None,
+    options: GuestOptions | None = None,
+    variant: Variant | None = None,
 ) -> list[ScenarioOutcome]:
-    prepared = {profile.name: prepare(scenarios, profile, echo) for profile in profiles}
+    """Every scenario on every profile: an outcome for each, profile by profile in
+    the order given (`len(scenarios) * len(profiles)` of them, known before the
+    first guest starts), each handed to `on_outcome` as it is known."""
+    prepared = {profile.name: prepare(scenarios, profile, echo, variant) for profile in profiles}
+    run_options = rerun_options(options, variant, fast_guest)
+    total = len(scenarios) * len(profiles)
+    report = on_outcome or ResultLines(echo, total, count=jobs > 1)
     outcomes: list[ScenarioOutcome] = []
     for profile in profiles:
         items = prepared[profile.name]
-        if not items:
+        if exitfirst and any(o.status in ("difference", "host-failure") for o in outcomes):
+            for item in items:
+                outcome = item.not_run or never_run(item, EXITFIRST)
+                report(outcome, None)
+                outcomes.append(outcome)
             continue
-        workers = min(jobs, len(items))
-        echo(f"[{profile.name}] {len(items)} scenario(s) on {workers} guest(s) at a time "
-             f"({profile.release})")  # fmt: skip
+        runnable = sum(1 for item in items if item.not_run is None)
+        workers = min(jobs, runnable)
+        if runnable:
+            echo(f"[{profile.name}] {runnable} scenario(s) on {workers} guest(s) at a time "
+                 f"({profile.release})")  # fmt: skip
         started = time.monotonic()
-        done, managers = run_prepared(items, results, keep_going, echo, jobs, snapshots, fast_guest)
+        done, managers = run_prepared(
+            items, results, exitfirst, echo, jobs, snapshots, fast_guest, report, options,
+            run_options,
+        )  # fmt: skip
         outcomes += done
-        echo(f"[{profile.name}] {time.monotonic() - started:.1f}s wall; " + _guest_stats(managers))
-        if outcomes and not keep_going and not all(o.passed for o in outcomes):
-            break
+        if runnable:
+            echo(f"[{profile.name}] {time.monotonic() - started:.1f}s wall; "
+                 + _guest_stats(managers))  # fmt: skip
     return outcomes
+
+
+def rerun_options(
+    options: GuestOptions | None, variant: Variant | None, fast_guest: bool
+) -> list[str]:
+    """The command-line options beyond the kernel and the scenario that a run's
+    outcomes need to be run again as they ran (`ScenarioOutcome.run_options`)."""
+    return [
+        *(options.argv() if options is not None else []),
+        *(["--model-variant", str(variant)] if variant is not None else []),
+        *(["--fast-guest"] if fast_guest else []),
+    ]
 
 
 def _guest_stats(managers: Sequence[GuestManager]) -> str:

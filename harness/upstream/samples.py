@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
 from harness.kernel.profiles import KernelProfile
 from harness.kernel.sources import SAMPLES, fetch_sources
 from harness.modules.build import build_sources
@@ -45,7 +45,7 @@ class Samples:
             return self.modules[name]
         except KeyError:
             known = ", ".join(sorted(self.modules))
-            raise HarnessError(f"no sample module {name} (samples: {known})") from None
+            raise UsageError(f"no sample module {name} (samples: {known})") from None
 
 
 def sample_sources(profile: KernelProfile) -> dict[str, str]:

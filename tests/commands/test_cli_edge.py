@@ -160,7 +160,7 @@ def test_any_os_error_is_one_line(
         raise error
 
     monkeypatch.setattr(model_command, "main", failing)
-    assert cli_main(["model", str(spec)]) == 1
+    assert cli_main(["model", str(spec)]) == 3  # the host failed, not the kernel
     assert one_line_error(capsys).startswith(f"klp-harness: error: {line}")
 
 
@@ -225,8 +225,12 @@ def test_broken_kernel_dir_build_shows_the_compiler_error(
     (tree / "arch/x86/boot/bzImage").write_bytes(b"\0" * 64)
     (tree / ".config").write_text(COMPLETE)
     (tree / "Makefile").write_text(BROKEN_MAKEFILE)
-    assert cli_main(["build", str(spec), "--kernel-dir", str(tree)]) == 1
-    line = one_line_error(capsys)
+    spec.write_text(GOOD.replace('kernels = ["debian-6.1"]\n', ""))  # meant for any kernel
+    assert cli_main(["build", str(spec), "--kernel-dir", str(tree)]) == 3  # a broken build tree
+    err = capsys.readouterr().err
+    assert "compiling 2 module(s): lp, tgt" in err  # progress, then the error
+    line = err.splitlines()[-1]
+    assert line.startswith("klp-harness: error: ") and "Traceback" not in err
     assert "list.h:5:10: fatal error: linux/container_of.h: No such file" in line
     assert "Leaving directory" not in line
     assert "(build log: " in line

@@ -35,7 +35,12 @@ def test_every_shipped_scenario_as_json(series: str, capsys: pytest.CaptureFixtu
     scenarios = load_scenarios(files)
     assert [d["scenario"] for d in data] == [s.name for s in scenarios]
     for entry, scenario in zip(data, scenarios, strict=True):
-        records = [StepRecord.from_json(r) for r in entry["records"]]
+        assert entry["status"] == "predicted"
+        assert [r["number"] for r in entry["records"]] == [r["index"] + 1 for r in entry["records"]]
+        records = [
+            StepRecord.from_json({k: v for k, v in r.items() if k != "number"})
+            for r in entry["records"]
+        ]
         assert records == predict(scenario, series)
 
 
@@ -43,7 +48,8 @@ def test_text_output_shows_steps_logs_and_changes(capsys: pytest.CaptureFixture[
     path = SCENARIOS / "upstream" / "12_callbacks_busy_target.toml"
     assert main(["model", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "[1] load test_klp_callbacks_demo --nowait  -> ok" in out
+    assert "\n[1] load test_klp_callbacks_busy block_transition=Y  -> ok\n" in out  # from 1
+    assert "[2] load test_klp_callbacks_demo --nowait  -> ok" in out
     assert "    | livepatch: 'test_klp_callbacks_demo': starting patching transition" in out
     assert "    pending: test_klp_callbacks_demo (still blocked)" in out
     assert "    module test_klp_callbacks_demo = 1" in out

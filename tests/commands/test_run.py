@@ -1,7 +1,13 @@
-"""`klp-harness run` rejects bad scenarios before any guest starts: one line, exit 2."""
+"""`klp-harness run`: bad scenarios rejected before any guest starts (one line, exit
+2); what a run reports and exits with, guests stood in for."""
 
 from __future__ import annotations
 
+import io
+import json
+import re
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -94,3 +100,118 @@ def test_unwritable_output_one_line_exit_2_before_any_work(
     assert err.startswith("klp-harness: error: --"), err
     assert expected in err and err.count("\n") == 1, err
     assert not (tmp_path / "results").exists()
+
+
+# ---- what a run reports (guests stood in for: tests/runner/fakes.py) -----------------------
+
+
+class Watched(io.StringIO):
+    """stdout that opens `gate` once a line starting with `prefix` was written."""
+
+    def __init__(self, prefix: str, gate: threading.Event) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.gate = gate
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if any(line.startswith(self.prefix) for line in self.getvalue().splitlines()):
+            self.gate.set()
+        return written
+
+
+def test_ktap_streams_and_lists_every_scenario_on_every_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """KTAP's plan counts every scenario x profile, those that do not run are `# SKIP`
+    with the reason, and the first result is on stdout before the last scenario ends
+    (that one waits for it)."""
+    from tests.runner.fakes import ONLY_612, PASSING, REFUSED, no_guests, write_scenarios
+
+    plan = no_guests(monkeypatch)
+    plan.statuses["differs"] = "difference"
+    first_out = threading.Event()
+    plan.gates["differs"] = first_out
+    out = Watched("ok 1 ", first_out)
+    monkeypatch.setattr(sys, "stdout", out)
+    paths = write_scenarios(
+        tmp_path / "s", passes=PASSING, refused=REFUSED, only612=ONLY_612, differs=PASSING
+    )
+    report = tmp_path / "out" / "results.json"
+    args = ["run", "--ktap", "--json", str(report), "--kernel", "debian-6.1", "--kernel",
+            "debian-6.12", "-j", "1", "--results", str(tmp_path / "results"),
+            *map(str, paths)]  # fmt: skip
+    assert cli_main(args) == 1
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["KTAP version 1", "1..8"]
+    results = [line for line in lines if re.match(r"(not )?ok \d+ ", line)]
+    assert [int(r.removeprefix("not ").split()[1]) for r in results] == list(range(1, 9))
+    assert sum(" # SKIP " in line for line in results) == 3  # refused twice, only612 once
+    assert any(re.fullmatch(r"ok \d+ only612@debian-6.1 # SKIP not for debian-6.1 \(kernels "
+                            r"= debian-6.12\)", line) for line in results)  # fmt: skip
+    assert any(re.match(r"ok \d+ refused@debian-6.12 # SKIP refused by the model: step 2: ",
+                        line) for line in results)  # fmt: skip
+    assert sum(line.startswith("not ok ") for line in results) == 2  # differs on both
+    data = json.loads(report.read_text())["results"]
+    assert [(d["scenario"], d["profile"], d["status"]) for d in data][:4] == [
+        ("passes", "debian-6.1", "pass"),
+        ("refused", "debian-6.1", "refused"),
+        ("only612", "debian-6.1", "skipped"),
+        ("differs", "debian-6.1", "difference"),
+    ]
+    differs = data[3]
+    assert differs["first_difference"] == 2  # the second step, numbered from 1
+    assert differs["reason"].startswith("first difference at step 2: load lp (errno)")
+    assert differs["artifacts"].endswith("/debian-6.1/differs")
+    assert data[1]["artifacts"] is None and data[1]["reason"].startswith("refused by the model")
+    err = capsys.readouterr().err
+    assert "3/8 scenarios passed, 2 differ from the model, 2 refused by the model, 1 skipped" in err
+
+
+def test_a_host_failure_exits_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.runner.fakes import PASSING, no_guests, write_scenarios
+
+    plan = no_guests(monkeypatch)
+    plan.statuses["lost"] = "host-failure"
+    paths = write_scenarios(tmp_path / "s", lost=PASSING, fine=PASSING)
+    assert cli_main(["run", "--results", str(tmp_path / "r"), *map(str, paths)]) == 3
+    err = capsys.readouterr().err
+    assert "ERROR lost [debian-6.1] 1/5 steps 0.5s (host failure)" in err
+    assert "PASS  fine [debian-6.1]" in err  # the run went on
+
+
+def test_exitfirst_stops_and_says_what_did_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.runner.fakes import PASSING, no_guests, write_scenarios
+
+    plan = no_guests(monkeypatch)
+    plan.statuses["first"] = "difference"
+    paths = write_scenarios(tmp_path / "s", first=PASSING, second=PASSING)
+    assert cli_main(["run", "-x", "--results", str(tmp_path / "r"), *map(str, paths)]) == 1
+    err = capsys.readouterr().err
+    assert "SKIP  second [debian-6.1] not run: an earlier scenario failed (--exitfirst)" in err
+    assert plan.ran == ["first"]
+
+
+def test_guest_options_reach_every_guest_and_the_rerun_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.runner.options import GuestOptions
+    from tests.runner.fakes import PASSING, no_guests, write_scenarios
+
+    plan = no_guests(monkeypatch)
+    [path] = write_scenarios(tmp_path / "s", one=PASSING)
+    args = ["run", "--append", "quiet loglevel=3", "--memory", "640", "--cpus", "2",
+            "--results", str(tmp_path / "r"), str(path)]  # fmt: skip
+    assert cli_main(args) == 0
+    assert plan.options == [GuestOptions(("quiet", "loglevel=3"), 640, 2)]
+
+
+@pytest.mark.parametrize("shard", ["5/4", "0/2", "x"])
+def test_a_bad_shard_is_bad_input(shard: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["run", "--shard", shard, str(Path(__file__))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("klp-harness: error: --shard ") and shard in err and err.count("\n") == 1

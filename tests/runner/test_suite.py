@@ -88,3 +88,171 @@ def test_measured_capacity_is_the_default_jobs(
     assert capacity.record({1: 1.0, 2: 1.9, 3: 1.95}) == 2
     assert capacity.cached_jobs() == 2
     assert default_jobs() == 2
+
+
+# ---- every scenario x profile, streamed (guests stood in for: tests/runner/fakes.py) ------
+
+
+def test_every_scenario_on_every_profile_has_an_outcome_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.runner.suite import exit_code, run_suite
+    from harness.scenario.loader import load_scenarios
+    from tests.runner.fakes import (
+        ONLY_612,
+        PASSING,
+        PROFILES,
+        REFUSED,
+        no_guests,
+        statuses,
+        write_scenarios,
+    )
+
+    plan = no_guests(monkeypatch)
+    plan.statuses["differs"] = "difference"
+    paths = write_scenarios(
+        tmp_path / "s", passes=PASSING, refused=REFUSED, only612=ONLY_612, differs=PASSING
+    )
+    reported: list[tuple[str, str, str]] = []
+    outcomes = run_suite(
+        load_scenarios(paths),
+        [PROFILES["debian-6.1"], PROFILES["debian-6.12"]],
+        tmp_path / "results",
+        echo=lambda _text: None,
+        on_outcome=lambda o, _path: reported.append((o.scenario, o.profile, o.status)),
+    )
+    assert statuses(outcomes) == [
+        ("passes", "debian-6.1", "pass"),
+        ("refused", "debian-6.1", "refused"),
+        ("only612", "debian-6.1", "skipped"),
+        ("differs", "debian-6.1", "difference"),
+        ("passes", "debian-6.12", "pass"),
+        ("refused", "debian-6.12", "refused"),
+        ("only612", "debian-6.12", "pass"),
+        ("differs", "debian-6.12", "difference"),
+    ]
+    assert sorted(reported) == sorted(statuses(outcomes))  # each reported once
+    refused = outcomes[1].refused or ""
+    assert refused.startswith("step 2: `load lp` would wait for ever"), refused
+    assert outcomes[2].skipped == "not for debian-6.1 (kernels = debian-6.12)"
+    assert plan.ran.count("refused") == 0 and plan.ran.count("only612") == 1
+    assert exit_code(outcomes) == 1  # refused and skipped fail nothing; the difference does
+
+
+def test_exitfirst_reports_the_rest_as_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.runner.suite import EXITFIRST, run_suite
+    from harness.scenario.loader import load_scenarios
+    from tests.runner.fakes import PASSING, PROFILES, no_guests, statuses, write_scenarios
+
+    plan = no_guests(monkeypatch)
+    plan.statuses["first"] = "difference"
+    paths = write_scenarios(tmp_path / "s", first=PASSING, second=PASSING)
+    outcomes = run_suite(
+        load_scenarios(paths),
+        [PROFILES["debian-6.1"], PROFILES["debian-6.12"]],
+        tmp_path / "results",
+        exitfirst=True,
+        echo=lambda _text: None,
+    )
+    assert statuses(outcomes) == [
+        ("first", "debian-6.1", "difference"),
+        ("second", "debian-6.1", "skipped"),
+        ("first", "debian-6.12", "skipped"),
+        ("second", "debian-6.12", "skipped"),
+    ]
+    assert all(o.skipped == EXITFIRST for o in outcomes[1:])
+    assert plan.ran == ["first"]
+
+
+def test_a_result_is_reported_before_the_next_scenario_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second scenario cannot end until the first one's outcome has been handed to
+    the caller: if results came only at the end, it would never be."""
+    import threading
+
+    from harness.outcome.scenario import ScenarioOutcome
+    from harness.runner.suite import run_suite
+    from harness.scenario.loader import load_scenarios
+    from tests.runner.fakes import PASSING, PROFILES, no_guests, write_scenarios
+
+    plan = no_guests(monkeypatch)
+    first_reported = threading.Event()
+    plan.gates["second"] = first_reported
+    main = threading.current_thread()
+    seen: list[str] = []
+
+    def report(outcome: ScenarioOutcome, _path: object) -> None:
+        assert threading.current_thread() is main  # the thread that owns the output
+        seen.append(outcome.scenario)
+        first_reported.set()
+
+    paths = write_scenarios(tmp_path / "s", first=PASSING, second=PASSING)
+    outcomes = run_suite(
+        load_scenarios(paths), [PROFILES["debian-6.1"]], tmp_path / "r",
+        echo=lambda _text: None, on_outcome=report,
+    )  # fmt: skip
+    assert seen == ["first", "second"]
+    assert [o.status for o in outcomes] == ["pass", "pass"], [o.error for o in outcomes]
+
+
+def test_a_host_failure_outweighs_a_difference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.runner.suite import exit_code, run_suite
+    from harness.scenario.loader import load_scenarios
+    from tests.runner.fakes import PASSING, PROFILES, no_guests, write_scenarios
+
+    plan = no_guests(monkeypatch)
+    plan.statuses.update(lost="host-failure", differs="difference")
+    paths = write_scenarios(tmp_path / "s", differs=PASSING, lost=PASSING, passes=PASSING)
+    outcomes = run_suite(
+        load_scenarios(paths), [PROFILES["debian-6.1"]], tmp_path / "r", echo=lambda _t: None
+    )
+    assert [o.status for o in outcomes] == ["difference", "host-failure", "pass"]
+    assert exit_code(outcomes) == 3
+    assert exit_code(outcomes[::2]) == 1 and exit_code(outcomes[2:]) == 0
+
+
+def test_a_model_variant_predicts_and_is_kept_for_a_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.model import predict
+    from harness.model.variants import Variant
+    from harness.runner.options import GuestOptions
+    from harness.runner.suite import prepare, run_suite
+    from harness.scenario.loader import load_scenario
+    from tests.runner.fakes import PROFILES, no_guests
+
+    no_guests(monkeypatch)
+    seed = load_scenario(SCENARIOS / "seeds" / "004_replace_drops_function.toml")
+    profile = PROFILES["debian-6.1"]
+    [item] = prepare([seed], profile, lambda _t: None, Variant.NO_NOPS)
+    assert item.predicted != predict(seed, "6.1")  # the variant's, not the model's
+    options = GuestOptions(append=("quiet",), memory_mib=640)
+    [outcome] = run_suite(
+        [seed], [profile], tmp_path, echo=lambda _t: None, options=options,
+        variant=Variant.NO_NOPS, fast_guest=True,
+    )  # fmt: skip
+    assert outcome.run_options == [
+        "--append",
+        "quiet",
+        "--memory",
+        "640",
+        "--model-variant",
+        "no-nops",
+        "--fast-guest",
+    ]
+
+
+def test_guest_options_change_the_config() -> None:
+    from harness.guest.config import GuestConfig
+    from harness.runner.options import GuestOptions
+
+    config = GuestConfig(Path("bzImage"), Path("initrd"), append=("a=1",), cpus=2)
+    assert GuestOptions().apply(config) == config
+    changed = GuestOptions(append=("b=2",), memory_mib=1024, cpus=1).apply(config)
+    assert (changed.append, changed.memory_mib, changed.cpus) == (("a=1", "b=2"), 1024, 2)
+    assert GuestOptions(cpus=4).apply(config).cpus == 4  # at least N; a scenario may ask more

@@ -1,0 +1,40 @@
+"""What a run's guests are made with beyond the profile: virtme-ng-style options
+(`--append`, `--memory`, `--cpus`), applied to every guest config of the run.
+
+They change the guest config, so they change its snapshot's key (the QEMU command line
+is hashed); `argv()` gives them back as options of the command line, which is how a
+scenario's artifacts say how to run it again (`ScenarioOutcome.run_options`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from harness.guest.config import GuestConfig
+
+
+@dataclass(frozen=True)
+class GuestOptions:
+    append: tuple[str, ...] = ()  # extra kernel command-line parameters
+    memory_mib: int | None = None  # None: the config's own (512)
+    cpus: int | None = None  # at least this many CPUs (a scenario's `cpus` may ask more)
+
+    def apply(self, config: GuestConfig) -> GuestConfig:
+        """`config` with these options."""
+        return dataclasses.replace(
+            config,
+            append=(*config.append, *self.append),
+            memory_mib=config.memory_mib if self.memory_mib is None else self.memory_mib,
+            cpus=max(config.cpus, self.cpus or 0),
+        )
+
+    def argv(self) -> list[str]:
+        """The command-line options that give these options again."""
+        words: list[str] = []
+        for param in self.append:
+            words += ["--append", param]
+        if self.memory_mib is not None:
+            words += ["--memory", str(self.memory_mib)]
+        if self.cpus is not None:
+            words += ["--cpus", str(self.cpus)]
+        return words
