@@ -27,8 +27,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# The demo needs one profile: only $(KERNEL) is set up (`run --kernel X` sets up X
+# on first use).
 DEMO ?= tests/scenarios/seeds/004_replace_drops_function.toml
-demo: setup
+demo: host-packages venv
+	$(BIN)/klp-harness setup $(KERNEL)
 	$(BIN)/klp-harness run --kernel $(KERNEL) --show $(DEMO)
 
 lint: venv
