@@ -6,13 +6,21 @@ from the profile's snapshot; the next item's guest is prepared while an item run
 Python tests get guests through the `klp_guests` and `klp_guest` fixtures.  A failing
 item shows the same report as `klp-harness run`.
 
-With pytest-xdist (`-n auto`) every worker has guests of its own and all write
-artifacts under one results directory; `--klp-shard K/N` keeps the K-th of N parts
-of the collected tests, for CI matrices.
+Outcomes map to pytest's as exit codes do to `klp-harness run`'s: a difference from
+the model (or a kernel crash) fails the item; a host or harness failure is an error
+(the scenario runs in the item's setup, so pytest counts it among errors, not
+failures); a scenario the model refuses on the profile, or not meant for it
+(`kernels =`), is skipped with the reason.
+
+With pytest-xdist (`-n auto`, the `parallel` extra) every worker has guests of its own
+and all write artifacts under one results directory; without it, `-n` says how to get
+it.  `--klp-shard K/N` keeps the K-th of N parts of the collected tests, for CI
+matrices.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +55,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="K/N",
         help="run only the K-th of N disjoint parts of the collected tests (CI matrices)",
     )
+    if importlib.util.find_spec("xdist") is None:  # `-n auto` says how to get it
+        group.addoption(
+            "-n",
+            "--numprocesses",
+            dest="klp_no_xdist",
+            metavar="N",
+            help="(needs pytest-xdist: pip install 'klp-harness[parallel]')",
+        )
 
 
 def selected_profile_names(config: pytest.Config) -> list[str]:
@@ -55,6 +71,10 @@ def selected_profile_names(config: pytest.Config) -> list[str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "klp_no_xdist", None) is not None:
+        raise pytest.UsageError(
+            "-n needs pytest-xdist, which is not installed: pip install 'klp-harness[parallel]'"
+        )
     config.stash[_MANAGERS] = {}
     from harness.runner.suite import results_dir
 
@@ -127,10 +147,13 @@ class ScenarioFile(pytest.File):
         except HarnessError as exc:
             yield InvalidScenarioItem.from_parent(self, name="load", message=str(exc))
             return
+        from harness.runner.suite import not_for
+
         for name in selected_profile_names(self.config):
+            item = ScenarioItem.from_parent(self, name=name, scenario=scenario)
             if scenario.kernels and name not in scenario.kernels:
-                continue
-            yield ScenarioItem.from_parent(self, name=name, scenario=scenario)
+                item.add_marker(pytest.mark.skip(reason=not_for(scenario, name)))
+            yield item
 
 
 class InvalidScenarioItem(pytest.Item):
@@ -152,12 +175,15 @@ class ScenarioFailed(Exception):
 
 
 class ScenarioItem(pytest.Item):
-    """One scenario on one kernel profile, compared step by step with the model."""
+    """One scenario on one kernel profile, compared step by step with the model.  It
+    runs in `setup`, so that a host failure is an error; `runtest` judges it."""
 
     def __init__(self, *, scenario: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
         self.following: ScenarioItem | None = None
+        self.outcome: ScenarioOutcome | None = None
+        self.invalid: HarnessError | None = None  # bad input, found while preparing
         self.add_marker(pytest.mark.vm)
 
     def prepared(self) -> Any:
@@ -168,25 +194,49 @@ class ScenarioItem(pytest.Item):
         validate_symbols([self.scenario], [profile])  # real functions, before any build
         return prepare([self.scenario], profile, echo=lambda _text: None)[0]
 
-    def runtest(self) -> None:
+    def setup(self) -> None:
+        from harness.errors import UsageError
+        from harness.report.text import failure_text, not_run_reason
         from harness.runner.suite import shard_key
         from harness.scenario.naming import safe_component
 
-        item = self.prepared()
+        try:
+            item = self.prepared()
+        except UsageError as exc:  # the scenario's fault: the test fails
+            self.invalid = exc
+            return
+        except HarnessError as exc:  # the host's or the harness's: an error
+            pytest.fail(f"klp-harness: {exc}", pytrace=False)
+        if item.not_run is not None:
+            pytest.skip(not_run_reason(item.not_run) or "not run")
         profile = item.profile
         then, then_cpus = None, 1
         if self.following is not None and self.following.name == self.name:
-            following = self.following.prepared()
-            then, then_cpus = following.modules, following.scenario.cpus
+            try:
+                following = self.following.prepared()
+            except HarnessError:  # said when that item runs
+                following = None
+            if following is not None and following.not_run is None:
+                then, then_cpus = following.modules, following.scenario.cpus
         manager = guest_manager(self.config, profile)
         artifact_id = safe_component(shard_key(self.path).removesuffix(".toml").replace("/", "-"))
         artifacts = self.config.stash[_RESULTS] / safe_component(profile.name) / artifact_id
-        outcome = manager.run_scenario(
+        self.outcome = manager.run_scenario(
             item.scenario, item.predicted, item.modules, artifacts, then=then, then_cpus=then_cpus
         )
         self.user_properties.append(("artifacts", str(artifacts)))
-        if not outcome.passed:
-            raise ScenarioFailed(outcome)
+        if self.outcome.status == "host-failure":
+            pytest.fail(
+                f"host failure (no verdict on the kernel): {failure_text(self.outcome)}",
+                pytrace=False,
+            )
+
+    def runtest(self) -> None:
+        if self.invalid is not None:
+            raise self.invalid
+        assert self.outcome is not None
+        if not self.outcome.passed:
+            raise ScenarioFailed(self.outcome)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         from harness.report.text import failure_text
