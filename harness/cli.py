@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("check", "a standard life cycle of module files on a guest, against the model"),
     "boot": ("boot", "boot a guest and show its livepatch state"),
     "selftests": ("selftests", "run the kernel's own livepatch selftests in a guest"),
+    "export": ("export", "scenarios as upstream-style selftests or standalone reproducers"),
     "fuzz": ("fuzz", "random histories, model vs kernel, a difference shrunk to a scenario"),
     "report": ("report", "render the report of a results directory"),
     "diff": ("diff", "compare two runs' results"),
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
             allow_abbrev=False,
         )
         module.add_arguments(sub_parser)
-        sub_parser.set_defaults(_main=module.main)
+        sub_parser.set_defaults(_main=module.main, _verb=name)
     return parser
 
 

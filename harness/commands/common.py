@@ -73,7 +73,8 @@ def selected_profiles(
 def one_profile(args: argparse.Namespace, model: bool = False) -> KernelProfile:
     """The one profile of a verb that works on one kernel."""
     if args.kernel_dir is None and len(kernel_names(args)) > 1:
-        raise UsageError(f"--kernel: {args.command} works on one kernel profile at a time")
+        verb = getattr(args, "_verb", "this command")
+        raise UsageError(f"--kernel: {verb} works on one kernel profile at a time")
     return selected_profiles(args, model=model)[0]
 
 

@@ -63,7 +63,7 @@ def test_life_cycle_of_the_samples() -> None:
     [
         (["/nonexistent.ko"], "no such module file"),
         (["--kernel", "debian-6.12", str(DATA / "livepatch-sample.ko")], "is not debian-6.12's"),
-        (["samples:livepatch-callbacks-demo"], "'livepatch_callbacks_mod' is neither"),
+        (["samples:livepatch-callbacks-demo"], "samples:livepatch-callbacks-mod)"),
         ([str(DATA / "livepatch-sample.ko"), "--check", "foo=true"], "no livepatch module"),
     ],
 )
@@ -92,3 +92,39 @@ def test_samples_pass(
     assert main([*argv, "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"[{profile_name}] PASS" in out and "check livepatch_sample = passes" in out
+
+
+def test_a_patched_module_not_given_names_the_file_and_the_sample(tmp_path: Path) -> None:
+    """The callbacks demo patches the callbacks sample modules: without them the
+    refusal names the demo's file (not the life cycle's made-up scenario path) and
+    the sample that would do."""
+    import dataclasses
+
+    from harness.commands.check import _check_objects
+    from harness.errors import UsageError
+    from harness.scenario.loader import load_scenario
+    from tests.runner.fakes import fake_profile
+
+    path = tmp_path / "demo.toml"
+    path.write_text(
+        'description = "d"\nsteps = ["load demo"]\n[[patch]]\nname = "demo"\n'
+        '[[patch.object]]\nname = "livepatch_callbacks_mod"\nfuncs = ["callbacks_mod_work"]\n'
+    )
+    scenario = load_scenario(path)
+    patch = dataclasses.replace(scenario.patches[0], ko="livepatch-callbacks-demo.ko")
+    profile = dataclasses.replace(fake_profile("debian-6.1"), modules_dir=tmp_path)
+    with pytest.raises(UsageError) as info:
+        _check_objects(dataclasses.replace(scenario, patches=(patch,)), profile)
+    assert str(info.value) == (
+        "livepatch-callbacks-demo.ko: patches 'livepatch_callbacks_mod', which is neither "
+        "vmlinux, one of the files given nor a module of debian-6.1: give its module file too "
+        "(the kernel's sample of that name: samples:livepatch-callbacks-mod)"
+    )
+
+
+def test_an_unknown_sample_is_bad_input() -> None:
+    from harness.errors import UsageError
+    from harness.upstream.samples import Samples
+
+    with pytest.raises(UsageError, match=r"^no sample module nosuch \(samples: livepatch-s"):
+        Samples("debian-6.1", {"livepatch-sample": Path("x.ko")}).ko("nosuch")

@@ -58,3 +58,76 @@ def test_text_output_shows_steps_logs_and_changes(capsys: pytest.CaptureFixture[
 def test_unknown_series_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["model", "--kernel-series", "5.4", str(SCENARIOS)]) == 2
     assert "knows no kernel series '5.4'" in capsys.readouterr().err
+
+
+def test_a_directory_is_predicted_per_file_and_kernel_refusals_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`model DIR` goes through every file for every kernel it is meant for; a refusal
+    is said with its reason and the others go on: exit 0."""
+    from tests.runner.fakes import ONLY_612, PASSING, REFUSED, write_scenarios
+
+    write_scenarios(tmp_path, a_passes=PASSING, b_refused=REFUSED, c_only612=ONLY_612)
+    assert main(["model", "--kernel", "debian-6.1", "--kernel", "debian-6.12", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    heads = [line for line in out.splitlines() if line.startswith("== ")]
+    assert len(heads) == 6
+    assert heads[2].endswith(
+        "on debian-6.1: refused by the model: step 2: `load lp` would wait for ever: 'lp' stays "
+        "in transition, blocked by tgt's work parked in tgt:alpha (orig) (add --nowait to go on "
+        "without it)"
+    )
+    assert heads[4].endswith("on debian-6.1: skipped: not for debian-6.1 (kernels = debian-6.12)")
+    assert heads[5].endswith("c_only612.toml) on debian-6.12")  # predicted there
+    assert main(["model", "--json", "--kernel", "all", str(tmp_path)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [(d["scenario"], d["profile"], d["status"]) for d in data][:3] == [
+        ("a_passes", "debian-6.1", "predicted"),
+        ("a_passes", "debian-6.12", "predicted"),
+        ("a_passes", "debian-7.3", "predicted"),
+    ]
+    refused = [d for d in data if d["status"] == "refused"]
+    assert len(refused) == 3 and all(d["records"] == [] for d in refused)
+    assert data[1]["series"] == "6.12"  # the profile gives the series
+    assert data[0]["records"][0]["number"] == 1 and data[0]["records"][0]["index"] == 0
+
+
+def test_kernel_is_never_taken_for_kernel_series(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["model", "--kernel-s", "6.12", str(SCENARIOS / "seeds")])  # no abbreviations
+    assert info.value.code == 2
+    assert "unrecognized arguments: --kernel-s" in capsys.readouterr().err
+    assert main(["model", "--kernel", "6.12", str(SCENARIOS / "seeds")]) == 2
+    assert "--kernel 6.12: unknown kernel profile" in capsys.readouterr().err
+    assert main(["model", "--kernel-series", "6.12", "--kernel", "debian-6.1", "x.toml"]) == 2
+
+
+def test_symbols_are_checked_against_a_recorded_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in a real function's name is refused as `build` refuses it, when the
+    profile's symbols are recorded; without a record, model says it did not check."""
+    import gzip
+
+    from harness.commands import model as model_command
+    from harness.symbols import record
+    from tests.runner.fakes import PROFILES
+
+    getpid = (SCENARIOS / "realfuncs" / "02_getpid_default.toml").read_text()
+    typo = tmp_path / "typo.toml"
+    typo.write_text(getpid.replace("__do_sys_getpid", "__do_sys_getpdi"))
+    monkeypatch.setattr(model_command, "_set_up", lambda name: PROFILES[name])
+    recorded = tmp_path / "symbols"
+    monkeypatch.setattr(record, "record_dir", lambda _profile: recorded)
+    assert main(["model", str(typo)]) == 0
+    assert "debian-6.1: symbols not checked: none recorded yet" in capsys.readouterr().err
+    recorded.mkdir()
+    (recorded / record.KALLSYMS).write_bytes(gzip.compress(b"__do_sys_getpid\ncmdline_proc_show\n"))
+    (recorded / record.FTRACE).write_bytes(gzip.compress(b"__do_sys_getpid\ncmdline_proc_show\n"))
+    (recorded / record.LOADED).write_text("")
+    assert main(["model", str(typo)]) == 2
+    err = capsys.readouterr().err
+    assert "debian-6.1: vmlinux has no function '__do_sys_getpdi' (close: __do_sys_getpid" in err
+    assert main(["model", str(SCENARIOS / "realfuncs" / "02_getpid_default.toml")]) == 0

@@ -84,6 +84,7 @@ class Plan:
     gates: dict[str, threading.Event] = dataclasses.field(default_factory=dict)
     ran: list[str] = dataclasses.field(default_factory=list)
     options: list[Any] = dataclasses.field(default_factory=list)  # each manager's
+    run_options: list[list[str]] = dataclasses.field(default_factory=list)  # each manager's
 
     def outcome(self, scenario: Scenario, profile: str, predicted: list[StepRecord]) -> Any:
         gate = self.gates.get(scenario.name)
@@ -111,6 +112,7 @@ class FakeManager:
         self.profile = profile
         self.run_options = list(kwargs.get("run_options", ()))
         self.plan.options.append(kwargs.get("options"))
+        self.plan.run_options.append(self.run_options)
         self.boot_seconds: list[float] = []
         self.restore_seconds: list[float] = []
         self.reset_seconds: list[float] = []
