@@ -14,8 +14,17 @@ Cache entries are verified against the checksums recorded when they were written
 HarnessError naming the module, the compiler's first error and the saved log.
 
 make runs in a process group of its own, killed as a whole if the harness is
-interrupted, and gets SIGTERM (which GNU make passes on to its children) if the
-harness dies without a chance to clean up.
+interrupted or the build outlasts BUILD_TIMEOUT, and gets SIGTERM (which GNU make
+passes on to its children) if the harness dies without a chance to clean up.  The
+compiler stops at MAX_ERRORS errors: a body of thousands of bad statements fails in
+seconds, not hours.
+
+A build is confined to what a body may use: the kernel's headers and the files beside
+its scenario.  Before a module with a scenario's own code is compiled, kbuild
+preprocesses it (`make <name>.i`, the same flags) and the dependency list the
+preprocessor writes (`.<name>.i.cmd`, computed includes included) is checked: a body
+that includes anything else of the host (`#include "/etc/shadow"`) is refused in one
+line naming the include, before the compiler could quote it in a build log.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ from harness.kernel.kconfig import RECIPE
 from harness.kernel.profiles import KernelProfile
 from harness.modules import cache as build_cache
 from harness.modules import klprela
-from harness.modules.bodies import body_error
+from harness.modules.bodies import body_error, body_files
 from harness.modules.cache import LOG
 from harness.modules.ko import BadModule, check_ko, read_modinfo
 from harness.modules.render import KBUILD, render_kbuild, render_sources, write_sources
@@ -55,9 +64,15 @@ CACHE_FORMAT = 2  # 2: entries carry a manifest of checksums
 
 # (argv, cwd) -> (exit status, combined stdout/stderr)
 MakeRunner = Callable[[Sequence[str], Path], tuple[int, str]]
+BUILD_TIMEOUT = 900.0  # seconds for one make call (60 modules take ~1 min on 2 CPUs)
+MAX_ERRORS = 50  # the compiler's -fmax-errors
 
 
-def run_make(argv: Sequence[str], cwd: Path) -> tuple[int, str]:
+class BuildTimeout(HarnessError):
+    """make did not finish in time; it and every compiler it started were killed."""
+
+
+def run_make(argv: Sequence[str], cwd: Path, timeout: float | None = None) -> tuple[int, str]:
     """Run make, capturing stdout and stderr together (the build log).
 
     In its own process group, so an interrupted build (Ctrl-C, SIGTERM) is killed
@@ -76,13 +91,19 @@ def run_make(argv: Sequence[str], cwd: Path) -> tuple[int, str]:
         )
     except FileNotFoundError as exc:
         raise HarnessError(f"cannot run {argv[0]}: {exc.strerror} (install make)") from None
+    limit = BUILD_TIMEOUT if timeout is None else timeout
     try:
-        out, _ = proc.communicate()
-    except BaseException:
+        out, _ = proc.communicate(timeout=limit)
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         wait_group_gone(proc.pid)
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise BuildTimeout(
+                f"`{' '.join(argv[:1])} ... {argv[-1]}` did not finish in {limit:.0f} s: "
+                "stopped, with every compiler it started"
+            ) from None
         raise
     return proc.returncode, out
 
@@ -122,11 +143,18 @@ def compiler_id(cc: str, root: Path | None = None) -> str:
 
 
 def make_command(
-    profile: KernelProfile, work: Path, cc: str, jobs: int, root: Path | None
+    profile: KernelProfile,
+    work: Path,
+    cc: str,
+    jobs: int,
+    root: Path | None,
+    targets: Sequence[str] = ("modules",),
 ) -> list[str]:
-    """`make ... modules` building the modules in `work` against `profile`, in build
-    root `root` if the profile needs one (its tree read-only, `work` writable)."""
-    argv = ["make", "-C", str(profile.build_dir), f"M={work}", f"CC={cc}", f"-j{jobs}", "modules"]
+    """`make ... modules` building the modules in `work` against `profile` (or other
+    kbuild `targets`), in build root `root` if the profile needs one (its tree
+    read-only, `work` writable)."""
+    argv = ["make", "-C", str(profile.build_dir), f"M={work}", f"CC={cc}", f"-j{jobs}",
+            f"KCFLAGS=-fmax-errors={MAX_ERRORS}", *targets]  # fmt: skip
     if root is None:
         return argv
     tree = kernels.cache_root() / "kernels" / profile.name
@@ -315,8 +343,13 @@ def _build_missing(
     work = build_cache.work_dir(builds)
     try:
         write_sources({n: sources[n] for n in missing}, work)
-        argv = make_command(profile, work, cc, jobs or os.cpu_count() or 1, root)
-        status, log = make(argv, work)
+        jobs = jobs or os.cpu_count() or 1
+        check_includes({n: sources[n] for n in missing}, profile, work, cc, jobs, root, make)
+        argv = make_command(profile, work, cc, jobs, root)
+        try:
+            status, log = make(argv, work)
+        except BuildTimeout as exc:
+            raise BuildTimeout(f"building {', '.join(missing)} for {profile.name}: {exc}") from None
         (work / LOG).write_text(f"$ {' '.join(argv)}\n{log}")
         if status != 0:
             failed = builds / "failed"
@@ -396,3 +429,104 @@ def _sources_match(directory: Path, sources: dict[str, str]) -> bool:
         )
     except (OSError, UnicodeDecodeError):
         return False
+
+
+# ---- confinement: what a body may include ---------------------------------------------
+
+
+def check_includes(
+    sources: dict[str, str],
+    profile: KernelProfile,
+    work: Path,
+    cc: str,
+    jobs: int,
+    root: Path | None,
+    make: MakeRunner = run_make,
+) -> None:
+    """Refuse (UsageError) a module with a scenario's own code whose preprocessing
+    reads a file outside the kernel's headers, the build's directory and the
+    scenario's directory.  Modules of generated code only are not preprocessed."""
+    bodies = {name: body_files({name: text}) for name, text in sources.items()}
+    names = [name for name, files in bodies.items() if files]
+    if not names:
+        return
+    argv = make_command(profile, work, cc, jobs, root, [f"{name}.i" for name in names])
+    status, log = make(argv, work)  # its log is not kept: it may quote what it read
+    allowed = _allowed_roots(profile, work, cc, root)
+    for name in names:
+        beside = [Path(f).resolve().parent for f in bodies[name]]
+        deps = _dependencies(work, name, profile.build_dir)
+        if deps is None:  # it failed before the preprocessor wrote its list
+            mine = body_error(log, {name: sources[name]})
+            where = sorted(bodies[name])[0]
+            raise UsageError(mine or f"{where}: a body of {name} does not preprocess "
+                             "(its log is not kept: it may quote other files)")  # fmt: skip
+        for dep in deps:
+            if not any(dep.is_relative_to(top) for top in [*allowed, *beside]):
+                raise UsageError(
+                    f"{sorted(bodies[name])[0]}: a body of {name} includes {dep}: a body may "
+                    "include kernel headers and files beside its scenario, nothing else"
+                )
+        text = _read_quietly(work / f"{name}.i")
+        if ".incbin" in text:
+            raise UsageError(f"{sorted(bodies[name])[0]}: a body of {name} embeds a file "
+                             "(.incbin): a body may not read files of the host")  # fmt: skip
+    del status  # a failed preprocessor left its list: the build proper says what failed
+
+
+def _read_quietly(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _dependencies(work: Path, name: str, build_dir: Path) -> list[Path] | None:
+    """The files `<name>.i`'s preprocessing read, resolved (relative ones are the
+    build tree's): kbuild's `.<name>.i.cmd` (fixdep's `deps_<target> := \\` block)
+    after a success, the preprocessor's own `.<name>.i.d` (`target: deps`) after a
+    failure; None if there is neither."""
+    cmd_file, dep_file = work / f".{name}.i.cmd", work / f".{name}.i.d"
+    if cmd_file.is_file():
+        text = _read_quietly(cmd_file).partition("\ndeps_")[2].partition(":=")[2]
+        text = text.split("\n\n", 1)[0]
+    elif dep_file.is_file():
+        text = _read_quietly(dep_file).partition(":")[2]
+    else:
+        return None
+    deps: list[Path] = []
+    for entry in text.replace("\\\n", " ").split():
+        if entry == "\\" or entry.startswith("$(") or entry.endswith(")"):
+            continue  # $(wildcard include/config/...): kconfig symbols, not files
+        path = Path(entry)
+        deps.append((path if path.is_absolute() else build_dir / path).resolve())
+    return deps
+
+
+def _allowed_roots(profile: KernelProfile, work: Path, cc: str, root: Path | None) -> list[Path]:
+    """Where a module's includes may come from: the kernel tree (a Debian profile's
+    unpacked headers, or a user's tree and its source), the build's own directory,
+    and the compiler's own headers (stdarg.h)."""
+    tops = [profile.build_dir.resolve(), work.resolve()]
+    source = profile.build_dir / "source"
+    if source.is_symlink() or source.is_dir():
+        tops.append(source.resolve())
+    unpacked = kernels.cache_root() / "kernels" / profile.name
+    if unpacked.is_dir():
+        tops.append(unpacked.resolve())
+    tops.append(Path(compiler_include(cc, root)))
+    return tops
+
+
+@cache
+def compiler_include(cc: str, root: Path | None = None) -> str:
+    """The compiler's own header directory (`cc -print-file-name=include`)."""
+    argv = [cc, "-print-file-name=include"]
+    if root is not None:
+        argv = buildroot.wrap(root, argv, Path("/"))
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError:
+        return "/nonexistent"
+    found = out.stdout.strip()
+    return found if found.startswith("/") else "/nonexistent"

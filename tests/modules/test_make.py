@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.modules.build import failure_line, run_make
+from harness.modules.build import BuildTimeout, failure_line, run_make
 
 BROKEN_HEADER = """\
 make: Entering directory '/home/u/linux'
@@ -95,3 +95,16 @@ def test_killed_harness_leaves_no_make_or_compiler(tmp_path: Path) -> None:
     harness.send_signal(signal.SIGKILL)
     harness.wait()
     assert pid_gone(recipe), "the recipe outlived the killed harness"
+
+
+def test_a_build_that_outlasts_its_timeout_is_stopped_in_one_line(tmp_path: Path) -> None:
+    """The whole process group goes: make and every compiler it started."""
+    from harness.modules.build import run_make
+
+    script = "sleep 60 & echo $! > child; wait"
+    started = time.monotonic()
+    with pytest.raises(BuildTimeout, match=r"did not finish in 1 s: stopped"):
+        run_make(["sh", "-c", script], tmp_path, timeout=1.0)
+    assert time.monotonic() - started < 30
+    child = int((tmp_path / "child").read_text())
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text()
