@@ -56,7 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run only the K-th of N disjoint parts of the collected tests (CI matrices)",
     )
     if importlib.util.find_spec("xdist") is None:  # `-n auto` says how to get it
-        group.addoption(
+        # pytest reserves lowercase short options for itself; xdist registers its `-n`
+        # through the same private call
+        group._addoption(
             "-n",
             "--numprocesses",
             dest="klp_no_xdist",

@@ -44,7 +44,7 @@ def help_of(verb: str, capsys: pytest.CaptureFixture[str]) -> str:
     return " ".join(capsys.readouterr().out.split())  # unwrapped
 
 
-@pytest.mark.parametrize("verb", [v for v in COMMANDS if v not in ("report", "diff")])
+@pytest.mark.parametrize("verb", [*SHARED, "setup", "completion"])
 def test_every_verb_shows_its_shared_options_and_the_exit_codes(
     verb: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -53,6 +53,10 @@ def test_every_verb_shows_its_shared_options_and_the_exit_codes(
         assert option in text, (verb, option)
     assert "exit codes: 0 every scenario passed" in text
     assert "3 the host or the harness failed" in text
+
+
+def test_every_verb_is_known() -> None:
+    assert set(SHARED) | {"setup", "completion"} <= set(COMMANDS)
 
 
 def test_no_parser_takes_abbreviations() -> None:
