@@ -120,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
     results = results_dir(args.results)
     jobs = args.jobs or default_jobs()
     total = len(scenarios) * len(profiles)
-    lines = ResultLines(stderr_echo, total, count=jobs > 1)
+    lines = ResultLines(stderr_echo, total, count=jobs > 1 and total > 1)
     stream = KtapStream(sys.stdout, total) if args.ktap else None
     folder: dict[int, Path | None] = {}  # id(outcome) -> its artifacts
 

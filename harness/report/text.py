@@ -65,7 +65,7 @@ def summary(outcomes: Sequence[ScenarioOutcome]) -> str:
 
 STATUSES = {  # status -> how a summary counts it (pass: the first number)
     "pass": "",
-    "difference": "differ from the model",
+    "difference": "differed from the model",
     "host-failure": "failed on the host",
     "refused": "refused by the model",
     "skipped": "skipped",

@@ -165,7 +165,9 @@ def test_ktap_streams_and_lists_every_scenario_on_every_kernel(
     assert differs["artifacts"].endswith("/debian-6.1/differs")
     assert data[1]["artifacts"] is None and data[1]["reason"].startswith("refused by the model")
     err = capsys.readouterr().err
-    assert "3/8 scenarios passed, 2 differ from the model, 2 refused by the model, 1 skipped" in err
+    assert (
+        "3/8 scenarios passed, 2 differed from the model, 2 refused by the model, 1 skipped" in err
+    )
 
 
 def test_a_host_failure_exits_3(
@@ -215,3 +217,79 @@ def test_a_bad_shard_is_bad_input(shard: str, capsys: pytest.CaptureFixture[str]
     assert cli_main(["run", "--shard", shard, str(Path(__file__))]) == 2
     err = capsys.readouterr().err
     assert err.startswith("klp-harness: error: --shard ") and shard in err and err.count("\n") == 1
+
+
+# ---- on real guests -----------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = ROOT / "tests/scenarios/seeds/004_replace_drops_function.toml"
+SYSFS = ROOT / "tests/scenarios/upstream/19_sysfs.toml"
+
+
+@pytest.mark.vm
+def test_a_wrong_model_is_caught_reported_as_it_goes_and_reproduced(tmp_path: Path) -> None:
+    """`--model-variant no-nops` predicts what seed 004 is about (a replace leaves the
+    functions it drops patched): the kernel refutes it, exit 1.  The first scenario's
+    result and steps come before the second scenario starts; its artifact folder
+    reproduces it, variant included."""
+    import subprocess
+
+    report = tmp_path / "run.json"
+    child = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "-j", "1", "--model-variant", "no-nops",
+         "--ktap", "--show", "--json", str(report), "--results", str(tmp_path / "results"),
+         str(SEED), str(SYSFS)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert child.returncode == 1, child.stderr
+    lines = child.stderr.splitlines()
+    failed = next(i for i, line in enumerate(lines) if line.startswith("FAIL  004_replace"))
+    shown = lines.index("== 004_replace_drops_function on debian-6.1")
+    second = next(i for i, line in enumerate(lines) if line.endswith("(2/2) 19_sysfs"))
+    assert failed < shown < second, child.stderr
+    assert any(line.startswith("PASS  19_sysfs [debian-6.1]") for line in lines[second:])
+    ktap = child.stdout.splitlines()
+    assert ktap[:2] == ["KTAP version 1", "1..2"]
+    assert "not ok 1 004_replace_drops_function@debian-6.1" in ktap
+    assert "ok 2 19_sysfs@debian-6.1" in ktap
+    [seed, sysfs] = json.loads(report.read_text())["results"]
+    assert (seed["status"], sysfs["status"]) == ("difference", "pass")
+    assert seed["first_difference"] == int(seed["reason"].split()[4].rstrip(":"))
+    assert seed["reason"].endswith("(impls)")
+    folder = Path(seed["artifacts"])
+    recorded = json.loads((folder / "outcome.json").read_text())
+    assert "--model-variant no-nops" in recorded["command"]
+    repro = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "repro", str(folder), "--results",
+         str(tmp_path / "again"), "--command", "uname -r"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert repro.returncode == 0, repro.stderr
+    assert "FAIL  004_replace_drops_function [debian-6.1]" in repro.stderr  # the variant again
+    assert repro.stdout.strip() == recorded["kernel"]["release"]
+
+
+@pytest.mark.vm
+def test_guest_options_shape_the_guest_and_are_kept(tmp_path: Path) -> None:
+    """`--append`, `--memory` reach QEMU's command line (booted: no snapshot of this
+    kind is kept), and the artifacts' command gives them again."""
+    args = ["run", "--no-snapshot", "--append", "klp_marker=7", "--memory", "640",
+            "--results", str(tmp_path), str(SYSFS)]  # fmt: skip
+    assert cli_main(args) == 0
+    [folder] = tmp_path.glob("*/debian-6.1/19_sysfs")
+    qemu = (folder / "qemu-cmdline.txt").read_text()
+    assert " -m 640 " in qemu and " klp_marker=7" in qemu
+    command = json.loads((folder / "outcome.json").read_text())["command"]
+    assert "--append klp_marker=7 --memory 640" in command
+
+
+@pytest.mark.vm
+def test_a_guest_that_would_not_boot_exits_3(tmp_path: Path) -> None:
+    """QEMU killed while the guest boots: the host failed, not the kernel."""
+    from tests.faults.common import run_harness, scenario_copies
+
+    [path] = scenario_copies(tmp_path, ["booting"])
+    run = run_harness(tmp_path / "results", path, env={"KLP_FAULT_BOOT": "1"},
+                      extra=["--no-snapshot"])  # fmt: skip
+    assert run.returncode == 3, run.stderr
+    assert "0/1 scenarios passed, 1 failed on the host" in run.stderr
