@@ -19,7 +19,7 @@ from elftools.dwarf.die import DIE
 from elftools.elf.elffile import ELFFile
 
 from harness.errors import UsageError
-from harness.files import KO_LIMIT, foreign, read_input
+from harness.host.inputs import KO_LIMIT, foreign, read_input
 from harness.symbols.data import ELF_ERRORS
 from harness.symbols.shapes import ELLIPSIS, VOID, Prototype, Shape
 

@@ -36,7 +36,7 @@ from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import Section, SymbolTableSection
 
 from harness.errors import UsageError
-from harness.files import KO_LIMIT, foreign, read_input
+from harness.host.inputs import KO_LIMIT, foreign, read_input
 from harness.modules.layout import KlpLayout
 from harness.scenario.types import Callback
 from harness.symbols.data import ELF_ERRORS

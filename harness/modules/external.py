@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
-from harness.files import KO_LIMIT, read_input
+from harness.host.inputs import KO_LIMIT, read_input
 from harness.kernel.profiles import KernelProfile
 from harness.modules import klprela
 from harness.modules.elf import BadKo, KoFile, KoPatch, read_patch

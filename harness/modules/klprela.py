@@ -33,7 +33,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
-from harness.files import KO_LIMIT, foreign, read_input
+from harness.host.inputs import KO_LIMIT, foreign, read_input
 from harness.modules.ko import BadModule
 from harness.symbols.data import ELF_ERRORS
 

@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.files import KO_LIMIT, MALFORMED, one_line, read_input
+from harness.host.inputs import KO_LIMIT, MALFORMED, one_line, read_input
 from harness.kernel.profiles import KernelProfile
 
 

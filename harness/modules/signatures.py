@@ -31,7 +31,7 @@ from pathlib import Path
 from elftools.elf.elffile import ELFFile
 
 from harness.errors import ScenarioError
-from harness.files import KO_LIMIT, foreign, read_input
+from harness.host.inputs import KO_LIMIT, foreign, read_input
 from harness.kernel.profiles import KernelProfile
 from harness.modules import dwarf
 from harness.scenario.types import VMLINUX, PatchObject, Scenario

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ScenarioError, UsageError
-from harness.files import BODY_LIMIT, SCENARIO_LIMIT, read_input_text
+from harness.host.inputs import BODY_LIMIT, SCENARIO_LIMIT, read_input_text
 from harness.kernel.profiles import profile_names
 from harness.scenario.actors import parse_processes
 from harness.scenario.bpf import check_attachments, parse_bpf

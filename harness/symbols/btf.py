@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from harness.errors import UsageError
-from harness.files import foreign
+from harness.host.inputs import foreign
 from harness.symbols.shapes import ELLIPSIS, VOID, Prototype, Shape
 
 MAGIC = 0xEB9F

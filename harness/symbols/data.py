@@ -30,7 +30,8 @@ from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
 from harness.errors import HarnessError, UsageError
-from harness.files import KO_LIMIT, atomic_write, foreign, read_input
+from harness.files import atomic_write
+from harness.host.inputs import KO_LIMIT, foreign, read_input
 
 MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz", ".ko.bz2")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ScenarioError, UsageError
-from harness.files import KO_LIMIT, read_input, read_input_text
+from harness.host.inputs import KO_LIMIT, read_input, read_input_text
 from harness.modules.elf import BadKo
 from harness.modules.external import ModuleFiles, check_file, module_name_of
 from harness.scenario.loader import load_scenario
