@@ -113,6 +113,8 @@ class Console:
         self._exit: str | None = None  # how QEMU ended, once known
         self._signal: int | None = None  # the signal that ended it, if one did
         self.ended = threading.Event()  # QEMU's console closed: QEMU exited
+        # Raises if QEMU is frozen (harness.guest.liveness), set once the guest runs.
+        self.liveness: Callable[[], None] | None = None
         try:
             self._child = spawn_qemu(argv, preexec, pass_fds)
         except pexpect.ExceptionPexpect as exc:
@@ -207,9 +209,12 @@ class Console:
         return self.qemu_exit() is not None and self._signal in OUTSIDE_SIGNALS
 
     def check(self) -> None:
-        """Raise GuestCrashed if a crash report was seen or QEMU exited."""
+        """Raise GuestCrashed if a crash report was seen or QEMU exited, GuestFrozen
+        if QEMU no longer runs the guest."""
         if self.watcher.crash is not None or self.ended.is_set() or self.qemu_exit():
             self.raise_lost()
+        if self.liveness is not None:
+            self.liveness()
 
     def check_lost(self, grace: float = LOST_GRACE) -> None:
         """For a caller whose connection to the guest just dropped: wait up to `grace`
@@ -303,6 +308,8 @@ class Console:
                     return match
             if self.watcher.crash is not None or self.ended.is_set():
                 self.raise_lost()
+            if self.liveness is not None:
+                self.liveness()
 
     def wait_for(self, pattern: str, timeout: float) -> str:
         """Wait until the console prints `pattern`; returns the text matched."""

@@ -25,7 +25,14 @@ POLL = 0.005
 class QmpClient:
     """One QMP connection; `close()` it (or use it as a context manager)."""
 
-    def __init__(self, path: Path, deadline: float, poll: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        deadline: float,
+        poll: Callable[[], None] | None = None,
+        command_timeout: float = 30.0,
+    ) -> None:
+        self.command_timeout = command_timeout
         self._sock = connect_unix(path, deadline, "QEMU's QMP socket", poll)
         self._file = self._sock.makefile("rw", encoding="utf-8")
         self._sock.settimeout(max(0.1, deadline - time.monotonic()))
@@ -48,9 +55,9 @@ class QmpClient:
         reply: dict[str, Any] = json.loads(line)
         return reply
 
-    def execute(self, command: str, timeout: float = 30.0, **arguments: Any) -> Any:
+    def execute(self, command: str, timeout: float | None = None, **arguments: Any) -> Any:
         """Run one command; returns its `return` value, raises on `error`."""
-        self._sock.settimeout(timeout)
+        self._sock.settimeout(self.command_timeout if timeout is None else timeout)
         request: dict[str, Any] = {"execute": command}
         if arguments:
             request["arguments"] = arguments

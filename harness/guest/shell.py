@@ -57,6 +57,7 @@ class GuestLike(Protocol):
     """What the runner uses of harness.guest.vm.Guest."""
 
     console_log: Path
+    activity: str  # what it is doing for its user ("step 2 (load lp)"), for its errors
 
     def run(self, cmd: str, timeout: float = 30.0, check: bool = False) -> CommandResult: ...
 

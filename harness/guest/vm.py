@@ -37,6 +37,7 @@ from harness.guest.errors import (
     RestoreFailed,
     host_cause,
 )
+from harness.guest.liveness import Liveness
 from harness.guest.qemu import BootSpec, console_log_path, qemu_args
 from harness.guest.qmp import QmpClient
 from harness.guest.result import CommandResult
@@ -115,6 +116,7 @@ class Guest:
         self._key_file = restore.key_file if restore is not None else key_file
         self._port = 0
         self._token: int | None = None
+        self.activity = ""  # what the caller is doing with it ("step 2: load lp"), for errors
 
     # ---- lifetime -------------------------------------------------------------------------
 
@@ -197,6 +199,7 @@ class Guest:
             raise
         self.boot_seconds = time.monotonic() - started
         self.restored = boot.incoming is not None
+        console.liveness = Liveness(console.pid, boot.qmp_socket, lambda: self.activity).check
         if not self.restored:
             self._check_release()
 
@@ -344,11 +347,16 @@ class Guest:
         self.check_alive()
         try:
             result = use(channel)
-        except GuestCrashed:
+        except (GuestCrashed, HostFailure):  # lost or frozen: named as such
             raise
-        except GuestTimeout:
+        except GuestTimeout as timed_out:
             self.check_alive()
-            self._kill_stuck(channel)
+            try:
+                self._kill_stuck(channel)
+            except GuestError as exc:  # the cleanup's failure must not hide the step's
+                raise GuestTimeout(
+                    f"{timed_out}; stopping it failed too: {exc}", timed_out.excerpt
+                ) from None
             raise
         except (GuestError, OSError) as exc:
             raise self._guarded(what, exc) from exc

@@ -157,6 +157,7 @@ class ScenarioSession:
             parts.append(waits.retries_script(more))
         parts += [self.observe_script(want), observe.UPTIME_AFTER]
         started = time.time()
+        self.guest.activity = f"step {index + 1} ({format_step(step)})"  # for a frozen guest
         out = self.guest.run("; ".join(parts), timeout=TOOL_TIMEOUT + 2 * waits.SETTLE_TIMEOUT)
         ended = time.time()
         sections = observe.split_sections(out.stdout)

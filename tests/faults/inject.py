@@ -15,6 +15,7 @@ Each fault fires once, just before step `step` (0-based) of the scenario named
     guest      run `arg` in the guest on the command channel, as a step would
     crashmod   load tests/data/crashmod with what=`arg` (oops, WARN, ...)
     kill-qemu  SIGKILL this scenario's QEMU
+    stop-qemu  SIGSTOP this scenario's QEMU (a frozen guest)
     kill-next  SIGKILL the QEMU of the guest being made for the next scenario, as
                soon as it exists
     skip       do not perform the step
@@ -116,6 +117,8 @@ def fire(fault: dict[str, Any], guest: Any) -> bool:
         load_crashmod(guest, arg)
     elif action == "kill-qemu":
         os.kill(guest.qemu_pid, signal.SIGKILL)
+    elif action == "stop-qemu":
+        os.kill(guest.qemu_pid, signal.SIGSTOP)
     elif action == "kill-next":
         kill_next(guest.qemu_pid)
     elif action == "skip":
