@@ -107,9 +107,15 @@ def _checksums(record: Path) -> dict[str, object]:
     return data
 
 
+PATH_FIELDS = ("bzimage", "build_dir", "modules_dir", "config")
+
+
 def read_record(path: Path) -> KernelProfile | None:
     """The profile a profile.json describes, or None if it is missing, damaged (its
-    recorded checksum does not match) or has no checksum recorded."""
+    recorded checksum does not match) or has no checksum recorded.  Its paths are
+    relative to the cache root (`write_record`), so a cache copied or moved elsewhere
+    builds against its own kernel trees; an older record of absolute paths outside
+    the cache root (a cache since copied or moved) is None too, and so rewritten."""
     try:
         raw = path.read_bytes()
         if hashlib.sha256(raw).hexdigest() != _checksums(path)[PROFILE_RECORD]:
@@ -117,8 +123,10 @@ def read_record(path: Path) -> KernelProfile | None:
         data = json.loads(raw)
         if set(data) != {f.name for f in fields(KernelProfile)}:
             return None
-        for key in ("bzimage", "build_dir", "modules_dir", "config"):
-            data[key] = Path(data[key])
+        for key in PATH_FIELDS:
+            if Path(data[key]).is_absolute() and not Path(data[key]).is_relative_to(cache_root()):
+                return None  # an older record, of a cache since copied or moved
+            data[key] = cache_root() / data[key]  # an absolute one stays as it is
         return KernelProfile(**data)
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -126,8 +134,18 @@ def read_record(path: Path) -> KernelProfile | None:
 
 def write_record(profile: KernelProfile, path: Path) -> None:
     """Write profile.json, then its checksums (with the kernel image's), each
-    atomically: a death in between leaves a record that is rewritten next time."""
-    data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(profile).items()}
+    atomically: a death in between leaves a record that is rewritten next time.  Paths
+    inside the cache root are written relative to it."""
+    root = cache_root().resolve()
+
+    def portable(value: Path) -> str:
+        absolute = value if value.is_absolute() else value.resolve()
+        for base in (cache_root(), root):
+            if absolute.is_relative_to(base):
+                return str(absolute.relative_to(base))
+        return str(value)
+
+    data = {k: portable(v) if isinstance(v, Path) else v for k, v in asdict(profile).items()}
     text = json.dumps(data, indent=2) + "\n"
     atomic_write(path, text)
     sums = {

@@ -5,6 +5,7 @@ is rewritten from the unpacked kernel tree, a damaged kernel image is one clear 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -107,3 +108,43 @@ def test_not_fetched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KLP_HARNESS_CACHE", str(tmp_path))
     with pytest.raises(HarnessError, match="not fetched yet: run `make setup`"):
         kernels.load_profile("debian-6.12")
+
+
+def test_the_record_is_relative_to_the_cache_root(tree: Path) -> None:
+    data = json.loads((tree / "profile.json").read_text())
+    assert data["build_dir"] == f"kernels/debian-6.1/usr/src/linux-headers-{RELEASE}"
+    assert not any(Path(data[key]).is_absolute() for key in kernels.PATH_FIELDS)
+
+
+def test_a_moved_cache_builds_against_its_own_trees(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (tmp_path / "kernels").rename(moved / "kernels")
+    monkeypatch.setenv("KLP_HARNESS_CACHE", str(moved))
+    kernels._images_checked.clear()
+    profile = kernels.load_profile("debian-6.1")
+    for key in kernels.PATH_FIELDS:
+        assert getattr(profile, key).is_relative_to(moved), key
+    assert profile.bzimage.is_file() and profile.build_dir.is_dir()
+
+
+def test_an_old_absolute_record_of_a_moved_cache_is_rewritten(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record written with absolute paths (an older harness), then the cache copied
+    or moved: its paths name the old place; it is rewritten from the tree."""
+    record = tree / "profile.json"
+    data = json.loads(record.read_text())
+    for key in kernels.PATH_FIELDS:
+        data[key] = f"/gone/cache/{data[key]}"
+    text = json.dumps(data, indent=2) + "\n"
+    record.write_text(text)
+    sums = json.loads((tree / kernels.CHECKSUMS).read_text())
+    sums["profile.json"] = hashlib.sha256(text.encode()).hexdigest()
+    (tree / kernels.CHECKSUMS).write_text(json.dumps(sums))
+    assert kernels.read_record(record) is None
+    profile = kernels.load_profile("debian-6.1")
+    assert profile.build_dir.is_relative_to(tmp_path)
+    assert not json.loads(record.read_text())["build_dir"].startswith("/")
