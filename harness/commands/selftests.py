@@ -26,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--script", action="append", metavar="NAME", help="run only this script (repeatable)"
     )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        metavar="DIR",
+        help="run the exported selftests of DIR (klp-harness export kselftest) instead of the "
+        "profile's own, beside its functions.sh",
+    )
     add_results_argument(parser, "outputs and console logs")
     parser.add_argument(
         "--fast-guest",
@@ -50,6 +57,8 @@ def main(args: argparse.Namespace) -> int:
     failed = False
     for profile in profiles:
         sources = fetch_sources(profile)
+        if args.dir is not None:
+            sources = selftests.exported_sources(sources, args.dir)
         stderr_echo(f"[{profile.name}] building upstream test modules")
         kos = selftests.build_modules(sources, profile)
         programs = selftests.build_programs(sources)

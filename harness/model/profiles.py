@@ -74,10 +74,17 @@ class ModelProfile:
     # frame pointer and mark the unwind unreliable (unwind_orc.c:451-457, :497-503).
     # Not in SINCE: the release that brought it was not read (harness/model/kernel/bpf.py).
     bpf_frames_reliable: bool = False
+    # A known bug of 6.1.192's own: its stable backport of "ftrace: bpf: Fix IPMODIFY +
+    # DIRECT in modify_ftrace_direct()" has ftrace.c's half (6.1 ftrace.c:5813 returns
+    # -EAGAIN on the modify path) but not trampoline.c's, so bpf_trampoline_update()
+    # clears tr->fops->func after that -EAGAIN while the ops stays registered (6.1
+    # kernel/bpf/trampoline.c:494-507): the next call WARNs at ftrace.c:7660 and ftrace
+    # is killed (harness/model/kernel/bpf.py).  Not in SINCE: no upstream version has it.
+    bpf_modify_clears_ops_func: bool = False
 
 
 PROFILES: dict[str, ModelProfile] = {
-    "6.1": ModelProfile("6.1"),
+    "6.1": ModelProfile("6.1", bpf_modify_clears_ops_func=True),
     "6.12": ModelProfile(
         "6.12", sysfs_replace=True, klp_relocs_cleared=True, klp_cond_resched=True
     ),

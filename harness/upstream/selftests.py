@@ -11,11 +11,17 @@ guest.  Its `TEST: <name> ... ok|not ok` lines become one result per case.
 What is built is cached like everything else (`harness.files`): built in a scratch
 directory, checked, published by a rename with checksums beside each file, and
 rebuilt when a cached file no longer matches them.
+
+A directory of exported selftests (`klp-harness export kselftest`, `selftests --dir`)
+runs the same way: its test-*.sh scripts and test_modules/*.c take the place of the
+profile's own beside the profile's unmodified functions.sh (`exported_sources`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -24,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-from harness.errors import HarnessError
-from harness.files import publish_file, verify_file
+from harness.errors import HarnessError, UsageError
+from harness.files import discard, make_temp_dir, publish_file, verify_file
 from harness.guest.shell import GuestLike, Shell
 from harness.kernel.profiles import KernelProfile, cache_root
-from harness.kernel.sources import LivepatchSources
+from harness.kernel.sources import SELFTESTS, LivepatchSources
 from harness.modules.build import build_sources, failure_line
 from harness.modules.ko import declares_livepatch
 from harness.modules.strip import without_debug_info
@@ -53,6 +59,50 @@ class ScriptResult:
     seconds: float
     output: str
     cases: list[CaseResult] = field(default_factory=list)
+
+
+# What an exported directory keeps of the profile's selftests: the helpers its scripts
+# source, and the runner's settings.
+UPSTREAM_FILES = ("functions.sh", "settings", "config")
+EXPORTED_MODULES = "test_modules"
+
+
+def exported_sources(sources: LivepatchSources, directory: Path) -> LivepatchSources:
+    """The profile's selftests with the exported scripts and modules of `directory`
+    in place of its own: a tree in the cache (keyed by every file's content, made in
+    a scratch directory and renamed into place) whose Makefile lists the exported
+    scripts as TEST_PROGS and no programs to build."""
+    scripts = sorted(directory.glob("test-*.sh"))
+    modules = sorted((directory / EXPORTED_MODULES).glob("test_klp_*.c"))
+    if not scripts:
+        raise UsageError(f"--dir {directory}: no test-*.sh scripts (klp-harness export kselftest)")
+    files = {f"{SELFTESTS}/{name}": sources.scripts_dir / name for name in UPSTREAM_FILES}
+    files = {rel: path for rel, path in files.items() if path.is_file()}
+    files.update({f"{SELFTESTS}/{path.name}": path for path in scripts})
+    files.update({f"{SELFTESTS}/{EXPORTED_MODULES}/{path.name}": path for path in modules})
+    texts = {rel: path.read_bytes() for rel, path in files.items()}
+    makefile = "TEST_PROGS := " + " ".join(path.name for path in scripts) + "\n"
+    texts[f"{SELFTESTS}/Makefile"] = makefile.encode()
+    digest = hashlib.sha256()
+    for rel in sorted(texts):
+        digest.update(rel.encode() + b"\0" + hashlib.sha256(texts[rel]).digest())
+    parent = cache_root() / "selftests" / "exported"
+    dest = parent / digest.hexdigest()[:32]
+    if not (dest / SELFTESTS / "Makefile").is_file():
+        stage = make_temp_dir(parent, "stage")
+        try:
+            (stage / SELFTESTS / EXPORTED_MODULES).mkdir(parents=True)
+            for rel, data in texts.items():
+                (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+                (stage / rel).write_bytes(data)
+            if dest.exists():  # incomplete: from a copy that was not atomic
+                discard(dest, parent)
+            stage.rename(dest)
+        except OSError:
+            shutil.rmtree(stage, ignore_errors=True)
+            if not (dest / SELFTESTS / "Makefile").is_file():
+                raise
+    return LivepatchSources(dest)
 
 
 def build_modules(sources: LivepatchSources, profile: KernelProfile) -> list[Path]:

@@ -85,7 +85,7 @@ def breaks_ops(k: Kernel, prog: BpfProgram) -> bool:
     func (6.1.192's partial backport, see the module docstring): a livepatch holds
     the function, a program is there already (the modify path), and fexit is among
     them (the rebuilt trampoline must call the function: -EAGAIN)."""
-    if k.profile.series not in NULL_FUNC_WARNING:
+    if not k.profile.bpf_modify_clears_ops_func or k.profile.series not in NULL_FUNC_WARNING:
         return False
     key: FuncKey = (VMLINUX, prog.func)
     already = [p for p in k.bpf if p.func == prog.func]
