@@ -13,7 +13,15 @@ import json
 from collections.abc import Sequence
 
 from harness.scenario.step_types import format_step
-from harness.scenario.types import Callback, PatchModule, Scenario, ShadowOp, TargetModule
+from harness.scenario.types import (
+    Callback,
+    FuncSpec,
+    PatchModule,
+    PatchObject,
+    Scenario,
+    ShadowOp,
+    TargetModule,
+)
 
 
 def _string(text: str) -> str:
@@ -77,6 +85,36 @@ def _target(target: TargetModule) -> list[str]:
     return lines
 
 
+def _code(code: str) -> str:
+    """A body as a TOML multi-line literal string when it can be one (read as is),
+    else a basic string."""
+    if "'''" not in code and not code.endswith("'"):
+        return "'''\n" + code + "'''"
+    return _string(code)
+
+
+def _func(obj: PatchObject, func: str) -> str:
+    """A func as its name, or as a table when it has a sympos or a body."""
+    spec = obj.spec(func)
+    if spec == FuncSpec(func):
+        return _string(func)
+    fields = [f"name = {_string(func)}"]
+    if spec.sympos:
+        fields.append(f"sympos = {spec.sympos}")
+    if spec.body is not None:
+        if spec.body.headers:
+            fields.append(f"headers = {_strings(spec.body.headers)}")
+        fields.append(f"body = {_code(spec.body.code)}")
+    return "{ " + ", ".join(fields) + " }"
+
+
+def _funcs(obj: PatchObject) -> str:
+    items = [_func(obj, func) for func in obj.funcs]
+    if all(item.startswith('"') for item in items):
+        return "[" + ", ".join(items) + "]"
+    return "[\n" + "".join(f"  {item},\n" for item in items) + "]"
+
+
 def _patch(patch: PatchModule) -> list[str]:
     lines = ["[[patch]]", f"name = {_string(patch.name)}"]
     if patch.replace:
@@ -88,11 +126,17 @@ def _patch(patch: PatchModule) -> list[str]:
         lines.append(f"states = [{states}]")
     if patch.shadow:
         lines.append(f"shadow = {_shadow(patch.shadow)}")
+    if patch.check:
+        lines.append(f"check = {_string(patch.check)}")
     for obj in patch.objects:
         lines += ["", "[[patch.object]]", f"name = {_string(obj.name)}"]
-        lines.append(f"funcs = {_strings(obj.funcs)}")
+        lines.append(f"funcs = {_funcs(obj)}")
         if obj.callbacks:
             lines.append(f"callbacks = {_callbacks(obj.callbacks)}")
+        if obj.shadow_field is not None:
+            lines.append(f"shadow_field = {obj.shadow_field:#x}")
+        if obj.klp_relocs:
+            lines.append("klp_relocs = true")
     return lines
 
 
@@ -118,6 +162,13 @@ def scenario_toml(
         text = f"  {_string(format_step(step))},"
         lines.append(f"{text:<36}  # {comment}" if comment else text)
     lines.append("]")
+    for group in scenario.processes:
+        lines += ["", "[[processes]]", f"name = {_string(group.name)}", f"count = {group.count}"]
+        if group.run != "getpid":
+            lines.append(f"run = {_string(group.run)}")
+    for prog in scenario.bpf:
+        lines += ["", "[[bpf]]", f"name = {_string(prog.name)}", f"prog = {_string(prog.prog)}"]
+        lines.append(f"func = {_string(prog.func)}")
     for target in scenario.targets:
         lines += ["", *_target(target)]
     for patch in scenario.patches:
