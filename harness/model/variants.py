@@ -18,6 +18,11 @@ Each switch is read where the kernel function it changes is modelled, as
 | disable-callbacks-reversed | core.__klp_disable_patch |
 | static-patched-cleared | patch.__klp_unpatch_object |
 | stack-check-new-func | transition.klp_check_stack |
+| fork-initial-state | tasks._forked_state |
+| kprobe-post-handler-shares | ftrace.register_kprobe, ftrace.livepatch_ipmodify_conflict |
+| bpf-trampoline-reliable | transition.klp_try_switch_task |
+| shadow-field-not-handed-over | fields.attach_fields |
+| klp-relocs-kept, klp-relocs-cleared | relocs.klp_clear_object_relocs |
 """
 
 from __future__ import annotations
@@ -50,6 +55,25 @@ class Variant(StrEnum):
     STATIC_PATCHED_CLEARED = "static-patched-cleared"
     # the patching stack check looks for the new func's code, not the code below it
     STACK_CHECK_NEW_FUNC = "stack-check-new-func"
+    # Mis-readings of the areas around livepatch (one per area the palette draws):
+    # a task forked during a transition starts in the initial state (klp_copy_process
+    # read as resetting, not copying, the parent's patch_state)
+    FORK_INITIAL_STATE = "fork-initial-state"
+    # a kprobe with a post_handler shares the call site with livepatch (IPMODIFY taken
+    # for a flag of livepatch's only; ftrace refuses the second IPMODIFY user)
+    KPROBE_POST_HANDLER_SHARES = "kprobe-post-handler-shares"
+    # a task asleep under a BPF trampoline has a reliable stack (the trampoline's frame
+    # taken for one the ORC unwinder knows, as 7.3's does; 6.1 and 6.12 do not)
+    BPF_TRAMPOLINE_RELIABLE = "bpf-trampoline-reliable"
+    # a cumulative patch does not find the shadow field of the patch it replaces (as
+    # if the replaced patch had freed it): it attaches a new one
+    SHADOW_FIELD_NOT_HANDED_OVER = "shadow-field-not-handed-over"
+    # klp relocations are not cleared when their object goes, on every kernel (6.1's
+    # behaviour taken for all: v6.3's klp_clear_object_relocs overlooked)
+    KLP_RELOCS_KEPT = "klp-relocs-kept"
+    # klp relocations are cleared when their object goes, on every kernel (v6.3's fix
+    # taken for one 6.1 has)
+    KLP_RELOCS_CLEARED = "klp-relocs-cleared"
 
 
 DESIGNS = (
@@ -62,6 +86,14 @@ SLIPS = (
     Variant.DISABLE_CALLBACKS_REVERSED,
     Variant.STATIC_PATCHED_CLEARED,
     Variant.STACK_CHECK_NEW_FUNC,
+)
+AREAS = (
+    Variant.FORK_INITIAL_STATE,
+    Variant.KPROBE_POST_HANDLER_SHARES,
+    Variant.BPF_TRAMPOLINE_RELIABLE,
+    Variant.SHADOW_FIELD_NOT_HANDED_OVER,
+    Variant.KLP_RELOCS_KEPT,
+    Variant.KLP_RELOCS_CLEARED,
 )
 
 DESCRIPTIONS: dict[Variant, str] = {
@@ -76,6 +108,14 @@ DESCRIPTIONS: dict[Variant, str] = {
     Variant.STATIC_PATCHED_CLEARED: "slip: discarding nops clears `patched` on static objects, "
     "not dynamic ones",
     Variant.STACK_CHECK_NEW_FUNC: "slip: the patching stack check looks for the new function",
+    Variant.FORK_INITIAL_STATE: "a task forked during a transition starts in the initial state",
+    Variant.KPROBE_POST_HANDLER_SHARES: "a kprobe with a post_handler does not conflict with "
+    "livepatch",
+    Variant.BPF_TRAMPOLINE_RELIABLE: "a task asleep under a BPF trampoline has a reliable stack",
+    Variant.SHADOW_FIELD_NOT_HANDED_OVER: "a cumulative patch does not take over the replaced "
+    "patch's shadow field",
+    Variant.KLP_RELOCS_KEPT: "klp relocations are not cleared when their object goes (any kernel)",
+    Variant.KLP_RELOCS_CLEARED: "klp relocations are cleared when their object goes (any kernel)",
 }
 
 

@@ -24,6 +24,7 @@ from harness.errors import ScenarioError
 from harness.model.kernel.klp import KlpObject
 from harness.model.kernel.shadow import NULL, Pointer
 from harness.model.kernel.system import Kernel
+from harness.model.variants import Variant
 from harness.scenario.types import PatchModule, TargetModule
 
 
@@ -57,6 +58,9 @@ def attach_fields(k: Kernel, obj: KlpObject) -> None:
         entry = _entry(obj, func)
         _refuse_stale(k, ident)
         var = k.shadow.klp_shadow_get(entry, ident)
+        if var is not None and k.variant is Variant.SHADOW_FIELD_NOT_HANDED_OVER:
+            k.shadow.klp_shadow_free(entry, ident)  # as if the replaced patch freed it
+            var = None
         if var is not None:
             k.pr_info(
                 patch, f"{obj.name}:{func}: shadow field {ident:#x} taken over from {var.owner}"

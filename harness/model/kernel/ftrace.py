@@ -41,6 +41,7 @@ import errno
 from harness.errors import ScenarioError
 from harness.model.kernel.klp import ORIG, FuncKey
 from harness.model.kernel.system import Kernel, KprobeUser, Tracer
+from harness.model.variants import Variant
 from harness.scenario.step_types import Trace
 from harness.scenario.types import VMLINUX, Kprobe
 
@@ -72,7 +73,8 @@ def register_kprobe(k: Kernel, owner: str, spec: Kprobe) -> int:
     if spec.body:  # int3 in the body (arch_prepare_kprobe): shares nothing with ftrace
         k.kprobes.append(KprobeUser(owner, key, spec.post_handler, body=True))
         return 0
-    armed = not (spec.post_handler and (key in k.klp_ops or ipmodify_owner(k, key)))
+    ipmodify = spec.post_handler and k.variant is not Variant.KPROBE_POST_HANDLER_SHARES
+    armed = not (ipmodify and (key in k.klp_ops or ipmodify_owner(k, key)))
     if not armed and not k.profile.kprobe_arm_error_lost:
         return -errno.EBUSY
     k.kprobes.append(KprobeUser(owner, key, spec.post_handler, spec.kind, armed))
@@ -92,6 +94,8 @@ def livepatch_ipmodify_conflict(k: Kernel, key: FuncKey) -> bool:
     """Whether registering livepatch's ftrace ops for `key` fails with -EBUSY because
     a kprobe with a post_handler owns IPMODIFY there (klp_patch_func ->
     register_ftrace_function -> ftrace_startup -> ftrace_hash_ipmodify_enable)."""
+    if k.variant is Variant.KPROBE_POST_HANDLER_SHARES:
+        return False
     return ipmodify_owner(k, key) is not None
 
 

@@ -26,6 +26,7 @@ import re
 from harness.errors import ScenarioError
 from harness.model.kernel.klp import KlpObject
 from harness.model.kernel.system import Kernel
+from harness.model.variants import Variant
 
 # pr_fmt of arch/x86/kernel/module.c (KBUILD_MODNAME ": ", line 7 in 6.1, 6.12, 7.3)
 ARCH_MODULE = "module: "
@@ -77,5 +78,8 @@ def klp_apply_object_relocs(k: Kernel, obj: KlpObject) -> int:
 
 def klp_clear_object_relocs(k: Kernel, obj: KlpObject) -> None:
     """The going hook's clearing (v6.3); nothing on 6.1."""
-    if k.profile.klp_relocs_cleared:
+    cleared = k.profile.klp_relocs_cleared
+    if k.variant in (Variant.KLP_RELOCS_KEPT, Variant.KLP_RELOCS_CLEARED):
+        cleared = k.variant is Variant.KLP_RELOCS_CLEARED
+    if cleared:
         obj.relocs_written = False

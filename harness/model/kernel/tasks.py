@@ -102,6 +102,7 @@ from harness.model.kernel.klp import KLP_UNDEFINED, Module, Task
 from harness.model.kernel.patch import klp_ftrace_handler
 from harness.model.kernel.system import Kernel
 from harness.model.profiles import ModelProfile
+from harness.model.variants import Variant
 from harness.scenario.kstrto import parse_bool_param
 from harness.scenario.step_types import Load, SetParam, Start, Step
 from harness.scenario.types import Scenario, Spinner, TargetModule
@@ -144,7 +145,11 @@ def spinner_started(scenario: Scenario, step: Step) -> Spinner | None:
 def _forked_state(k: Kernel) -> int:
     """klp_copy_process(): the parent's state.  kthreadd (or the runner's shell) has
     switched by the time a step runs, so: the target state during a transition."""
-    return k.klp_target_state if k.klp_transition_patch is not None else KLP_UNDEFINED
+    if k.klp_transition_patch is None:
+        return KLP_UNDEFINED
+    if k.variant is Variant.FORK_INITIAL_STATE:
+        return int(not k.klp_target_state)  # as if nothing were copied from the parent
+    return k.klp_target_state
 
 
 def checked_while_running(k: Kernel, task: Task) -> bool:

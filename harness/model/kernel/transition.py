@@ -85,7 +85,7 @@ def klp_try_switch_task(k: Kernel, task: Task) -> bool:
         return True
     if task.pinned and not checked_while_running(k, task):
         return False  # klp_check_and_switch_task(): -EBUSY, "is running"
-    if task.unreliable:
+    if task.unreliable and k.variant is not Variant.BPF_TRAMPOLINE_RELIABLE:
         return False  # klp_check_stack(): -EINVAL, "has an unreliable stack"
     if not klp_check_stack(k, task):
         return False
