@@ -10,7 +10,10 @@ debian-7.3), by name alone.  For each pair:
   became a pass), or another change (a difference became a host failure, ...);
 * both differ from the model but at another step or for another reason;
 * the kernel behaved differently: the observed records differ, field by field, even
-  where each run agrees with its own model (two kernels the model tells apart);
+  where each run agrees with its own model (two kernels the model tells apart).
+  A sysfs file that only one run's kernel has (`stack_order` since 6.14, `replace`
+  since 6.11) is said once for the whole run and left out of every comparison: it
+  would otherwise hide the step that really differs in every scenario;
 * its time changed beyond noise: by more than `SLOWER` times and more than
   `NOISE_SECONDS` (TCG guests on a shared host vary by tens of percent).
 """
@@ -18,7 +21,7 @@ debian-7.3), by name alone.  For each pair:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.errors import UsageError
@@ -81,25 +84,45 @@ class RunDiff:
     pairs: tuple[PairDiff, ...]
     only_a: tuple[str, ...]  # "scenario [profile]"
     only_b: tuple[str, ...]
+    sysfs_only_a: tuple[str, ...] = ()  # sysfs files only run A's kernel has
+    sysfs_only_b: tuple[str, ...] = ()
 
     @property
     def changed(self) -> tuple[PairDiff, ...]:
         return tuple(pair for pair in self.pairs if pair.kind)
 
 
-def behaviour_change(a: Sequence[Record], b: Sequence[Record]) -> BehaviourChange | None:
+def sysfs_files(runs: Sequence[ScenarioRun]) -> set[str]:
+    """The names of the sysfs files (`enabled`, `stack_order`, ...) a run observed."""
+    return {
+        path.rsplit("/", 1)[-1] for run in runs for record in run.observed for path in record.sysfs
+    }
+
+
+def _without(record: Record, files: frozenset[str]) -> Record:
+    if not files:
+        return record
+    kept = {k: v for k, v in record.sysfs.items() if k.rsplit("/", 1)[-1] not in files}
+    return replace(record, sysfs=kept)
+
+
+def behaviour_change(
+    a: Sequence[Record], b: Sequence[Record], ignored: frozenset[str] = frozenset()
+) -> BehaviourChange | None:
     """The first step both runs observed whose records differ (steps one run never
-    reached are no behaviour: a status change says that)."""
+    reached are no behaviour: a status change says that), sysfs files `ignored`."""
     by_number = {record.number: record for record in b}
     for got_a in a:
         got_b = by_number.get(got_a.number)
-        fields = differing_fields(got_a, got_b)
+        if got_b is None:
+            continue
+        fields = differing_fields(_without(got_a, ignored), _without(got_b, ignored))
         if fields:
             return BehaviourChange(got_a.number, got_a.step, fields)
     return None
 
 
-def _pair(a: ScenarioRun, b: ScenarioRun) -> PairDiff:
+def _pair(a: ScenarioRun, b: ScenarioRun, ignored: frozenset[str]) -> PairDiff:
     return PairDiff(
         scenario=a.scenario,
         profile_a=a.profile,
@@ -110,7 +133,7 @@ def _pair(a: ScenarioRun, b: ScenarioRun) -> PairDiff:
         first_b=b.outcome.first_difference,
         seconds_a=a.outcome.seconds,
         seconds_b=b.outcome.seconds,
-        behaviour=behaviour_change(a.observed, b.observed),
+        behaviour=behaviour_change(a.observed, b.observed, ignored),
     )
 
 
@@ -130,14 +153,24 @@ def diff_runs(run_a: Path, run_b: Path) -> RunDiff:
     a_keys = {key(r): r for r in a_runs}
     b_keys = {key(r): r for r in b_runs}
     common = sorted(set(a_keys) & set(b_keys), key=lambda k: natural_key(" ".join(k)))
-    pairs = tuple(_pair(a_keys[k], b_keys[k]) for k in common)
+    files_a, files_b = sysfs_files(a_runs), sysfs_files(b_runs)
+    only_one = frozenset(files_a ^ files_b)
+    pairs = tuple(_pair(a_keys[k], b_keys[k], only_one) for k in common)
 
     def label(run: ScenarioRun) -> str:
         return f"{run.scenario} [{run.profile}]"
 
     only_a = tuple(label(a_keys[k]) for k in sorted(set(a_keys) - set(b_keys)))
     only_b = tuple(label(b_keys[k]) for k in sorted(set(b_keys) - set(a_keys)))
-    return RunDiff(str(run_a), str(run_b), pairs, only_a, only_b)
+    return RunDiff(
+        str(run_a),
+        str(run_b),
+        pairs,
+        only_a,
+        only_b,
+        tuple(sorted(files_a - files_b)),
+        tuple(sorted(files_b - files_a)),
+    )
 
 
 def _profiles(pair: PairDiff) -> str:
@@ -163,6 +196,9 @@ def _detail(pair: PairDiff) -> str:
 def diff_text(diff: RunDiff) -> str:
     """One line per pair that changed, grouped by kind, then the unpaired scenarios."""
     lines = [f"A: {diff.name_a}", f"B: {diff.name_b}"]
+    for side, files in (("A", diff.sysfs_only_a), ("B", diff.sysfs_only_b)):
+        if files:
+            lines.append(f"sysfs files only {side}'s kernel has (not compared): {', '.join(files)}")
     kinds = sorted({pair.kind for pair in diff.changed})
     for kind in kinds:
         members = [pair for pair in diff.changed if pair.kind == kind]

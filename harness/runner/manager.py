@@ -148,12 +148,14 @@ class GuestManager:
         then: dict[str, Path] | None = None,
         keep: bool = False,
         then_cpus: int = 1,
+        retried: bool = False,
     ) -> ScenarioOutcome:
         """Run one scenario in a guest with its `cpus`; a crash or harness failure
         becomes the outcome's error and the guest is discarded, so the next scenario
         gets a fresh one.  `then`, `then_cpus`: the modules and CPU count of the
         scenario that comes next, whose guest is prepared meanwhile; `keep`: leave
-        the guest running as the scenario left it (`manager.guest`)."""
+        the guest running as the scenario left it (`manager.guest`).  A scenario whose
+        guest the host starved (harness.guest.stall) runs once more on a new guest."""
         try:
             guest = self._guest_for(modules, scenario.cpus)
         except HarnessError as exc:  # no guest: the host's failure, not the kernel's
@@ -175,6 +177,10 @@ class GuestManager:
             partial = session.outcome if session is not None else None
             outcome = _failed(scenario, self.profile.name, predicted, exc, partial)
             self.discard()
+            if getattr(exc, "retry", False) and not retried:
+                self._dirty, self._installed = True, False
+                return self.run_scenario(scenario, predicted, modules, artifacts, progress,
+                                         then, keep, then_cpus, retried=True)  # fmt: skip
         self._dirty = True
         self._installed = False
         outcome.run_options = list(self.run_options)
@@ -288,7 +294,7 @@ def write_artifacts(
             (directory / "console.log").write_bytes(console.read())
     if scenario.text:
         (directory / SCENARIO_COPY).write_text(scenario.text)
-    if not outcome.passed:
+    if outcome.status in ("difference", "host-failure"):
         (directory / "report.txt").write_text(failure_text(outcome) + "\n")
     atomic_write(
         directory / OUTCOME, json.dumps(outcome_json(outcome, scenario, profile), indent=1)

@@ -41,7 +41,7 @@ from harness.outcome.scenario import ScenarioOutcome
 from harness.report.text import failure_text, result_line
 from harness.runner import waits
 from harness.runner.capacity import cached_jobs
-from harness.runner.manager import GuestManager, artifacts_lost, copy_sources
+from harness.runner.manager import GuestManager, artifacts_lost, copy_sources, write_artifacts
 from harness.runner.options import GuestOptions
 from harness.scenario.naming import artifact_ids, safe_component
 from harness.scenario.types import Scenario
@@ -348,7 +348,7 @@ def run_prepared(
     report = on_outcome or ResultLines(echo, len(prepared), count=parallel)
     for item in prepared:
         if item.not_run is not None:
-            report(item.not_run, None)
+            report(item.not_run, _keep_not_run(item, item.not_run, results))
     queue_ = _Queue(runnable, exitfirst, longest_first=jobs > 1)
     managers = [
         GuestManager(item.profile, log_dir=results / safe_component(item.profile.name),
@@ -388,9 +388,20 @@ def run_prepared(
         index = next(ran)
         if index not in queue_.outcomes:  # an earlier failure stopped the run
             queue_.outcomes[index] = never_run(item, EXITFIRST)
-            report(queue_.outcomes[index], None)
+            report(queue_.outcomes[index], _keep_not_run(item, queue_.outcomes[index], results))
         outcomes.append(queue_.outcomes[index])
     return outcomes, managers
+
+
+def _keep_not_run(item: PreparedScenario, outcome: ScenarioOutcome, results: Path) -> Path | None:
+    """A scenario that did not run has a folder too (its outcome.json and scenario
+    file), so the report's matrix shows why (None: it could not be written)."""
+    artifacts = results / safe_component(item.profile.name) / item.artifact_id
+    try:
+        write_artifacts(artifacts, outcome, None, 0, item.scenario, item.profile)
+    except OSError:
+        return None
+    return artifacts
 
 
 def never_run(item: PreparedScenario, reason: str) -> ScenarioOutcome:

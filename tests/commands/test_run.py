@@ -163,7 +163,9 @@ def test_ktap_streams_and_lists_every_scenario_on_every_kernel(
     assert differs["first_difference"] == 2  # the second step, numbered from 1
     assert differs["reason"].startswith("first difference at step 2: load lp (errno)")
     assert differs["artifacts"].endswith("/debian-6.1/differs")
-    assert data[1]["artifacts"] is None and data[1]["reason"].startswith("refused by the model")
+    assert data[1]["reason"].startswith("refused by the model")
+    refused = json.loads((Path(data[1]["artifacts"]) / "outcome.json").read_text())
+    assert refused["status"] == "refused"  # a folder of its own, for the report's matrix
     err = capsys.readouterr().err
     assert (
         "3/8 scenarios passed, 2 differed from the model, 2 refused by the model, 1 skipped" in err
