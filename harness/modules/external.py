@@ -8,7 +8,9 @@ kernel's own `samples/livepatch/<name>.c`, which the caller locates
 Checks, each one line and exit 2: the file exists; it is a 64-bit x86_64 relocatable ELF that parses
 (`harness.modules.elf`); its vermagic is the profile's (both shown); a patch carries
 `livepatch=Y`.  A patch's objects, funcs, callbacks, states and `replace` then come
-from its static `klp_patch` (`harness.modules.elf.read_patch`).
+from its static `klp_patch` (`harness.modules.elf.read_patch`), or from the sections a
+kpatch-build or klp-build module builds its klp_patch from at load time
+(`harness.modules.patch_formats` chooses the reader).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from harness.errors import HarnessError, UsageError
 from harness.host.inputs import KO_LIMIT, read_input
 from harness.kernel.profiles import KernelProfile
 from harness.modules import klprela
-from harness.modules.elf import BadKo, KoFile, KoPatch, read_patch
+from harness.modules.elf import BadKo, KoFile, KoPatch
 from harness.modules.ko import BadModule, read_modinfo
 from harness.modules.layout import layout_for
+from harness.modules.patch_formats import read_patch
 from harness.scenario.external import PatchStructure
 from harness.scenario.loader import resolve_for
 from harness.scenario.types import VMLINUX, FuncSpec, KlpState, PatchObject, Scenario
