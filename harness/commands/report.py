@@ -5,7 +5,6 @@ results in KernelCI's format."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -27,10 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from harness.errors import UsageError
-    from harness.files import atomic_write
     from harness.report.artifacts import scenario_dirs
     from harness.report.html import render_run
-    from harness.report.kcidb import kcidb_document
+    from harness.report.kcidb import write_kcidb
 
     results: Path = args.results
     if not results.is_dir():
@@ -40,7 +38,6 @@ def main(args: argparse.Namespace) -> int:
     index = render_run(results)
     print(index, file=sys.stderr)
     if args.kcidb:
-        document = kcidb_document(results, args.kcidb_origin)
-        atomic_write(args.kcidb, json.dumps(document, indent=1) + "\n")
+        write_kcidb(results, args.kcidb, args.kcidb_origin)
         print(args.kcidb, file=sys.stderr)
     return 0

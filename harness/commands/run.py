@@ -50,6 +50,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "differing step, time and artifacts folder",
     )
     parser.add_argument(
+        "--kcidb",
+        metavar="FILE",
+        type=Path,
+        help="write results as KernelCI KCIDB JSON (docs/ci.md), for kcidb-submit",
+    )
+    parser.add_argument(
+        "--kcidb-origin",
+        metavar="NAME",
+        default="klp_harness",
+        help="the submitting lab's KCIDB origin (default: klp_harness)",
+    )
+    parser.add_argument(
         "--show",
         action="store_true",
         help="print every step as observed, marked against the model's prediction",
@@ -114,7 +126,7 @@ def main(args: argparse.Namespace) -> int:
     profiles = selected_profiles(args, model=True)
     validate_symbols(scenarios, profiles)
     check_writable(args.results or Path("results"), "--results")
-    for option, path in (("--junit", args.junit), ("--json", args.json)):
+    for option, path in (("--junit", args.junit), ("--json", args.json), ("--kcidb", args.kcidb)):
         if path is not None:
             check_writable(path, option, is_file=True)
     results = results_dir(args.results)
@@ -154,4 +166,8 @@ def main(args: argparse.Namespace) -> int:
         junit(outcomes, args.junit)
     if args.json:
         write_json([json_result(o, folder.get(id(o))) for o in outcomes], args.json)
+    if args.kcidb:
+        from harness.report.kcidb import write_kcidb
+
+        write_kcidb(results, args.kcidb, args.kcidb_origin)
     return exit_code(outcomes)

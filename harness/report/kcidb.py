@@ -15,6 +15,7 @@ KernelCI, the digest keeps two labs' runs of the same second apart.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import socket
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.files import atomic_write
 from harness.report.artifact_types import ScenarioRun
 from harness.report.artifacts import read_outcomes
 
@@ -121,3 +123,8 @@ def kcidb_document(results: Path, origin: str = DEFAULT_ORIGIN) -> dict[str, Any
         "builds": list(builds.values()),
         "tests": tests,
     }
+
+
+def write_kcidb(results: Path, path: Path, origin: str = DEFAULT_ORIGIN) -> None:
+    """Write the KCIDB document of `results` to `path`."""
+    atomic_write(path, json.dumps(kcidb_document(results, origin), indent=1) + "\n")

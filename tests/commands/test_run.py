@@ -9,6 +9,7 @@ import re
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -295,3 +296,51 @@ def test_a_guest_that_would_not_boot_exits_3(tmp_path: Path) -> None:
                       extra=["--no-snapshot"])  # fmt: skip
     assert run.returncode == 3, run.stderr
     assert "0/1 scenarios passed, 1 failed on the host" in run.stderr
+
+
+def test_kcidb_lists_every_scenario_on_every_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run --kcidb FILE`: KernelCI's format, valid by its own schema library, one test
+    per scenario x profile (those that did not run as SKIP, a difference as FAIL)."""
+    import kcidb_io
+
+    from harness.runner.manager import write_artifacts
+    from tests.runner.fakes import (
+        ONLY_612,
+        PASSING,
+        REFUSED,
+        FakeManager,
+        no_guests,
+        write_scenarios,
+    )
+
+    plan = no_guests(monkeypatch)
+    plan.statuses["differs"] = "difference"
+    plain = FakeManager.run_scenario
+
+    def writing(
+        self: FakeManager, scenario: Any, predicted: Any, modules: Any, artifacts: Path, *a: Any,
+        **k: Any,
+    ) -> Any:  # fmt: skip
+        outcome = plain(self, scenario, predicted)
+        write_artifacts(artifacts, outcome, None, 0, scenario, self.profile)
+        return outcome
+
+    monkeypatch.setattr(FakeManager, "run_scenario", writing)
+    paths = write_scenarios(
+        tmp_path / "s", passes=PASSING, refused=REFUSED, only612=ONLY_612, differs=PASSING
+    )
+    out = tmp_path / "kcidb.json"
+    args = ["run", "--kcidb", str(out), "--kernel", "debian-6.1", "--kernel", "debian-6.12",
+            "--results", str(tmp_path / "results"), *map(str, paths)]  # fmt: skip
+    assert cli_main(args) == 1
+    document = json.loads(out.read_text())
+    kcidb_io.schema.LATEST.validate(document)
+    found = {
+        (t["path"].rsplit(".", 1)[1], t["build_id"].rsplit("-", 2)[-2]): t["status"]
+        for t in document["tests"]
+    }
+    assert len(document["tests"]) == 8 and len(document["builds"]) == 2
+    assert sorted(found.values()).count("SKIP") == 3  # refused twice, only612 once
+    assert sorted(found.values()).count("FAIL") == 2  # differs on both kernels
