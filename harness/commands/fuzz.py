@@ -3,10 +3,13 @@
 Hypothesis draws module sets (patches from harness/fuzz/palette.py) and step
 histories, cut at the first step the model refuses; each runs on a fresh guest
 resumed from the profile's snapshot and is compared with the model step by step.
-The first difference is shrunk by hypothesis, on the kernel, and written to
---results as a ready-to-run scenario and its first-difference report.  `--model-only`
-compares with the model itself instead of a guest (with a variant: the variant vs the
-model) and prints the model's branch coverage.  See docs/fuzz.md.
+The first difference is shrunk by hypothesis, on the kernel, and kept in
+--results/corpus/ as a ready-to-run scenario and its first-difference report, with a
+title and a signature (`--keep-going`: search on, known findings merged).  `--kernel
+all` spreads the budget over the profiles.  `--model-only` compares with the model
+itself instead of a guest (with a variant: the variant vs the model), over every
+series unless --kernel names one, and prints the model's branch coverage.  The run
+ends with a summary (also summary.json).  See docs/fuzz.md.
 
 hypothesis and coverage.py are the `fuzz` extra (`pip install 'klp-harness[fuzz]'`):
 without them the command says so in one line.
@@ -26,11 +29,10 @@ from harness.commands.common import (
     add_kernel_arguments,
     add_variant_argument,
     check_writable,
-    one_profile,
     positive_int,
+    selected_profiles,
 )
 from harness.errors import ExitCode, HarnessError
-from harness.kernel.profiles import KernelProfile
 
 UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -46,7 +48,7 @@ def duration(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_kernel_arguments(parser, one=True)
+    add_kernel_arguments(parser)
     parser.add_argument(
         "--budget", type=duration, default=600.0, metavar="TIME",
         help="time to generate histories (default 10m); a difference then gets --shrink-budget",
@@ -72,6 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--uniform", action="store_true",
         help="draw steps uniformly from every step, not from what the model's state allows",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keep-going", action="store_true",
+        help="after a difference is shrunk, search on until the budget is spent (CI schedules)",
     )  # fmt: skip
     parser.add_argument(
         "--results", "--out", dest="results", type=Path, metavar="DIR",
@@ -102,8 +108,9 @@ def require_extra() -> None:
 
 def main(args: argparse.Namespace) -> int:
     require_extra()
+    from harness.fuzz.campaign import kernel_sides, model_sides, run_campaign
     from harness.fuzz.config import SearchConfig, WorkerConfig
-    from harness.fuzz.workers import coverage_report, run_workers
+    from harness.fuzz.workers import coverage_report
     from harness.runner.suite import stderr_echo
 
     out = args.results or Path("results") / time.strftime("fuzz-%Y%m%d-%H%M%S")
@@ -118,56 +125,37 @@ def main(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
             variant=args.model_variant,
             uniform=args.uniform,
+            keep_going=args.keep_going,
         ),
         out,
         fast_guest=args.fast_guest,
         coverage_file=(out / ".coverage") if coverage else None,
     )
-    side = "the model itself"
     if not args.model_only:
-        config.profile, config.modules = _palette_on(args)
-        config.search.series = config.profile.series
-        side = config.profile.name
+        sides = kernel_sides(selected_profiles(args, model=True))
     elif args.kernel or args.kernel_dir:
-        config.search.series = one_profile(args, model=True).series
+        sides = model_sides([p.series for p in selected_profiles(args, model=True, guest=False)])
+    else:
+        sides = model_sides()
     what = f"model variant {args.model_variant}" if args.model_variant else "the model"
     stderr_echo(
-        f"fuzz: {what} vs {side}, seed {args.seed}, {args.jobs} worker(s), "
-        f"budget {args.budget:.0f}s (+{args.shrink_budget:.0f}s to shrink), out {out}"
+        f"fuzz: {what} vs {', '.join(s.name for s in sides)}, seed {args.seed}, "
+        f"{args.jobs} worker(s), budget {args.budget:.0f}s (+{args.shrink_budget:.0f}s to "
+        f"shrink a difference), results {out}"
     )
-    summary = run_workers(config, args.jobs, stderr_echo)
-    stderr_echo("fuzz: " + summary.line())
-    for error in summary.model_errors:
-        stderr_echo(f"fuzz: the model failed (cut there): {error}")
-    for error in summary.errors:
-        stderr_echo(f"fuzz: {error}")
-    for info in summary.found:
-        stderr_echo(
-            f"fuzz: difference after {info['found_after']} histories "
-            f"({info['found_seconds']:.1f}s), shrunk to {info['length']} steps in "
-            f"{info['shrink_runs']} runs ({info['shrink_seconds']:.1f}s): {info['toml']}"
-        )
-        stderr_echo(f"      report: {info['report']}")
+    campaign = run_campaign(config, sides, args.jobs, stderr_echo)
+    for summary in campaign.summaries:
+        for error in summary.model_errors:
+            stderr_echo(f"fuzz [{summary.side}]: the model failed (cut there): {error}")
+    for line in campaign.lines():
+        stderr_echo(f"fuzz: {line}")
     if config.coverage_file is not None and config.coverage_file.parent.is_dir():
         table = io.StringIO()
         percent = coverage_report(config.coverage_file, table)
         sys.stdout.write(table.getvalue())
         stderr_echo(f"fuzz: harness/model branch coverage {percent:.1f}%")
-    if summary.errors:
+    if campaign.host_failed or campaign.errors:
         return ExitCode.HOST_FAILURE
-    return ExitCode.DIFFERENCE if summary.found else ExitCode.OK
-
-
-def _palette_on(args: argparse.Namespace) -> tuple[KernelProfile, dict[str, Path]]:
-    from harness.fuzz.palette import PALETTE
-    from harness.modules.build import build_modules
-    from harness.runner.suite import stderr_echo
-
-    profile = one_profile(args, model=True)
-    started = time.monotonic()
-    built = build_modules(PALETTE, profile)
-    stderr_echo(
-        f"[{profile.name}] palette: {len(built.modules)} modules "
-        f"({len(built.built)} built) in {time.monotonic() - started:.1f}s"
-    )
-    return profile, built.modules
+    if campaign.found or campaign.met_again:
+        return ExitCode.DIFFERENCE
+    return ExitCode.HOST_FAILURE if campaign.worker_errors else ExitCode.OK

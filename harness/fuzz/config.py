@@ -21,6 +21,11 @@ class SearchConfig:
     series: str = "6.1"
     variant: str | None = None  # a harness.model.variants.Variant value
     uniform: bool = False  # steps drawn uniformly, not from the model's state
+    keep_going: bool = False  # after a difference is shrunk, search on (next seed)
+    # what worlds draw from: palette patch and scene names (None: the whole palette)
+    palette: tuple[str, ...] | None = None
+    # model-only: the variants (names, or "all") to tell apart from the model, each once
+    tell_apart: tuple[str, ...] = ("all",)
 
 
 @dataclass
@@ -31,3 +36,5 @@ class WorkerConfig:
     modules: dict[str, Path] = field(default_factory=dict)  # the palette, built
     fast_guest: bool = False
     coverage_file: Path | None = None  # measure harness/model's branches into this
+    label: str = ""  # the side it works for (a profile, or model-<series>)
+    known: tuple[str, ...] = ()  # signature ids of the corpus's findings (not shrunk again)

@@ -1,15 +1,18 @@
-"""A found difference as files: a ready-to-run scenario (`<name>.toml`, loadable by
-`klp-harness run`) and the first-difference report (`<name>.report.txt`).
+"""A found difference as text: a ready-to-run scenario (loadable by `klp-harness
+run`) and the first-difference report, which the corpus keeps
+(harness/fuzz/findings.py).
 
-The scenario holds the shrunk history up to its first difference, the modules it
-names, and comments saying how it was found, what differed and, for a model
-variant, whether the model itself agrees with the kernel there (then the history
-refutes the variant; otherwise the model or the kernel is wrong too).
+The scenario holds the shrunk history up to its first difference (a trace running
+there untraced after it), what it names, and comments saying how it was found, what
+differed and, for a model variant, whether the model itself agrees with the kernel
+there (then the history refutes the variant; otherwise the model or the kernel is
+wrong too).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.fuzz.config import SearchConfig
@@ -42,8 +45,28 @@ def _command(config: SearchConfig, side: str) -> str:
     return " ".join(words)
 
 
+@dataclass(frozen=True)
+class FoundText:
+    name: str  # <variant|model>-<side>-<digest>
+    scenario: str  # the scenario file's text
+    report: str  # the report's text
+    length: int  # steps of the scenario (the closing untrace included)
+
+
 def write_found(out: Path, found: Found, side: str, config: SearchConfig) -> tuple[Path, Path, int]:
-    """Write the scenario and the report; returns their paths and its length in steps."""
+    """Write the scenario and the report as `<name>.toml` and `<name>.report.txt`;
+    returns their paths and its length in steps."""
+    text = render_found(found, side, config)
+    out.mkdir(parents=True, exist_ok=True)
+    toml_path = out / f"{text.name}.toml"
+    toml_path.write_text(text.scenario)
+    report_path = out / f"{text.name}.report.txt"
+    report_path.write_text(text.report)
+    return toml_path, report_path, text.length
+
+
+def render_found(found: Found, side: str, config: SearchConfig) -> FoundText:
+    """The scenario and the report of a found difference."""
     outcome = found.verdict.outcome
     mismatch = outcome.mismatch
     history = found.prediction.history
@@ -80,11 +103,11 @@ def write_found(out: Path, found: Found, side: str, config: SearchConfig) -> tup
         description=f"Fuzz history: {summary}.",
         kernels=() if side == MODEL_SIDE else (side,),
     )
-    out.mkdir(parents=True, exist_ok=True)
-    toml_path = out / f"{name}.toml"
-    toml_path.write_text(scenario_toml(scenario, header, comments))
     report = [*header, "", failure_text(outcome), "", "history:"]
     report += [f"  [{i + 1}] {format_step(step)}" for i, step in enumerate(history.steps)]
-    report_path = out / f"{name}.report.txt"
-    report_path.write_text("\n".join(report) + "\n")
-    return toml_path, report_path, len(history.steps)
+    return FoundText(
+        name,
+        scenario_toml(scenario, header, comments),
+        "\n".join(report) + "\n",
+        len(history.steps),
+    )

@@ -1,8 +1,9 @@
 """Random histories (hypothesis strategies) and what the model makes of them.
 
-A history is a module set (palette patches) and a list of steps over it, drawn from
-what the model says is possible after the steps before (harness/fuzz/steering.py),
-or, `uniform_histories`, uniformly from every step over the set.  Before it
+A history is a world (palette patches, targets, process groups, BPF programs) and a
+list of steps over it, drawn from what the model says is possible after the steps
+before (harness/fuzz/steering.py), or, `uniform_histories`, uniformly from every step
+over the world.  Before it
 runs anywhere it is predicted step by step by the model and, with a variant, by the
 variant too; at the first step either refuses (a step whose outcome the kernel does
 not make deterministic, or that would crash it: `StepModel.check_*`) the history is
@@ -22,24 +23,34 @@ from hypothesis import strategies as st
 
 from harness.errors import ScenarioError
 from harness.fuzz.config import DEFAULT_MAX_STEPS
-from harness.fuzz.palette import MAX_PATCHES, PATCH_NAMES, module_set, scenario_of, steps_of
-from harness.fuzz.steering import Steering
+from harness.fuzz.palette import (
+    BASE_TARGET_NAMES,
+    EXTRAS,
+    MAX_EXTRAS,
+    MAX_PATCHES,
+    PATCH_NAMES,
+    PINNED,
+    allowed,
+    named,
+    patches_of,
+    scenario_of,
+    steps_of,
+    world,
+)
+from harness.fuzz.steering import Steering, closed, pairing_refusal, reason_of
 from harness.model.kernel.system import ModuleMemoryError
 from harness.model.predict import StepModel
 from harness.model.variants import Variant
 from harness.outcome.record import StepRecord
-from harness.scenario.step_types import (
-    Disable,
-    Enable,
-    Force,
-    Load,
-    SetParam,
-    Step,
-    Unload,
-    Wait,
-    format_step,
-)
+from harness.scenario.step_types import Step, format_step
 from harness.scenario.types import Scenario
+
+# Not drawn beside the spinner bound to CPU 1: processes calling getpid (on 6.12 the
+# cond_resched() call-site rewrites of every transition wait minutes for a vCPU whose
+# busy process never hands QEMU's TCG thread over), and spinners bound to no CPU (the
+# model follows them on one CPU only: on two the scheduler decides whether one runs
+# beside the retry work, a 6.1 transition then stays pending; found by the fuzzer).
+NOT_ON_TWO_CPUS = ("getpid", "t_loop", "t_spin", "p_spin")
 
 # Whether another step follows: stop first (what shrinking tends to), 1 in 8.
 MORE_STEPS = (False, True, True, True, True, True, True, True)
@@ -47,10 +58,20 @@ MORE_STEPS = (False, True, True, True, True, True, True, True)
 
 @dataclass(frozen=True)
 class History:
-    patches: tuple[str, ...]  # palette patch names, palette order
+    names: tuple[str, ...]  # its world: palette names, palette order (`named(steps)`)
     steps: tuple[Step, ...]
-    # drawn steps the model refused, made --nowait or ended at (steered generation)
+    # drawn steps the model refused, made --nowait or ended at (steered generation),
+    # and the reason of each (steering.reason_of)
     steered: int = field(default=0, compare=False)
+    refusals: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def of(cls, steps: Sequence[Step], steered: int = 0, refusals: Sequence[str] = ()) -> History:
+        return cls(named(steps), tuple(steps), steered, tuple(refusals))
+
+    @property
+    def patches(self) -> tuple[str, ...]:
+        return patches_of(self.names)
 
     @property
     def texts(self) -> list[str]:
@@ -58,27 +79,16 @@ class History:
 
     @property
     def digest(self) -> str:
-        text = " ".join(self.patches) + "\n" + "\n".join(self.texts)
+        text = " ".join(self.names) + "\n" + "\n".join(self.texts)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def scenario(self) -> Scenario:
-        base = scenario_of(self.patches)
+        base = scenario_of(self.names)
         return dataclasses.replace(base, path=Path(f"fuzz-{self.digest}.toml"), steps=self.steps)
 
     def prefix(self, length: int) -> History:
-        return History(self.patches, self.steps[:length])
-
-
-def named_patches(steps: Sequence[Step]) -> tuple[str, ...]:
-    """The palette patches some step names, in palette order."""
-    names = set()
-    for step in steps:
-        match step:
-            case Load(module=name) | Unload(module=name) | SetParam(module=name):
-                names.add(name)
-            case Enable(patch=name) | Disable(patch=name) | Force(patch=name) | Wait(patch=name):
-                names.add(name)
-    return module_set(names & set(PATCH_NAMES))
+        """The first `length` steps, a running trace untraced after them."""
+        return History(self.names, closed(self.steps[:length]))
 
 
 @st.composite
@@ -99,40 +109,74 @@ def _steered_steps(draw: st.DrawFn, steering: Steering, left: int) -> list[Step]
     step = draw(_steered_step(steering))
     if step is None:
         return []
-    if left <= 1 or not draw(st.sampled_from(MORE_STEPS)):
+    if steering.ended or left <= 1 or not draw(st.sampled_from(MORE_STEPS)):
         return [step]
     return [step, *draw(_steered_steps(steering, left - 1))]
 
 
 @st.composite
-def histories(draw: st.DrawFn, max_steps: int = DEFAULT_MAX_STEPS, series: str = "6.1") -> History:
-    """A module set of 1..MAX_PATCHES palette patches, then 1..max_steps steps, each
-    drawn from what the model's state after the steps before it allows
-    (harness/fuzz/steering.py).  After each step a choice says whether another
-    follows (1 in 8 does not, which shrinks towards shorter histories, as a list's
-    length does).  A step the model refuses is steered around or ends the history
-    (`Steering.take`)."""
-    names = draw(
-        st.lists(st.sampled_from(PATCH_NAMES), min_size=1, max_size=MAX_PATCHES, unique=True)
+def worlds(
+    draw: st.DrawFn,
+    series: str = "6.1",
+    focus: Sequence[str] = (),
+    palette: Sequence[str] | None = None,
+) -> tuple[str, ...]:
+    """1..MAX_PATCHES palette patches and 0..MAX_EXTRAS scenes (kprobe and spinner
+    targets, process groups, BPF programs), with the base targets, the `focus`
+    (palette names or scenes every world holds) and what the patches imply; what
+    the profile cannot follow is not drawn (palette.allowed), nor what `palette` (if
+    given) leaves out."""
+    patches = [n for n in PATCH_NAMES if allowed(n, series) and _in(n, palette)]
+    extras = [n for n in EXTRAS if allowed(n, series) and _in(n, palette)]
+    names = draw(st.lists(st.sampled_from(patches), min_size=1, max_size=MAX_PATCHES, unique=True))
+    more = (
+        draw(st.lists(st.sampled_from(extras), max_size=MAX_EXTRAS, unique=True)) if extras else []
     )
-    steering = Steering(module_set(names), series)
-    steps = draw(_steered_steps(steering, max_steps))
-    return History(named_patches(steps), tuple(steps), steering.steered)
+    chosen = world([*names, *more, *BASE_TARGET_NAMES, *focus])
+    if PINNED in chosen:  # a two-CPU guest (docs/fuzz.md, "Two CPUs")
+        chosen = tuple(n for n in chosen if n not in NOT_ON_TWO_CPUS)
+    return chosen
+
+
+def _in(name: str, palette: Sequence[str] | None) -> bool:
+    return palette is None or name in palette
 
 
 @st.composite
-def uniform_histories(draw: st.DrawFn, max_steps: int = DEFAULT_MAX_STEPS) -> History:
-    """Uniform draws (`--uniform`): a module set of 1..MAX_PATCHES palette patches,
-    then 1..max_steps steps over it
-    (both shrink towards fewer and earlier choices).  The history's scenario has the
-    patches its steps name: a drawn patch no step uses is left out, so a shrunk
-    history names no module it does not need."""
-    names = draw(
-        st.lists(st.sampled_from(PATCH_NAMES), min_size=1, max_size=MAX_PATCHES, unique=True)
-    )
-    drawn = module_set(names)
-    steps = draw(st.lists(st.sampled_from(steps_of(drawn)), min_size=1, max_size=max_steps))
-    return History(named_patches(steps), tuple(steps))
+def histories(
+    draw: st.DrawFn,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    series: str = "6.1",
+    focus: Sequence[str] = (),
+    palette: Sequence[str] | None = None,
+) -> History:
+    """A world, then 1..max_steps steps, each drawn from what the model's state after
+    the steps before it allows (harness/fuzz/steering.py).  After each step a choice
+    says whether another follows (1 in 8 does not, which shrinks towards shorter
+    histories, as a list's length does).  A step the model refuses is steered around
+    or ends the history (`Steering.take`); a trace still running at the end is
+    untraced."""
+    steering = Steering(draw(worlds(series, focus, palette)), series)
+    draw(_steered_steps(steering, max_steps))
+    steering.close()
+    return History.of(steering.steps, steering.steered, steering.refusals)
+
+
+@st.composite
+def uniform_histories(
+    draw: st.DrawFn,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    series: str = "6.1",
+    focus: Sequence[str] = (),
+    palette: Sequence[str] | None = None,
+) -> History:
+    """Uniform draws (`--uniform`): a world, then 1..max_steps steps over it (both
+    shrink towards fewer and earlier choices).  The history's scenario has what its
+    steps name: a drawn patch no step uses is left out, so a shrunk history names no
+    module it does not need."""
+    names = draw(worlds(series, focus, palette))
+    steps = draw(st.lists(st.sampled_from(steps_of(names)), min_size=1, max_size=max_steps))
+    return History.of(steps)
 
 
 @dataclass
@@ -156,7 +200,10 @@ def predict_history(
 ) -> Prediction:
     """Both models step by step; the history is cut at the first step either refuses
     (the model: the kernel would not be deterministic there; the variant: it cannot
-    say) or fails on (ModuleMemoryError and other model errors)."""
+    say; a scenario file: the pairing of trace and attach steps) or fails on
+    (ModuleMemoryError and other model errors); a trace running at the cut is
+    untraced.  The records end at a step whose record is a kernel report: the runner
+    runs nothing after it (a closing `untrace` may follow in the history)."""
     scenario = history.scenario()
     model = StepModel(scenario, series)
     other = StepModel(scenario, series, variant=variant) if variant is not None else None
@@ -165,26 +212,48 @@ def predict_history(
     refused: str | None = None
     model_error = False
     for index, step in enumerate(history.steps):
-        try:
-            want = model.step(index, step)
-        except ScenarioError as exc:
-            refused = exc.message
-        except (ModuleMemoryError, Exception) as exc:  # a model bug: said, not hidden
-            refused, model_error = f"model error: {type(exc).__name__}: {exc}", True
+        refused = pairing_refusal(history.steps[:index], step)
+        if refused is None:
+            try:
+                want = model.step(index, step)
+            except ScenarioError as exc:
+                refused = exc.message
+            except (ModuleMemoryError, Exception) as exc:  # a model bug: said, not hidden
+                refused, model_error = f"model error: {type(exc).__name__}: {exc}", True
         if refused is None and other is not None:
             try:
                 records.append(other.step(index, step))
             except Exception as exc:  # the variant's own limits or inconsistencies
                 refused = f"variant {variant}: {type(exc).__name__}: {exc}"
         if refused is not None:
-            cut = history.prefix(index)
-            return Prediction(
-                cut,
-                len(history.steps),
-                records[:index] if other is not None else reference,
-                reference,
-                refused,
-                model_error,
-            )
+            return _cut(history, index, series, variant, refused, model_error)
         reference.append(want)
+        if want.report:  # the guest is hurt: nothing after it is run or predicted
+            break
     return Prediction(history, len(history.steps), records if other else reference, reference)
+
+
+def _cut(
+    history: History,
+    length: int,
+    series: str,
+    variant: Variant | None,
+    refused: str | None,
+    model_error: bool,
+) -> Prediction:
+    """The prediction of the history's first `length` steps (closed: a running trace
+    untraced), which both models accept."""
+    cut = History.of(closed(history.steps[:length]))
+    again = predict_history(cut, series, variant) if cut.steps else None
+    records = again.records if again is not None else []
+    reference = again.reference if again is not None else []
+    return Prediction(cut, len(history.steps), records, reference, refused, model_error)
+
+
+def refusal_reasons(prediction: Prediction) -> list[str]:
+    """The reasons of a history's refusals: those steered around while it was drawn,
+    and the one it was cut at."""
+    reasons = list(prediction.history.refusals)
+    if prediction.refused is not None and not prediction.model_error:
+        reasons.append(reason_of(prediction.refused))
+    return reasons

@@ -8,14 +8,21 @@ the other side did, step by step, and stop at the first difference, like
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from harness.fuzz.histories import Prediction
+from harness.fuzz.histories import Prediction, predict_history
+from harness.model.check import PASSES, observed_check, ran_key
+from harness.model.predict import predict
+from harness.model.retries import retries_to_wait, with_due_lines
+from harness.model.variants import Variant
 from harness.outcome.compare import Mismatch, diff_records
 from harness.outcome.record import StepRecord
 from harness.outcome.scenario import ScenarioOutcome
+from harness.scenario.step_types import Check, Step, Wait
 
 if TYPE_CHECKING:
     from harness.runner.manager import GuestManager
@@ -30,6 +37,7 @@ class Verdict:
     model_agrees: bool = True  # the model itself predicts what was observed (so a
     # variant's difference refutes the variant, not the model)
     remembered: bool = False  # served from memory, nothing ran
+    told_apart: tuple[str, ...] = ()  # model variants this history tells apart (model-only)
 
     @property
     def differs(self) -> bool:
@@ -55,26 +63,83 @@ def first_difference(
     return observed, None
 
 
+def with_lines_due(records: list[StepRecord], ran: list[int | None]) -> list[StepRecord]:
+    """The records with the `signaling remaining tasks` line in the step whose retries
+    brought it, as the runner puts it into the model's prediction
+    (harness/model/retries.py), `ran[i]` retries having run in step i."""
+    return [with_due_lines(records, ran, i) for i in range(min(len(records), len(ran)))]
+
+
+def assumed_retries(steps: tuple[Step, ...], records: list[StepRecord]) -> list[int | None]:
+    """The retries each step runs, as few as the runner waits for: a `wait P
+    retries=N` as many as bring the count since the transition (re)started to N,
+    any other step only the one that completes its transition (`due.completes`).
+    What the model-only judge takes the kernel to do: the kernel's own count is
+    timing, which the runner observes."""
+    ran: list[int | None] = []
+    for index, record in enumerate(records):
+        count = record.due.get("completes", 0) if record.due else 0
+        step = steps[index]
+        if isinstance(step, Wait) and step.retries is not None:
+            count += retries_to_wait(records, [*ran, None], index, step.retries)
+        ran.append(count)
+    return ran
+
+
 class ModelJudge:
-    """`--model-only`: the model's own records stand in for the kernel's.  Without a
-    variant nothing can differ; the run then exercises the model (its refusals, its
-    errors, the branches it reaches)."""
+    """`--model-only`: the model's own records stand in for the kernel's, as the runner
+    would read them: the retries it would wait for (`assumed_retries`), a check's
+    verdict as its exit status (`observed_check`), and what `klp-harness run`
+    predicts for the history's scenario file (`predict`: a history the fuzzer
+    judges is the scenario it writes).  Without a variant only that last can differ;
+    the run then exercises the model (its refusals, its errors, the branches it
+    reaches), and with `variants` it tells which model variants the histories tell
+    apart from the model: those a kernel run of the same seed could refute."""
 
     side = MODEL_SIDE
 
+    def __init__(self, series: str = "6.1", variants: Sequence[Variant] = ()) -> None:
+        self.series = series
+        self.untold = list(variants)
+
     def judge(self, prediction: Prediction) -> Verdict:
-        observed, mismatch = first_difference(prediction.records, prediction.reference)
+        ran = assumed_retries(prediction.history.steps, prediction.reference)
+        reference = with_lines_due(as_read(prediction.history.steps, prediction.reference), ran)
+        if prediction.records is prediction.reference:
+            records = with_lines_due(predict(prediction.history.scenario(), self.series), ran)
+        else:
+            records = with_lines_due(as_read(prediction.history.steps, prediction.records), ran)
+        observed, mismatch = first_difference(records[: len(reference)], reference)
         outcome = ScenarioOutcome(
-            prediction.history.scenario().name,
-            MODEL_SIDE,
-            prediction.records,
-            observed,
-            mismatch,
+            prediction.history.scenario().name, MODEL_SIDE, records, observed, mismatch
         )
-        return Verdict(outcome, len(observed))
+        return Verdict(outcome, len(observed), told_apart=self._told_apart(prediction))
+
+    def _told_apart(self, prediction: Prediction) -> tuple[str, ...]:
+        """The variants not told apart before that predict this history otherwise."""
+        if prediction.records is not prediction.reference:
+            return ()
+        told = []
+        for variant in list(self.untold):
+            other = predict_history(prediction.history, self.series, variant)
+            if not other.cut and first_difference(other.records, other.reference)[1]:
+                told.append(variant.value)
+                self.untold.remove(variant)
+        return tuple(told)
 
     def close(self) -> None:
         pass
+
+
+def as_read(steps: tuple[Step, ...], records: list[StepRecord]) -> list[StepRecord]:
+    """Records as the runner reads a check step: from the command's exit status."""
+    read = list(records)
+    for index, record in enumerate(records):
+        step = steps[index]
+        if isinstance(step, Check):
+            status = 0 if record.ran.get(ran_key(step)) == PASSES else 1
+            read[index] = dataclasses.replace(record, ran=observed_check(step, status, ""))
+    return read
 
 
 class KernelJudge:
@@ -102,13 +167,16 @@ class KernelJudge:
         observed = outcome.observed
         agrees = outcome.passed
         if prediction.records is not prediction.reference and outcome.error is None:
-            seen, mismatch = first_difference(prediction.records[: len(observed)], observed)
+            # the signalling line where the observed retries put it, as for the model
+            ran = [record.retries for record in observed]
+            records = with_lines_due(prediction.records[: len(observed)], ran)
+            seen, mismatch = first_difference(records, observed)
             own = outcome.mismatch
             if mismatch is not None and (own is None or mismatch.index < own.index):
                 outcome = ScenarioOutcome(
                     outcome.scenario,
                     outcome.profile,
-                    prediction.records,
+                    records,
                     seen,
                     mismatch,
                     seconds=outcome.seconds,

@@ -1,15 +1,25 @@
-"""The modules random histories are made of.
+"""The modules, actors and programs random histories are made of.
 
-A history's module set is the two targets plus a few patches chosen from `PATCHES`,
-each a distinct design: a lone vmlinux patch, patches that share functions (func
-stacks), one on a module object only, one with no callbacks, cumulative ones with and
-without klp_states (nops, dynamic objects, compatibility refusals), a shadow-variable
-script.  Every module has a name of its own, so the whole palette is built once
-(cached per module) and installed in every guest: the next history's guest can be
-prepared while one runs, whatever set it draws, and a chosen set needs no build.
+A history draws a *world*: a few patches from `PATCHES`, each a distinct design, and
+a scene or two (`SCENES`: kprobe and spinner targets, `[[processes]]` groups, `[[bpf]]`
+programs, each with what it meets), on top of the two base targets (blockers, a
+shadow script).  The patches
+cover the scenario language: a lone vmlinux patch, patches that share functions
+(func stacks), module objects only, no callbacks, cumulative ones with and without
+klp_states (nops, dynamic objects, compatibility refusals), a shadow-variable script,
+shadow fields handed over by a cumulative patch, klp relocations, a sympos the
+target cannot resolve, real vmlinux functions (the default replacement of a system
+call, a body, a name defined twice chosen by sympos), a module of the kernel as an
+object, a `check` command, spinner threads' functions, and a spinner bound to CPU 1
+(a two-CPU guest).  Every module has a name of its own, so the whole palette is built
+once (cached per module) and installed in every guest: the next history's guest can be
+prepared while one runs, whatever world it draws, and a world needs no build.
+
+A history's scenario holds only what its steps name (and the targets its patches'
+objects are), so a shrunk history names nothing it does not need.
 
 Order matters to the shrinker: hypothesis prefers earlier choices, so the simplest
-patch comes first and a minimal history names the simplest modules that show it.
+patches and extras come first and a minimal history names the simplest that show it.
 """
 
 from __future__ import annotations
@@ -19,22 +29,102 @@ from functools import lru_cache
 from pathlib import Path
 
 from harness.model.fuzz import PATCHES as MODEL_PATCHES
-from harness.model.fuzz import TARGETS as TARGETS
-from harness.scenario.step_types import Step
+from harness.model.fuzz import TARGETS as BASE_TARGETS
+from harness.model.profiles import profile_for
+from harness.scenario.step_types import (
+    Attach,
+    Call,
+    Check,
+    Detach,
+    Disable,
+    Enable,
+    Force,
+    Kill,
+    Load,
+    Park,
+    Release,
+    SetParam,
+    Spawn,
+    Start,
+    Step,
+    Stop,
+    Trace,
+    Trigger,
+    Unload,
+    Untrace,
+    Wait,
+)
 from harness.scenario.steps import parse_steps
 from harness.scenario.types import (
     VMLINUX,
+    BpfProgram,
     Callback,
+    FuncBody,
+    FuncSpec,
+    Kprobe,
     PatchModule,
     PatchObject,
+    Processes,
     Scenario,
     ShadowOp,
     ShadowOpKind,
+    Spinner,
+    TargetModule,
 )
 
 ALL = frozenset(Callback)
 NONE: frozenset[Callback] = frozenset()
 _MODEL = {p.name: p for p in MODEL_PATCHES}  # the model's own random-step set
+PALETTE_FILE = "fuzz-palette.toml"
+
+VERSION_BODY = """\
+static int version_proc_show(struct seq_file *m, void *v)
+{
+	seq_puts(m, "p_ver\\n");
+	return 0;
+}
+"""
+
+# ---- targets -----------------------------------------------------------------------
+
+SPINNER_TARGETS = (
+    # a kthread calling l1 in a loop, reporting RCU Tasks quiescent states: switches at
+    # once, and every unpatch may go on while it runs
+    TargetModule("t_loop", ("l1",), spinner=Spinner("l1", rcu_tasks_qs=True)),
+    # a kthread spinning inside s1: blocks a transition of s1 until stopped or forced,
+    # and no handler may be removed while it runs (synchronize_rcu_tasks)
+    TargetModule("t_spin", ("s1",), spinner=Spinner("s1", inside=True)),
+    # a kthread bound to CPU 1 of a two-CPU guest, calling c1 in a loop
+    TargetModule("t_pin", ("c1",), spinner=Spinner("c1", rcu_tasks_qs=True, cpu=1)),
+)
+KPROBE_TARGETS = (
+    # upstream's test_klp_kprobe with a post_handler: IPMODIFY, conflicts with livepatch
+    TargetModule(
+        "kp_post", log_init_exit=False, kprobe=Kprobe("cmdline_proc_show", post_handler=True)
+    ),
+    # without one: shares the call site
+    TargetModule(
+        "kp_plain", log_init_exit=False, kprobe=Kprobe("meminfo_proc_show", post_handler=False)
+    ),
+    # a kretprobe: its entry kprobe has no post_handler
+    TargetModule(
+        "kretp",
+        log_init_exit=False,
+        kprobe=Kprobe("cmdline_proc_show", post_handler=False, kretprobe=True),
+    ),
+    # an int3 kprobe in the body: only the original's body reaches it
+    TargetModule(
+        "kp_body",
+        log_init_exit=False,
+        kprobe=Kprobe("cmdline_proc_show", post_handler=False, body=True),
+    ),
+)
+TARGETS = (*BASE_TARGETS, *KPROBE_TARGETS, *SPINNER_TARGETS)
+BASE_TARGET_NAMES = tuple(t.name for t in BASE_TARGETS)
+PINNED = "t_pin"  # its world runs on a two-CPU guest
+DUMMY = "dummy"  # a module of the kernel (drivers/net/dummy.ko), p_dummy's object
+
+# ---- patches -----------------------------------------------------------------------
 
 PATCHES = (
     # one vmlinux function, every callback
@@ -73,62 +163,284 @@ PATCHES = (
         ),
         replace=True,
     ),
+    # a shadow field on t_alpha's f1 (livepatch-shadow-fix1)
+    PatchModule("p_fld", (PatchObject("t_alpha", ("f1",), NONE, shadow_field=0x10),)),
+    # cumulative, taking the field over and adding one for f2 (livepatch-shadow-fix2)
+    PatchModule(
+        "p_fld2",
+        (
+            PatchObject(
+                "t_alpha", ("f1", "f2"), frozenset({Callback.POST_PATCH}), shadow_field=0x10
+            ),
+        ),
+        replace=True,
+    ),
+    # a klp relocation into t_beta (kpatch-build's output): written at each coming
+    PatchModule("p_rel", (PatchObject("t_beta", ("g1",), ALL, klp_relocs=True),)),
+    # the spinners' functions and t_alpha's blocker function
+    PatchModule(
+        "p_spin",
+        (
+            PatchObject("t_alpha", ("f1",), NONE),
+            PatchObject("t_loop", ("l1",), NONE),
+            PatchObject("t_spin", ("s1",), ALL),
+        ),
+    ),
+    # the function of the spinner bound to CPU 1
+    PatchModule("p_pin", (PatchObject("t_pin", ("c1",), NONE),)),
+    # getpid(2): the default replacement of a real function (counts, then the original)
+    PatchModule("p_getpid", (PatchObject(VMLINUX, ("__do_sys_getpid",), NONE),)),
+    # a body of its own, and a name vmlinux defines twice, chosen by sympos
+    PatchModule(
+        "p_ver",
+        (
+            PatchObject(
+                VMLINUX,
+                ("version_proc_show", "elf_load"),
+                NONE,
+                specs=(
+                    FuncSpec(
+                        "version_proc_show",
+                        body=FuncBody(VERSION_BODY, PALETTE_FILE, 1, ("linux/seq_file.h",)),
+                    ),
+                    FuncSpec("elf_load", sympos=1),
+                ),
+            ),
+        ),
+    ),
+    # a module of the kernel as its object, loaded and unloaded by the history
+    PatchModule("p_dummy", (PatchObject(DUMMY, ("dummy_get_stats64",), ALL),)),
+    # a check command in kpatch's convention, passing while its code runs
+    PatchModule(
+        "p_chk",
+        (PatchObject(VMLINUX, ("meminfo_proc_show",), NONE),),
+        check="grep -q 'p_chk: this has been live patched' /proc/meminfo",
+    ),
+    # t_alpha defines f2 once: sympos 2 fails to resolve (EINVAL at either load)
+    PatchModule(
+        "p_sym", (PatchObject("t_alpha", ("f2",), NONE, specs=(FuncSpec("f2", sympos=2),)),)
+    ),
 )
 
-PALETTE = Scenario(
-    path=Path("fuzz-palette.toml"),
-    description="Every module random histories are made of.",
-    steps=(),
-    targets=TARGETS,
-    patches=PATCHES,
+PROCESSES = (
+    Processes("getpid", 2),  # upstream's test-syscall: getpid() in a loop
+    Processes("sleeper", 1, "sleep"),  # asleep in clock_nanosleep()
+)
+BPF = (
+    BpfProgram("cmdline_entry", "fentry", "cmdline_proc_show"),
+    BpfProgram("cmdline_exit", "fexit", "cmdline_proc_show"),
+    BpfProgram("nanosleep_exit", "fexit", "hrtimer_nanosleep"),
+    BpfProgram("nanosleep_entry", "fentry", "hrtimer_nanosleep"),
 )
 
 PATCH_NAMES = tuple(p.name for p in PATCHES)
+TARGET_NAMES = tuple(t.name for t in TARGETS)
+GROUP_NAMES = tuple(g.name for g in PROCESSES)
+PROGRAM_NAMES = tuple(p.name for p in BPF)
+# Extras come in scenes whose parts meet each other: kprobes with and without IPMODIFY
+# on the patched vmlinux functions, spinners and the patch of their functions, a
+# spinner on CPU 1 and its patch, processes calling getpid and its patch, a sleeper
+# and the BPF programs of the function it sleeps in, fentry and fexit on a function a
+# patch replaces.
+SCENES = {
+    "kprobes": ("kp_post", "kretp"),
+    "kprobes_plain": ("kp_plain", "kp_body"),
+    "spinners": ("t_loop", "t_spin", "p_spin"),
+    "pinned": (PINNED, "p_pin"),
+    "syscall": ("getpid", "p_getpid"),
+    "sleepers": ("sleeper", "nanosleep_exit", "nanosleep_entry"),
+    "bpf_cmdline": ("cmdline_entry", "cmdline_exit"),
+}
+EXTRAS = tuple(SCENES)  # what a world may draw besides patches (and the base targets)
+ORDER = {
+    name: i
+    for i, name in enumerate((*PATCH_NAMES, *TARGET_NAMES, DUMMY, *GROUP_NAMES, *PROGRAM_NAMES))
+}
+# A variant of an area is searched for with that area in every world (directed, as
+# a focused syzkaller run): what the variant changes is then met in most histories.
+FOCUS = {
+    "fork-initial-state": ("spinners",),
+    "kprobe-post-handler-shares": ("kprobes",),
+    "bpf-trampoline-reliable": ("sleepers",),
+    "shadow-field-not-handed-over": ("p_fld", "p_fld2"),
+    "klp-relocs-kept": ("p_rel",),
+    "klp-relocs-cleared": ("p_rel",),
+}
+# The worlds of wave 1 (before the palette covered the scenario language): its seven
+# generated patches over the base targets, no scene (`SearchConfig.palette`).
+WAVE1 = ("p_cmd", "p_one", "p_cum", "p_two", "p_three", "p_mem", "p_rep")
 MAX_PATCHES = 4
+MAX_EXTRAS = 2
+
+PALETTE = Scenario(
+    path=Path(PALETTE_FILE),
+    description="Every module, actor and program random histories are made of.",
+    steps=(),
+    targets=TARGETS,
+    patches=PATCHES,
+    processes=PROCESSES,
+    bpf=BPF,
+    cpus=2,
+)
+
+_PATCHES = {p.name: p for p in PATCHES}
+_TARGETS = {t.name: t for t in TARGETS}
+
+# Commands a trigger step runs, and the function of each real patch they watch.
+TRIGGERS = {
+    "p_getpid": "trigger 'busybox sh -c true' vmlinux:__do_sys_getpid",
+    "p_ver": "trigger 'cat /proc/version' vmlinux:version_proc_show=1",
+    "p_dummy": f"trigger 'cat /proc/net/dev' {DUMMY}:dummy_get_stats64",
+}
+# Replacements written in C (a function tracer can trace them), by patch.
+TRACEABLE = {
+    "p_cmd": "cmdline_proc_show",
+    "p_one": "cmdline_proc_show",
+    "p_rep": "cmdline_proc_show",
+    "p_ver": "version_proc_show",
+    "p_chk": "meminfo_proc_show",
+}
+# The patch that names each function a trigger watches (a trigger needs it).
+WATCHED = {
+    (VMLINUX, "__do_sys_getpid"): "p_getpid",
+    (VMLINUX, "version_proc_show"): "p_ver",
+    (DUMMY, "dummy_get_stats64"): "p_dummy",
+}
+ORIGINAL_TRACES = ("vmlinux:cmdline_proc_show", "vmlinux:meminfo_proc_show", "t_alpha:f1")
 
 
-def module_set(names: Iterable[str]) -> tuple[str, ...]:
-    """A module set's patch names in palette order (the canonical form)."""
-    chosen = set(names)
-    unknown = chosen - set(PATCH_NAMES)
+def allowed(name: str, series: str) -> bool:
+    """Whether a world on kernel `series` may hold `name`: on a kernel that preempts
+    kernel code (7.3) a transition while the CPU-bound spinner runs completes when a
+    retry's timer fires on its CPU, which the model refuses (tasks.pinned_refusal), so
+    its worlds would be cut at their first transition; they are not drawn there."""
+    if name in (PINNED, "p_pin", "pinned"):
+        return not profile_for(series).preempts_kernel_code
+    return True
+
+
+def world(names: Iterable[str]) -> tuple[str, ...]:
+    """A world's names in palette order (the canonical form), with the targets its
+    patches' objects are and the kernel module p_dummy patches."""
+    chosen = {member for name in names for member in SCENES.get(name, (name,))}
+    unknown = chosen - set(ORDER)
     if unknown:
         raise ValueError(f"not in the palette: {', '.join(sorted(unknown))}")
-    return tuple(name for name in PATCH_NAMES if name in chosen)
+    for name in list(chosen):
+        patch = _PATCHES.get(name)
+        for obj in patch.objects if patch is not None else ():
+            if obj.name in _TARGETS or obj.name == DUMMY:
+                chosen.add(obj.name)
+    return tuple(sorted(chosen, key=ORDER.__getitem__))
 
 
-@lru_cache(maxsize=256)
-def scenario_of(patches: tuple[str, ...], name: str = "fuzz") -> Scenario:
-    """The scenario (without steps) of a module set: both targets, the chosen patches."""
+def patches_of(names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(n for n in names if n in _PATCHES)
+
+
+@lru_cache(maxsize=1024)
+def scenario_of(names: tuple[str, ...], name: str = "fuzz") -> Scenario:
+    """The scenario (without steps) of a world: its targets, patches, groups and
+    programs; two CPUs when a spinner of it is bound to CPU 1."""
+    targets = tuple(t for t in TARGETS if t.name in names)
     return Scenario(
         path=Path(f"{name}.toml"),
         description="A random history over palette modules.",
         steps=(),
-        targets=TARGETS,
-        patches=tuple(p for p in PATCHES if p.name in patches),
+        targets=targets,
+        patches=tuple(p for p in PATCHES if p.name in names),
+        processes=tuple(g for g in PROCESSES if g.name in names),
+        bpf=tuple(p for p in BPF if p.name in names),
+        cpus=2 if any(t.spinner is not None and t.spinner.cpu for t in targets) else 1,
     )
 
 
-def _step_texts(patches: Sequence[PatchModule]) -> list[str]:
-    """Every step over a module set; loads first (the shrinker's favourites)."""
-    texts = [f"load {p.name}" for p in patches] + [f"load {t.name}" for t in TARGETS]
-    for patch in patches:
-        name = patch.name
-        texts += [f"disable {name}", f"unload {name}", f"load {name} replace=1"]
-        texts += [f"load {name} --nowait", f"disable {name} --nowait", f"enable {name}"]
-        texts += [f"force {name}", f"wait {name}", f"load {name} pre_patch_ret=-19"]
-        texts += [f"set {name} pre_patch_ret -19", f"set {name} pre_patch_ret 0"]
-    for target in TARGETS:
-        assert target.blocker is not None
-        name, param = target.name, target.blocker.param
-        texts += [f"unload {name}", f"park {name}", f"release {name}", f"load {name} {param}=Y"]
-        texts += [f"call {name}:{func}" for func in target.funcs]
-    texts += ["call vmlinux:cmdline_proc_show", "call vmlinux:meminfo_proc_show"]
-    texts += ["sysctl ftrace_enabled=0", "sysctl ftrace_enabled=1"]
+def named(steps: Sequence[Step]) -> tuple[str, ...]:
+    """The world a history's steps need: what they name (and what that implies)."""
+    names: set[str] = set()
+    for step in steps:
+        match step:
+            case Load(module=n) | Unload(module=n) | SetParam(module=n):
+                names.add(n)
+            case Enable(patch=n) | Disable(patch=n) | Force(patch=n) | Wait(patch=n):
+                names.add(n)
+            case Check(patch=n) | Park(target=n) | Release(target=n):
+                names.add(n)
+            case Start(target=n) | Stop(target=n) | Spawn(name=n) | Kill(name=n):
+                names.add(n)
+            case Attach(name=n) | Detach(name=n):
+                names.add(n)
+            case Call(object=obj) | Trace(object=obj):
+                names.add(obj)
+            case Trigger(watch=watch):
+                names.update(WATCHED[(w.object, w.func)] for w in watch)
+    return world(names & set(ORDER))
+
+
+def _patch_texts(patch: PatchModule) -> list[str]:
+    name = patch.name
+    texts = [f"disable {name}", f"unload {name}", f"load {name} replace=1"]
+    texts += [f"load {name} --nowait", f"disable {name} --nowait", f"enable {name}"]
+    texts += [f"force {name}", f"wait {name}", f"load {name} pre_patch_ret=-19"]
+    texts += [f"set {name} pre_patch_ret -19", f"set {name} pre_patch_ret 0"]
+    texts += [f"wait {name} retries=2"]
+    if patch.check:
+        texts.append(f"check {name}")
+    if name in TRACEABLE:
+        texts.append(f"trace {name}:{TRACEABLE[name]}")
+    if name in TRIGGERS:
+        texts.append(TRIGGERS[name])
     return texts
 
 
-@lru_cache(maxsize=256)
-def steps_of(patches: tuple[str, ...]) -> tuple[Step, ...]:
-    """Every step a history over this module set may take."""
-    scenario = scenario_of(patches)
-    return parse_steps(_step_texts(scenario.patches), scenario.targets, scenario.patches)
+def _target_texts(target: TargetModule) -> list[str]:
+    name = target.name
+    texts = [f"unload {name}"]
+    if target.blocker is not None:
+        param = target.blocker.param
+        texts += [f"park {name}", f"release {name}", f"load {name} {param}=Y"]
+    if target.spinner is not None:
+        texts += [f"start {name}", f"stop {name}", f"load {name} {target.spinner.param}=Y"]
+    return texts + [f"call {name}:{func}" for func in target.funcs]
+
+
+def _step_texts(scenario: Scenario) -> list[str]:
+    """Every step over a world; loads first (the shrinker's favourites)."""
+    texts = [f"load {p.name}" for p in scenario.patches] + [
+        f"load {t.name}" for t in scenario.targets
+    ]
+    if DUMMY in scenario.real_objects():
+        texts += [f"load {DUMMY}", f"unload {DUMMY}"]
+    for patch in scenario.patches:
+        texts += _patch_texts(patch)
+    for target in scenario.targets:
+        texts += _target_texts(target)
+    texts += [f"{verb} {g.name}" for g in scenario.processes for verb in ("spawn", "kill")]
+    texts += [f"{verb} {p.name}" for p in scenario.bpf for verb in ("attach", "detach")]
+    texts += ["call vmlinux:cmdline_proc_show", "call vmlinux:meminfo_proc_show"]
+    texts += ["sysctl ftrace_enabled=0", "sysctl ftrace_enabled=1"]
+    targets = {t.name for t in scenario.targets}
+    texts += [f"trace {t}" for t in ORIGINAL_TRACES if t.split(":")[0] in {VMLINUX, *targets}]
+    return [*texts, "untrace"]
+
+
+@lru_cache(maxsize=1024)
+def steps_of(names: tuple[str, ...]) -> tuple[Step, ...]:
+    """Every step a history over this world may take."""
+    return parse_many(names, _step_texts(scenario_of(names)))
+
+
+def parse_many(names: tuple[str, ...], texts: Sequence[str]) -> tuple[Step, ...]:
+    """Steps parsed one by one against a world (the pairing of trace and untrace,
+    attach and detach is the history's, checked as it is drawn)."""
+    return tuple(_parse_one(names, text) for text in texts)
+
+
+@lru_cache(maxsize=16384)
+def _parse_one(names: tuple[str, ...], text: str) -> Step:
+    if text == "untrace":
+        return Untrace()
+    scenario = scenario_of(names)
+    texts = [text, "untrace"] if text.startswith("trace ") else [text]  # paired on load
+    steps = parse_steps(texts, scenario.targets, scenario.patches, scenario.processes, scenario.bpf)
+    return steps[0]

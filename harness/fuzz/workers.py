@@ -1,11 +1,17 @@
 """`-j N`: N searches at once, each with its own seed, judge and guests, in processes
 of their own (hypothesis runs one test at a time per process); their progress and
-findings come back on a queue.  The first difference stops the others, and the
-worker that found it shrinks it.
+findings come back on a queue.  By default the first difference stops the others,
+and the worker that found it shrinks it; with `keep_going` each worker, once a
+difference is shrunk, searches on with the next seed until the budget is spent,
+leaving the findings it has met (by signature) unshrunk.
+
+The parent keeps the corpus (harness/fuzz/findings.py): workers send what they found
+and the signatures they met again, the parent merges them.  A worker writes only the
+artifacts of its reruns, into the finding's corpus folder.
 
 With coverage on, each worker measures `harness/model` from before it imports the
-model (so module-level lines count as reached), and the parent combines the data.
-This module imports nothing of the model at its top for that reason.
+model (so module-level lines count as reached: harness/fuzz/process.py is the
+process's entry), and the parent combines the data.
 """
 
 from __future__ import annotations
@@ -14,25 +20,27 @@ import dataclasses
 import multiprocessing
 import queue
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import coverage
-
 from harness.fuzz.config import WorkerConfig
-from harness.fuzz.found import found_name, write_found
+from harness.fuzz.findings import Corpus, Signature, signature_of
+from harness.fuzz.found import render_found
 from harness.fuzz.histories import Prediction, predict_history
-from harness.fuzz.judge import KernelJudge, ModelJudge, Verdict
-from harness.fuzz.search import Stats, search
-from harness.model.variants import parse_variant
+from harness.fuzz.judge import MODEL_SIDE, KernelJudge, ModelJudge, Verdict
+from harness.fuzz.process import measuring, process_main
+from harness.fuzz.search import HostFailures, Memory, Stats, search
+from harness.model.profiles import PROFILES, describe_choice
+from harness.model.variants import Variant, parse_variant
 from harness.runner.manager import GuestManager
 
 Message = tuple[str, int, dict[str, Any]]
 Send = Callable[[Message], None]
-COVERED_PACKAGE = "harness.model"
-OMIT = ["*/harness/model/fuzz.py"]  # the property tests' module set, not the model
+# searches of one worker: the next seed after each finding (keep_going)
+SEED_STEP = 7919
 
 
 def worker_seed(seed: int, index: int) -> int:
@@ -41,38 +49,24 @@ def worker_seed(seed: int, index: int) -> int:
 
 
 def work(config: WorkerConfig, index: int, send: Send, stop: Callable[[], bool]) -> None:
-    """One worker: search, and on a difference rerun its shrunk history with artifacts
-    and write it out."""
-    cov = None
-    if config.coverage_file is not None:
-        cov = coverage.Coverage(
-            data_file=str(config.coverage_file),
-            data_suffix=f"w{index}",
-            branch=True,
-            source_pkgs=[COVERED_PACKAGE],
-            omit=OMIT,
-        )
-        cov.start()
-    try:
-        _search(config, index, send, stop)
-    finally:
-        if cov is not None:
-            cov.stop()
-            cov.save()
-
-
-def _search(config: WorkerConfig, index: int, send: Send, stop: Callable[[], bool]) -> None:
-
-    search_config = dataclasses.replace(config.search, seed=worker_seed(config.search.seed, index))
+    """One worker: search; on a difference rerun its shrunk history with artifacts
+    and send it; with keep_going, search on with the next seed."""
+    seed = worker_seed(config.search.seed, index)
     judge: ModelJudge | KernelJudge
     if config.profile is None:
-        judge = ModelJudge()
+        series = config.search.series
+        if series not in PROFILES and index == 0:  # a tree of one's own: its rules
+            send(("note", index, {"text": describe_choice(series)}))
+        judge = ModelJudge(series, tell_apart(config.search.tell_apart, config.search.variant))
     else:
         manager = GuestManager(
             config.profile, log_dir=config.out / f"worker-{index}", fast_guest=config.fast_guest
         )
         judge = KernelJudge(manager, config.modules)
     stats = Stats()
+    known = set(config.known)
+    memory = Memory()
+    deadline = time.monotonic() + config.search.seconds
     last = [0.0]
 
     def progress(prediction: Prediction, verdict: Verdict) -> None:
@@ -80,16 +74,35 @@ def _search(config: WorkerConfig, index: int, send: Send, stop: Callable[[], boo
             last[0] = time.monotonic()
             send(("progress", index, _stats(stats)))
 
+    side = config.label or judge.side  # a profile, or model-<series>
+
+    def duplicate(signature: Signature) -> None:
+        send(("duplicate", index, {"id": signature.id, "side": side}))
+
     try:
-        found = search(search_config, judge, stats, stop, progress)
-        if found is not None:
-            toml_path, report_path, length = write_found(
-                config.out, found, judge.side, search_config
-            )
+        while not stop():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            search_config = dataclasses.replace(config.search, seed=seed, seconds=left)
+            found = search(search_config, judge, stats, stop, progress, known, duplicate, memory)
+            if found is None:
+                break
+            who = search_config.variant or "model"
+            signature = signature_of(found.verdict.outcome, who)
+            unshrunk = signature_of(found.first_verdict.outcome, who)
+            known |= {signature.id, unshrunk.id}
+            text = render_found(found, judge.side, search_config)
             info: dict[str, Any] = {
-                "toml": str(toml_path),
-                "report": str(report_path),
-                "length": length,
+                "name": text.name,
+                "scenario": text.scenario,
+                "report": text.report,
+                "length": text.length,
+                "title": signature.title,
+                "signature": dataclasses.asdict(signature),
+                "unshrunk": dataclasses.asdict(unshrunk),
+                "side": side,
+                "seed": seed,
                 "found_after": found.found_after,
                 "found_seconds": found.found_seconds,
                 "shrink_runs": found.shrink_runs,
@@ -97,54 +110,91 @@ def _search(config: WorkerConfig, index: int, send: Send, stop: Callable[[], boo
                 "model_agrees": found.verdict.model_agrees,
             }
             if isinstance(judge, KernelJudge):  # the evidence: a run with artifacts
-                mismatch = found.verdict.outcome.mismatch
                 history = found.prediction.history
+                mismatch = found.verdict.outcome.mismatch
                 if mismatch is not None:
                     history = history.prefix(mismatch.index + 1)
                 variant = parse_variant(search_config.variant)
+                folder = Corpus(config.out).folder(signature)
                 again = judge.judge(
                     predict_history(history, search_config.series, variant),
-                    artifacts=config.out / found_name(found, judge.side, search_config),
+                    artifacts=folder / f"{judge.side}-{history.digest}",
                 )
                 info["reproduced"] = again.differs
+                info["artifacts"] = str(folder / f"{judge.side}-{history.digest}")
             send(("found", index, info))
+            if not config.search.keep_going:
+                break
+            seed += SEED_STEP
+    except HostFailures as exc:
+        send(("error", index, {"error": f"the host failed the guests: {exc}", "host": True}))
     finally:
         judge.close()
         send(("done", index, _stats(stats)))
 
 
-def _stats(stats: Any) -> dict[str, Any]:
+def tell_apart(names: Sequence[str], variant: str | None) -> list[Variant]:
+    """The variants a model-only run tells apart: none when it judges a variant."""
+    if variant:
+        return []
+    if "all" in names:
+        return list(Variant)
+    return [v for v in map(parse_variant, names) if v is not None]
+
+
+def _stats(stats: Stats) -> dict[str, Any]:
     return {
         "histories": stats.histories,
         "steps": stats.steps,
         "refusals": stats.refusals,
         "steered": stats.steered,
+        "refused": dict(stats.refused),
         "differences": stats.differences,
+        "duplicates": stats.duplicates,
+        "host_failures": stats.host_failures,
         "shrink_runs": stats.shrink_runs,
         "shrink_skipped": stats.shrink_skipped,
         "model_errors": list(stats.model_errors),
+        "told_apart": dict(stats.told_apart),
     }
-
-
-def _process_main(config: WorkerConfig, index: int, messages: Any, stop_event: Any) -> None:
-    try:
-        work(config, index, messages.put, stop_event.is_set)
-    except BaseException as exc:  # said to the parent, which reports it
-        messages.put(("error", index, {"error": f"{type(exc).__name__}: {exc}"}))
-        messages.put(("done", index, {}))
 
 
 @dataclass
 class Summary:
-    """What the workers did, added up."""
+    """What the workers of one side (a profile, or the model of one series) did, added
+    up."""
 
+    side: str = MODEL_SIDE
     started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
     per_worker: dict[int, dict[str, Any]] = field(default_factory=dict)
     found: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    host_failed: bool = False  # an error was the host's (guests would not run)
 
     def total(self, key: str) -> int:
         return sum(int(stats.get(key, 0)) for stats in self.per_worker.values())
+
+    @property
+    def seconds(self) -> float:
+        return max((self.ended or time.monotonic()) - self.started, 1e-9)
+
+    @property
+    def refused(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for stats in self.per_worker.values():
+            counts.update(stats.get("refused", {}))
+        return counts
+
+    @property
+    def told_apart(self) -> dict[str, int]:
+        """Each variant some history told apart from the model, and after how many
+        histories (the least over the workers)."""
+        told: dict[str, int] = {}
+        for stats in self.per_worker.values():
+            for name, after in stats.get("told_apart", {}).items():
+                told[name] = min(after, told.get(name, after))
+        return told
 
     @property
     def model_errors(self) -> list[str]:
@@ -153,14 +203,13 @@ class Summary:
         )
 
     def line(self) -> str:
-        seconds = max(time.monotonic() - self.started, 1e-9)
         histories, steps, refusals = (self.total(k) for k in ("histories", "steps", "refusals"))
         rate = refusals / histories if histories else 0.0
         text = (
             f"{histories} histories, {steps} steps, {self.total('differences')} difference(s), "
             f"{refusals} cut at a refusal ({100 * rate:.1f}%), "
             f"{self.total('steered')} steered around one, "
-            f"{histories / seconds:.2f} histories/s, {60 * steps / seconds:.0f} steps/min"
+            f"{histories / self.seconds:.2f} histories/s, {60 * steps / self.seconds:.0f} steps/min"
         )
         shrinks = self.total("shrink_runs")
         if shrinks:
@@ -168,6 +217,10 @@ class Summary:
             text += f" ({shrinks} while shrinking" + (
                 f", {skipped} more without a guest)" if skipped else ")"
             )
+        if self.total("duplicates"):
+            text += f", {self.total('duplicates')} known difference(s) met again"
+        if self.total("host_failures"):
+            text += f", {self.total('host_failures')} host failure(s)"
         if self.model_errors:
             text += f", {len(self.model_errors)} model error(s)"
         return text
@@ -177,8 +230,11 @@ def run_workers(
     config: WorkerConfig, jobs: int, echo: Callable[[str], None], every: float = 10.0
 ) -> Summary:
     """Run `jobs` workers (in this process when one suffices) and echo a progress
-    line at most every `every` seconds."""
-    summary = Summary()
+    line at most every `every` seconds.  Their findings are added to the corpus
+    under `config.out` (harness/fuzz/findings.py) as they come."""
+    side = config.label or (config.profile.name if config.profile is not None else MODEL_SIDE)
+    summary = Summary(side)
+    corpus = Corpus(config.out)
     last = [time.monotonic()]
 
     def handle(message: Message) -> None:
@@ -186,21 +242,54 @@ def run_workers(
         if kind in ("progress", "done"):
             summary.per_worker[index] = data or summary.per_worker.get(index, {})
         elif kind == "found":
-            summary.found.append(data)
+            signature = Signature(
+                **{**data["signature"], "fields": tuple(data["signature"]["fields"])}
+            )
+            unshrunk = Signature(
+                **{**data["unshrunk"], "fields": tuple(data["unshrunk"]["fields"])}
+            )
+            added = corpus.add(
+                signature,
+                data["side"],
+                data["scenario"],
+                data["report"],
+                data["length"],
+                data["seed"],
+                unshrunk,
+            )
+            summary.found.append(
+                {**data, "folder": str(added.folder), "new": added.new, "kept": added.kept}
+            )
+        elif kind == "note":
+            echo(f"fuzz [{side}]: {data['text']}")
+        elif kind == "duplicate":
+            corpus.seen_again(data["id"], data["side"])
         elif kind == "error":
             summary.errors.append(f"worker {index}: {data['error']}")
+            summary.host_failed |= bool(data.get("host"))
         if kind == "progress" and time.monotonic() - last[0] >= every:
             last[0] = time.monotonic()
-            echo("fuzz: " + summary.line())
+            echo(f"fuzz [{side}]: " + summary.line())
 
-    if jobs == 1 and config.coverage_file is None:
-        work(config, 0, handle, lambda: False)
-        return summary
+    config = dataclasses.replace(config, known=tuple(corpus.known()))
+    try:
+        if jobs == 1 and config.coverage_file is None:
+            work(config, 0, handle, lambda: False)
+        else:
+            _in_processes(config, jobs, handle, summary)
+    finally:
+        summary.ended = time.monotonic()
+    return summary
+
+
+def _in_processes(
+    config: WorkerConfig, jobs: int, handle: Callable[[Message], None], summary: Summary
+) -> None:
     ctx = multiprocessing.get_context("spawn")
     messages = ctx.Queue()
     stop_event = ctx.Event()
     processes = [
-        ctx.Process(target=_process_main, args=(config, i, messages, stop_event), daemon=True)
+        ctx.Process(target=process_main, args=(config, i, messages, stop_event), daemon=True)
         for i in range(jobs)
     ]
     for process in processes:
@@ -217,7 +306,7 @@ def run_workers(
             handle(message)
             if message[0] == "done":
                 done += 1
-            if message[0] == "progress" and summary.total("differences"):
+            if not config.search.keep_going and summary.total("differences"):
                 stop_event.set()  # one difference at a time: the others stop
     finally:
         stop_event.set()
@@ -226,16 +315,12 @@ def run_workers(
             if process.is_alive():
                 process.terminate()
                 process.join(5)
-    return summary
 
 
 def coverage_report(data_file: Path, out: Any) -> float:
     """Combine the workers' data and write the table of `harness/model`'s branches
     (with what was missed) to `out`; returns the total percentage."""
-
-    cov = coverage.Coverage(
-        data_file=str(data_file), branch=True, source_pkgs=[COVERED_PACKAGE], omit=OMIT
-    )
+    cov = measuring(data_file)
     cov.combine([str(data_file.parent)], strict=True)
     cov.save()
     return float(cov.report(file=out, show_missing=True, skip_covered=False))

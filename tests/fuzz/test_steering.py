@@ -8,15 +8,16 @@ from __future__ import annotations
 from harness.fuzz.config import SearchConfig
 from harness.fuzz.histories import Prediction
 from harness.fuzz.judge import ModelJudge, Verdict
-from harness.fuzz.palette import PALETTE, PATCH_NAMES
+from harness.fuzz.palette import ORDER, parse_many, world
 from harness.fuzz.search import Stats, search
 from harness.fuzz.steering import ANY, MAX_BLOCKED_STEPS, SYSTEM, Steering
 from harness.scenario.step_types import Step, format_step
-from harness.scenario.steps import parse_steps
+
+EVERYTHING = world(ORDER)
 
 
 def step(text: str) -> Step:
-    (parsed,) = parse_steps([text], PALETTE.targets, PALETTE.patches)
+    (parsed,) = parse_many(EVERYTHING, [text])
     return parsed
 
 
@@ -25,7 +26,7 @@ def texts(steps: tuple[Step, ...]) -> list[str]:
 
 
 def test_menus_follow_the_state() -> None:
-    steering = Steering(("p_cmd", "p_one"), "6.1")
+    steering = Steering(world(["p_cmd", "p_one", "t_alpha", "t_beta"]), "6.1")
     assert steering.groups() == (
         "p_cmd",
         "p_one",
@@ -39,22 +40,28 @@ def test_menus_follow_the_state() -> None:
     assert texts(steering.menu("p_one")) == [
         "load p_one", "load p_one", "load p_one pre_patch_ret=-19", "load p_one replace=1"
     ]  # fmt: skip
+    assert texts(steering.menu("p_cmd"))[-1] == "load p_cmd replace=1"  # no trace: not loaded
     assert texts(steering.menu("t_alpha")) == ["load t_alpha", "load t_alpha block_transition=Y"]
     assert steering.take(step("load p_one")) == step("load p_one")
     assert texts(steering.menu("p_one")) == [
-        "disable p_one", "unload p_one", "set p_one pre_patch_ret -19"
+        "disable p_one", "unload p_one", "trace p_one:cmdline_proc_show",
+        "set p_one pre_patch_ret -19",
     ]  # fmt: skip
     assert len(steering.menu(ANY)) > 30  # every step over the set
 
 
 def test_a_wait_for_ever_becomes_nowait_and_the_transition_is_offered_its_exits() -> None:
-    steering = Steering(("p_cmd", "p_one"), "6.1")
+    steering = Steering(world(["p_cmd", "p_one", "t_alpha", "t_beta"]), "6.1")
     steering.take(step("load t_alpha block_transition=Y"))
     assert steering.take(step("load p_one")) == step("load p_one --nowait")
     assert steering.steered == 1
     groups = steering.groups()
     assert groups[-3:] == ("p_one", "p_one", "t_alpha")  # again: reverse/force, release
-    assert texts(steering.menu("p_one")) == ["disable p_one --nowait", "force p_one"]
+    assert steering.refusals == ["would wait for ever"]
+    assert texts(steering.menu("p_one")) == [
+        "disable p_one --nowait", "force p_one", "wait p_one retries=2",
+        "trace p_one:cmdline_proc_show",
+    ]  # fmt: skip
     assert texts(steering.menu("t_alpha")) == ["release t_alpha", "unload t_alpha"]
     for _ in range(MAX_BLOCKED_STEPS - 2):
         assert steering.take(step("call vmlinux:cmdline_proc_show")) is not None
@@ -87,11 +94,11 @@ def reaching(predictions: list[Prediction], words: str) -> int:
 
 
 def test_steered_histories_block_reverse_and_force_transitions_and_are_not_cut() -> None:
-    steered, stats = first(0, 300)
+    steered, stats = first(0, 500)
     assert stats.refusals == 0
-    uniform, _ = first(0, 300, uniform=True)
+    uniform, _ = first(0, 500, uniform=True)
     blocked = [sum(any(r.pending for r in p.reference) for p in h) for h in (steered, uniform)]
-    assert blocked[0] > 5 * blocked[1]
+    assert blocked[0] > 3 * blocked[1]
     for words in ("forcing remaining tasks", "reversing transition"):
         assert reaching(steered, words) >= 5
         assert reaching(steered, words) > reaching(uniform, words)
@@ -100,4 +107,4 @@ def test_steered_histories_block_reverse_and_force_transitions_and_are_not_cut()
 def test_same_seed_same_steered_histories() -> None:
     histories = [p.history for p in first(5, 40)[0]]
     assert [p.history for p in first(5, 40)[0]] == histories
-    assert all(set(h.patches) <= set(PATCH_NAMES) for h in histories)
+    assert all(set(h.names) <= set(ORDER) for h in histories)

@@ -1,0 +1,88 @@
+"""Findings as syzkaller keeps them: a signature from the first differing step's kind,
+fields and kernel report; a corpus folder per signature whose shortest scenario is
+kept; a known signature met again is counted, not shrunk again; a run over several
+sides spreads its budget and merges what they find."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.fuzz.campaign import SUMMARY, model_sides, run_campaign
+from harness.fuzz.config import SearchConfig, WorkerConfig
+from harness.fuzz.findings import FINDING, REPORT, SCENARIO, Corpus, Signature, signature_of
+from harness.fuzz.judge import ModelJudge
+from harness.fuzz.search import Stats, search
+from harness.outcome.compare import FieldDiff, Mismatch
+from harness.outcome.record import StepRecord
+from harness.outcome.scenario import ScenarioOutcome
+
+WARNING = "warning at kernel/trace/ftrace.c:7660 arch_ftrace_ops_list_func"
+
+
+def outcome(step: str, fields: tuple[str, ...], report: str = "") -> ScenarioOutcome:
+    observed = [StepRecord(0, "load p_cmd"), StepRecord(1, step, report=report)]
+    diffs = tuple(FieldDiff(f, []) for f in fields)
+    return ScenarioOutcome("x", "debian-6.1", [], observed, Mismatch(1, step, diffs))
+
+
+def test_a_signature_is_the_step_kind_the_fields_and_the_report() -> None:
+    a = signature_of(outcome("call vmlinux:cmdline_proc_show", ("report",), WARNING), "model")
+    b = signature_of(outcome("call vmlinux:meminfo_proc_show", ("report",), WARNING), "model")
+    assert a == b == Signature("model", "call", ("report",), WARNING)
+    assert a.title == f"the model differs at `call` (report), kernel report: {WARNING}"
+    c = signature_of(outcome("load p_one", ("sysfs", "errno")), "no-nops")
+    assert c.fields == ("errno", "sysfs") and c.id != a.id
+    assert c.title == "variant no-nops refuted at `load` (errno, sysfs)"
+    crash = ScenarioOutcome("x", "debian-6.1", [], error="guest crashed at 12.5 s, pid 141")
+    assert signature_of(crash, "model").report == "guest crashed at N.N s, pid N"
+
+
+def test_the_corpus_keeps_the_shortest_scenario_and_counts_the_rest(tmp_path: Path) -> None:
+    corpus = Corpus(tmp_path)
+    signature = Signature("model", "load", ("log",), "")
+    first = corpus.add(signature, "debian-6.1", "long", "report 1", 5, 0)
+    assert first.new and first.kept
+    again = corpus.add(signature, "debian-7.3", "longer", "report 2", 7, 3)
+    assert not again.new and not again.kept
+    shorter = corpus.add(signature, "debian-7.3", "short", "report 3", 2, 4)
+    assert shorter.kept and (shorter.folder / SCENARIO).read_text() == "short"
+    assert (shorter.folder / REPORT).read_text() == "report 3"
+    assert corpus.seen_again(signature.id, "debian-6.1") is not None
+    entry = json.loads((shorter.folder / FINDING).read_text())
+    assert entry["seen"] == 4 and entry["shrunk"] == 3 and entry["length"] == 2
+    assert entry["profiles"] == {"debian-6.1": 2, "debian-7.3": 2}
+    assert Corpus(tmp_path).known() == {signature.id}  # read back from disk
+
+
+def test_a_known_signature_is_counted_and_not_shrunk_again() -> None:
+    config = SearchConfig(seed=1, seconds=20, shrink_seconds=10, variant="static-patched-cleared")
+    found = search(config, ModelJudge())
+    assert found is not None
+    known = {signature_of(found.verdict.outcome, "static-patched-cleared").id}
+    known.add(signature_of(found.first_verdict.outcome, "static-patched-cleared").id)
+    stats = Stats()
+    again = search(config, ModelJudge(), stats, lambda: stats.histories >= 60, known=known)
+    assert stats.duplicates > 0
+    if again is not None:  # another way to refute it: a new signature
+        assert signature_of(again.verdict.outcome, "static-patched-cleared").id not in known
+
+
+def test_a_run_over_sides_spreads_the_budget_and_merges_findings(tmp_path: Path) -> None:
+    search_config = SearchConfig(
+        seed=0, seconds=6, shrink_seconds=5, variant="static-patched-cleared", keep_going=True
+    )
+    config = WorkerConfig(search_config, tmp_path)
+    lines: list[str] = []
+    campaign = run_campaign(config, model_sides(["6.1", "6.12"]), 1, lines.append)
+    assert [s.side for s in campaign.summaries] == ["model-6.1", "model-6.12"]
+    shares = [float(line.split()[-4][:-1]) for line in lines if line.endswith("of the budget")]
+    assert shares[0] == 3.0 and shares[1] >= 3.0  # half each; time left over goes on
+    corpus = Corpus(tmp_path)
+    sides = {side for entry in corpus.entries.values() for side in entry.profiles}
+    assert sides == {"model-6.1", "model-6.12"} and len(corpus.entries) <= len(campaign.found)
+    assert all(f["folder"].startswith(str(tmp_path)) for f in campaign.found)
+    summary = json.loads((tmp_path / SUMMARY).read_text())
+    assert [s["side"] for s in summary["sides"]] == ["model-6.1", "model-6.12"]
+    text = "\n".join(campaign.lines())
+    assert "in all:" in text and f"findings: {len(corpus.entries)} new" in text
