@@ -61,3 +61,11 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) results build
+
+# Livepatches from the real build tools (docs/external-modules.md, "Fixtures, and the
+# real tools' outputs"): a 7.3 tree built once and cached, klp-build and kpatch-build of
+# each diff in images/livepatch-tools/diffs/, `check` of each on the tree's guest.
+# Hours of CPU on 2 cores: its own CI job (docs/ci.md), not part of `test`.
+.PHONY: livepatch-tools
+livepatch-tools: host-packages venv
+	$(BIN)/python images/livepatch-tools/recipe.py $(LIVEPATCH_TOOLS_STEPS)

@@ -1,0 +1,258 @@
+"""Livepatches made by the real build tools from the diffs beside this file, against a
+kernel tree the harness boots (`--kernel-dir`), and checked like any `.ko`.
+
+    .venv/bin/python images/livepatch-tools/recipe.py [STEP ...]     (default: all)
+
+Steps, each cached under <cache>/livepatch-tools/ and timed into times.json there:
+
+  klp-root     a trixie build root (mmdebstrap, harness.kernel.buildroot) with gcc-14
+               and what a kernel tree, objtool's klp support and klp-build need
+  source       Debian's linux-source-7.3 (through the debian-7.3 profile's private apt
+               configuration), unpacked to linux-7.3/ and configured: x86_64_defconfig,
+               docs/klp-harness.config, then tools.config (KLP_BUILD, debug information,
+               no IBT, the livepatch samples as modules)
+  klp-build    scripts/livepatch/klp-build of each diff (diffs/*.patch, one livepatch
+               each): the first builds the original tree, then the patched objects; the
+               next start at the patched build (-S 2, the original kept by --keep-tmp);
+               then the tree's bzImage and modules with klp-build's own make variables
+               (so nothing is compiled again) and modules_install: the tree the guest
+               boots is the one the livepatches were diffed against
+  kpatch-tools Debian's kpatch-build (sid's package, through the same private apt
+               configuration) unpacked to kpatch/: it finds its tools beside itself and
+               runs in the trixie root (libc 2.41 >= the 2.38 it needs)
+  kpatch-build kpatch-build of each diff against a copy of the source with the same
+               .config, the tree's vmlinux given (-v): kpatch-build builds the original
+               and the patched kernel again with its compiler wrapper
+  check        `klp-harness check --kernel-dir` of each livepatch (the module diff's
+               with the tree's livepatch-shadow-mod.ko), with `<diff>-LOADED.test` as
+               its check command where there is one (kpatch's convention)
+
+Every build runs at `nice -n 19` with -j$(nproc).  The outputs are
+<cache>/livepatch-tools/out/<tool>/livepatch-<diff>.ko.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from harness.files import atomic_write
+from harness.kernel import buildroot
+from harness.kernel.debian import apt_for
+from harness.kernel.profiles import cache_root
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+DIFFS = sorted((HERE / "diffs").glob("*.patch"))
+SERIES = "7.3"
+CC = "gcc-14"
+BASE_PACKAGES = (
+    "gcc-14", "make", "bc", "bison", "flex", "libelf-dev", "libssl-dev", "libxxhash-dev",
+    "pahole", "patchutils", "patch", "cpio", "kmod", "perl", "python3", "xz-utils",
+    "zstd", "rsync", "gawk", "elfutils", "file", "diffutils", "findutils", "binutils",
+)  # fmt: skip
+# klp-build's own make variables (scripts/livepatch/klp-build: build_kernel)
+KLP_MAKE = ("KBUILD_MODPOST_WARN=1", "KLP_SYMIDS=1", "KCFLAGS=-ffunction-sections -fdata-sections")
+JOBS = f"-j{os.cpu_count() or 1}"
+
+
+def work() -> Path:
+    path = cache_root() / "livepatch-tools"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def tree() -> Path:
+    return work() / f"linux-{SERIES}"
+
+
+def record(step: str, seconds: float, **extra: object) -> None:
+    """Keep a step's wall time (and what it made) in times.json."""
+    path = work() / "times.json"
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    times[step] = {"seconds": round(seconds, 1), **extra}
+    atomic_write(path, json.dumps(times, indent=2, sort_keys=True) + "\n")
+    print(f"livepatch-tools: {step}: {seconds / 60:.1f} min", flush=True)
+
+
+def run_in(
+    root: Path,
+    argv: Sequence[str],
+    cwd: Path,
+    writable: Sequence[Path],
+    read_only: Sequence[Path] = (),
+) -> None:
+    """`argv` in build root `root` at nice 19, `gcc` being gcc-14, HOME in the cache and
+    the diffs read-only."""
+    home = work() / "home"
+    home.mkdir(exist_ok=True)
+    cmd = buildroot.wrap(root, argv, cwd, read_only=[HERE, *read_only], writable=[*writable, home])
+    at = cmd.index("--chdir")
+    cmd[at:at] = [
+        "--dir", "/opt/cc",
+        "--symlink", f"/usr/bin/{CC}", "/opt/cc/gcc",
+        "--symlink", f"/usr/bin/{CC}", "/opt/cc/cc",
+        "--setenv", "PATH", f"/opt/cc:{buildroot.PATH}",
+        "--setenv", "HOME", str(home),
+    ]  # fmt: skip
+    print(f"livepatch-tools: $ {' '.join(argv)}", flush=True)
+    subprocess.run(["nice", "-n", "19", *cmd], check=True)
+
+
+def klp_root() -> Path:
+    return buildroot.ensure("trixie", sorted(BASE_PACKAGES), "klp-build", CC)
+
+
+def kpatch_tools() -> Path:
+    """Debian's kpatch-build, unpacked: <dir>/usr/bin/kpatch-build."""
+    dest = work() / "kpatch"
+    program = dest / "usr/bin/kpatch-build"
+    if program.is_file():
+        return program
+    apt = apt_for(f"debian-{SERIES}")  # trixie-backports and sid
+    apt.ensure_lists()
+    download = work() / "download-kpatch"
+    shutil.rmtree(download, ignore_errors=True)
+    download.mkdir()
+    apt.run(["apt-get", "download", "-q", "kpatch-build"], download)
+    deb = next(download.glob("*.deb"))
+    shutil.rmtree(dest, ignore_errors=True)
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], check=True)
+    shutil.rmtree(download)
+    return program
+
+
+def timed(step: str, action: Callable[[], object]) -> None:
+    started = time.monotonic()
+    made = action()
+    record(step, time.monotonic() - started, made=str(made) if made is not None else "")
+
+
+def source() -> Path:
+    dest = tree()
+    if (dest / ".config").is_file():
+        return dest
+    apt = apt_for(f"debian-{SERIES}")
+    apt.ensure_lists()
+    download = work() / "download"
+    shutil.rmtree(download, ignore_errors=True)
+    download.mkdir()
+    apt.run(["apt-get", "download", "-q", f"linux-source-{SERIES}"], download)
+    deb = next(download.glob("*.deb"))
+    subprocess.run(["dpkg-deb", "-x", str(deb), "x"], cwd=download, check=True)
+    tarball = next((download / "x/usr/src").glob("linux-source-*.tar.xz"))
+    with tarfile.open(tarball) as tar:
+        tar.extractall(download / "tree", filter="data")
+    shutil.rmtree(dest, ignore_errors=True)
+    (download / "tree" / tarball.name.removesuffix(".tar.xz")).rename(dest)
+    shutil.rmtree(download)
+    root = klp_root()
+    fragments = [REPO / "docs/klp-harness.config", HERE / "tools.config"]
+    for fragment in fragments:
+        shutil.copyfile(fragment, dest / f".klp-{fragment.name}")
+    run_in(root, ["make", "x86_64_defconfig"], dest, [dest])
+    merge = ["scripts/kconfig/merge_config.sh", "-m", ".config"]
+    run_in(root, [*merge, *(f".klp-{f.name}" for f in fragments)], dest, [dest])
+    run_in(root, ["make", "olddefconfig"], dest, [dest])
+    return dest
+
+
+def out(tool: str) -> Path:
+    path = work() / "out" / tool
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def klp_build() -> None:
+    root, src = klp_root(), source()
+    for index, diff in enumerate(DIFFS):
+        ko = out("klp-build") / f"livepatch-{diff.stem}.ko"
+        if ko.is_file():
+            continue
+        argv = ["./scripts/livepatch/klp-build", JOBS, "--keep-tmp", "-o", str(ko), str(diff)]
+        if index and (src / "klp-tmp/1-orig/.complete").is_file():
+            argv[2:2] = ["-S", "2"]
+        started = time.monotonic()
+        run_in(root, argv, src, [src, out("klp-build")])
+        record(f"klp-build {diff.stem}", time.monotonic() - started, made=str(ko))
+    if not (src / "mod-install").is_dir():
+        started = time.monotonic()
+        run_in(root, ["make", JOBS, *KLP_MAKE, "bzImage", "modules"], src, [src])
+        install = ["make", "modules_install", "INSTALL_MOD_PATH=mod-install"]
+        run_in(root, install, src, [src])
+        record("tree bzImage+modules_install", time.monotonic() - started, made=str(src))
+
+
+def kpatch_build() -> None:
+    root, src, program = klp_root(), source(), kpatch_tools()
+    copy = work() / f"kpatch-src-{SERIES}"
+    if not copy.is_dir():
+        subprocess.run(
+            ["rsync", "-a", "--exclude", "*.o", "--exclude", "*.ko", "--exclude", "klp-tmp",
+             "--exclude", "mod-install", f"{src}/", f"{copy}/"],
+            check=True,
+        )  # fmt: skip
+    for diff in DIFFS:
+        dest = out("kpatch-build")
+        if (dest / f"livepatch-{diff.stem}.ko").is_file():
+            continue
+        argv = [str(program), "-s", str(copy), "-c", str(copy / ".config"),
+                "-v", str(src / "vmlinux"), JOBS, "-n", f"livepatch-{diff.stem}",
+                "-o", str(dest), "--skip-cleanup", str(diff)]  # fmt: skip
+        started = time.monotonic()
+        run_in(root, argv, dest, [copy, dest], read_only=[src, program.parents[2]])
+        record(f"kpatch-build {diff.stem}", time.monotonic() - started, made=str(dest))
+
+
+def check() -> None:
+    src = tree()
+    target = src / "samples/livepatch/livepatch-shadow-mod.ko"
+    failed = 0
+    for tool in ("klp-build", "kpatch-build"):
+        for diff in DIFFS:
+            ko = work() / "out" / tool / f"livepatch-{diff.stem}.ko"
+            if not ko.is_file():
+                print(f"livepatch-tools: no {ko} (its build has not run)", flush=True)
+                continue
+            files = [str(target), str(ko)] if "shadow" in diff.stem else [str(ko)]
+            argv = [str(REPO / ".venv/bin/klp-harness"), "check", "--kernel-dir", str(src), *files]
+            loaded = diff.with_name(f"{diff.stem}-LOADED.test")
+            if loaded.is_file():
+                name = f"livepatch_{diff.stem}".replace("-", "_")
+                argv += ["--check", f"{name}={loaded.read_text()}"]
+            started = time.monotonic()
+            status = subprocess.run(argv, check=False).returncode
+            record(f"check {tool} {diff.stem}", time.monotonic() - started, exit=status)
+            failed += status != 0
+    if failed:
+        raise SystemExit(1)
+
+
+STEPS: dict[str, Callable[[], object]] = {
+    "klp-root": klp_root,
+    "source": source,
+    "klp-build": klp_build,
+    "kpatch-tools": kpatch_tools,
+    "kpatch-build": kpatch_build,
+    "check": check,
+}
+
+
+def main(argv: list[str]) -> int:
+    for step in argv or list(STEPS):
+        if step not in STEPS:
+            print(f"recipe.py: no step {step!r} (steps: {', '.join(STEPS)})", file=sys.stderr)
+            return 2
+        timed(step, STEPS[step])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
