@@ -41,6 +41,7 @@ from harness.guest.errors import (
 )
 from harness.guest.result import CommandResult
 from harness.guest.spawn import spawn_qemu
+from harness.guest.stall import CpuHistory, GuestStarved, host_starved
 
 POLL = 0.1  # how often blocking console reads look at the crash watcher
 CRASH_SETTLE = 3.0  # how long to wait for the rest of a crash report
@@ -124,6 +125,7 @@ class Console:
             self._log.close()
             raise HostFailure(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
         self._pidfd = _pidfd_open(self.pid)
+        self.cpu = CpuHistory(self.pid)  # QEMU's CPU time, to tell a host stall (stall.py)
         self._child.delaybeforesend = None  # its default 50 ms per send dominates latency
         self._child.logfile_read = _Tee(self._log, self.watcher)
         self._thread = threading.Thread(target=self._drain, name="klp-console", daemon=True)
@@ -139,6 +141,7 @@ class Console:
         """Read the console whenever nobody else does, until QEMU exits."""
         fd = self._child.child_fd
         while not self._stop.is_set():
+            self.cpu.sample()
             try:
                 ready, _, _ = select.select([fd], [], [], POLL)
             except (OSError, ValueError):
@@ -251,6 +254,9 @@ class Console:
         # QEMU's console closes a moment before its exit shows: wait for the cause.
         exited = self._await_exit(LOST_GRACE if self.ended.is_set() else 0.0)
         if crash is not None and (crash.fatal or exited is None):
+            starved = self._starved(crash)
+            if starved is not None:
+                raise GuestStarved(starved, crash.excerpt)
             raise GuestCrashed(crash_message(crash), crash.excerpt, crash, crash.fatal)
         if exited is None:
             exited = "QEMU closed the serial console"
@@ -260,6 +266,14 @@ class Console:
             reason += f", after a {crash_message(crash)}"
         lost = QemuKilled if self.killed_from_outside() else GuestCrashed
         raise lost(reason, crash.excerpt if crash else self.tail(), crash, True)
+
+    def _starved(self, crash: Crash) -> str | None:
+        """Why a stall report is the host's doing (QEMU did not run), or None."""
+        counted = crash.stuck_seconds
+        if counted is None:
+            return None
+        why = host_starved(self.cpu, counted)
+        return f"{why}; the kernel's report: {crash.line}" if why else None
 
     def _collect_rest(self) -> None:
         """Keep reading, up to CRASH_SETTLE, until the crash report is complete or

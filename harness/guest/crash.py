@@ -94,6 +94,20 @@ _RANK = {False: 0, True: 1}
 _CUT_HERE = "------------[ cut here ]------------"
 _KERNEL_RIP = re.compile(r"RIP: 0010:(\S+(?: \[\w+\])?)")
 
+# Reports of time the kernel counted as stuck: a host that did not run the guest for
+# that long makes the guest's clock jump and the kernel print them, falsely
+# (harness.guest.stall).  HZ is 250 on every profile (Debian's CONFIG_HZ_250).
+STALL_KINDS = ("lockup", "rcu-stall", "hung-task")
+HZ = 250
+_STUCK = (
+    (re.compile(r"soft lockup - CPU#\d+ stuck for (\d+)s"), 1.0),
+    (re.compile(r"\bt=(\d+) jiffies"), 1.0 / HZ),
+    (re.compile(r"blocked for more than (\d+) seconds"), 1.0),
+)
+# When the report does not say: watchdog_thresh x 2, CONFIG_RCU_CPU_STALL_TIMEOUT, and
+# hung_task_timeout_secs of Debian's kernels.
+STALL_DEFAULTS = {"lockup": 20.0, "rcu-stall": 21.0, "hung-task": 120.0}
+
 LINES_BEFORE = 2  # context kept before the trigger line (e.g. "cut here", the caller)
 MAX_LINES_AFTER = 120  # a report without an end marker is cut here (SLUB's run ~80)
 MAX_REPORTS = 8  # reports kept per console; after a fatal one nothing else matters
@@ -116,6 +130,19 @@ class Crash:
         or "" (a panic from sysrq, a SLUB report: no register dump)."""
         match = _KERNEL_RIP.search(self.excerpt)
         return match.group(1) if match else ""
+
+    @property
+    def stuck_seconds(self) -> float | None:
+        """How long the kernel says it was stuck, for a lockup, an RCU stall or a hung
+        task ("stuck for 24s!", "t=5252 jiffies", "blocked for more than 120
+        seconds"); None for other reports."""
+        if self.kind not in STALL_KINDS or self.fatal:
+            return None
+        for pattern, scale in _STUCK:
+            match = pattern.search(self.excerpt)
+            if match:
+                return int(match.group(1)) * scale
+        return STALL_DEFAULTS[self.kind]
 
     @property
     def summary(self) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Iterator
+
 import pytest
 
 from harness.kernel.profiles import load_profile
@@ -18,3 +22,16 @@ def fast_snapshot() -> None:
         source.take({}).guest.close()
     finally:
         source.close()
+
+
+HOG = "while :; do :; done"
+
+
+@pytest.fixture
+def hogs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Busy loops holding every host CPU at 4x over-subscription, killed afterwards."""
+    procs = [subprocess.Popen(["sh", "-c", HOG]) for _ in range(4 * (os.cpu_count() or 1))]
+    yield procs
+    for proc in procs:
+        proc.kill()
+        proc.wait()

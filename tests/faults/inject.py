@@ -16,6 +16,9 @@ Each fault fires once, just before step `step` (0-based) of the scenario named
     crashmod   load tests/data/crashmod with what=`arg` (oops, WARN, ...)
     kill-qemu  SIGKILL this scenario's QEMU
     stop-qemu  SIGSTOP this scenario's QEMU (a frozen guest)
+    starve     keep the guest busy, and QEMU off every CPU for `arg` seconds (SIGSTOP,
+               then SIGCONT), while the harness does not wait on the guest: a host
+               that did not schedule it
     kill-next  SIGKILL the QEMU of the guest being made for the next scenario, as
                soon as it exists
     skip       do not perform the step
@@ -119,6 +122,13 @@ def fire(fault: dict[str, Any], guest: Any) -> bool:
         os.kill(guest.qemu_pid, signal.SIGKILL)
     elif action == "stop-qemu":
         os.kill(guest.qemu_pid, signal.SIGSTOP)
+    elif action == "starve":
+        guest.run("(timeout 120 dd if=/dev/zero of=/dev/null bs=64k >/dev/null 2>&1 &); true")
+        time.sleep(2)  # dd runs
+        os.kill(guest.qemu_pid, signal.SIGSTOP)
+        time.sleep(float(arg))
+        os.kill(guest.qemu_pid, signal.SIGCONT)
+        time.sleep(12)  # the watchdogs look every 4 s
     elif action == "kill-next":
         kill_next(guest.qemu_pid)
     elif action == "skip":
