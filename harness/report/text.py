@@ -15,9 +15,7 @@ def failure_text(outcome: ScenarioOutcome) -> str:
         parts.append(outcome.error)
     if outcome.mismatch:
         parts.append(render_mismatch(outcome.mismatch, outcome.observed))
-        if outcome.diagnostics:
-            parts.append("tasks not yet in the transition's target state:")
-            parts.extend(f"  {line}" for line in outcome.diagnostics)
+        parts.extend(outcome.diagnostics)  # what the runner saw that explains it
     elif not outcome.error and len(outcome.observed) < len(outcome.predicted):
         parts.append(f"stopped after step {len(outcome.observed)} of {len(outcome.predicted)}")
     return "\n".join(parts)

@@ -122,7 +122,10 @@ class ScenarioSession:
                 outcome.mismatch = _mismatch(want, got)
                 if outcome.mismatch is not None:
                     if got.pending and not want.pending:
-                        outcome.diagnostics = waits.unpatched_tasks(self.guest)
+                        outcome.diagnostics = [
+                            "tasks not yet in the transition's target state:",
+                            *(f"  {line}" for line in waits.unpatched_tasks(self.guest)),
+                        ]
                     break
         finally:
             outcome.kernel_log = [r.line for r in self.log.all_records]
