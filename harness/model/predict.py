@@ -160,7 +160,7 @@ class StepModel:
 
     def record(self, index: int, step: Step, errno_value: int) -> StepRecord:
         k = self.kernel
-        report = bpf.report_after(k, self.called(step)) if k.broken_ops else ""
+        report = k.report or (bpf.report_after(k, self.called(step)) if k.broken_ops else "")
         if report:  # the kernel is hurt: nothing else of the step is observed
             return StepRecord(index, _step_text(step), report=report)
         record = self._record(index, step, errno_value)

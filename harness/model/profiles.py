@@ -81,6 +81,16 @@ class ModelProfile:
     # kernel/bpf/trampoline.c:494-507): the next call WARNs at ftrace.c:7660 and ftrace
     # is killed (harness/model/kernel/bpf.py).  Not in SINCE: no upstream version has it.
     bpf_modify_clears_ops_func: bool = False
+    # A known bug in every series read (6.1.192, 6.12.118, 7.3.4), finding 5 of
+    # docs/findings.md: a kprobe with a post_handler that joins an aggregate probe
+    # armed on kprobe_ftrace_ops is not armed again (register_aggr_kprobe) but gives
+    # the aggregate aggr_post_handler (add_new_kprobe, 6.1 kprobes.c:1264-1265, 6.12
+    # :1273-1274, 7.3 :1340-1341), which __unregister_kprobe_top() keeps for ftrace
+    # kprobes (6.1 :1794, 6.12 :1804, 7.3 :1859); the aggregate's last disarm then picks
+    # kprobe_ipmodify_ops by that post_handler (disarm_kprobe_ftrace, 6.1 :1133, 6.12
+    # :1137, 7.3 :1210), whose filter lacks the address: ftrace_set_filter_ip() fails
+    # with -ENOENT and WARN_ONCE (6.1 :1126, 6.12 :1130, 7.3 :1203).
+    kprobe_disarm_wrong_ops: bool = True
 
 
 PROFILES: dict[str, ModelProfile] = {

@@ -52,3 +52,25 @@ def test_fixed_6_1_predicts_no_warning() -> None:
     assert plan(scenario, "6.1", Expect.AS_IS)[-1].record.report
     fixed = plan(scenario, "6.1", Expect.FIXED)
     assert len(fixed) == len(scenario.steps) and not any(s.record.report for s in fixed)
+
+
+@pytest.mark.parametrize(
+    ("series", "where"),
+    [
+        ("6.1", "kernel/kprobes.c:1126 __disarm_kprobe_ftrace"),
+        ("6.12", "kernel/kprobes.c:1130 disarm_kprobe_ftrace"),
+        ("7.3", "kernel/kprobes.c:1203 disarm_kprobe_ftrace"),
+    ],
+)
+def test_finding_5_warns_as_is_and_not_fixed(series: str, where: str) -> None:
+    """bugs/06: the aggregate's last disarm on kprobe_ipmodify_ops WARNs on every
+    profile; a kernel without the bug unloads the kretprobe, whose handler ran."""
+    scenario = shipped("bugs/06")
+    as_is = plan(scenario, series, Expect.AS_IS)
+    assert [s.record.report for s in as_is] == [""] * 4 + [f"warning at {where}"]
+    fixed = plan(scenario, series, Expect.FIXED)
+    assert not any(s.record.report for s in fixed)
+    assert fixed[-1].record.log == [
+        "% rmmod kretp",
+        "kretp: kretprobe on meminfo_proc_show was hit",
+    ]

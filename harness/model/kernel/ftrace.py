@@ -27,6 +27,15 @@ only when the original's body runs, so a call livepatch redirects never reaches 
 (Documentation/livepatch/livepatch.rst, "Kprobes in the original function are ignored
 when the code is redirected").
 
+Several kprobes on one address form an aggregate probe (kprobes.c:register_aggr_kprobe):
+a kprobe that joins an armed one is not armed again, so it needs no IPMODIFY even with
+a post_handler, and the aggregate's post_handler becomes aggr_post_handler
+(add_new_kprobe), kept for a kprobe on ftrace until the aggregate goes
+(__unregister_kprobe_top).  Its last disarm picks the ops by that post_handler
+(disarm_kprobe_ftrace): an aggregate armed on kprobe_ftrace_ops is disarmed on
+kprobe_ipmodify_ops, whose filter lacks the address, and WARNs (`KprobeSite`,
+`ModelProfile.kprobe_disarm_wrong_ops`, docs/findings.md finding 5).
+
 A kprobe's handler runs from the call site, whatever livepatch then redirects the call
 to, and only while ftrace calls out at all: `kernel.ftrace_enabled=0` turns every call
 site off (ftrace.c:ftrace_enable_sysctl -> ftrace_shutdown_sysctl; 6.1 :8534, 6.12
@@ -40,7 +49,7 @@ import errno
 
 from harness.errors import ScenarioError
 from harness.model.kernel.klp import ORIG, FuncKey
-from harness.model.kernel.system import Kernel, KprobeUser, Tracer
+from harness.model.kernel.system import Kernel, KprobeSite, KprobeUser, Tracer
 from harness.model.variants import Variant
 from harness.scenario.step_types import Trace
 from harness.scenario.types import VMLINUX, Kprobe
@@ -51,11 +60,22 @@ def kprobe_key(spec: Kprobe) -> FuncKey:
 
 
 def ipmodify_owner(k: Kernel, key: FuncKey) -> KprobeUser | None:
-    """The non-livepatch ftrace user holding FTRACE_FL_IPMODIFY on `key`'s call site."""
-    for probe in k.kprobes:
-        if probe.key == key and probe.ipmodify and probe.armed:
-            return probe
-    return None
+    """The non-livepatch ftrace user holding FTRACE_FL_IPMODIFY on `key`'s call site:
+    a kprobe of a site armed on kprobe_ipmodify_ops."""
+    site = k.kprobe_sites.get(key)
+    if site is None or not site.ipmodify:
+        return None
+    return next(p for p in k.kprobes if p.key == key and p.armed and not p.body)
+
+
+# Where each series' __disarm_kprobe_ftrace() WARN_ONCE()s (kernel/kprobes.c), in the
+# function the WARN is in: a symbol of its own in 6.1, inlined into
+# disarm_kprobe_ftrace() in 6.12 and 7.3 (each profile's kallsyms).
+DISARM_WARNING = {
+    "6.1": "warning at kernel/kprobes.c:1126 __disarm_kprobe_ftrace",
+    "6.12": "warning at kernel/kprobes.c:1130 disarm_kprobe_ftrace",
+    "7.3": "warning at kernel/kprobes.c:1203 disarm_kprobe_ftrace",
+}
 
 
 def register_kprobe(k: Kernel, owner: str, spec: Kprobe) -> int:
@@ -68,26 +88,60 @@ def register_kprobe(k: Kernel, owner: str, spec: Kprobe) -> int:
     Since the kprobe_mutex guard() rework (after 6.12; in 7.3.4) __register_kprobe()
     drops arm_kprobe()'s error: the kprobe leaves the hash table unarmed and
     register_kprobe() returns 0 (7.3 kprobes.c:1709-1720), so the module loads with a
-    kprobe that never fires (`kprobe_arm_error_lost`)."""
+    kprobe that never fires (`kprobe_arm_error_lost`).
+
+    A kprobe on an address an armed kprobe holds joins it as an aggregate
+    (register_aggr_kprobe, 6.1 kprobes.c:1296, 6.12 :1305, 7.3 :1372): nothing is armed
+    again, so a post_handler needs no IPMODIFY there, and the aggregate's post_handler
+    is set (add_new_kprobe)."""
     key = kprobe_key(spec)
     if spec.body:  # int3 in the body (arch_prepare_kprobe): shares nothing with ftrace
         k.kprobes.append(KprobeUser(owner, key, spec.post_handler, body=True))
+        return 0
+    site = k.kprobe_sites.get(key)
+    if site is not None:  # joins the armed aggregate (register_aggr_kprobe): no arming
+        site.post_handler = site.post_handler or spec.post_handler
+        k.kprobes.append(KprobeUser(owner, key, spec.post_handler, spec.kind))
         return 0
     ipmodify = spec.post_handler and k.variant is not Variant.KPROBE_POST_HANDLER_SHARES
     armed = not (ipmodify and (key in k.klp_ops or ipmodify_owner(k, key)))
     if not armed and not k.profile.kprobe_arm_error_lost:
         return -errno.EBUSY
     k.kprobes.append(KprobeUser(owner, key, spec.post_handler, spec.kind, armed))
+    if armed:
+        k.kprobe_sites[key] = KprobeSite(spec.post_handler, spec.post_handler)
     return 0
 
 
 def unregister_kprobe(k: Kernel, owner: str) -> KprobeUser | None:
-    """unregister_kprobe(): the kprobe is gone; returns it (its `hit` is logged)."""
-    for probe in k.kprobes:
-        if probe.owner == owner:
-            k.kprobes.remove(probe)
-            return probe
-    return None
+    """unregister_kprobe(): the kprobe is gone; returns it (its `hit` is logged).  The
+    last one of a site disarms it, on the ops its post_handler names: an aggregate
+    armed on kprobe_ftrace_ops that a kprobe with a post_handler joined WARNs there
+    (`kprobe_disarm_wrong_ops`)."""
+    probe = next((p for p in k.kprobes if p.owner == owner), None)
+    if probe is None:
+        return None
+    k.kprobes.remove(probe)
+    site = k.kprobe_sites.get(probe.key)
+    if probe.body or not probe.armed or site is None:
+        return probe
+    if any(p.key == probe.key and p.armed and not p.body for p in k.kprobes):
+        return probe
+    del k.kprobe_sites[probe.key]
+    if site.post_handler and not site.ipmodify and k.profile.kprobe_disarm_wrong_ops:
+        k.report = _disarm_warning(k)
+    return probe
+
+
+def _disarm_warning(k: Kernel) -> str:
+    series = k.profile.series
+    if series not in DISARM_WARNING:
+        raise ScenarioError(
+            "steps",
+            f"kprobes' disarm WARN on {series}: the model knows its line only in "
+            f"{', '.join(DISARM_WARNING)}",
+        )
+    return DISARM_WARNING[series]
 
 
 def livepatch_ipmodify_conflict(k: Kernel, key: FuncKey) -> bool:

@@ -49,6 +49,18 @@ class KprobeUser:
         return self.post_handler and not self.body
 
 
+@dataclass(eq=False, slots=True)
+class KprobeSite:
+    """The ftrace-based kprobes of one address, as kprobes.c keeps them: one kprobe,
+    or an aggregate probe (register_aggr_kprobe) whose `post_handler` is set once any
+    member had one (add_new_kprobe) and, for a kprobe on ftrace, kept until the
+    aggregate goes (__unregister_kprobe_top); `ipmodify`: the ops it was armed on,
+    kprobe_ipmodify_ops or kprobe_ftrace_ops (harness/model/kernel/ftrace.py)."""
+
+    ipmodify: bool
+    post_handler: bool
+
+
 class ModuleMemoryError(AssertionError):
     """A generated module would read or free memory it does not hold (freed, or never
     allocated).  Always a bug in kmod_templates/ (or in the model's mirror of it), never
@@ -96,6 +108,10 @@ class Kernel:
     bpf: list[BpfProgram] = field(default_factory=list)  # attached (harness/model/kernel/bpf.py)
     broken_ops: set[FuncKey] = field(default_factory=set)  # ftrace ops left without func
     kprobes: list[KprobeUser] = field(default_factory=list)  # other ftrace users (ftrace.py)
+    kprobe_sites: dict[FuncKey, KprobeSite] = field(default_factory=dict)  # armed, by address
+    # a kernel report of a known bug (`warning at FILE:LINE FUNCTION`) the kernel
+    # model itself raised: the step's record holds only it (harness/outcome/record.py)
+    report: str = ""
     tracer: Tracer | None = None  # the function tracer's filter, if it runs
     shadow: ShadowTable = field(default_factory=ShadowTable)
     module_instances: int = 0
