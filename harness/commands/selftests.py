@@ -86,6 +86,10 @@ def main(args: argparse.Namespace) -> int:
                     stderr_echo(f"  {script} exited {result.exit_code}:")
                     stderr_echo("\n".join(result.output.splitlines()[-15:]))
                     failed = True
+                if args.dir is not None and selftests.kernel_warned(guest):
+                    manager.discard()  # a hurt kernel: the next script gets a new guest
+                    guest = manager.guest
+                    selftests.install(guest, sources, kos, programs)
             cases = [c for r in results for c in r.cases]
             stderr_echo(
                 f"[{profile.name}] {sum(c.passed for c in cases)}/{len(cases)} cases passed "

@@ -301,6 +301,7 @@ class Writer:
         """A step whose kernel report the model predicts: done, whatever it returns,
         with the reads the runner makes after it; then the report is looked for."""
         s = step.step
+        self.emit("trap cleanup EXIT INT TERM HUP  # the kernel will be hurt: remove nothing")
         match s:
             case Load(module=m):
                 params = " ".join(f"{k}={v}" for k, v in s.params)

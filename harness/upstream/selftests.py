@@ -65,6 +65,14 @@ class ScriptResult:
 # source, and the runner's settings.
 UPSTREAM_FILES = ("functions.sh", "settings", "config")
 EXPORTED_MODULES = "test_modules"
+# Marks a tree of exported selftests (exported_sources), whose scripts check the kernel
+# log for warnings themselves: a bug they reproduce may WARN.
+EXPORTED_MARK = ".exported"
+# The console shows only emergencies and alerts (an Oops's BUG line, a panic) while
+# exported scripts run: a WARN they check for is theirs to see, not the crash
+# watcher's (which would take the guest away from the script running).
+QUIET_CONSOLE = "dmesg -n 2"
+TAINT_WARN = 1 << 9  # kernel/panic.c: TAINT_WARN, 'W'
 
 
 def exported_sources(sources: LivepatchSources, directory: Path) -> LivepatchSources:
@@ -83,6 +91,7 @@ def exported_sources(sources: LivepatchSources, directory: Path) -> LivepatchSou
     texts = {rel: path.read_bytes() for rel, path in files.items()}
     makefile = "TEST_PROGS := " + " ".join(path.name for path in scripts) + "\n"
     texts[f"{SELFTESTS}/Makefile"] = makefile.encode()
+    texts[f"{SELFTESTS}/{EXPORTED_MARK}"] = str(directory).encode()
     digest = hashlib.sha256()
     for rel in sorted(texts):
         digest.update(rel.encode() + b"\0" + hashlib.sha256(texts[rel]).digest())
@@ -158,6 +167,8 @@ def install(
             f"mkdir -p /{extra} {GUEST_DIR}/test_modules && busybox tar -x -C / && "
             f"chmod +x {GUEST_DIR}/* && depmod -a"
         )
+        if (sources.scripts_dir / EXPORTED_MARK).is_file():
+            unpack += f" && {QUIET_CONSOLE}"
         guest.feed(archive, unpack, check=True, timeout=60)
 
 
@@ -173,6 +184,13 @@ def run_script(guest: Shell, script: str) -> ScriptResult:
     return ScriptResult(
         script, result.exit_code, seconds, result.stdout, parse_cases(script, result.stdout)
     )
+
+
+def kernel_warned(guest: Shell) -> bool:
+    """Whether the guest's kernel has warned (taint W): an exported script that
+    reproduces a bug may leave it hurt, and the next script gets a new guest."""
+    out = guest.run("read -r t < /proc/sys/kernel/tainted; echo $t", check=True).stdout
+    return bool(int(out.strip() or 0) & TAINT_WARN)
 
 
 def parse_cases(script: str, output: str) -> list[CaseResult]:

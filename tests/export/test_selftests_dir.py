@@ -43,6 +43,7 @@ def test_exported_tests_take_the_place_of_upstreams(
     assert merged.makefile_list("TEST_GEN_FILES") == [] and build_programs(merged) == []
     files = sorted(p.name for p in merged.scripts_dir.iterdir() if p.is_file())
     assert files == [
+        ".exported",
         "Makefile",
         "functions.sh",
         "settings",
