@@ -25,7 +25,8 @@ Steps, each cached under <cache>/livepatch-tools/ and timed into times.json ther
                and the patched kernel again with its compiler wrapper
   check        `klp-harness check --kernel-dir` of each livepatch (the module diff's
                with the tree's livepatch-shadow-mod.ko), with `<diff>-LOADED.test` as
-               its check command where there is one (kpatch's convention)
+               its check command where there is one (kpatch's convention), and a
+               scenario of it replaced by a generated cumulative patch (scenarios/)
 
 Every build runs at `nice -n 19` with -j$(nproc).  The outputs are
 <cache>/livepatch-tools/out/<tool>/livepatch-<diff>.ko.
@@ -61,6 +62,11 @@ BASE_PACKAGES = (
 # klp-build's own make variables (scripts/livepatch/klp-build: build_kernel)
 KLP_MAKE = ("KBUILD_MODPOST_WARN=1", "KLP_SYMIDS=1", "KCFLAGS=-ffunction-sections -fdata-sections")
 JOBS = f"-j{os.cpu_count() or 1}"
+# What a built tree holds beyond its configured source (left out of kpatch-build's copy)
+BUILD_OUTPUTS = (
+    "*.o", "*.ko", "*.a", "*.mod", "*.mod.c", ".*.cmd", "/vmlinux", "/vmlinux.*", "klp-tmp",
+    "mod-install", "modules.order", "Module.symvers", ".tmp_*",
+)  # fmt: skip
 
 
 def work() -> Path:
@@ -194,26 +200,67 @@ def kpatch_build() -> None:
     root, src, program = klp_root(), source(), kpatch_tools()
     copy = work() / f"kpatch-src-{SERIES}"
     if not copy.is_dir():
-        subprocess.run(
-            ["rsync", "-a", "--exclude", "*.o", "--exclude", "*.ko", "--exclude", "klp-tmp",
-             "--exclude", "mod-install", f"{src}/", f"{copy}/"],
-            check=True,
-        )  # fmt: skip
+        excluded = [f"--exclude={pattern}" for pattern in BUILD_OUTPUTS]
+        subprocess.run(["rsync", "-a", *excluded, f"{src}/", f"{copy}/"], check=True)
+    # the original kernel's vmlinux: klp-build's copy of it while its tree holds the
+    # patched build, the tree's own once rebuilt
+    vmlinux = src / "klp-tmp/1-orig/vmlinux"
+    vmlinux = vmlinux if vmlinux.is_file() else src / "vmlinux"
     for diff in DIFFS:
         dest = out("kpatch-build")
         if (dest / f"livepatch-{diff.stem}.ko").is_file():
             continue
         argv = [str(program), "-s", str(copy), "-c", str(copy / ".config"),
-                "-v", str(src / "vmlinux"), JOBS, "-n", f"livepatch-{diff.stem}",
+                "-v", str(vmlinux), JOBS, "-n", f"livepatch-{diff.stem}",
                 "-o", str(dest), "--skip-cleanup", str(diff)]  # fmt: skip
         started = time.monotonic()
         run_in(root, argv, dest, [copy, dest], read_only=[src, program.parents[2]])
         record(f"kpatch-build {diff.stem}", time.monotonic() - started, made=str(dest))
 
 
+def scenario(ko: Path, name: str, target: Path | None, loaded: str) -> str:
+    """A scenario of the livepatch `ko` (module `name`, patching module `target` if
+    any): loaded (checked before and after), replaced by a generated cumulative patch,
+    which is disabled; everything unloaded."""
+    check = [f"check {name}"] if loaded else []
+    first = ["load livepatch_shadow_mod"] if target else []
+    steps = [
+        *first,
+        *check,
+        f"load {name}",
+        *check,
+        "load klp_tools_cumulative",
+        *check,
+        "disable klp_tools_cumulative",
+        "unload klp_tools_cumulative",
+        f"unload {name}",
+        *[f"unload {step.split()[1]}" for step in reversed(first)],
+    ]
+    lines = [
+        f"description = {json.dumps(f'{ko.name} replaced by a generated cumulative patch.')}",
+        f"steps = {json.dumps(steps)}",
+    ]
+    if target:
+        lines += ["[[target]]", f"ko = {json.dumps(str(target))}"]
+    lines += ["[[patch]]", f"ko = {json.dumps(str(ko))}"]
+    if loaded:
+        lines.append(f"check = {json.dumps(loaded)}")
+    lines += [
+        "[[patch]]",
+        'name = "klp_tools_cumulative"',
+        "replace = true",
+        "[[patch.object]]",
+        'name = "vmlinux"',
+        'funcs = ["uptime_proc_show"]',
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def check() -> None:
+    """Each livepatch through `check` (with its LOADED test) and through a scenario
+    with a generated cumulative patch on top, on the tree's guest."""
     src = tree()
-    target = src / "samples/livepatch/livepatch-shadow-mod.ko"
+    klp_harness = str(REPO / ".venv/bin/klp-harness")
     failed = 0
     for tool in ("klp-build", "kpatch-build"):
         for diff in DIFFS:
@@ -221,16 +268,26 @@ def check() -> None:
             if not ko.is_file():
                 print(f"livepatch-tools: no {ko} (its build has not run)", flush=True)
                 continue
-            files = [str(target), str(ko)] if "shadow" in diff.stem else [str(ko)]
-            argv = [str(REPO / ".venv/bin/klp-harness"), "check", "--kernel-dir", str(src), *files]
-            loaded = diff.with_name(f"{diff.stem}-LOADED.test")
-            if loaded.is_file():
-                name = f"livepatch_{diff.stem}".replace("-", "_")
-                argv += ["--check", f"{name}={loaded.read_text()}"]
-            started = time.monotonic()
-            status = subprocess.run(argv, check=False).returncode
-            record(f"check {tool} {diff.stem}", time.monotonic() - started, exit=status)
-            failed += status != 0
+            name = f"livepatch_{diff.stem}".replace("-", "_")
+            target = src / "samples/livepatch/livepatch-shadow-mod.ko"
+            target_if = target if "shadow" in diff.stem else None
+            loaded_file = diff.with_name(f"{diff.stem}-LOADED.test")
+            loaded = loaded_file.read_text() if loaded_file.is_file() else ""
+            argv = [klp_harness, "check", "--kernel-dir", str(src)]
+            argv += [str(target), str(ko)] if target_if else [str(ko)]
+            argv += ["--check", f"{name}={loaded}"] if loaded else []
+            toml = work() / "scenarios" / f"{tool}-{diff.stem}.toml"
+            toml.parent.mkdir(exist_ok=True)
+            atomic_write(toml, scenario(ko, name, target_if, loaded))
+            for what, command in (
+                ("check", argv),
+                ("scenario", [klp_harness, "run", "--kernel-dir", str(src), str(toml)]),
+            ):
+                started = time.monotonic()
+                status = subprocess.run(command, check=False).returncode
+                elapsed = time.monotonic() - started
+                record(f"{what} {tool} {diff.stem}", elapsed, exit=status)
+                failed += status != 0
     if failed:
         raise SystemExit(1)
 
