@@ -259,7 +259,7 @@ ORDER = {
 # A variant of an area is searched for with that area in every world (directed, as
 # a focused syzkaller run): what the variant changes is then met in most histories.
 FOCUS = {
-    "fork-initial-state": ("spinners",),
+    "fork-initial-state": ("spinners", "sleepers"),
     "kprobe-post-handler-shares": ("kprobes",),
     "bpf-trampoline-reliable": ("sleepers",),
     "shadow-field-not-handed-over": ("p_fld", "p_fld2"),
@@ -374,6 +374,8 @@ def named(steps: Sequence[Step]) -> tuple[str, ...]:
                 names.add(obj)
             case Trigger(watch=watch):
                 names.update(WATCHED[(w.object, w.func)] for w in watch)
+    if DUMMY in names:  # a module of the kernel is the scenario's through a patch object
+        names.add("p_dummy")
     return world(names & set(ORDER))
 
 

@@ -123,7 +123,8 @@ class Steering:
         moving = (patch.name, patch.name, *self._blocking())
         if k.blocked_steps >= MAX_BLOCKED_STEPS - 1:
             return moving
-        return self.base + (*moving, *self._forking()) * MOVING_WEIGHT
+        forking = self._forking()  # twice: a fork during a transition is the rare path
+        return self.base + (*moving, *forking, *forking) * MOVING_WEIGHT
 
     def menu(self, group: str) -> tuple[Step, ...]:
         """The steps of one group worth drawing now, simplest first."""

@@ -186,3 +186,11 @@ def test_command_model_only_keeps_the_difference_in_the_corpus(tmp_path: Path) -
 )
 def test_budget_durations(text: str, seconds: float) -> None:
     assert duration(text) == seconds
+
+
+def test_a_history_names_the_patch_that_makes_a_kernel_module_its_own() -> None:
+    """`load dummy` alone: the scenario holds p_dummy, whose object dummy is, so the
+    runner observes the module and its modprobe line (found by the fuzzer on 7.3)."""
+    scenario = history("load dummy").scenario()
+    assert [p.name for p in scenario.patches] == ["p_dummy"]
+    assert scenario.real_objects() == ["dummy"]
