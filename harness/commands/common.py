@@ -119,6 +119,14 @@ def add_guest_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="at least N guest CPUs (default 1; a scenario's `cpus` may ask more)",
     )
+    group.add_argument(
+        "--qemu-opt",
+        action="append",
+        default=[],
+        metavar="OPT",
+        help="extra QEMU arguments, split as a shell would (repeatable), e.g. "
+        "--qemu-opt '-device virtio-rng-pci'",
+    )
 
 
 def add_variant_argument(parser: argparse.ArgumentParser) -> None:
@@ -137,7 +145,8 @@ def guest_options(args: argparse.Namespace) -> GuestOptions:
     from harness.runner.options import GuestOptions
 
     append = tuple(word for text in args.append for word in shlex.split(text))
-    return GuestOptions(append=append, memory_mib=args.memory, cpus=args.cpus)
+    qemu_opts = tuple(word for text in args.qemu_opt for word in shlex.split(text))
+    return GuestOptions(append, args.memory, args.cpus, qemu_opts)
 
 
 def tree_profile(kernel_dir: str, *, guest: bool = False, model: bool = False) -> KernelProfile:
@@ -279,8 +288,9 @@ def replay(args: argparse.Namespace, folders: Sequence[ArtifactFolder]) -> None:
     if len(recorded) != 1:
         print("klp-harness: the folders ran with different options: none replayed", file=sys.stderr)
         return
-    append, memory, cpus, variant, fast = recorded.pop()
+    append, memory, cpus, qemu_opts, variant, fast = recorded.pop()
     args.append = args.append or list(append)
+    args.qemu_opt = args.qemu_opt or list(qemu_opts)
     args.memory = args.memory if args.memory is not None else memory
     args.cpus = args.cpus if args.cpus is not None else cpus
     args.model_variant = args.model_variant or variant
@@ -289,7 +299,7 @@ def replay(args: argparse.Namespace, folders: Sequence[ArtifactFolder]) -> None:
 
 def _recorded_options(
     command: Sequence[str],
-) -> tuple[tuple[str, ...], int | None, int | None, str | None, bool]:
+) -> tuple[tuple[str, ...], int | None, int | None, tuple[str, ...], str | None, bool]:
     """The options of a recorded `klp-harness run ...` command line that make its
     guests and predictions (the kernel and the scenario are taken apart)."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
@@ -300,4 +310,11 @@ def _recorded_options(
         known, _rest = parser.parse_known_args(list(command[2:]))
     except argparse.ArgumentError as exc:
         raise UsageError(f"recorded command {shlex.join(command)!r}: {exc}") from None
-    return (tuple(known.append), known.memory, known.cpus, known.model_variant, known.fast_guest)
+    return (
+        tuple(known.append),
+        known.memory,
+        known.cpus,
+        tuple(known.qemu_opt),
+        known.model_variant,
+        known.fast_guest,
+    )

@@ -24,6 +24,7 @@ from harness.kernel.profiles import KernelProfile
 # all free memory, so a snapshot grows from ~120 MB to ~1 GB.
 MEMORY_CHECKS = ("slub_debug=FZPU", "init_on_free=1", "kfence.sample_interval=100")
 GUEST_SSH_PORT = 22
+DEFAULT_MEMORY_MIB = 512
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,11 @@ class GuestConfig:
     initrd: Path  # from harness.guest.image
     name: str = "guest"  # profile name, used in log file names and messages
     release: str = ""  # expected `uname -r` (checked after boot when set)
-    memory_mib: int = 512  # ~150 MB used with the checks on; less to save and resume
+    memory_mib: int = DEFAULT_MEMORY_MIB  # ~150 MB used with the checks on; less to save and resume
     cpus: int = 1  # one CPU: livepatch transitions settle in their first attempt
     accel: str | None = None  # "kvm" or "tcg"; None probes (cached per machine)
     append: tuple[str, ...] = ()  # extra kernel command-line parameters
+    qemu_opts: tuple[str, ...] = ()  # extra QEMU arguments, last on its command line
     memory_checks: bool = True  # MEMORY_CHECKS on the kernel command line
     log_dir: Path | None = None  # keep the console log here; None: in the temp dir
     boot_timeout: float = 240.0  # TCG on a loaded two-core machine

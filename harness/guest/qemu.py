@@ -147,6 +147,7 @@ def qemu_args(config: GuestConfig, boot: BootSpec) -> list[str]:
         *network_args(boot),
         *monitor_args(boot),
         *channel_args(boot),
+        *config.qemu_opts,  # the user's (`--qemu-opt`): after ours, so they can add devices
         *incoming_args(boot),
     ]
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from harness.files import exclusive, make_temp_dir, sha256_file, sweep_abandoned
 from harness.guest.accel import choose_accel, default_cache
-from harness.guest.config import GuestConfig
+from harness.guest.config import DEFAULT_MEMORY_MIB, GuestConfig
 from harness.guest.errors import HostFailure, RestoreFailed
 from harness.guest.qemu import QEMU, BootSpec, qemu_args
 from harness.kernel.profiles import cache_root
@@ -97,15 +97,18 @@ def _file_id(path: Path) -> list[object]:
 
 def variant_name(config: GuestConfig) -> str:
     """The name shared by the snapshots of one kind of guest, which replace each
-    other: the profile's, plus a mark for guests whose kernel command line differs
-    (`--fast-guest`, another CPU count, extra parameters).  Kinds must not replace each other: a
-    `--fast-guest` run and a default run on the same cache would otherwise delete
-    each other's snapshot and boot again every time."""
+    other: the profile's, plus a mark for guests whose kernel or QEMU command line
+    differs (`--fast-guest`, another CPU count or memory size, extra parameters).
+    Kinds must not replace each other: a `--fast-guest` run and a default run on the
+    same cache would otherwise delete each other's snapshot and boot again every time."""
     marks = [] if config.memory_checks else ["fast"]
     if config.cpus != 1:  # a scenario's `cpus`: both kinds are used in one run
         marks.append(f"smp{config.cpus}")
-    if config.append:
-        marks.append(hashlib.sha256("\0".join(config.append).encode()).hexdigest()[:8])
+    if config.memory_mib != DEFAULT_MEMORY_MIB:
+        marks.append(f"m{config.memory_mib}")
+    extra = (*config.append, "--", *config.qemu_opts) if config.qemu_opts else config.append
+    if extra:
+        marks.append(hashlib.sha256("\0".join(extra).encode()).hexdigest()[:8])
     return "-".join([config.name, *marks])
 
 

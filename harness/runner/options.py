@@ -1,5 +1,5 @@
 """What a run's guests are made with beyond the profile: virtme-ng-style options
-(`--append`, `--memory`, `--cpus`), applied to every guest config of the run.
+(`--append`, `--memory`, `--cpus`, `--qemu-opt`), applied to every guest config of the run.
 
 They change the guest config, so they change its snapshot's key (the QEMU command line
 is hashed); `argv()` gives them back as options of the command line, which is how a
@@ -18,6 +18,7 @@ class GuestOptions:
     append: tuple[str, ...] = ()  # extra kernel command-line parameters
     memory_mib: int | None = None  # None: the config's own (512)
     cpus: int | None = None  # at least this many CPUs (a scenario's `cpus` may ask more)
+    qemu_opts: tuple[str, ...] = ()  # extra QEMU arguments
 
     def apply(self, config: GuestConfig) -> GuestConfig:
         """`config` with these options."""
@@ -26,6 +27,7 @@ class GuestOptions:
             append=(*config.append, *self.append),
             memory_mib=config.memory_mib if self.memory_mib is None else self.memory_mib,
             cpus=max(config.cpus, self.cpus or 0),
+            qemu_opts=(*config.qemu_opts, *self.qemu_opts),
         )
 
     def argv(self) -> list[str]:
@@ -37,4 +39,6 @@ class GuestOptions:
             words += ["--memory", str(self.memory_mib)]
         if self.cpus is not None:
             words += ["--cpus", str(self.cpus)]
+        for option in self.qemu_opts:
+            words += ["--qemu-opt", option]
         return words

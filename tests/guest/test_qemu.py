@@ -130,3 +130,12 @@ def test_memory_checks_on_by_default_and_off_for_fast_guests() -> None:
     assert not any(
         p.startswith(("slub_debug", "init_on_free")) for p in kernel_cmdline(fast, BOOT).split()
     )
+
+
+def test_user_qemu_options_come_after_ours() -> None:
+    """`--qemu-opt`: the user's arguments follow the harness's (so they may add a device)
+    and stay before -incoming, which a resumed guest's command line ends with."""
+    config = dataclasses.replace(CONFIG, qemu_opts=("-device", "virtio-rng-pci"))
+    args = qemu_args(config, BOOT)
+    assert args[-2:] == ["-device", "virtio-rng-pci"]
+    assert qemu_args(CONFIG, BOOT) == args[:-2]

@@ -256,3 +256,26 @@ def test_guest_options_change_the_config() -> None:
     changed = GuestOptions(append=("b=2",), memory_mib=1024, cpus=1).apply(config)
     assert (changed.append, changed.memory_mib, changed.cpus) == (("a=1", "b=2"), 1024, 2)
     assert GuestOptions(cpus=4).apply(config).cpus == 4  # at least N; a scenario may ask more
+    opts = GuestOptions(qemu_opts=("-device", "virtio-rng-pci"))
+    assert opts.apply(config).qemu_opts == ("-device", "virtio-rng-pci")
+    assert opts.argv() == ["--qemu-opt", "-device", "--qemu-opt", "virtio-rng-pci"]
+
+
+def test_guest_kinds_have_snapshots_of_their_own() -> None:
+    """Another memory size or QEMU option is another kind of guest: its snapshot must not
+    replace the default one (each would boot again every time the other ran)."""
+    from harness.guest.config import GuestConfig
+    from harness.guest.snapshot import variant_name
+    from harness.runner.options import GuestOptions
+
+    config = GuestConfig(Path("bzImage"), Path("initrd"), name="debian-6.1")
+    names = {
+        variant_name(options.apply(config))
+        for options in (
+            GuestOptions(),
+            GuestOptions(memory_mib=1024),
+            GuestOptions(qemu_opts=("-device", "virtio-rng-pci")),
+            GuestOptions(append=("quiet",)),
+        )
+    }
+    assert len(names) == 4 and "debian-6.1" in names
