@@ -145,8 +145,7 @@ def guest_options(args: argparse.Namespace) -> GuestOptions:
     from harness.runner.options import GuestOptions
 
     append = tuple(word for text in args.append for word in shlex.split(text))
-    qemu_opts = tuple(word for text in args.qemu_opt for word in shlex.split(text))
-    return GuestOptions(append, args.memory, args.cpus, qemu_opts)
+    return GuestOptions(append, args.memory, args.cpus, tuple(args.qemu_opt))
 
 
 def tree_profile(kernel_dir: str, *, guest: bool = False, model: bool = False) -> KernelProfile:

@@ -8,6 +8,7 @@ scenario's artifacts say how to run it again (`ScenarioOutcome.run_options`)."""
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from dataclasses import dataclass
 
 from harness.guest.config import GuestConfig
@@ -18,16 +19,20 @@ class GuestOptions:
     append: tuple[str, ...] = ()  # extra kernel command-line parameters
     memory_mib: int | None = None  # None: the config's own (512)
     cpus: int | None = None  # at least this many CPUs (a scenario's `cpus` may ask more)
-    qemu_opts: tuple[str, ...] = ()  # extra QEMU arguments
+    qemu_opts: tuple[str, ...] = ()  # extra QEMU arguments, each as given (shell words)
 
     def apply(self, config: GuestConfig) -> GuestConfig:
         """`config` with these options."""
+        words = tuple(word for text in self.qemu_opts for word in shlex.split(text))
         return dataclasses.replace(
             config,
             append=(*config.append, *self.append),
             memory_mib=config.memory_mib if self.memory_mib is None else self.memory_mib,
             cpus=max(config.cpus, self.cpus or 0),
-            qemu_opts=(*config.qemu_opts, *self.qemu_opts),
+            qemu_opts=(
+                *config.qemu_opts,
+                *(w for text in self.qemu_opts for w in shlex.split(text)),
+            ),
         )
 
     def argv(self) -> list[str]:
@@ -39,6 +44,5 @@ class GuestOptions:
             words += ["--memory", str(self.memory_mib)]
         if self.cpus is not None:
             words += ["--cpus", str(self.cpus)]
-        for option in self.qemu_opts:
-            words += ["--qemu-opt", option]
+        words += [f"--qemu-opt={text}" for text in self.qemu_opts]  # `=`: it starts with -
         return words

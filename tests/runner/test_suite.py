@@ -256,9 +256,9 @@ def test_guest_options_change_the_config() -> None:
     changed = GuestOptions(append=("b=2",), memory_mib=1024, cpus=1).apply(config)
     assert (changed.append, changed.memory_mib, changed.cpus) == (("a=1", "b=2"), 1024, 2)
     assert GuestOptions(cpus=4).apply(config).cpus == 4  # at least N; a scenario may ask more
-    opts = GuestOptions(qemu_opts=("-device", "virtio-rng-pci"))
+    opts = GuestOptions(qemu_opts=("-device virtio-rng-pci",))
     assert opts.apply(config).qemu_opts == ("-device", "virtio-rng-pci")
-    assert opts.argv() == ["--qemu-opt", "-device", "--qemu-opt", "virtio-rng-pci"]
+    assert opts.argv() == ["--qemu-opt=-device virtio-rng-pci"]
 
 
 def test_guest_kinds_have_snapshots_of_their_own() -> None:
@@ -274,7 +274,7 @@ def test_guest_kinds_have_snapshots_of_their_own() -> None:
         for options in (
             GuestOptions(),
             GuestOptions(memory_mib=1024),
-            GuestOptions(qemu_opts=("-device", "virtio-rng-pci")),
+            GuestOptions(qemu_opts=("-device virtio-rng-pci",)),
             GuestOptions(append=("quiet",)),
         )
     }
