@@ -29,10 +29,7 @@ class GuestOptions:
             append=(*config.append, *self.append),
             memory_mib=config.memory_mib if self.memory_mib is None else self.memory_mib,
             cpus=max(config.cpus, self.cpus or 0),
-            qemu_opts=(
-                *config.qemu_opts,
-                *(w for text in self.qemu_opts for w in shlex.split(text)),
-            ),
+            qemu_opts=(*config.qemu_opts, *words),
         )
 
     def argv(self) -> list[str]:
