@@ -125,18 +125,29 @@ class Campaign:
                 f"{info['length']} steps, {info['folder']}"
             )
         told: dict[str, int] = {}
+        shares: dict[str, list[int]] = {}
         for summary in self.summaries:
             for name, after in summary.told_apart.items():
                 told[name] = min(after, told.get(name, after))
+            for name, (checked, count) in summary.share_told().items():
+                shares.setdefault(name, [0, 0])
+                shares[name][0] += checked
+                shares[name][1] += count
         judged_model = any(s.side.startswith("model-") for s in self.summaries)
         if told or (judged_model and not self.variant):
             lines.append(
-                f"model variants told apart by the histories: {len(told)}/{len(Variant)}"
-                + "".join(f"; {name} after {after}" for name, after in sorted(told.items()))
+                f"model variants told apart by the histories: {len(told)}/{len(Variant)} "
+                "(first after N histories of a side; then the share of the histories checked "
+                "that tell it apart)"
             )
-            untold = [v.value for v in Variant if v.value not in told]
-            if untold:
-                lines.append(f"  not told apart: {', '.join(untold)}")
+            for variant in Variant:
+                checked, count = shares.get(variant.value, [0, 0])
+                share = f", {100 * count / checked:.1f}% of {checked}" if checked else ""
+                first = told.get(variant.value)
+                lines.append(
+                    f"  {variant.value}: "
+                    + (f"after {first}{share}" if first is not None else "not told apart")
+                )
         for error in self.worker_errors:
             lines.append(f"error: {error}")
         return lines

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from harness.runner.manager import GuestManager
 
 MODEL_SIDE = "model"  # the `profile` of a model-only outcome
+# Once a variant is told apart, one history in SAMPLE is checked against it: how
+# often the histories tell it apart (its share) measures how hard the palette
+# exercises what it changes.
+SAMPLE = 8
 
 
 @dataclass
@@ -37,7 +41,9 @@ class Verdict:
     model_agrees: bool = True  # the model itself predicts what was observed (so a
     # variant's difference refutes the variant, not the model)
     remembered: bool = False  # served from memory, nothing ran
-    told_apart: tuple[str, ...] = ()  # model variants this history tells apart (model-only)
+    # model-only: the model variants checked on this history, and those it tells apart
+    checked: tuple[str, ...] = ()
+    told_apart: tuple[str, ...] = ()
 
     @property
     def differs(self) -> bool:
@@ -100,7 +106,9 @@ class ModelJudge:
 
     def __init__(self, series: str = "6.1", variants: Sequence[Variant] = ()) -> None:
         self.series = series
-        self.untold = list(variants)
+        self.variants = list(variants)
+        self.told: set[Variant] = set()
+        self.judged = 0
 
     def judge(self, prediction: Prediction) -> Verdict:
         ran = assumed_retries(prediction.history.steps, prediction.reference)
@@ -113,19 +121,25 @@ class ModelJudge:
         outcome = ScenarioOutcome(
             prediction.history.scenario().name, MODEL_SIDE, records, observed, mismatch
         )
-        return Verdict(outcome, len(observed), told_apart=self._told_apart(prediction))
+        checked, told = self._tell_apart(prediction)
+        return Verdict(outcome, len(observed), checked=checked, told_apart=told)
 
-    def _told_apart(self, prediction: Prediction) -> tuple[str, ...]:
-        """The variants not told apart before that predict this history otherwise."""
+    def _tell_apart(self, prediction: Prediction) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The variants this history is checked against (each until a history tells it
+        apart, then one history in SAMPLE), and those that predict it otherwise."""
         if prediction.records is not prediction.reference:
-            return ()
-        told = []
-        for variant in list(self.untold):
+            return (), ()
+        self.judged += 1
+        checked, told = [], []
+        for variant in self.variants:
+            if variant in self.told and self.judged % SAMPLE:
+                continue
+            checked.append(variant.value)
             other = predict_history(prediction.history, self.series, variant)
             if not other.cut and first_difference(other.records, other.reference)[1]:
                 told.append(variant.value)
-                self.untold.remove(variant)
-        return tuple(told)
+                self.told.add(variant)
+        return tuple(checked), tuple(told)
 
     def close(self) -> None:
         pass

@@ -112,7 +112,9 @@ class Stats:
     host_failures: int = 0  # histories the host failed to run (not judged)
     shrink_runs: int = 0  # histories judged while shrinking
     shrink_skipped: int = 0  # shrink candidates the variant predicts as the model does
-    told_apart: dict[str, int] = field(default_factory=dict)  # variant -> histories
+    told_apart: dict[str, int] = field(default_factory=dict)  # variant -> histories until
+    checked: Counter[str] = field(default_factory=Counter)  # variant -> histories checked
+    told: Counter[str] = field(default_factory=Counter)  # variant -> histories telling it
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -218,6 +220,8 @@ def search(
         if isinstance(found, Found):
             found.shrink_runs += 1
             stats.shrink_runs += 1
+        stats.checked.update(verdict.checked)
+        stats.told.update(verdict.told_apart)
         for name in verdict.told_apart:
             stats.told_apart.setdefault(name, stats.histories)
         if on_history is not None:

@@ -172,14 +172,15 @@ class Steering:
             if target.spinner is not None:
                 return [f"load {name}", f"load {name} {target.spinner.param}=Y"]
             return [f"load {name}"]
+        unload = [] if self._traced(name) else [f"unload {name}"]
         if target.spinner is not None:
             spinning = any(t.spinner and t.target == name for t in k.tasks)
-            texts = [f"stop {name}" if spinning else f"start {name}", f"unload {name}"]
+            texts = [f"stop {name}" if spinning else f"start {name}", *unload]
         elif target.blocker is not None:
             parked = any(t.target == name and not t.spinner for t in k.tasks)
-            texts = [f"release {name}" if parked else f"park {name}", f"unload {name}"]
+            texts = [f"release {name}" if parked else f"park {name}", *unload]
         else:
-            return [f"unload {name}"]
+            return unload
         if name in self._blocking():
             return texts
         return texts + [f"call {name}:{func}" for func in target.funcs]
@@ -201,10 +202,11 @@ class Steering:
         if patch is not None and patch is k.klp_transition_patch:
             reverse = f"disable {name} --nowait" if patch.enabled else f"enable {name}"
             return [reverse, f"force {name}", f"wait {name} retries=2", *texts]
+        unload = [] if self._traced(name) else [f"unload {name}"]
         if patch is not None and patch.kobj and patch.enabled:
-            texts = [f"disable {name}", f"unload {name}", *texts]
+            texts = [f"disable {name}", *unload, *texts]
         else:
-            texts = [f"unload {name}", f"enable {name}", *texts]
+            texts = [*unload, f"enable {name}", *texts]
         value = mod.params.get("pre_patch_ret", "0")
         return [*texts, f"set {name} pre_patch_ret {0 if value == '-19' else -19}"]
 
@@ -289,6 +291,11 @@ class Steering:
             if pinned or task.unreliable or not klp_check_stack(k, task):
                 names[task.target] = None
         return tuple(names)
+
+    def _traced(self, module: str) -> bool:
+        """Whether a function of `module` is traced (it stays loaded until untraced)."""
+        tracer = self.model.kernel.tracer
+        return tracer is not None and module in (tracer.key[0], tracer.impl)
 
     @property
     def tracing(self) -> bool:

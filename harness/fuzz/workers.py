@@ -137,9 +137,8 @@ def tell_apart(names: Sequence[str], variant: str | None) -> list[Variant]:
     """The variants a model-only run tells apart: none when it judges a variant."""
     if variant:
         return []
-    if "all" in names:
-        return list(Variant)
-    return [v for v in map(parse_variant, names) if v is not None]
+    wanted = [v.value for v in Variant] if "all" in names else list(names)
+    return [v for v in map(parse_variant, wanted) if v is not None]
 
 
 def _stats(stats: Stats) -> dict[str, Any]:
@@ -156,6 +155,8 @@ def _stats(stats: Stats) -> dict[str, Any]:
         "shrink_skipped": stats.shrink_skipped,
         "model_errors": list(stats.model_errors),
         "told_apart": dict(stats.told_apart),
+        "checked": dict(stats.checked),
+        "told": dict(stats.told),
     }
 
 
@@ -195,6 +196,15 @@ class Summary:
             for name, after in stats.get("told_apart", {}).items():
                 told[name] = min(after, told.get(name, after))
         return told
+
+    def share_told(self) -> dict[str, tuple[int, int]]:
+        """Per variant: histories checked against it, and how many told it apart."""
+        checked: Counter[str] = Counter()
+        told: Counter[str] = Counter()
+        for stats in self.per_worker.values():
+            checked.update(stats.get("checked", {}))
+            told.update(stats.get("told", {}))
+        return {name: (count, told[name]) for name, count in checked.items()}
 
     @property
     def model_errors(self) -> list[str]:

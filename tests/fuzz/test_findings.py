@@ -11,8 +11,11 @@ from pathlib import Path
 from harness.fuzz.campaign import SUMMARY, model_sides, run_campaign
 from harness.fuzz.config import SearchConfig, WorkerConfig
 from harness.fuzz.findings import FINDING, REPORT, SCENARIO, Corpus, Signature, signature_of
+from harness.fuzz.histories import History, predict_history
 from harness.fuzz.judge import ModelJudge
+from harness.fuzz.palette import parse_many, world
 from harness.fuzz.search import Stats, search
+from harness.model.variants import Variant
 from harness.outcome.compare import FieldDiff, Mismatch
 from harness.outcome.record import StepRecord
 from harness.outcome.scenario import ScenarioOutcome
@@ -86,3 +89,16 @@ def test_a_run_over_sides_spreads_the_budget_and_merges_findings(tmp_path: Path)
     assert [s["side"] for s in summary["sides"]] == ["model-6.1", "model-6.12"]
     text = "\n".join(campaign.lines())
     assert "in all:" in text and f"findings: {len(corpus.entries)} new" in text
+
+
+def test_a_model_only_judge_tells_variants_apart() -> None:
+    """Histories that refute a variant on the kernel are told apart model-only, and a
+    variant already told apart is checked on one history in eight after that."""
+    judge = ModelJudge("6.1", [Variant.STATIC_PATCHED_CLEARED, Variant.NO_NOPS])
+    one = predict_history(History.of(parse_many(world(["p_cum"]), ["load p_cum"])))
+    verdict = judge.judge(one)
+    assert verdict.told_apart == ("static-patched-cleared",)
+    assert verdict.checked == ("static-patched-cleared", "no-nops")
+    again = [judge.judge(one).checked for _ in range(8)]
+    assert sum("static-patched-cleared" in c for c in again) == 1
+    assert all("no-nops" in c for c in again)

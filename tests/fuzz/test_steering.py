@@ -108,3 +108,35 @@ def test_same_seed_same_steered_histories() -> None:
     histories = [p.history for p in first(5, 40)[0]]
     assert [p.history for p in first(5, 40)[0]] == histories
     assert all(set(h.names) <= set(ORDER) for h in histories)
+
+
+def test_a_traced_module_is_not_offered_for_unloading_and_a_trace_is_closed() -> None:
+    steering = Steering(world(["p_one", "t_alpha", "t_beta"]), "6.1")
+    steering.take(step("load p_one"))
+    assert steering.take(step("trace p_one:cmdline_proc_show")) is not None
+    assert "unload p_one" not in texts(steering.menu("p_one"))
+    assert "untrace" in texts(steering.menu(SYSTEM))
+    assert steering.take(step("unload p_one")) is None  # as the loader refuses it
+    assert steering.refusals[-1] == "an unload of the traced module"
+    steering.close()
+    assert texts(tuple(steering.steps))[-1] == "untrace"
+
+
+def test_7_3_menus_leave_ftrace_off_out_and_its_worlds_the_bound_spinner() -> None:
+    on_61 = Steering(world(["p_cmd", "t_alpha", "t_beta"]), "6.1")
+    on_73 = Steering(world(["p_cmd", "t_alpha", "t_beta"]), "7.3")
+    assert "sysctl ftrace_enabled=0" in texts(on_61.menu(SYSTEM))
+    assert not any(t.startswith("sysctl") for t in texts(on_73.menu(SYSTEM)))
+    histories_73 = [p.history for p in first_on(3, 60, "7.3")]
+    assert not any("t_pin" in h.names for h in histories_73)
+
+
+def first_on(seed: int, count: int, series: str) -> list[Prediction]:
+    seen: list[Prediction] = []
+
+    def keep(prediction: Prediction, verdict: Verdict) -> None:
+        seen.append(prediction)
+
+    config = SearchConfig(seed=seed, seconds=60, series=series)
+    search(config, ModelJudge(series), Stats(), lambda: len(seen) >= count, keep)
+    return seen

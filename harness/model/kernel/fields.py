@@ -58,7 +58,11 @@ def attach_fields(k: Kernel, obj: KlpObject) -> None:
         entry = _entry(obj, func)
         _refuse_stale(k, ident)
         var = k.shadow.klp_shadow_get(entry, ident)
-        if var is not None and k.variant is Variant.SHADOW_FIELD_NOT_HANDED_OVER:
+        if (
+            var is not None
+            and obj.patch.replace
+            and k.variant is Variant.SHADOW_FIELD_NOT_HANDED_OVER
+        ):
             k.shadow.klp_shadow_free(entry, ident)  # as if the replaced patch freed it
             var = None
         if var is not None:
