@@ -167,6 +167,7 @@ def source() -> Path:
     merge = ["scripts/kconfig/merge_config.sh", "-m", ".config"]
     run_in(root, [*merge, *(f".klp-{f.name}" for f in fragments)], dest, [dest])
     run_in(root, ["make", "olddefconfig"], dest, [dest])
+    kpatch_source()
     return dest
 
 
@@ -196,12 +197,22 @@ def klp_build() -> None:
         record("tree bzImage+modules_install", time.monotonic() - started, made=str(src))
 
 
+def kpatch_source() -> Path:
+    """The configured source without build outputs, for kpatch-build, which builds the
+    tree it is given: made by `source` before anything is built."""
+    copy = work() / f"kpatch-src-{SERIES}"
+    if not (copy / ".config").is_file():
+        src = tree()
+        excluded = [f"--exclude={pattern}" for pattern in BUILD_OUTPUTS]
+        argv = ["rsync", "-a", "--delete", *excluded, f"{src}/", f"{copy}/"]
+        copy.mkdir(exist_ok=True)
+        run_in(klp_root(), argv, copy, [copy], read_only=[src])
+    return copy
+
+
 def kpatch_build() -> None:
     root, src, program = klp_root(), source(), kpatch_tools()
-    copy = work() / f"kpatch-src-{SERIES}"
-    if not copy.is_dir():
-        excluded = [f"--exclude={pattern}" for pattern in BUILD_OUTPUTS]
-        subprocess.run(["rsync", "-a", *excluded, f"{src}/", f"{copy}/"], check=True)
+    copy = kpatch_source()
     # the original kernel's vmlinux: klp-build's copy of it while its tree holds the
     # patched build, the tree's own once rebuilt
     vmlinux = src / "klp-tmp/1-orig/vmlinux"
