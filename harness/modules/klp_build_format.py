@@ -21,8 +21,9 @@ init.c finds them with klp_find_section_by_name()), `__klp_objects` / `__klp_fun
 (the first releases: init.c walks `__start_klp_objects`..`__stop_klp_objects`).  The
 init keeps the order of both arrays, sets no states (a TODO in init.c) and sets
 `replace` from the preprocessor (harness.modules.patch_init).  Refused in one line: an
-object `klp post-link` has not converted (`__klp_relocs` left), and sections whose
-sizes, counts or relocations are not the layout.
+object `klp post-link` has not converted (`__klp_relocs` and no livepatch relocation
+section: post-link leaves `__klp_relocs` in place once it has written them), and
+sections whose sizes, counts or relocations are not the layout.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from harness.host.inputs import KO_LIMIT, foreign, read_input
 from harness.modules.elf import CALLBACK_ORDER as CALLBACKS
 from harness.modules.elf import MAX_ENTRIES, BadKo, KoFile, KoFunc, KoObject, KoPatch, Target
+from harness.modules.klprela import SHF_RELA_LIVEPATCH
 from harness.modules.layout import KlpLayout
 from harness.modules.patch_init import replace_set_by_init
 from harness.symbols.data import ELF_ERRORS
@@ -42,7 +44,9 @@ VERSIONS = {
     (".init.klp_objects", ".init.klp_funcs"): "klp-build 7.x (.init.klp_objects, .init.klp_funcs)",
     ("__klp_objects", "__klp_funcs"): "klp-build 6.19 (__klp_objects, __klp_funcs)",
 }
-RELOCS = "__klp_relocs"  # objtool's intermediate section (with .<objname> in later versions)
+# objtool's intermediate section (`.<objname>` after it in later versions): `klp post-link`
+# writes the .klp.rela sections from it and leaves it in place
+RELOCS = "__klp_relocs"
 # struct klp_object_ext and struct klp_func_ext (livepatch_external.h)
 OBJECT_SIZE, OBJECT_NAME, OBJECT_FUNCS, OBJECT_CALLBACKS, OBJECT_NR_FUNCS = 64, 0, 8, 16, 56
 FUNC_SIZE, FUNC_OLD_NAME, FUNC_NEW_FUNC, FUNC_SYMPOS = 24, 0, 8, 16
@@ -60,8 +64,10 @@ def detect(ko: KoFile) -> str | None:
     if names is None:
         return None
     path = ko.path
-    if any(name == RELOCS or name.startswith(RELOCS + ".") for name in found):
-        raise BadKo(f"{path}: {RELOCS} left: `objtool klp post-link` has not converted it")
+    relocs = any(name == RELOCS or name.startswith(RELOCS + ".") for name in found)
+    converted = any(s["sh_flags"] & SHF_RELA_LIVEPATCH for s in ko.elf.iter_sections())
+    if relocs and not converted:
+        raise BadKo(f"{path}: {RELOCS} not converted: `objtool klp post-link` has not run")
     for name, entry in zip(names, (OBJECT_SIZE, FUNC_SIZE), strict=True):
         if name not in found:
             raise BadKo(f"{path}: {names[0]} and {names[1]} go together; no {name}")

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
 from harness.modules import klprela
 from harness.modules.elf import BadKo, KoFunc, KoObject
@@ -77,11 +78,30 @@ def test_the_first_releases_section_names(tmp_path: Path) -> None:
 
 
 def test_objtool_post_link_not_run_is_refused(tmp_path: Path) -> None:
+    """__klp_relocs without a livepatch relocation section: post-link has not run
+    (once it has, it leaves __klp_relocs in place, as 7.3's klp-build output shows)."""
     blob = tmp_path / "relocs.bin"
     blob.write_bytes(bytes(24))
-    path = objcopy(tmp_path, DEMO, "--add-section", f"__klp_relocs.vmlinux={blob}")
-    with pytest.raises(BadKo, match="klp post-link` has not converted it"):
+    path = objcopy(tmp_path, NOREPLACE, "--add-section", f"__klp_relocs.vmlinux={blob}")
+    with pytest.raises(BadKo, match="klp post-link` has not run"):
         read_patch(path, LAYOUT)
+    converted = tmp_path / "converted.ko"
+    shutil.copyfile(DEMO, converted)  # objcopy would undo its klp relocation section
+    rename_section(converted, ".note.GNU-stack", "__klp_relocs.x")
+    assert read_patch(converted, LAYOUT).objects == OBJECTS
+
+
+def rename_section(path: Path, old: str, new: str) -> None:
+    """Rename section `old` in place, writing over its name in .shstrtab."""
+    with path.open("rb") as stream:
+        elf = ELFFile(stream)
+        section = elf.get_section_by_name(old)
+        assert section is not None and len(new) <= len(old)
+        names = elf.get_section(elf["e_shstrndx"])
+        at = names["sh_offset"] + section["sh_name"]
+    data = bytearray(path.read_bytes())
+    data[at : at + len(new) + 1] = new.encode() + b"\0"
+    path.write_bytes(bytes(data))
 
 
 def test_objects_without_their_funcs_section_are_refused(tmp_path: Path) -> None:
