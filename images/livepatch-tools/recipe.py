@@ -34,6 +34,7 @@ Every build runs at `nice -n 19` with -j$(nproc).  The outputs are
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -171,6 +172,17 @@ def source() -> Path:
     return dest
 
 
+def made_from(ko: Path, diff: Path) -> bool:
+    """Whether `ko` was built from `diff` as it is now (its digest kept beside it)."""
+    stamp = ko.with_suffix(".diff-sha256")
+    digest = hashlib.sha256(diff.read_bytes()).hexdigest()
+    return ko.is_file() and stamp.is_file() and stamp.read_text() == digest
+
+
+def stamp(ko: Path, diff: Path) -> None:
+    atomic_write(ko.with_suffix(".diff-sha256"), hashlib.sha256(diff.read_bytes()).hexdigest())
+
+
 def out(tool: str) -> Path:
     path = work() / "out" / tool
     path.mkdir(parents=True, exist_ok=True)
@@ -181,13 +193,14 @@ def klp_build() -> None:
     root, src = klp_root(), source()
     for index, diff in enumerate(DIFFS):
         ko = out("klp-build") / f"livepatch-{diff.stem}.ko"
-        if ko.is_file():
+        if made_from(ko, diff):
             continue
         argv = ["./scripts/livepatch/klp-build", JOBS, "--keep-tmp", "-o", str(ko), str(diff)]
         if index and (src / "klp-tmp/1-orig/.complete").is_file():
             argv[2:2] = ["-S", "2"]
         started = time.monotonic()
         run_in(root, argv, src, [src, out("klp-build")])
+        stamp(ko, diff)
         record(f"klp-build {diff.stem}", time.monotonic() - started, made=str(ko))
     if not (src / "mod-install").is_dir():
         started = time.monotonic()
@@ -219,13 +232,15 @@ def kpatch_build() -> None:
     vmlinux = vmlinux if vmlinux.is_file() else src / "vmlinux"
     for diff in DIFFS:
         dest = out("kpatch-build")
-        if (dest / f"livepatch-{diff.stem}.ko").is_file():
+        ko = dest / f"livepatch-{diff.stem}.ko"
+        if made_from(ko, diff):
             continue
         argv = [str(program), "-s", str(copy), "-c", str(copy / ".config"),
                 "-v", str(vmlinux), JOBS, "-n", f"livepatch-{diff.stem}",
                 "-o", str(dest), "--skip-cleanup", str(diff)]  # fmt: skip
         started = time.monotonic()
         run_in(root, argv, dest, [copy, dest], read_only=[src, program.parents[2]])
+        stamp(ko, diff)
         record(f"kpatch-build {diff.stem}", time.monotonic() - started, made=str(dest))
 
 
