@@ -30,8 +30,9 @@ $(VENV)/.installed: pyproject.toml
 # The demo needs one profile: only $(KERNEL) is set up (`run --kernel X` sets up X
 # on first use).
 DEMO ?= tests/scenarios/seeds/004_replace_drops_function.toml
+# The demo needs one profile and no capacity measurement (`make setup` does both).
 demo: host-packages venv
-	$(BIN)/klp-harness setup $(KERNEL)
+	$(BIN)/klp-harness setup --no-capacity $(KERNEL)
 	$(BIN)/klp-harness run --kernel $(KERNEL) --show $(DEMO)
 
 lint: venv
