@@ -5,8 +5,12 @@ kernel tree the harness boots (`--kernel-dir`), and checked like any `.ko`.
 
 Steps, each cached under <cache>/livepatch-tools/ and timed into times.json there:
 
-  klp-root     a trixie build root (mmdebstrap, harness.kernel.buildroot) with gcc-14
-               and what a kernel tree, objtool's klp support and klp-build need
+  klp-root     a trixie build root (mmdebstrap, harness.kernel.buildroot) with gcc-12
+               and what a kernel tree, objtool's klp support and klp-build need; gcc-12,
+               the major version of the host's compiler, because the harness builds a
+               --kernel-dir tree's modules (its layout probe, generated patches) on the
+               host with the host's gcc, which must know the tree's flags (a gcc-14
+               tree passes -fmin-function-alignment, unknown to gcc-12)
   source       Debian's linux-source-7.3 (through the debian-7.3 profile's private apt
                configuration), unpacked to linux-7.3/ and configured: x86_64_defconfig,
                docs/klp-harness.config, then tools.config (KLP_BUILD, debug information,
@@ -19,7 +23,8 @@ Steps, each cached under <cache>/livepatch-tools/ and timed into times.json ther
                boots is the one the livepatches were diffed against
   kpatch-tools Debian's kpatch-build (sid's package, through the same private apt
                configuration) unpacked to kpatch/: it finds its tools beside itself and
-               runs in the trixie root (libc 2.41 >= the 2.38 it needs)
+               runs in the trixie root (libc 2.41 >= the 2.38 it needs) with the
+               tree's compiler
   kpatch-build kpatch-build of each diff against a copy of the source with the same
                .config, the tree's vmlinux given (-v): kpatch-build builds the original
                and the patched kernel again with its compiler wrapper
@@ -54,9 +59,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 DIFFS = sorted((HERE / "diffs").glob("*.patch"))
 SERIES = "7.3"
-CC = "gcc-14"
+CC = "gcc-12"
 BASE_PACKAGES = (
-    "gcc-14", "make", "bc", "bison", "flex", "libelf-dev", "libssl-dev", "libxxhash-dev",
+    "gcc-12", "make", "bc", "bison", "flex", "libelf-dev", "libssl-dev", "libxxhash-dev",
     "pahole", "patchutils", "patch", "cpio", "kmod", "perl", "python3", "xz-utils",
     "zstd", "rsync", "gawk", "elfutils", "file", "diffutils", "findutils", "binutils",
 )  # fmt: skip
@@ -96,7 +101,7 @@ def run_in(
     writable: Sequence[Path],
     read_only: Sequence[Path] = (),
 ) -> None:
-    """`argv` in build root `root` at nice 19, `gcc` being gcc-14, HOME in the cache and
+    """`argv` in build root `root` at nice 19, `gcc` being gcc-12, HOME in the cache and
     the diffs read-only."""
     home = work() / "home"
     home.mkdir(exist_ok=True)
