@@ -17,7 +17,9 @@ Steps, each cached under <cache>/livepatch-tools/ and timed into times.json ther
                no IBT, the livepatch samples as modules)
   klp-build    scripts/livepatch/klp-build of each diff (diffs/*.patch, one livepatch
                each): the first builds the original tree, then the patched objects; the
-               next start at the patched build (-S 2, the original kept by --keep-tmp);
+               next start at the patched build (-S 2, the original kept by --keep-tmp;
+               mod-install/ moved aside meanwhile: klp-build takes every .ko below the
+               tree for one of its own);
                then the tree's bzImage and modules with klp-build's own make variables
                (so nothing is compiled again) and modules_install: the tree the guest
                boots is the one the livepatches were diffed against
@@ -196,20 +198,30 @@ def out(tool: str) -> Path:
 
 def klp_build() -> None:
     root, src = klp_root(), source()
-    for index, diff in enumerate(DIFFS):
+    installed, aside = src / "mod-install", src / ".mod-install.klp-build"
+    built = False
+    for diff in DIFFS:
         ko = out("klp-build") / f"livepatch-{diff.stem}.ko"
         if made_from(ko, diff):
             continue
         argv = ["./scripts/livepatch/klp-build", JOBS, "--keep-tmp", "-o", str(ko), str(diff)]
-        if index and (src / "klp-tmp/1-orig/.complete").is_file():
+        if (src / "klp-tmp/1-orig/.complete").is_file():  # the original tree is kept
             argv[2:2] = ["-S", "2"]
+        if installed.is_dir():  # klp-build takes every .ko below the tree for its own
+            installed.rename(aside)
         started = time.monotonic()
-        run_in(root, argv, src, [src, out("klp-build")])
+        try:
+            run_in(root, argv, src, [src, out("klp-build")])
+        finally:
+            if aside.is_dir():
+                aside.rename(installed)
         stamp(ko, diff)
         record(f"klp-build {diff.stem}", time.monotonic() - started, made=str(ko))
-    if not (src / "mod-install").is_dir():
+        built = True
+    if built or not installed.is_dir():  # the tree's objects are the last patched build's
         started = time.monotonic()
         run_in(root, ["make", JOBS, *KLP_MAKE, "bzImage", "modules"], src, [src])
+        shutil.rmtree(installed, ignore_errors=True)
         install = ["make", "modules_install", "INSTALL_MOD_PATH=mod-install"]
         run_in(root, install, src, [src])
         record("tree bzImage+modules_install", time.monotonic() - started, made=str(src))
