@@ -133,3 +133,23 @@ def test_an_init_that_sets_replace_elsewhere_is_refused(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(BadKo, match=r"sets no klp_patch\.replace: not klp-build\'s init\.c"):
         read_patch(path, LAYOUT)
+
+
+REAL = DATA / "real"
+
+
+def test_klp_builds_own_output_of_a_vmlinux_diff() -> None:
+    """klp-build's output of images/livepatch-tools/diffs/cmdline.patch (7.3.4, made by
+    `make livepatch-tools`): the layout the fixtures copy, __klp_relocs.vmlinux left by
+    post-link beside the klp relocation it wrote for saved_command_line."""
+    path = REAL / "livepatch-cmdline.ko"
+    assert format_of(path) == VERSIONS[(".init.klp_objects", ".init.klp_funcs")]
+    patch = read_patch(path, LAYOUT)
+    assert patch.objects == (
+        KoObject(None, (KoFunc("cmdline_proc_show", 0, "cmdline_proc_show"),), frozenset()),
+    )
+    assert (patch.states, patch.replace) == ((), True)
+    [section] = klprela.read(path)
+    assert (section.objname, section.target) == ("vmlinux", ".text")
+    assert {name for name, _ in section.symbols} == {".klp.sym.vmlinux.saved_command_line,0"}
+    assert klprela.problems([section]) == []
