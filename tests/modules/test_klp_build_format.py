@@ -153,3 +153,18 @@ def test_klp_builds_own_output_of_a_vmlinux_diff() -> None:
     assert (section.objname, section.target) == ("vmlinux", ".text")
     assert {name for name, _ in section.symbols} == {".klp.sym.vmlinux.saved_command_line,0"}
     assert klprela.problems([section]) == []
+
+
+def test_klp_builds_own_output_of_a_module_diff() -> None:
+    """klp-build's output of images/livepatch-tools/diffs/shadow-dummy-check.patch: one
+    object for livepatch_shadow_mod, its dummy_check reaching the module's static
+    dummy_list through klp relocations."""
+    path = REAL / "livepatch-shadow-dummy-check.ko"
+    patch = read_patch(path, LAYOUT)
+    assert patch.objects == (
+        KoObject("livepatch_shadow_mod", (KoFunc("dummy_check", 0, "dummy_check"),), frozenset()),
+    )
+    assert patch.replace is True
+    [section] = klprela.read(path)
+    assert section.objname == "livepatch_shadow_mod"
+    assert {name for name, _ in section.symbols} == {".klp.sym.livepatch_shadow_mod.dummy_list,0"}
