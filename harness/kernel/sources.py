@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.files import discard, make_temp_dir, sweep_abandoned
+from harness.kernel.apt import run_checked
 from harness.kernel.debian import apt_for
 from harness.kernel.profiles import KernelProfile, cache_root, load_profile
 
@@ -67,7 +67,7 @@ def fetch_sources(profile: KernelProfile) -> LivepatchSources:
     try:
         apt.run(["apt-get", "download", "-q", package], tmp_path)
         deb = next(tmp_path.glob("*.deb"))
-        _run(["dpkg-deb", "-x", str(deb), "x"], tmp_path)
+        run_checked(["dpkg-deb", "-x", str(deb), "x"], tmp_path)
         tarball = next((tmp_path / "x/usr/src").glob("linux-source-*.tar.xz"))
         staging = tmp_path / "tree"
         with tarfile.open(tarball) as tar:
@@ -102,10 +102,3 @@ def _cache_dir(profile: KernelProfile) -> Path:
 
 def _complete(dest: Path) -> bool:
     return (dest / SELFTESTS).is_dir() and (dest / SAMPLES).is_dir()
-
-
-def _run(cmd: list[str], cwd: Path) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-        raise HarnessError(f"`{' '.join(cmd[:3])} ...` failed: {tail[0]}")

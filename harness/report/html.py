@@ -18,13 +18,12 @@ a kernel log is untrusted input.  Stable ids and classes (`#matrix`, `.cell.<sta
 
 from __future__ import annotations
 
-import errno as errno_module
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.files import atomic_write
+from harness.outcome.compare import errno_name
 from harness.report.artifact_types import (
     COMPARED_FIELDS,
     STATUSES,
@@ -295,13 +294,6 @@ def _lines(lines: Sequence[tuple[str, bool]]) -> str:
     return "".join(
         f'<span class="line{" only" if only else ""}">{text(line)}</span>' for line, only in lines
     )
-
-
-def errno_name(value: int) -> str:
-    """`-EINVAL (Invalid argument)`, as the text report spells it (compare.py)."""
-    if value == 0:
-        return "0 (success)"
-    return f"-{errno_module.errorcode.get(value, '?')} ({os.strerror(value)})"
 
 
 def _artifacts(run: ScenarioRun) -> str:
