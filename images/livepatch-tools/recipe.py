@@ -14,7 +14,8 @@ Steps, each cached under <cache>/livepatch-tools/ and timed into times.json ther
   source       Debian's linux-source-7.3 (through the debian-7.3 profile's private apt
                configuration), unpacked to linux-7.3/ and configured: x86_64_defconfig,
                docs/klp-harness.config, then tools.config (KLP_BUILD, debug information,
-               no IBT, the livepatch samples as modules)
+               no IBT, the livepatch samples as modules); made again, with everything
+               built from it, when a fragment or the compiler changes
   klp-build    scripts/livepatch/klp-build of each diff (diffs/*.patch, one livepatch
                each): the first builds the original tree, then the patched objects; the
                next start at the patched build (-S 2, the original kept by --keep-tmp;
@@ -149,10 +150,25 @@ def timed(step: str, action: Callable[[], object]) -> None:
     record(step, time.monotonic() - started, made=str(made) if made is not None else "")
 
 
+def configuration() -> str:
+    """What the tree is made of beyond its source: the configuration fragments and the
+    compiler. A tree, its kpatch-build copy and every livepatch diffed against it are
+    made again when this changes."""
+    digest = hashlib.sha256(f"{SERIES} {CC}\n".encode())
+    for fragment in (REPO / "docs/klp-harness.config", HERE / "tools.config"):
+        digest.update(fragment.read_bytes())
+    return digest.hexdigest()
+
+
 def source() -> Path:
     dest = tree()
-    if (dest / ".config").is_file():
+    made_as = dest / ".klp-configuration"
+    if made_as.is_file() and made_as.read_text() == configuration():
         return dest
+    for stale in (dest, work() / f"kpatch-src-{SERIES}", work() / "out"):
+        if stale.exists():
+            print(f"livepatch-tools: {stale} was made for another configuration", flush=True)
+            shutil.rmtree(stale)
     apt = apt_for(f"debian-{SERIES}")
     apt.ensure_lists()
     download = work() / "download"
@@ -176,6 +192,7 @@ def source() -> Path:
     run_in(root, [*merge, *(f".klp-{f.name}" for f in fragments)], dest, [dest])
     run_in(root, ["make", "olddefconfig"], dest, [dest])
     kpatch_source()
+    atomic_write(made_as, configuration())
     return dest
 
 
