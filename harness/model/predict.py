@@ -43,7 +43,7 @@ from harness.model.kernel.tasks import (
 )
 from harness.model.kernel.transition import klp_transition_work_fn
 from harness.model.profiles import DEFAULT_SERIES, profile_for
-from harness.model.trigger import predict_ran
+from harness.model.trigger import predict_ran, watched_key
 from harness.model.variants import Variant
 from harness.outcome.record import StepRecord
 from harness.scenario.step_types import (
@@ -183,7 +183,7 @@ class StepModel:
         if isinstance(step, Call):
             keys.add((step.object, step.func))
         elif isinstance(step, Trigger):
-            keys |= {(w.object, w.func) for w in step.watch}
+            keys |= {watched_key(w) for w in step.watch}
         return keys
 
     def _record(self, index: int, step: Step, errno_value: int) -> StepRecord:

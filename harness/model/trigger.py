@@ -9,7 +9,7 @@ so there both the patch and the original count the call.
 
 from __future__ import annotations
 
-from harness.model.kernel.klp import KLP_UNDEFINED, KlpPatch
+from harness.model.kernel.klp import KLP_UNDEFINED, FuncKey, KlpPatch, func_key
 from harness.model.kernel.patch import klp_ftrace_handler
 from harness.model.kernel.system import Kernel
 from harness.scenario.step_types import Trigger, Watch
@@ -30,6 +30,12 @@ def runs_original(code: KlpPatch, watch: Watch) -> bool:
     return False
 
 
+def watched_key(watch: Watch) -> FuncKey:
+    """The func stack a watched function is called through (sympos 0 and 1 name the
+    same function, as for a patch's func)."""
+    return func_key(watch.object, watch.func, watch.sympos)
+
+
 def ran_text(impls: list[str], count: int | None) -> str:
     """The `ran` value of one function (harness/outcome/record.py)."""
     text = "+".join(sorted(impls)) or "none"
@@ -40,7 +46,7 @@ def predict_ran(k: Kernel, step: Trigger) -> dict[str, str]:
     state = k.klp_target_state if k.klp_transition_patch is not None else KLP_UNDEFINED
     ran: dict[str, str] = {}
     for watch in step.watch:
-        code = klp_ftrace_handler(k, (watch.object, watch.func), state)
+        code = klp_ftrace_handler(k, watched_key(watch), state)
         if code is None:
             impls = ["orig"]
         else:

@@ -52,6 +52,29 @@ def _diff_mapping(expected: dict[str, str], observed: dict[str, str]) -> list[st
     return lines
 
 
+def _diff_ran(expected: dict[str, str], observed: dict[str, str]) -> list[str]:
+    """As any mapping, saying so when a watched function was not called at all: the
+    command does not reach it (or not in this kernel), which is the scenario's to
+    change rather than a livepatch behaviour."""
+    lines = []
+    for key in sorted(set(expected) | set(observed)):
+        want, got = expected.get(key), observed.get(key)
+        if want == got:
+            continue
+        line = _diff_mapping({key: want} if want else {}, {key: got} if got else {})[0]
+        if _ran_nothing(got) and not _ran_nothing(want):
+            line += NOT_CALLED
+        lines.append(line)
+    return lines
+
+
+NOT_CALLED = " - the command did not call it at all (neither the original nor a replacement ran)"
+
+
+def _ran_nothing(ran: str | None) -> bool:
+    return ran is not None and ran.partition("*")[0] == "none"
+
+
 def _diff_log(expected: Sequence[str], observed: Sequence[str]) -> list[str]:
     return list(
         difflib.unified_diff(
@@ -74,6 +97,8 @@ def diff_records(expected: StepRecord, observed: StepRecord) -> list[FieldDiff]:
             lines = _diff_log(want, got)
         elif name == "pending":
             lines = [f"expected {want or 'no transition'}, observed {got or 'no transition'}"]
+        elif name == "ran":
+            lines = _diff_ran(want, got)
         elif name == "report":
             lines = [f"expected {want or 'no kernel report'}, observed {got or 'no kernel report'}"]
         else:

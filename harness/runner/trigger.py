@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 from harness.model.trigger import ran_text
 from harness.runner.protocol import ERR_FILE
-from harness.scenario.step_types import Trigger
+from harness.scenario.step_types import Trigger, Watch
 from harness.scenario.types import VMLINUX, Scenario
 
 TRACEFS = "/sys/kernel/tracing"
@@ -43,49 +43,69 @@ NEW_PROBE = "klp_new_"
 def replacements(scenario: Scenario) -> list[tuple[str, str, str]]:
     """(patch, watched OBJ:FUNC, replacement symbol) of every module file's
     replacement of a watched function."""
-    keys = {f"{obj}:{func}" for obj, func in watched(scenario)}
+    keys = {w.key for w in watched(scenario)}
     found = []
     for patch in scenario.patches:
         if not patch.ko:
             continue
         for obj in patch.objects:
             for func in obj.funcs:
-                new_func = obj.spec(func).new_func
-                if f"{obj.name}:{func}" in keys and new_func:
-                    found.append((patch.name, f"{obj.name}:{func}", new_func))
+                spec = obj.spec(func)
+                key = Watch(obj.name, func, sympos=spec.sympos).key
+                if key in keys and spec.new_func:
+                    found.append((patch.name, key, spec.new_func))
     return found
 
 
-def watched(scenario: Scenario) -> list[tuple[str, str]]:
-    """Every (object, func) some trigger step watches, in first-seen order."""
-    seen: dict[tuple[str, str], None] = {}
+def watched(scenario: Scenario) -> list[Watch]:
+    """Every function some trigger step watches (by key, the count left out), in
+    first-seen order."""
+    seen: dict[str, Watch] = {}
     for step in scenario.steps:
         if isinstance(step, Trigger):
             for w in step.watch:
-                seen[(w.object, w.func)] = None
-    return list(seen)
+                seen.setdefault(w.key, Watch(w.object, w.func, sympos=w.sympos))
+    return list(seen.values())
 
 
-def _probe(
-    i: int, obj: str, func: str, prefix: str = PROBE, offsets: tuple[int, ...] = (5, 9)
-) -> str:
-    """Register and enable probe i on obj:func's body (a module's: `MOD:FUNC`; it
-    must be loaded for the offset to be checked, so module probes are registered by
-    the trigger steps, once the event does not exist yet; the kernel re-arms them
-    when the module loads again)."""
+def _address(watch: Watch) -> str:
+    """Set `__klp_at` to the address of the watched function's SYMPOS-th definition in
+    its object, counted in /proc/kallsyms' order, which is the order livepatch counts
+    them in (kallsyms_on_each_symbol and module_kallsyms_on_each_symbol walk the same
+    tables /proc/kallsyms prints): a name defined several times has no unique probe
+    point by name (trace_kprobe refuses it, -EADDRNOTAVAIL)."""
+    module = "" if watch.object == VMLINUX else watch.object.replace("-", "_")
+    match = '$3 == n && ((m == "" && NF == 3) || $4 == "[" m "]") && ++c == p'
+    return (
+        f"__klp_at=$(awk -v n={watch.func} -v m={module} -v p={max(watch.sympos, 1)} "
+        f"'{match} {{ print $1; exit }}' /proc/kallsyms); [ -n \"$__klp_at\" ]"
+    )
+
+
+def _probe(i: int, watch: Watch, prefix: str = PROBE, offsets: tuple[int, ...] = (5, 9)) -> str:
+    """Register and enable probe i on the watched function's body (a module's: `MOD:FUNC`;
+    it must be loaded for the offset to be checked, so module probes are registered by
+    the trigger steps, once the event does not exist yet; the kernel re-arms them when
+    the module loads again).  A function chosen by `sympos` is probed at its address."""
     events = f"{TRACEFS}/kprobe_events"
-    where = func if obj == VMLINUX else f"{obj}:{func}"
-    add = " || ".join(f'echo "p:{prefix}{i} {where}+{off}" >> {events}' for off in offsets)
+    if watch.sympos:
+        find = f"{_address(watch)} && "
+        wheres = [f"$(printf 0x%x $((0x$__klp_at + {off})))" for off in offsets]
+    else:
+        find = ""
+        name = watch.func if watch.object == VMLINUX else f"{watch.object}:{watch.func}"
+        wheres = [f"{name}+{off}" for off in offsets]
+    add = " || ".join(f'echo "p:{prefix}{i} {where}" >> {events}' for where in wheres)
     enable = f"echo 1 > {TRACEFS}/events/kprobes/{prefix}{i}/enable"
-    return f"{{ {add}; }} 2>/dev/null && {enable} 2>/dev/null"
+    return f"{{ {find}{{ {add}; }}; }} 2>/dev/null && {enable} 2>/dev/null"
 
 
-def setup_script(funcs: Sequence[tuple[str, str]]) -> str:
+def setup_script(funcs: Sequence[Watch]) -> str:
     """Switch the global trace buffer off; register the probes of vmlinux functions."""
     if not funcs:
         return ""
     parts = [f"echo 0 > {TRACEFS}/tracing_on"]
-    parts += [_probe(i, obj, func) for i, (obj, func) in enumerate(funcs) if obj == VMLINUX]
+    parts += [_probe(i, watch) for i, watch in enumerate(funcs) if watch.object == VMLINUX]
     return "; ".join(parts)
 
 
@@ -99,7 +119,7 @@ _COUNTS = (
 
 def trigger_script(
     step: Trigger,
-    funcs: Sequence[tuple[str, str]] = (),
+    funcs: Sequence[Watch] = (),
     replaced: Sequence[tuple[str, str, str]] = (),
 ) -> str:
     """Module probes not registered yet, counters, the command (passed as data: see
@@ -107,16 +127,16 @@ def trigger_script(
     again; the exit status is the command's."""
     keys = {w.key for w in step.watch}
     probes = [
-        f"[ -d {TRACEFS}/events/kprobes/{PROBE}{i} ] || {{ {_probe(i, obj, func)}; }}; "
-        for i, (obj, func) in enumerate(funcs)
-        if obj != VMLINUX and f"{obj}:{func}" in keys
+        f"[ -d {TRACEFS}/events/kprobes/{PROBE}{i} ] || {{ {_probe(i, watch)}; }}; "
+        for i, watch in enumerate(funcs)
+        if watch.object != VMLINUX and watch.key in keys
     ]
     # Only once the patch module is loaded: a probe on a module not loaded yet is
     # accepted unchecked since 6.12, then fails at the load if +5 is inside an
     # instruction (trace_kprobe: "Failed to re-register probe", -EILSEQ).
     probes += [
         f"[ -d {TRACEFS}/events/kprobes/{NEW_PROBE}{i} ] || [ ! -d /sys/module/{patch} ] || "
-        f"{{ {_probe(i, patch, new_func, NEW_PROBE, (0,))}; }}; "
+        f"{{ {_probe(i, Watch(patch, new_func), NEW_PROBE, (0,))}; }}; "
         for i, (patch, key, new_func) in enumerate(replaced)
         if key in keys
     ]
@@ -153,7 +173,7 @@ def failed(index: int, status: int, stderr: str, lines: int = 10) -> str:
 def parse_ran(
     out: str,
     step: Trigger,
-    funcs: Sequence[tuple[str, str]],
+    funcs: Sequence[Watch],
     replaced: Sequence[tuple[str, str, str]] = (),
 ) -> dict[str, str]:
     """Per watched function: who ran (counter deltas), and the number of calls when the
@@ -169,7 +189,7 @@ def parse_ran(
             continue
         table = before if words[0] == "B" else after
         table[tuple(words[1:-1])] = value
-    probes = {f"{PROBE}{i}": f"{obj}:{func}" for i, (obj, func) in enumerate(funcs)}
+    probes = {f"{PROBE}{i}": watch.key for i, watch in enumerate(funcs)}
     new = {f"{NEW_PROBE}{i}": (patch, key) for i, (patch, key, _f) in enumerate(replaced)}
     ran: dict[str, str] = {}
     for w in step.watch:

@@ -147,15 +147,20 @@ class Call:
 @dataclass(frozen=True)
 class Watch:
     """A function a `trigger` step expects its command to call: the record says which
-    implementation(s) ran (`count` set: and exactly how often)."""
+    implementation(s) ran (`count` set: and exactly how often).  `sympos` picks one of
+    several functions of that name in the object, counted as livepatch counts them
+    (klp_find_object_symbol: kallsyms order; 0 and 1 both name the first)."""
 
     object: str
     func: str
     count: int | None = None
+    sympos: int = 0
 
     @property
     def key(self) -> str:
-        return f"{self.object}:{self.func}"
+        """`OBJ:FUNC`, or `OBJ:FUNC,SYMPOS` for a later occurrence than the first."""
+        at = f",{self.sympos}" if self.sympos > 1 else ""
+        return f"{self.object}:{self.func}{at}"
 
 
 @dataclass(frozen=True)
@@ -290,6 +295,13 @@ def format_step(step: Step) -> str:
         case Check(patch=p):
             return f"check {p}"
         case Trigger(command=c, watch=watch):
-            words = [w.key + ("" if w.count is None else f"={w.count}") for w in watch]
+            words = [_watch_text(w) for w in watch]
             return " ".join(["trigger", shlex.quote(c), *words])
     raise AssertionError(f"unknown step {step!r}")
+
+
+def _watch_text(watch: Watch) -> str:
+    """A watched function as a step names it (`OBJ:FUNC[,SYMPOS][=N]`)."""
+    at = f",{watch.sympos}" if watch.sympos else ""
+    count = "" if watch.count is None else f"={watch.count}"
+    return f"{watch.object}:{watch.func}{at}{count}"

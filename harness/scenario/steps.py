@@ -9,11 +9,12 @@ the kernel will parse them."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable, Mapping
 
 from harness.errors import ScenarioError
-from harness.scenario.checks import check_errno
+from harness.scenario.checks import SYMPOS_MAX, check_errno
 from harness.scenario.kstrto import (
     KstrtoError,
     kstrtoint,
@@ -60,6 +61,10 @@ from harness.scenario.types import (
 
 # A `wait P retries=N` lasts about N seconds (one retry a second).
 MAX_WAIT_RETRIES = 40
+
+# A function a trigger watches: a C identifier, or a compiler's clone of one
+# (`foo.isra.0`, `foo.cold`), as kallsyms names it.
+WATCHED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
 
 # Parameters every generated livepatch module has (see PatchModule).
 PATCH_PARAMS = ("replace", "pre_patch_ret")
@@ -339,21 +344,43 @@ class _StepParser:
     def _trigger(self, verb: str, args: list[str]) -> Step:
         if len(args) < 2 or not args[0].strip():
             raise _BadStep("trigger needs a command and at least one OBJECT:FUNC it calls")
-        named = {(o.name, f) for p in self.patches.values() for o in p.objects for f in o.funcs}
         watch: list[Watch] = []
         for word in args[1:]:
             key, sep, count = word.partition("=")
-            obj, colon, func = key.partition(":")
-            if not colon or ((obj, func) not in named and not self.deferred):
-                raise _BadStep(f"{key!r} is not a function a patch of this scenario names")
-            if obj in self.targets and not self.targets[obj].ko:
-                raise _BadStep(f"{key}: a generated target's function is observed by `call`")
+            found = self._watched(key)
             if sep and not (count.isdigit() and count.isascii()):
                 raise _BadStep(f"{word!r}: the number of calls is a decimal count")
-            if any(w.key == key for w in watch):
+            found = Watch(found.object, found.func, int(count) if sep else None, found.sympos)
+            if any(w.key == found.key for w in watch):
                 raise _BadStep(f"{key} is watched twice")
-            watch.append(Watch(obj, func, int(count) if sep else None))
+            watch.append(found)
         return Trigger(args[0], tuple(watch))
+
+    def _watched(self, key: str) -> Watch:
+        """`OBJ:FUNC[,SYMPOS]`: any function of vmlinux, of a target module file or of a
+        kernel module a patch names (its existence, and `sympos` against the number of
+        its definitions, are checked with the profile's symbols: harness/symbols)."""
+        obj, colon, rest = key.partition(":")
+        func, comma, pos = rest.partition(",")
+        if not colon or not obj:
+            raise _BadStep(f"{key!r}: expected OBJECT:FUNC or OBJECT:FUNC,SYMPOS")
+        if not WATCHED_NAME.fullmatch(func):
+            raise _BadStep(f"{key!r}: {func!r} is not a function name")
+        if comma and not (pos.isdigit() and pos.isascii() and 0 < int(pos) <= SYMPOS_MAX):
+            raise _BadStep(f"{key!r}: the symbol position is a decimal from 1 to {SYMPOS_MAX}")
+        target = self.targets.get(obj)
+        if target is not None and not target.ko:
+            raise _BadStep(f"{key}: a generated target's function is observed by `call`")
+        if target is not None and target.funcs and func not in target.funcs:
+            raise _BadStep(f"{obj} has no function {func!r} (it has: {', '.join(target.funcs)})")
+        if obj != VMLINUX and obj not in self.modules and not self.deferred:
+            raise _BadStep(
+                f"{key!r}: {obj!r} is neither {VMLINUX!r}, a target module nor a module "
+                "of the kernel a patch names"
+            )
+        if obj in self.patches:
+            raise _BadStep(f"{key!r}: {obj} is a patch; watch the function it patches")
+        return Watch(obj, func, sympos=int(pos) if comma else 0)
 
     def _trace(self, verb: str, args: list[str]) -> Step:
         self._arity(verb, args, 1)

@@ -26,6 +26,10 @@ def needs_symbols(scenario: Scenario) -> bool:
     if scenario.bpf:
         return True
     targets = {t.name for t in scenario.targets}
+    for step in scenario.steps:
+        for watch in step.watch if isinstance(step, Trigger) else ():
+            if watch.object != VMLINUX or watch.func not in VMLINUX_FUNCS or watch.sympos > 1:
+                return True
     for patch in scenario.patches:
         for obj in patch.objects:
             if obj.name in targets:
@@ -76,14 +80,29 @@ def check_scenario(scenario: Scenario, profile: KernelProfile, vmlinux: VmlinuxR
             ) from None
     for index, step in enumerate(scenario.steps):
         for watch in step.watch if isinstance(step, Trigger) else ():
-            if watch.object == VMLINUX and vmlinux.symbols.count(watch.func) > 1:
+            if watch.object in targets:
+                continue
+            try:
+                found = watched_symbols(scenario, watch.object, profile, vmlinux)
+                if found is not None:
+                    check_func(found, watch.func, watch.sympos, f"steps[{index}]", watch.key)
+            except ScenarioError as exc:
                 raise ScenarioError(
-                    f"steps[{index}]",
-                    f"{profile.name}: {watch.key} is defined "
-                    f"{vmlinux.symbols.count(watch.func)} times: a trigger watches a "
-                    "function by name (kprobe_events), so only a unique one",
-                    str(scenario.path),
-                )
+                    exc.where, f"{profile.name}: {exc.message}", str(scenario.path)
+                ) from None
+
+
+def watched_symbols(
+    scenario: Scenario, obj: str, profile: KernelProfile, vmlinux: VmlinuxRecord
+) -> ObjectSymbols | None:
+    """The symbols of a watched function's object: vmlinux, a module of the kernel;
+    None for a module file (read when the scenario is, harness.modules.external)."""
+    if obj == VMLINUX:
+        return vmlinux.symbols
+    if any(t.name == obj for t in scenario.targets):
+        return None
+    path = find_module_file(profile.modules_dir, obj)
+    return module_symbols(path) if path is not None else None
 
 
 def object_symbols(
@@ -116,18 +135,21 @@ def object_symbols(
     return module_symbols(path)
 
 
-def check_func(symbols: ObjectSymbols, func: str, sympos: int, where: str) -> None:
-    """Unknown, ambiguous without sympos, sympos out of range, not ftrace-able."""
+def check_func(
+    symbols: ObjectSymbols, func: str, sympos: int, where: str, watched: str = ""
+) -> None:
+    """Unknown, ambiguous without sympos, sympos out of range, not ftrace-able; a
+    trigger's `watched` function (its key) is named as the step names it."""
     count = symbols.count(func)
     if count == 0:
         close = difflib.get_close_matches(func, symbols.counts.keys(), n=4, cutoff=0.75)
         hint = f" (close: {', '.join(close)})" if close else ""
         raise ScenarioError(where, f"{symbols.name} has no function {func!r}{hint}")
     if count > 1 and sympos == 0:
+        choose = f"watch {watched},1..{count}" if watched else f"sympos = 1..{count}"
         raise ScenarioError(
             where,
-            f"{func!r} is defined {count} times in {symbols.name}: "
-            f"choose one with sympos = 1..{count}",
+            f"{func!r} is defined {count} times in {symbols.name}: choose one with {choose}",
         )
     if sympos > count:
         raise ScenarioError(
@@ -137,8 +159,9 @@ def check_func(symbols: ObjectSymbols, func: str, sympos: int, where: str) -> No
             f"{'1' if count == 1 else f'1..{count}'}, or 0 when unique)",
         )
     if func not in symbols.ftraceable:
+        what = "watch" if watched else "patch"
         raise ScenarioError(
             where,
             f"{symbols.name}:{func} is not ftrace-able (notrace, or no ftrace call site), "
-            "so livepatch cannot redirect it; patch a caller or a callee instead",
+            f"so livepatch cannot redirect it; {what} a caller or a callee instead",
         )

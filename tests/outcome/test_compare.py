@@ -64,3 +64,18 @@ def test_altered_implementation_is_named() -> None:
         "vmlinux:cmdline_proc_show: expected 'orig', observed 'test_klp_livepatch'"
         in render_mismatch(mismatch, observed)
     )
+
+
+def test_function_not_called_at_all_is_said() -> None:
+    """`none` where something was to run: the command did not reach the function."""
+    expected = records()
+    expected[1].ran = {"vmlinux:flags_show,3": "orig*1", "vmlinux:schedule": "orig"}
+    observed = copy.deepcopy(expected)
+    observed[1].ran = {"vmlinux:flags_show,3": "none*0", "vmlinux:schedule": "lp"}
+    mismatch = first_mismatch(expected, observed)
+    assert mismatch is not None and mismatch.fields == ["ran"]
+    assert mismatch.diffs[0].lines == (
+        "vmlinux:flags_show,3: expected 'orig*1', observed 'none*0' - the command did not "
+        "call it at all (neither the original nor a replacement ran)",
+        "vmlinux:schedule: expected 'orig', observed 'lp'",
+    )

@@ -21,6 +21,7 @@ from harness.runner.trigger import (
 )
 from harness.scenario.loader import load_scenario
 from harness.scenario.step_types import Trigger, Watch, format_step
+from harness.scenario.writer import scenario_toml
 
 SCENARIO = """\
 description = "Trigger."
@@ -62,14 +63,85 @@ def test_parse_and_format(tmp_path: Path) -> None:
     assert format_step(step) == (
         "trigger 'cat /proc/version' vmlinux:version_proc_show=1 vmlinux:__do_sys_getpid"
     )
-    assert watched(s) == [("vmlinux", "version_proc_show"), ("vmlinux", "__do_sys_getpid")]
+    assert watched(s) == [
+        Watch("vmlinux", "version_proc_show"),
+        Watch("vmlinux", "__do_sys_getpid"),
+    ]
+
+
+def test_any_function_and_symbol_positions(tmp_path: Path) -> None:
+    """A trigger watches any function, patched or not; `,SYMPOS` picks one of several
+    definitions, `,1` being the first as for a patch's func."""
+    text = SCENARIO.replace(
+        '"disable lp",',
+        "\"trigger 'cat /sys/class/net/lo/flags' vmlinux:flags_show,3=1 vmlinux:elf_load,1 "
+        'vmlinux:schedule",',
+    )
+    s = scenario(tmp_path, text)
+    step = next(st for st in s.steps if isinstance(st, Trigger) and "flags" in st.command)
+    assert step.watch == (
+        Watch("vmlinux", "flags_show", 1, 3),
+        Watch("vmlinux", "elf_load", None, 1),
+        Watch("vmlinux", "schedule"),
+    )
+    assert [w.key for w in step.watch] == [
+        "vmlinux:flags_show,3",
+        "vmlinux:elf_load",  # the first, as sympos 0 and 1 both name it
+        "vmlinux:schedule",
+    ]
+    assert format_step(step).endswith("vmlinux:flags_show,3=1 vmlinux:elf_load,1 vmlinux:schedule")
+    assert scenario(tmp_path, scenario_toml(s)).steps == s.steps
+
+
+def test_symbol_position_probed_by_address(tmp_path: Path) -> None:
+    """A name defined several times has no unique probe point by name: the probe goes
+    to the address of the chosen definition, counted in /proc/kallsyms' order."""
+    setup = setup_script([Watch("vmlinux", "flags_show", sympos=3), Watch("vmlinux", "schedule")])
+    assert "awk -v n=flags_show -v m= -v p=3" in setup
+    assert 'echo "p:klp_orig_0 $(printf 0x%x $((0x$__klp_at + 5)))"' in setup
+    assert 'echo "p:klp_orig_1 schedule+5"' in setup
+    step = Trigger("true", (Watch("lp-mod", "f", sympos=2),))
+    script = trigger_script(step, step.watch)
+    assert "awk -v n=f -v m=lp_mod -v p=2" in script  # kallsyms' [module] name
+
+
+def test_predicted_by_the_func_stack_of_the_position(tmp_path: Path) -> None:
+    """A patch of the third definition redirects that one only."""
+    text = SCENARIO_POSITIONS
+    (tmp_path / "s.toml").write_text(text)
+    records = predict(load_scenario(tmp_path / "s.toml"))
+    assert [r.ran for r in records if r.ran] == [
+        {"vmlinux:flags_show,3": "orig*1", "vmlinux:flags_show,2": "orig"},
+        {"vmlinux:flags_show,3": "lp+orig*1", "vmlinux:flags_show,2": "orig"},
+    ]
+
+
+SCENARIO_POSITIONS = """\
+description = "The third flags_show patched, the second watched beside it."
+steps = [
+  "trigger 'cat /sys/class/net/lo/flags' vmlinux:flags_show,3=1 vmlinux:flags_show,2",
+  "load lp",
+  "trigger 'cat /sys/class/net/lo/flags' vmlinux:flags_show,3=1 vmlinux:flags_show,2",
+]
+
+[[patch]]
+name = "lp"
+
+[[patch.object]]
+name = "vmlinux"
+funcs = [{ name = "flags_show", sympos = 3 }]
+"""
 
 
 @pytest.mark.parametrize(
     ("step", "message"),
     [
         ("trigger 'cat /proc/version'", "needs a command and at least one"),
-        ("trigger 'cat' vmlinux:schedule", "'vmlinux:schedule' is not a function a patch"),
+        ("trigger 'cat' nosuchmod:f", "'nosuchmod' is neither 'vmlinux', a target module"),
+        ("trigger 'cat' lp:f", "lp is a patch; watch the function it patches"),
+        ("trigger 'cat' vmlinux:f(x)", "'f\\(x\\)' is not a function name"),
+        ("trigger 'cat' vmlinux:f,0", "the symbol position is a decimal from 1"),
+        ("trigger 'cat' vmlinux:f,x", "the symbol position is a decimal from 1"),
         ("trigger 'cat' vmlinux:__do_sys_getpid=x", "a decimal count"),
         ("trigger 'cat vmlinux:__do_sys_getpid", "No closing quotation"),
     ],

@@ -17,7 +17,7 @@ from harness.runner.observe import drop_lines_of
 from harness.runner.trigger import parse_ran, replacements, trigger_script
 from harness.scenario.external import PatchStructure
 from harness.scenario.loader import load_scenario, resolve_for
-from harness.scenario.step_types import Trigger
+from harness.scenario.step_types import Trigger, Watch
 from harness.symbols.data import module_symbols
 from tests.modules.test_elf import DATA, LAYOUT_61, PROFILE
 
@@ -80,11 +80,11 @@ def test_read_without_a_profile_then_resolved(tmp_path: Path) -> None:
     ]
     step = scenario.steps[2]
     assert isinstance(step, Trigger)
-    script = trigger_script(step, [("vmlinux", "cmdline_proc_show")], replacements(scenario))
+    script = trigger_script(step, [Watch("vmlinux", "cmdline_proc_show")], replacements(scenario))
     assert "[ ! -d /sys/module/livepatch_sample ]" in script
     assert "p:klp_new_0 livepatch_sample:livepatch_cmdline_proc_show+0" in script
     out = "B k klp_orig_0 3\nB k klp_new_0 1\nA k klp_orig_0 3\nA k klp_new_0 2\n"
-    ran = parse_ran(out, step, [("vmlinux", "cmdline_proc_show")], replacements(scenario))
+    ran = parse_ran(out, step, [Watch("vmlinux", "cmdline_proc_show")], replacements(scenario))
     assert ran == {"vmlinux:cmdline_proc_show": "livepatch_sample*1"}
 
 

@@ -16,6 +16,7 @@ from harness.errors import ScenarioError
 from harness.guest import vm
 from harness.kernel.profiles import KernelProfile
 from harness.scenario.loader import load_scenario
+from harness.scenario.types import Scenario
 from harness.symbols import record, validate
 from harness.symbols.data import ObjectSymbols, module_symbols
 from harness.symbols.record import VmlinuxRecord
@@ -160,11 +161,29 @@ def test_record_round_trip(tmp_path: Path) -> None:
     assert data.loaded_modules == {"virtio"}
 
 
-def test_trigger_watches_only_unique_names(tmp_path: Path) -> None:
+def with_trigger(tmp_path: Path, watch: str) -> Scenario:
     path = scenario_file(tmp_path, '{ name = "s_show", sympos = 1 }')
-    path.write_text(
-        path.read_text().replace('"load lp",', '"load lp", "trigger \'cat\' vmlinux:s_show",')
-    )
-    scenario = load_scenario(path)
-    with pytest.raises(ScenarioError, match=r"steps\[1\]: debian-6.1: vmlinux:s_show is defined 2"):
+    step = f"\"trigger 'cat' {watch}\","
+    path.write_text(path.read_text().replace('"load lp",', f'"load lp", {step}'))
+    return load_scenario(path)
+
+
+@pytest.mark.parametrize(
+    ("watch", "message"),
+    [
+        ("vmlinux:s_show", "'s_show' is defined 2 times in vmlinux: choose one with watch "
+         "vmlinux:s_show,1..2"),
+        ("vmlinux:s_show,3", "sympos 3 out of range: 's_show' is defined 2 times"),
+        ("vmlinux:getpidd", "vmlinux has no function 'getpidd'"),
+    ],
+)  # fmt: skip
+def test_watched_functions_checked(tmp_path: Path, watch: str, message: str) -> None:
+    """A watched function is any of the object's, chosen as a patch's func is."""
+    scenario = with_trigger(tmp_path, watch)
+    assert validate.needs_symbols(scenario)
+    with pytest.raises(ScenarioError, match=rf"steps\[1\]\S*: debian-6.1: {message}"):
         validate.check_scenario(scenario, profile(tmp_path), VMLINUX)
+
+
+def test_watched_position_accepted(tmp_path: Path) -> None:
+    validate.check_scenario(with_trigger(tmp_path, "vmlinux:s_show,2"), profile(tmp_path), VMLINUX)
