@@ -52,7 +52,9 @@ def unload(k: Kernel, step: Step) -> str | None:
 def spinner(k: Kernel, step: Step) -> str | None:
     """Starting a spinner the guest could not survive (tasks.spinner_refusal)."""
     started = spinner_started(k.scenario, step)
-    return prefixed(spinner_refusal(k.profile, started) if started is not None else None)
+    if started is None:
+        return None
+    return prefixed(spinner_refusal(k.profile, started, k.scenario.cpus))
 
 
 def holdouts(k: Kernel) -> str | None:

@@ -90,6 +90,28 @@ def test_spinner_without_cond_resched_is_refused_on_voluntary_kernels(
         assert r[2].pending == "lp" and r[3].pending is None
 
 
+@pytest.mark.parametrize("series", ["6.1", "6.12", "7.3"])
+@pytest.mark.parametrize(("inside", "cpu", "refused"), [
+    (False, "", True),  # placed by the scheduler: running at an attempt, or not
+    (True, "", False),  # blocks wherever it runs
+    (False, ", cpu = 1", False),  # bound: running at every attempt (pinned_refusal on 7.3)
+])  # fmt: skip
+def test_unbound_spinner_between_calls_is_refused_on_two_cpus(
+    tmp_path: Path, series: str, inside: bool, cpu: str, refused: bool
+) -> None:
+    text = "cpus = 2\n" + modules(inside).replace(
+        "rcu_tasks_qs = false }", f"rcu_tasks_qs = false{cpu} }}"
+    )
+    steps = ("load tgt spin=Y", "load lp --nowait", "stop tgt")
+    if refused:
+        with pytest.raises(
+            ScenarioError, match=r"steps\[0\]: `load tgt spin=Y`: .*scheduler's choice; bind it"
+        ):
+            predict_text(tmp_path, steps, text, series)
+    elif not (cpu and series == "7.3"):
+        assert predict_text(tmp_path, steps, text, series)[2].pending is None
+
+
 def test_spinner_and_blocker_on_one_target_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "t.toml"
     text = modules(True).replace('funcs = ["f1", "f2"]\n', 'funcs = ["f1", "f2"]\nblocker = "f2"\n')

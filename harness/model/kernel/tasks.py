@@ -111,12 +111,31 @@ SPINNER_FILE = "spinner"  # /sys/kernel/debug/klp_harness/<target>/spinner
 STOPPED = "stopped"
 
 
-def spinner_refusal(profile: ModelProfile, spinner: Spinner) -> str | None:
-    """Why a spinner cannot run on this profile's guest, or None.
+def spinner_refusal(profile: ModelProfile, spinner: Spinner, cpus: int = 1) -> str | None:
+    """Why a spinner cannot run on this profile's guest, or cannot be predicted there,
+    or None.
 
     Without cond_resched() a kernel thread that never sleeps keeps a voluntary
     kernel's only CPU for ever: no other task, the runner's shell included, runs
-    again (and the soft lockup detector fires after 20 s)."""
+    again (and the soft lockup detector fires after 20 s).
+
+    A spinner between calls that no CPU is given to, in a guest with two: the
+    scheduler places it, and moves it, on either CPU.  Where it is when an attempt
+    looks decides the transition: off its CPU it passes the stack check (nothing
+    patched on its stack), running on the other CPU it is refused, task_curr()
+    (klp_check_and_switch_task: 6.1 transition.c:272, 6.12 :297, 7.3 :288), and what
+    switches it later is the retry work's placement (see "A spinner bound to CPU 1"
+    above).  Seen on 6.1 (`fuzz --seed 0`): a load the model predicted to complete
+    held its transition, "signaling remaining tasks", the spinner running between
+    calls.  A spinner inside its function blocks wherever it runs (its stack is
+    checked, or it is running), so only this kind is refused."""
+    if cpus > 1 and spinner.cpu is None and not spinner.inside:
+        return (
+            f"a spinner calling {spinner.func} in a loop, on no CPU of its own in a "
+            f"{cpus}-CPU guest: whether an attempt finds it running on the other CPU "
+            "(task_curr: -EBUSY, transition.c klp_check_and_switch_task) or off it is "
+            "the scheduler's choice; bind it (spinner.cpu = 1)"
+        )
     if spinner.cond_resched or profile.preempts_kernel_code:
         return None
     return (
