@@ -286,11 +286,15 @@ PALETTE = Scenario(
 _PATCHES = {p.name: p for p in PATCHES}
 _TARGETS = {t.name: t for t in TARGETS}
 
-# Commands a trigger step runs, and the function of each real patch they watch.
+# Commands trigger steps run, and the functions of each real patch they watch (elf_load
+# by its position: vmlinux defines it twice, the native ELF loader first).
 TRIGGERS = {
-    "p_getpid": "trigger 'busybox sh -c true' vmlinux:__do_sys_getpid",
-    "p_ver": "trigger 'cat /proc/version' vmlinux:version_proc_show=1",
-    "p_dummy": f"trigger 'cat /proc/net/dev' {DUMMY}:dummy_get_stats64",
+    "p_getpid": ("trigger 'busybox sh -c true' vmlinux:__do_sys_getpid",),
+    "p_ver": (
+        "trigger 'cat /proc/version' vmlinux:version_proc_show=1",
+        "trigger 'busybox true' vmlinux:elf_load,1",
+    ),
+    "p_dummy": (f"trigger 'cat /proc/net/dev' {DUMMY}:dummy_get_stats64",),
 }
 # Replacements written in C (a function tracer can trace them), by patch.
 TRACEABLE = {
@@ -304,6 +308,7 @@ TRACEABLE = {
 WATCHED = {
     (VMLINUX, "__do_sys_getpid"): "p_getpid",
     (VMLINUX, "version_proc_show"): "p_ver",
+    (VMLINUX, "elf_load"): "p_ver",
     (DUMMY, "dummy_get_stats64"): "p_dummy",
 }
 ORIGINAL_TRACES = ("vmlinux:cmdline_proc_show", "vmlinux:meminfo_proc_show", "t_alpha:f1")
@@ -390,8 +395,7 @@ def _patch_texts(patch: PatchModule) -> list[str]:
         texts.append(f"check {name}")
     if name in TRACEABLE:
         texts.append(f"trace {name}:{TRACEABLE[name]}")
-    if name in TRIGGERS:
-        texts.append(TRIGGERS[name])
+    texts += TRIGGERS.get(name, ())
     return texts
 
 

@@ -214,9 +214,9 @@ class Steering:
         """What observes a patch's code: its trigger, its check, a trace of its
         replacement (only while nothing else is traced)."""
         k = self.model.kernel
-        texts = []
-        if name in TRIGGERS and (name != "p_dummy" or DUMMY in k.modules):
-            texts.append(TRIGGERS[name])
+        texts: list[str] = []
+        if name != "p_dummy" or DUMMY in k.modules:
+            texts += TRIGGERS.get(name, ())
         if name in k.modules:
             if self.descs[name].check:
                 texts.append(f"check {name}")
