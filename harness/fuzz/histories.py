@@ -45,12 +45,12 @@ from harness.outcome.record import StepRecord
 from harness.scenario.step_types import Step, format_step
 from harness.scenario.types import Scenario
 
-# Not drawn beside the spinner bound to CPU 1: processes calling getpid (on 6.12 the
-# cond_resched() call-site rewrites of every transition wait minutes for a vCPU whose
-# busy process never hands QEMU's TCG thread over), and spinners bound to no CPU (the
-# model follows them on one CPU only: on two the scheduler decides whether one runs
-# beside the retry work, a 6.1 transition then stays pending; found by the fuzzer).
-NOT_ON_TWO_CPUS = ("getpid", "t_loop", "t_spin", "p_spin")
+# Not drawn beside the spinner bound to CPU 1: spinners bound to no CPU (on two, the
+# scheduler decides whether one runs beside the retry work, and the model refuses
+# one between calls: tasks.spinner_refusal; found by the fuzzer on 6.1) and their
+# patch.  Processes calling getpid are drawn there since they PAUSE after each call
+# (images/klp-getpid.c: 6.12's transitions no longer wait minutes for QEMU's TCG thread).
+NOT_ON_TWO_CPUS = ("t_loop", "t_spin", "p_spin")
 
 # Whether another step follows: stop first (what shrinking tends to), 1 in 8.
 MORE_STEPS = (False, True, True, True, True, True, True, True)

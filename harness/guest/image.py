@@ -66,7 +66,11 @@ TOP_LINKS = {"bin": "usr/bin", "sbin": "usr/bin", "usr/sbin": "bin", "lib": "usr
              "lib64": "usr/lib64"}  # fmt: skip
 EMPTY_DIRS = ("proc", "sys", "dev", "tmp", "run", "mnt", "root/.ssh", "etc/dropbear", "var/log")
 # Programs of the harness's own, built static from images/ (see each file for why).
-HELPERS = {"klp-load.c": "usr/bin/klp-load", "klp-bpf.c": "usr/bin/klp-bpf"}
+HELPERS = {
+    "klp-load.c": "usr/bin/klp-load",
+    "klp-bpf.c": "usr/bin/klp-bpf",
+    "klp-getpid.c": "usr/bin/klp-getpid",
+}
 _BIN_PATH = re.compile(r"^/(?:usr/)?s?bin/[^/]+$")
 _KO_SUFFIX = re.compile(r"\.ko(?:\.xz|\.zst|\.gz)?$")
 

@@ -124,15 +124,15 @@ SPAWN_TICKS = 500  # 0.01 s idles a sleeper may take to fall asleep (TCG: ~0.1 s
 
 def _spawn(group: Processes) -> str:
     """`count` children of the runner's shell, detached from the channel's output:
-    subshells reading $BASHPID (a getpid() system call) in a loop, or busybox
-    `sleep`s.  A sleeper counts as spawned once /proc/<pid>/syscall shows it blocked in
-    nanosleep: a step after `spawn` finds it asleep there (the model's assumption),
-    not still starting."""
+    klp-getpid (images/klp-getpid.c: getpid() in a loop), or busybox `sleep`s.  A
+    sleeper counts as spawned once /proc/<pid>/syscall shows it blocked in nanosleep:
+    a step after `spawn` finds it asleep there (the model's assumption), not still
+    starting."""
     pids = PROCS_FILE.format(group.name)
     if group.run == "sleep":
         child = f"busybox sleep {SLEEP_SECONDS} </dev/null >/dev/null 2>&1 &"
     else:
-        child = "( while :; do : $BASHPID; done ) </dev/null >/dev/null 2>&1 &"
+        child = "klp-getpid </dev/null >/dev/null 2>&1 &"
     script = f": > {pids}; for __i in {{1..{group.count}}}; do {child} echo $! >> {pids}; done"
     if group.run != "sleep":
         return script + "; __rc=0"

@@ -139,7 +139,7 @@ PROCESS_RUNS = ("getpid", "sleep")
 @dataclass(frozen=True)
 class Processes:
     """`count` user processes, each doing what `run` says: `getpid`, calling the
-    getpid system call in a loop (bash's `$BASHPID` calls getpid() on every read), as
+    getpid system call in a loop (the guest's klp-getpid, images/klp-getpid.c), as
     upstream's test-syscall runs test_klp-call_getpid; `sleep`, asleep in one long
     clock_nanosleep() (busybox `sleep`), the system call's functions on its stack.
     `spawn NAME` starts them in the guest (a sleeper has reached its sleep when the
