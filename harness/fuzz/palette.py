@@ -119,7 +119,21 @@ KPROBE_TARGETS = (
         kprobe=Kprobe("cmdline_proc_show", post_handler=False, body=True),
     ),
 )
-TARGETS = (*BASE_TARGETS, *KPROBE_TARGETS, *SPINNER_TARGETS)
+# The kernel's own callbacks demo (samples/livepatch, built from the profile's source by
+# harness/upstream/samples): module files, declared here as reading them gives them
+# (objects, funcs, callbacks) and checked against each profile's files before any
+# history (harness/fuzz/prepare.py, SAMPLES_TEXT).  The busy module is an object of
+# the demo that is never loaded: its work logs on a timer of its own.
+SAMPLE_TARGETS = (
+    TargetModule("livepatch_callbacks_mod", ko="samples:livepatch-callbacks-mod"),
+    TargetModule(
+        "livepatch_callbacks_busymod",
+        log_init_exit=False,
+        ko="samples:livepatch-callbacks-busymod",
+    ),
+)
+NOT_LOADED = ("livepatch_callbacks_busymod",)
+TARGETS = (*BASE_TARGETS, *KPROBE_TARGETS, *SPINNER_TARGETS, *SAMPLE_TARGETS)
 BASE_TARGET_NAMES = tuple(t.name for t in BASE_TARGETS)
 PINNED = "t_pin"  # its world runs on a two-CPU guest
 DUMMY = "dummy"  # a module of the kernel (drivers/net/dummy.ko), p_dummy's object
@@ -220,7 +234,39 @@ PATCHES = (
     PatchModule(
         "p_sym", (PatchObject("t_alpha", ("f2",), NONE, specs=(FuncSpec("f2", sympos=2),)),)
     ),
+    # the kernel's livepatch-callbacks-demo: every callback on vmlinux and on its two
+    # modules, upstream's callback_info() lines (a module file: no parameters)
+    PatchModule(
+        "livepatch_callbacks_demo",
+        (
+            PatchObject(VMLINUX, (), ALL),
+            PatchObject("livepatch_callbacks_mod", (), ALL),
+            PatchObject(
+                "livepatch_callbacks_busymod",
+                ("busymod_work_func",),
+                ALL,
+                specs=(FuncSpec("busymod_work_func", new_func="patched_work_func"),),
+            ),
+        ),
+        ko="samples:livepatch-callbacks-demo",
+    ),
 )
+# What reading the samples' files for a profile must give (SAMPLE_TARGETS, the demo).
+SAMPLES_TEXT = """\
+description = "The kernel's callbacks demo, as the fuzzing palette declares it."
+steps = ["load livepatch_callbacks_demo"]
+
+[[target]]
+ko = "samples:livepatch-callbacks-mod"
+log_init_exit = true
+
+[[target]]
+ko = "samples:livepatch-callbacks-busymod"
+
+[[patch]]
+ko = "samples:livepatch-callbacks-demo"
+callback_lines = true
+"""
 
 PROCESSES = (
     Processes("getpid", 2),  # upstream's test-syscall: getpid() in a loop
@@ -386,11 +432,12 @@ def named(steps: Sequence[Step]) -> tuple[str, ...]:
 
 def _patch_texts(patch: PatchModule) -> list[str]:
     name = patch.name
-    texts = [f"disable {name}", f"unload {name}", f"load {name} replace=1"]
+    texts = [f"disable {name}", f"unload {name}"]
     texts += [f"load {name} --nowait", f"disable {name} --nowait", f"enable {name}"]
-    texts += [f"force {name}", f"wait {name}", f"load {name} pre_patch_ret=-19"]
-    texts += [f"set {name} pre_patch_ret -19", f"set {name} pre_patch_ret 0"]
-    texts += [f"wait {name} retries=2"]
+    texts += [f"force {name}", f"wait {name}", f"wait {name} retries=2"]
+    if not patch.ko:  # a generated patch's parameters
+        texts += [f"load {name} replace=1", f"load {name} pre_patch_ret=-19"]
+        texts += [f"set {name} pre_patch_ret -19", f"set {name} pre_patch_ret 0"]
     if patch.check:
         texts.append(f"check {name}")
     if name in TRACEABLE:
@@ -401,6 +448,8 @@ def _patch_texts(patch: PatchModule) -> list[str]:
 
 def _target_texts(target: TargetModule) -> list[str]:
     name = target.name
+    if name in NOT_LOADED:
+        return []
     texts = [f"unload {name}"]
     if target.blocker is not None:
         param = target.blocker.param
@@ -413,7 +462,7 @@ def _target_texts(target: TargetModule) -> list[str]:
 def _step_texts(scenario: Scenario) -> list[str]:
     """Every step over a world; loads first (the shrinker's favourites)."""
     texts = [f"load {p.name}" for p in scenario.patches] + [
-        f"load {t.name}" for t in scenario.targets
+        f"load {t.name}" for t in scenario.targets if t.name not in NOT_LOADED
     ]
     if DUMMY in scenario.real_objects():
         texts += [f"load {DUMMY}", f"unload {DUMMY}"]

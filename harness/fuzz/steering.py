@@ -46,6 +46,7 @@ from harness.errors import ScenarioError
 from harness.fuzz.palette import (
     DUMMY,
     GROUP_NAMES,
+    NOT_LOADED,
     ORIGINAL_TRACES,
     PROGRAM_NAMES,
     TARGET_NAMES,
@@ -100,7 +101,8 @@ class Steering:
         self.refusals: list[str] = []  # the reason of each (`reason_of`)
         self.ended = False  # a kernel report ends what the model follows
         patches = patches_of(names)
-        others = [n for n in names if n in TARGET_NAMES or n in (DUMMY, *GROUP_NAMES)]
+        loadable = [n for n in TARGET_NAMES if n not in NOT_LOADED]
+        others = [n for n in names if n in loadable or n in (DUMMY, *GROUP_NAMES)]
         others += [n for n in names if n in PROGRAM_NAMES]
         self.base = (*patches, *others, SYSTEM, ANY, *patches)
 
@@ -166,6 +168,8 @@ class Steering:
     def _target_texts(self, target: TargetModule) -> list[str]:
         k = self.model.kernel
         name = target.name
+        if name in NOT_LOADED:
+            return []
         if name not in k.modules:
             if target.blocker is not None:
                 return [f"load {name}", f"load {name} {target.blocker.param}=Y"]
@@ -194,9 +198,12 @@ class Steering:
         k = self.model.kernel
         mod = k.modules.get(name)
         texts = self._observing(name)
+        desc = self.descs[name]
         if mod is None:
-            loads = [f"load {name}", f"load {name}", f"load {name} pre_patch_ret=-19"]
-            loads += [] if self.descs[name].replace else [f"load {name} replace=1"]
+            loads = [f"load {name}", f"load {name}"]
+            if not desc.ko:  # a generated patch's parameters
+                loads += [f"load {name} pre_patch_ret=-19"]
+                loads += [] if desc.replace else [f"load {name} replace=1"]
             return loads + texts
         patch = mod.patch
         if patch is not None and patch is k.klp_transition_patch:
@@ -207,6 +214,8 @@ class Steering:
             texts = [f"disable {name}", *unload, *texts]
         else:
             texts = [*unload, f"enable {name}", *texts]
+        if desc.ko:
+            return texts
         value = mod.params.get("pre_patch_ret", "0")
         return [*texts, f"set {name} pre_patch_ret {0 if value == '-19' else -19}"]
 

@@ -54,7 +54,18 @@ def _callbacks(callbacks: frozenset[Callback]) -> str:
     return _strings([cb.value for cb in Callback if cb in callbacks])
 
 
+def _module_file(kind: str, ko: str, flag: str, value: bool) -> list[str]:
+    """A table naming a module file: what the file cannot say, the rest is read from
+    it again for the profile the scenario runs on (harness.scenario.external)."""
+    return [f"[[{kind}]]", f"ko = {_string(ko)}", *([f"{flag} = true"] if value else [])]
+
+
 def _target(target: TargetModule) -> list[str]:
+    if target.ko:
+        lines = _module_file("target", target.ko, "log_init_exit", target.log_init_exit)
+        if target.blocker is not None:
+            lines.append(f"blocker = {_string(target.blocker.func)}")
+        return lines
     lines = ["[[target]]", f"name = {_string(target.name)}", f"funcs = {_strings(target.funcs)}"]
     if target.blocker is not None:
         lines.append(f"blocker = {_string(target.blocker.func)}")
@@ -116,6 +127,9 @@ def _funcs(obj: PatchObject) -> str:
 
 
 def _patch(patch: PatchModule) -> list[str]:
+    if patch.ko:
+        lines = _module_file("patch", patch.ko, "callback_lines", patch.callback_lines)
+        return lines + ([f"check = {_string(patch.check)}"] if patch.check else [])
     lines = ["[[patch]]", f"name = {_string(patch.name)}"]
     if patch.replace:
         lines.append("replace = true")

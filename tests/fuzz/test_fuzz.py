@@ -13,17 +13,22 @@ import pytest
 
 from harness.cli import main as cli_main
 from harness.commands.fuzz import duration
+from harness.errors import HarnessError
+from harness.fuzz import prepare
 from harness.fuzz.config import SearchConfig
 from harness.fuzz.findings import CORPUS, SCENARIO
 from harness.fuzz.found import write_found
 from harness.fuzz.histories import History, Prediction, predict_history
 from harness.fuzz.judge import ModelJudge, Verdict
 from harness.fuzz.palette import ORDER, PALETTE, parse_many, scenario_of, steps_of, world
+from harness.fuzz.prepare import sample_files
 from harness.fuzz.search import Stats, search
+from harness.fuzz.steering import Steering
+from harness.kernel.profiles import DEFAULT_PROFILE, load_profile
 from harness.model.predict import predict
 from harness.model.variants import Variant
 from harness.scenario.loader import load_scenario
-from harness.scenario.step_types import Trace, Untrace
+from harness.scenario.step_types import Trace, Untrace, format_step
 from harness.scenario.types import FuncSpec, PatchModule
 from harness.scenario.writer import scenario_toml
 
@@ -148,8 +153,16 @@ def test_scenario_toml_round_trips_through_the_loader(tmp_path: Path) -> None:
     assert every.processes and every.bpf and every.cpus == 2
     (tmp_path / "all.toml").write_text(scenario_toml(every, ["a header"], {0: "a comment"}))
     loaded = load_scenario(tmp_path / "all.toml")
-    assert dataclasses.replace(loaded, patches=_without_body_places(loaded.patches)) == (
-        dataclasses.replace(every, patches=_without_body_places(every.patches))
+    # a module file's table names the file; what it holds is read again for a profile
+    files = [p for p in loaded.patches if p.ko]
+    assert [(p.name, p.ko, p.callback_lines, p.resolved) for p in files] == [
+        ("livepatch_callbacks_demo", "samples:livepatch-callbacks-demo", True, False)
+    ]
+    generated = tuple(p for p in loaded.patches if not p.ko)
+    assert dataclasses.replace(loaded, patches=_without_body_places(generated)) == (
+        dataclasses.replace(
+            every, patches=_without_body_places(tuple(p for p in every.patches if not p.ko))
+        )
     )
     assert len(PALETTE.patches) == len(loaded.patches)
 
@@ -194,3 +207,39 @@ def test_a_history_names_the_patch_that_makes_a_kernel_module_its_own() -> None:
     scenario = history("load dummy").scenario()
     assert [p.name for p in scenario.patches] == ["p_dummy"]
     assert scenario.real_objects() == ["dummy"]
+
+
+def test_the_kernels_callbacks_demo_is_drawn_as_a_module_file() -> None:
+    """The demo has no parameters, and its busy module (an object of it whose work
+    logs on a timer) is never loaded; the steering's menus agree."""
+    names = world(["livepatch_callbacks_demo"])
+    assert names == (
+        "livepatch_callbacks_demo", "livepatch_callbacks_mod", "livepatch_callbacks_busymod"
+    )  # fmt: skip
+    texts = [format_step(step) for step in steps_of(names)]
+    assert "load livepatch_callbacks_demo" in texts and "load livepatch_callbacks_mod" in texts
+    demo = [t for t in texts if "livepatch_callbacks_demo" in t]
+    assert not any("=" in t.replace("retries=", "") or "pre_patch_ret" in t for t in demo)
+    assert not any("busymod" in t for t in texts)
+    steering = Steering(names, "6.1")
+    assert "livepatch_callbacks_busymod" not in steering.base
+    menu = [format_step(step) for step in steering.menu("livepatch_callbacks_demo")]
+    assert menu == ["load livepatch_callbacks_demo", "load livepatch_callbacks_demo"]
+
+
+@pytest.mark.kbuild
+def test_the_samples_files_are_what_the_palette_declares(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read for the default profile, the samples give the palette's declaration; a
+    declaration that differs from its file is refused before any history."""
+    profile = load_profile(DEFAULT_PROFILE)
+    files = sample_files(profile)
+    assert sorted(files) == [
+        "livepatch_callbacks_busymod", "livepatch_callbacks_demo", "livepatch_callbacks_mod"
+    ]  # fmt: skip
+    demo = prepare.PALETTE_PATCHES["livepatch_callbacks_demo"]
+    changed = dataclasses.replace(demo, objects=demo.objects[:2])
+    monkeypatch.setitem(prepare.PALETTE_PATCHES, demo.name, changed)
+    with pytest.raises(
+        HarnessError, match="the palette's livepatch_callbacks_demo is not its file's"
+    ):
+        sample_files(profile)
