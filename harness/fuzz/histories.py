@@ -30,14 +30,9 @@ from harness.fuzz.palette import (
     MAX_PATCHES,
     PATCH_NAMES,
     PINNED,
-    allowed,
-    named,
-    patches_of,
-    scenario_of,
-    steps_of,
-    world,
 )
 from harness.fuzz.steering import Steering, closed, pairing_refusal, reason_of
+from harness.fuzz.worlds import allowed, named, patches_of, scenario_of, steps_of, world
 from harness.model.kernel.system import ModuleMemoryError
 from harness.model.predict import StepModel
 from harness.model.variants import Variant
@@ -124,7 +119,7 @@ def worlds(
     """1..MAX_PATCHES palette patches and 0..MAX_EXTRAS scenes (kprobe and spinner
     targets, process groups, BPF programs), with the base targets, the `focus`
     (palette names or scenes every world holds) and what the patches imply; what
-    the profile cannot follow is not drawn (palette.allowed), nor what `palette` (if
+    the profile cannot follow is not drawn (worlds.allowed), nor what `palette` (if
     given) leaves out."""
     patches = [n for n in PATCH_NAMES if allowed(n, series) and _in(n, palette)]
     extras = [n for n in EXTRAS if allowed(n, series) and _in(n, palette)]

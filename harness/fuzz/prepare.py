@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.fuzz.palette import ORDER, PALETTE, SAMPLES_TEXT, steps_of, world
+from harness.fuzz.palette import ORDER, PALETTE, SAMPLES_TEXT
+from harness.fuzz.worlds import steps_of, world
 from harness.kernel.profiles import KernelProfile
 from harness.modules.build import build_modules
 from harness.modules.external import resolve_scenario

@@ -21,7 +21,7 @@ for that).
 Profile-aware: a menu leaves out what the profile refuses whatever the state
 (7.3's `sysctl ftrace_enabled=0`, EOPNOTSUPP: the other ftrace users, kprobes, the
 tracer and BPF programs, are drawn instead), and the palette leaves out what no
-transition could follow there (harness/fuzz/palette.py `allowed`).
+transition could follow there (harness/fuzz/worlds.py `allowed`).
 
 A drawn step the model refuses (docs/model-notes.md) is steered around where a step
 means the same: a load or disable that would wait for ever on a blocked transition
@@ -52,11 +52,8 @@ from harness.fuzz.palette import (
     TARGET_NAMES,
     TRACEABLE,
     TRIGGERS,
-    parse_many,
-    patches_of,
-    scenario_of,
-    steps_of,
 )
+from harness.fuzz.worlds import parse_many, patches_of, scenario_of, steps_of
 from harness.model.kernel.tasks import checked_while_running
 from harness.model.kernel.transition import klp_check_stack
 from harness.model.predict import StepModel

@@ -13,8 +13,8 @@ from harness.fuzz.config import SearchConfig, WorkerConfig
 from harness.fuzz.findings import FINDING, REPORT, SCENARIO, Corpus, Signature, signature_of
 from harness.fuzz.histories import History, predict_history
 from harness.fuzz.judge import ModelJudge
-from harness.fuzz.palette import parse_many, world
 from harness.fuzz.search import Stats, search
+from harness.fuzz.worlds import parse_many, world
 from harness.model.variants import Variant
 from harness.outcome.compare import FieldDiff, Mismatch
 from harness.outcome.record import StepRecord

@@ -20,10 +20,11 @@ from harness.fuzz.findings import CORPUS, SCENARIO
 from harness.fuzz.found import write_found
 from harness.fuzz.histories import History, Prediction, predict_history
 from harness.fuzz.judge import ModelJudge, Verdict
-from harness.fuzz.palette import ORDER, PALETTE, parse_many, scenario_of, steps_of, world
+from harness.fuzz.palette import ORDER, PALETTE
 from harness.fuzz.prepare import sample_files
 from harness.fuzz.search import Stats, search
 from harness.fuzz.steering import Steering
+from harness.fuzz.worlds import parse_many, scenario_of, steps_of, world
 from harness.kernel.profiles import DEFAULT_PROFILE, load_profile
 from harness.model.predict import predict
 from harness.model.variants import Variant

@@ -8,9 +8,10 @@ from __future__ import annotations
 from harness.fuzz.config import SearchConfig
 from harness.fuzz.histories import Prediction
 from harness.fuzz.judge import ModelJudge, Verdict
-from harness.fuzz.palette import ORDER, parse_many, world
+from harness.fuzz.palette import ORDER
 from harness.fuzz.search import Stats, search
 from harness.fuzz.steering import ANY, MAX_BLOCKED_STEPS, SYSTEM, Steering
+from harness.fuzz.worlds import parse_many, world
 from harness.scenario.step_types import Step, format_step
 
 EVERYTHING = world(ORDER)
