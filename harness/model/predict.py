@@ -77,10 +77,13 @@ WRITE_ONLY = "<write-only>"
 READ_ONLY_STEPS = (Call, Wait, Trigger, Trace, Untrace, Check)
 
 
-def predict(scenario: Scenario, series: str = DEFAULT_SERIES) -> list[StepRecord]:
+def predict(
+    scenario: Scenario, series: str = DEFAULT_SERIES, variant: Variant | None = None
+) -> list[StepRecord]:
     """The predicted record of every step of `scenario` on kernel `series`, up to a
-    step whose kernel report (a known kernel bug) ends what the model follows."""
-    model = StepModel(scenario, series)
+    step whose kernel report (a known kernel bug) ends what the model follows; with a
+    `variant`, what that design the kernel did not take predicts."""
+    model = StepModel(scenario, series, variant=variant)
     records: list[StepRecord] = []
     for i, step in enumerate(scenario.steps):
         records.append(model.step(i, step))

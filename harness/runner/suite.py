@@ -30,7 +30,6 @@ from pathlib import Path
 from harness.errors import ExitCode, ScenarioError, UsageError
 from harness.kernel.profiles import KernelProfile, cache_root
 from harness.model import predict
-from harness.model.predict import StepModel
 from harness.model.variants import Variant
 from harness.modules import build as module_build
 from harness.modules.build import MakeRunner, build_modules
@@ -150,16 +149,10 @@ def predict_for(
     """The model's prediction, or a model variant's (`run --model-variant`: a model
     the kernel should refute, to see how a wrong model is caught); a refusal is a
     ScenarioError of the model itself."""
+    records = predict(scenario, series=series)
     if variant is None:
-        return predict(scenario, series=series)
-    predict(scenario, series=series)  # what the model refuses, the variant does not run
-    model = StepModel(scenario, series, variant=variant)
-    records: list[StepRecord] = []
-    for index, step in enumerate(scenario.steps):
-        records.append(model.step(index, step))
-        if records[-1].report:
-            break
-    return records
+        return records
+    return predict(scenario, series, variant)  # after the model: what it refuses is not run
 
 
 def refusal(exc: ScenarioError) -> str:
