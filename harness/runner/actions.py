@@ -127,8 +127,13 @@ def _spawn(group: Processes) -> str:
     klp-getpid (images/klp-getpid.c: getpid() in a loop), or busybox `sleep`s.  A
     sleeper counts as spawned once /proc/<pid>/syscall shows it blocked in nanosleep:
     a step after `spawn` finds it asleep there (the model's assumption), not still
-    starting."""
+    starting.  A group that runs already is left as it is (its pids file says so):
+    starting more would leave the first ones running unseen, and beyond `kill`."""
     pids = PROCS_FILE.format(group.name)
+    return f"if [ -e {pids} ]; then __rc=0; else {_start_group(group, pids)}; fi"
+
+
+def _start_group(group: Processes, pids: str) -> str:
     if group.run == "sleep":
         child = f"busybox sleep {SLEEP_SECONDS} </dev/null >/dev/null 2>&1 &"
     else:

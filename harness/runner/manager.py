@@ -17,7 +17,7 @@ import json
 import shlex
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,11 +53,12 @@ class GuestManager:
         fast_guest: bool = False,
         options: GuestOptions | None = None,
         run_options: Sequence[str] = (),
+        notify: Callable[[str], None] | None = None,  # a boot's progress (GuestSource)
     ) -> None:
         self.profile = profile
         self.snapshots = snapshots
         self.run_options = list(run_options)  # the run's options a rerun needs
-        self.source = GuestSource(profile, log_dir, fast=fast_guest, options=options)
+        self.source = GuestSource(profile, log_dir, fast=fast_guest, options=options, notify=notify)
         self._guest: Guest | None = None
         self._cpus = 1  # the current guest's CPU count
         self._installed = False  # the guest's modules are installed, its log cleared

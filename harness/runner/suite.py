@@ -346,7 +346,7 @@ def run_prepared(
     managers = [
         GuestManager(item.profile, log_dir=results / safe_component(item.profile.name),
                      snapshots=snapshots, fast_guest=fast_guest, options=options,
-                     run_options=run_options)
+                     run_options=run_options, notify=echo)
         for item in runnable[: max(1, min(jobs, len(runnable)))]
     ] if runnable else []  # fmt: skip
     workers = [

@@ -9,8 +9,12 @@ functions ran, for any function and without relying on what it prints.
   never gets there: livepatch changes the return address at the ftrace call site.
   It is an int3 (or optimized jump) probe, not an ftrace one, so it neither shares
   livepatch's ftrace ops nor depends on `kernel.ftrace_enabled`.  Its hits are read
-  from `kprobe_profile`; the global trace buffer is switched off, so probes cost a
-  counter increment and record nothing.
+  from `kprobe_profile`.  Its event is enabled in a trace instance of the harness's
+  own whose buffer stays off (TRIGGER_TRACE), so a probe costs a counter increment
+  and records nothing, and the top-level buffer, which a `trace` step turns on and
+  reads, never holds its events: the first reason was cost, the second was found by
+  the fuzzer (processes calling a watched getpid filled that buffer while a `trace`
+  step had it on, and `untrace`'s line-by-line read of it took minutes).
 
 * A module file's replacement (a patch given by `ko`, which counts nothing): a kprobe
   on its replacement function's entry (`PATCH:NEW_FUNC`), found by name in the
@@ -35,6 +39,7 @@ from harness.scenario.step_types import Trigger, Watch
 from harness.scenario.types import VMLINUX, Scenario
 
 TRACEFS = "/sys/kernel/tracing"
+TRIGGER_TRACE = f"{TRACEFS}/instances/klp-trigger"  # its buffer is never on
 CALLS_DIR = "/sys/kernel/debug/klp_harness_calls"
 PROBE = "klp_orig_"
 NEW_PROBE = "klp_new_"
@@ -96,15 +101,16 @@ def _probe(i: int, watch: Watch, prefix: str = PROBE, offsets: tuple[int, ...] =
         name = watch.func if watch.object == VMLINUX else f"{watch.object}:{watch.func}"
         wheres = [f"{name}+{off}" for off in offsets]
     add = " || ".join(f'echo "p:{prefix}{i} {where}" >> {events}' for where in wheres)
-    enable = f"echo 1 > {TRACEFS}/events/kprobes/{prefix}{i}/enable"
+    enable = f"echo 1 > {TRIGGER_TRACE}/events/kprobes/{prefix}{i}/enable"
     return f"{{ {find}{{ {add}; }}; }} 2>/dev/null && {enable} 2>/dev/null"
 
 
 def setup_script(funcs: Sequence[Watch]) -> str:
-    """Switch the global trace buffer off; register the probes of vmlinux functions."""
+    """Make the probes' trace instance, its buffer off; register the probes of vmlinux
+    functions."""
     if not funcs:
         return ""
-    parts = [f"echo 0 > {TRACEFS}/tracing_on"]
+    parts = [f"mkdir -p {TRIGGER_TRACE}", f"echo 0 > {TRIGGER_TRACE}/tracing_on"]
     parts += [_probe(i, watch) for i, watch in enumerate(funcs) if watch.object == VMLINUX]
     return "; ".join(parts)
 

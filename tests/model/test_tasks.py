@@ -170,6 +170,19 @@ def test_processes_are_in_the_target_state_during_a_transition(tmp_path: Path) -
     assert r[3].actors["loop"] == "stopped"
 
 
+@pytest.mark.parametrize("run", ["getpid", "sleep"])
+def test_spawning_a_running_group_again_changes_nothing(tmp_path: Path, run: str) -> None:
+    """As the runner does (harness/runner/actions.py): more processes would run beyond
+    what the group's `kill` reaches (found by the fuzzer: `spawn getpid` twice)."""
+    path = tmp_path / "t.toml"
+    steps = '"spawn loop", "spawn loop", "load lp --nowait", "kill loop", "stop tgt"'
+    table = PROCESSES + (f'run = "{run}"\n' if run == "sleep" else "")
+    path.write_text(f'description = "t"\nsteps = [{steps}]\n{table}{modules(True)}')
+    r = predict(load_scenario(path))
+    assert r[1].actors == r[0].actors and r[1].actors["loop"] == "patch_state=-1 count=3"
+    assert r[3].actors["loop"] == "stopped"
+
+
 @pytest.mark.parametrize(
     ("table", "message"),
     [

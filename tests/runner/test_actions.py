@@ -9,8 +9,8 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.runner.actions import action_errno, action_script, parse_report
-from harness.scenario.step_types import Call, Load, Unload, Wait
-from harness.scenario.types import Scenario
+from harness.scenario.step_types import Call, Load, Spawn, Unload, Wait
+from harness.scenario.types import Processes, Scenario
 
 
 def _scenario() -> Scenario:
@@ -53,3 +53,14 @@ def test_report_gives_the_operations_errno(report: str, step: object, want: int)
 def test_an_unreadable_report_is_a_harness_error() -> None:
     with pytest.raises(HarnessError, match="unreadable"):
         parse_report("")
+
+
+def test_spawn_leaves_a_running_group_as_it_is() -> None:
+    """The group's pids file says it runs: starting more would leave the first ones
+    running beyond `kill`."""
+    scenario = Scenario(
+        path=Path("t.toml"), description="t", steps=(), processes=(Processes("loop", 3),)
+    )
+    script = action_script(scenario, Spawn("loop"))
+    assert script.startswith("if [ -e /run/klp-procs-loop ]; then __rc=0; else ")
+    assert script.count("klp-getpid ") == 1 and script.endswith("; fi")

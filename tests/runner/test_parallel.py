@@ -45,7 +45,8 @@ def test_a_snapshot_qemu_refuses_is_replaced_by_a_boot(tmp_path: Path) -> None:
     meta.update(size=len(garbage), sha256=__import__("hashlib").sha256(garbage).hexdigest())
     (store.directory / META).write_text(json.dumps(meta))
 
-    second = GuestSource(profile, fast=True, snapshot_root=tmp_path)
+    said: list[str] = []
+    second = GuestSource(profile, fast=True, snapshot_root=tmp_path, notify=said.append)
     try:
         guest = second.take({}).guest
         assert guest.run("uname -r", check=True).stdout.strip() == profile.release
@@ -53,15 +54,19 @@ def test_a_snapshot_qemu_refuses_is_replaced_by_a_boot(tmp_path: Path) -> None:
         assert len(second.stats.boot_seconds) == 1
     finally:
         second.close()
+    # the boot, the one long wait, is said before it starts and when it is done
+    assert said[0] == f"[{profile.name}] booting a guest (1 CPU)", said
+    assert said[1].startswith(f"[{profile.name}] guest booted and prepared in "), said
     replaced = store.load()
     assert replaced is not None and replaced.saved.state.stat().st_size > 1 << 20
 
-    third = GuestSource(profile, fast=True, snapshot_root=tmp_path)
+    third = GuestSource(profile, fast=True, snapshot_root=tmp_path, notify=said.append)
     try:
         assert third.take({}).guest.restored  # the replacement is used
         assert third.stats.boot_seconds == []
     finally:
         third.close()
+    assert len(said) == 2  # a resume says nothing
 
 
 def run_j2(tmp_path: Path, *scenarios: Path) -> subprocess.Popen[str]:

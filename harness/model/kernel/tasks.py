@@ -267,7 +267,10 @@ def spawn(k: Kernel, name: str) -> int:
     """`spawn NAME`: the group's processes start (forked by the runner's shell, which
     switched: they start in the target state).  Looping ones stay switched (see
     above); sleepers are followed as tasks, asleep in clock_nanosleep(), with an
-    unreliable stack when an fexit trampoline was on their way (harness/model/kernel/bpf.py)."""
+    unreliable stack when an fexit trampoline was on their way (harness/model/kernel/bpf.py).
+    A group that runs already is left as it is (harness/runner/actions.py)."""
+    if name in k.processes:
+        return 0
     k.processes.add(name)
     group = next(g for g in k.scenario.processes if g.name == name)
     if group.run == "sleep":
