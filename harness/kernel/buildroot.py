@@ -37,6 +37,10 @@ HOST_DEBIAN = 12  # bookworm builds its own kernels' modules (6.1, 6.12 backport
 # every root), and make; the compiler is the kernel's own (CONFIG_CC_VERSION_TEXT).
 KBUILD_DEPENDS = ("make", "pahole", "libelf1t64", "libssl3t64", "zlib1g")
 MARKER = ".klp-buildroot"
+# In a `--kernel-dir` tree built in a build root: that root's path.  The tree's kbuild
+# tools (fixdep, modpost, objtool) were linked in the root and need its libc, so the
+# harness builds the tree's modules there too (images/livepatch-tools/recipe.py writes it).
+TREE_ROOT = ".klp-harness-buildroot"
 PATH = "/usr/bin:/bin"
 
 
@@ -70,8 +74,33 @@ def root_dir(suite: str, packages: Sequence[str]) -> Path:
     return cache_root() / "buildroots" / f"{suite}-{digest}"
 
 
+def tree_root(profile: KernelProfile) -> Path | None:
+    """The build root a `--kernel-dir` tree names (TREE_ROOT), None without one."""
+    marker = profile.build_dir / TREE_ROOT
+    if not profile.name.startswith("dir:") or not marker.is_file():
+        return None
+    root = Path(marker.read_text().strip())
+    if not (root / MARKER).is_file():
+        raise HarnessError(
+            f"{profile.name}: built in {root} ({marker}), which is not a build root any more"
+        )
+    return root
+
+
+def cc_for(profile: KernelProfile) -> str | None:
+    """The compiler program in the profile's build root; None: the profile has none.
+    A tree's root has the versioned program (`gcc-12`), a release's the first word
+    of CONFIG_CC_VERSION_TEXT, which Debian's kernels name so."""
+    if tree_root(profile) is not None:
+        return compiler(profile)[1]
+    return compiler(profile)[0] if suite_for(profile) is not None else None
+
+
 def root_for(profile: KernelProfile) -> Path | None:
     """The profile's build root, made now if it is not there yet; None: build on the host."""
+    named = tree_root(profile)
+    if named is not None:
+        return named
     suite = suite_for(profile)
     if suite is None:
         return None

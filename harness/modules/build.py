@@ -113,8 +113,9 @@ def compiler_for(profile: KernelProfile) -> str:
     first word, e.g. `x86_64-linux-gnu-gcc-12`) if installed, else `gcc`.  Using the
     same one avoids kbuild's "compiler differs" warning and plugin/flag mismatches.
     A kernel built in a build root (harness.kernel.buildroot) gets its own, from the root."""
-    if buildroot.suite_for(profile) is not None:
-        return buildroot.compiler(profile)[0]
+    in_root = buildroot.cc_for(profile)
+    if in_root is not None:
+        return in_root
     try:
         text = kernels.read_config(profile.config).get("CONFIG_CC_VERSION_TEXT", "")
     except OSError:
@@ -157,7 +158,8 @@ def make_command(
             f"KCFLAGS=-fmax-errors={MAX_ERRORS}", *targets]  # fmt: skip
     if root is None:
         return argv
-    tree = kernels.cache_root() / "kernels" / profile.name
+    named = profile.name.startswith("dir:")
+    tree = profile.build_dir if named else kernels.cache_root() / "kernels" / profile.name
     return buildroot.wrap(root, argv, work, read_only=[tree], writable=[work])
 
 

@@ -215,6 +215,8 @@ def out(tool: str) -> Path:
 
 def klp_build() -> None:
     root, src = klp_root(), source()
+    # the tree's kbuild tools are linked in the root: the harness builds there too
+    atomic_write(src / buildroot.TREE_ROOT, f"{root}\n")
     installed, aside = src / "mod-install", src / ".mod-install.klp-build"
     built = False
     for diff in DIFFS:

@@ -35,6 +35,22 @@ def test_which_profiles_build_in_a_root(tmp_path: Path) -> None:
     assert "gcc-14" in buildroot.packages_for(seven) and "make" in buildroot.packages_for(seven)
 
 
+def test_a_tree_built_in_a_root_names_it(tmp_path: Path) -> None:
+    """A `--kernel-dir` tree whose kbuild tools were linked in a build root is built
+    against there, with the root's versioned compiler; a root that is gone is one line."""
+    tree = profile(tmp_path, f"dir:{tmp_path}", "7.3.4")  # build_dir: tmp_path
+    assert buildroot.root_for(tree) is None and buildroot.cc_for(tree) is None
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / buildroot.MARKER).write_text("")
+    (tmp_path / buildroot.TREE_ROOT).write_text(f"{root}\n")
+    assert buildroot.root_for(tree) == root
+    assert buildroot.cc_for(tree) == "gcc-14"
+    (root / buildroot.MARKER).unlink()
+    with pytest.raises(HarnessError, match="which is not a build root any more"):
+        buildroot.root_for(tree)
+
+
 def test_wrap_binds_host_paths_at_their_paths(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "usr/bin").mkdir(parents=True)
