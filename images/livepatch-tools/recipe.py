@@ -248,17 +248,39 @@ def klp_build() -> None:
         record("tree bzImage+modules_install", time.monotonic() - started, made=str(src))
 
 
-def kpatch_source() -> Path:
+def kpatch_source(refresh: bool = False) -> Path:
     """The configured source without build outputs, for kpatch-build, which builds the
-    tree it is given: made by `source` before anything is built."""
+    tree it is given: made by `source` before anything is built; `refresh`: its
+    sources made the tree's again, its build outputs kept (a kpatch-build that failed
+    with --skip-cleanup leaves its diff applied)."""
     copy = work() / f"kpatch-src-{SERIES}"
-    if not (copy / ".config").is_file():
+    if refresh or not (copy / ".config").is_file():
         src = tree()
         excluded = [f"--exclude={pattern}" for pattern in BUILD_OUTPUTS]
-        argv = ["rsync", "-a", "--delete", *excluded, f"{src}/", f"{copy}/"]
+        argv = ["rsync", "-a", "--delete", "--out-format=%n", *excluded, f"{src}/", f"{copy}/"]
         copy.mkdir(exist_ok=True)
-        run_in(klp_root(), argv, copy, [copy], read_only=[src])
+        wrapped = buildroot.wrap(klp_root(), argv, copy, read_only=[src], writable=[copy])
+        out = subprocess.run(wrapped, check=True, capture_output=True, text=True).stdout
+        # a restored source keeps the tree's older time: newer than the objects built
+        # from the diff, so kpatch-build's original build compiles it again
+        for name in out.splitlines():
+            if (copy / name).is_file():
+                os.utime(copy / name)
     return copy
+
+
+def known_failure(diff: Path) -> str | None:
+    """Why kpatch-build fails on `diff`, if it is known to and its log says so: the
+    `<diff>.kpatch-build-fails` file's first line, when its `log:` line is in
+    kpatch-build's build.log (any other failure is raised)."""
+    known = diff.with_name(f"{diff.stem}.kpatch-build-fails")
+    if not known.is_file():
+        return None
+    lines = known.read_text().splitlines()
+    wanted = [line.removeprefix("log: ") for line in lines if line.startswith("log: ")]
+    log = work() / "home/.kpatch/build.log"
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    return lines[0] if wanted and all(w in text for w in wanted) else None
 
 
 def kpatch_build() -> None:
@@ -276,19 +298,19 @@ def kpatch_build() -> None:
         argv = [str(program), "-s", str(copy), "-c", str(copy / ".config"),
                 "-v", str(vmlinux), JOBS, "-n", f"livepatch-{diff.stem}",
                 "-o", str(dest), "--skip-cleanup", str(diff)]  # fmt: skip
-        known = diff.with_name(f"{diff.stem}.kpatch-build-fails")  # why, if it does
+        kpatch_source(refresh=True)
         started = time.monotonic()
         try:
             run_in(root, argv, dest, [copy, dest], read_only=[src, program.parents[2]])
         except subprocess.CalledProcessError:
-            if not known.is_file():
+            why = known_failure(diff)
+            if why is None:
                 raise
-            why = known.read_text().strip().splitlines()[0]
             print(f"livepatch-tools: kpatch-build {diff.stem} fails, as known: {why}")
             record(f"kpatch-build {diff.stem}", time.monotonic() - started, failed=why)
             continue
-        if known.is_file():
-            print(f"livepatch-tools: kpatch-build {diff.stem} builds now: remove {known}")
+        if diff.with_name(f"{diff.stem}.kpatch-build-fails").is_file():
+            print(f"livepatch-tools: kpatch-build {diff.stem} builds now: remove its -fails file")
         stamp(ko, diff)
         record(f"kpatch-build {diff.stem}", time.monotonic() - started, made=str(dest))
 
