@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from harness.outcome.record import COMPARED_FIELDS, StepRecord
@@ -40,7 +40,11 @@ def errno_name(value: int) -> str:
     return f"-{name} ({os.strerror(value)})"
 
 
-def _diff_mapping(expected: dict[str, str], observed: dict[str, str]) -> list[str]:
+def _diff_mapping(
+    expected: dict[str, str],
+    observed: dict[str, str],
+    explain: Callable[[str | None, str | None], str] = lambda _want, _got: "",
+) -> list[str]:
     lines = []
     for key in sorted(set(expected) | set(observed)):
         want, got = expected.get(key), observed.get(key)
@@ -48,24 +52,14 @@ def _diff_mapping(expected: dict[str, str], observed: dict[str, str]) -> list[st
             continue
         want_text = "(absent)" if want is None else repr(want)
         got_text = "(absent)" if got is None else repr(got)
-        lines.append(f"{key}: expected {want_text}, observed {got_text}")
+        lines.append(f"{key}: expected {want_text}, observed {got_text}{explain(want, got)}")
     return lines
 
 
-def _diff_ran(expected: dict[str, str], observed: dict[str, str]) -> list[str]:
-    """As any mapping, saying so when a watched function was not called at all: the
-    command does not reach it (or not in this kernel), which is the scenario's to
-    change rather than a livepatch behaviour."""
-    lines = []
-    for key in sorted(set(expected) | set(observed)):
-        want, got = expected.get(key), observed.get(key)
-        if want == got:
-            continue
-        line = _diff_mapping({key: want} if want else {}, {key: got} if got else {})[0]
-        if _ran_nothing(got) and not _ran_nothing(want):
-            line += NOT_CALLED
-        lines.append(line)
-    return lines
+def _not_called(want: str | None, got: str | None) -> str:
+    """`ran`: saying so when a watched function was not called at all, which is the
+    scenario's command to change rather than a livepatch behaviour."""
+    return NOT_CALLED if _ran_nothing(got) and not _ran_nothing(want) else ""
 
 
 NOT_CALLED = " - the command did not call it at all (neither the original nor a replacement ran)"
@@ -98,7 +92,7 @@ def diff_records(expected: StepRecord, observed: StepRecord) -> list[FieldDiff]:
         elif name == "pending":
             lines = [f"expected {want or 'no transition'}, observed {got or 'no transition'}"]
         elif name == "ran":
-            lines = _diff_ran(want, got)
+            lines = _diff_mapping(want, got, _not_called)
         elif name == "report":
             lines = [f"expected {want or 'no kernel report'}, observed {got or 'no kernel report'}"]
         else:
