@@ -17,7 +17,7 @@ from pathlib import Path
 from shlex import quote
 from typing import Any
 
-from harness.guest.errors import GuestError, GuestTimeout
+from harness.guest.errors import GuestError, GuestTimeout, HostFailure
 
 POLL = 0.005
 
@@ -112,12 +112,19 @@ def connect_unix(
 ) -> socket.socket:
     """Connect to a unix socket QEMU creates at start-up, retrying until it exists.
     `poll` raises if QEMU is gone (harness.guest.console): one that died before
-    making the socket never will, and waiting out the deadline would cost minutes."""
+    making the socket never will, and waiting out the deadline would cost minutes.
+    A socket the host cannot create (no descriptor left, no memory) is the host's
+    failure, not the guest's: retrying would not make one."""
     last = "no attempt"
     while True:
         if poll is not None:
             poll()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as exc:
+            raise HostFailure(
+                f"cannot start the guest: no socket for {what}: {exc.strerror or exc}"
+            ) from None
         try:
             sock.connect(str(path))
             return sock

@@ -3,6 +3,8 @@ ends mid-command is reported at once, and a resync after a kill ignores init's n
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import socket
 import subprocess
@@ -14,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from harness.guest.channel import PortShell, describe_status, frame
-from harness.guest.errors import GuestError
+from harness.guest.errors import GuestError, HostFailure
+from harness.guest.qmp import connect_unix
 
 Guest = Callable[[socket.socket, socket.socket], None]  # the guest side's script
 
@@ -139,3 +142,17 @@ def test_framed_commands_run_exactly_as_sent_and_leave_the_next_intact() -> None
     assert f"{len(data)}\n\n{'1' * 16}:out 0\n" in stdout
     assert stdout.endswith("after\n\n\n" + "2" * 16 + ":out 0\n")  # x stayed in its subshell
     assert stderr.count(":err") == 3
+
+
+def test_a_socket_the_host_cannot_create_is_the_hosts_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No descriptor left: the channel fails at once as the host's failure (exit 3,
+    the snapshot kept), not as a traceback nor as a wait until the deadline."""
+
+    def no_descriptor(*_: object) -> socket.socket:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(socket, "socket", no_descriptor)
+    with pytest.raises(HostFailure, match=r"cannot start the guest: no socket for .*Too many"):
+        connect_unix(tmp_path / "qmp.sock", time.monotonic() + 60, "QEMU's QMP socket")
