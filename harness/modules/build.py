@@ -13,18 +13,8 @@ Cache entries are verified against the checksums recorded when they were written
 (`harness.modules.cache`); a damaged one is rebuilt.  A failed build raises a one-line
 HarnessError naming the module, the compiler's first error and the saved log.
 
-make runs in a process group of its own, killed as a whole if the harness is
-interrupted or the build outlasts BUILD_TIMEOUT, and gets SIGTERM (which GNU make
-passes on to its children) if the harness dies without a chance to clean up.  The
-compiler stops at MAX_ERRORS errors: a body of thousands of bad statements fails in
-seconds, not hours.
-
-A build is confined to what a body may use: the kernel's headers and the files beside
-its scenario.  Before a module with a scenario's own code is compiled, kbuild
-preprocesses it (`make <name>.i`, the same flags) and the dependency list the
-preprocessor writes (`.<name>.i.cmd`, computed includes included) is checked: a body
-that includes anything else of the host (`#include "/etc/shadow"`) is refused in one
-line naming the include, before the compiler could quote it in a build log.
+How make and the compiler are run is harness.modules.kbuild's; what a body may
+include, harness.modules.confine's (checked before anything is compiled).
 """
 
 from __future__ import annotations
@@ -33,134 +23,49 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
 from harness.files import discard, make_temp_dir
-from harness.host.reaper import pdeathsig_preexec, wait_group_gone
 from harness.kernel import buildroot
 from harness.kernel import profiles as kernels
 from harness.kernel.kconfig import RECIPE
 from harness.kernel.profiles import KernelProfile
 from harness.modules import cache as build_cache
 from harness.modules import klprela
-from harness.modules.bodies import body_error, body_files
+from harness.modules.bodies import body_error
 from harness.modules.cache import LOG
+from harness.modules.confine import check_includes
+from harness.modules.kbuild import (
+    BuildTimeout,
+    MakeRunner,
+    compiler_for,
+    compiler_id,
+    failure_line,
+    lines_about,
+    make_command,
+    run_make,
+)
 from harness.modules.ko import BadModule, check_ko, read_modinfo
 from harness.modules.render import KBUILD, render_kbuild, render_sources, write_sources
 from harness.scenario.types import Module, PatchModule, Scenario
 
-__all__ = ["BuildResult", "build_modules", "build_sources", "check_ko", "read_modinfo"]
+__all__ = [
+    "BuildResult",
+    "MakeRunner",
+    "build_modules",
+    "build_sources",
+    "check_ko",
+    "failure_line",
+    "read_modinfo",
+]
 
 # Bump when the cache layout or anything else not in the key changes what a build makes.
 CACHE_FORMAT = 2  # 2: entries carry a manifest of checksums
-
-# (argv, cwd) -> (exit status, combined stdout/stderr)
-MakeRunner = Callable[[Sequence[str], Path], tuple[int, str]]
-BUILD_TIMEOUT = 900.0  # seconds for one make call (60 modules take ~1 min on 2 CPUs)
-MAX_ERRORS = 50  # the compiler's -fmax-errors
-
-
-class BuildTimeout(HarnessError):
-    """make did not finish in time; it and every compiler it started were killed."""
-
-
-def run_make(argv: Sequence[str], cwd: Path, timeout: float | None = None) -> tuple[int, str]:
-    """Run make, capturing stdout and stderr together (the build log).
-
-    In its own process group, so an interrupted build (Ctrl-C, SIGTERM) is killed
-    with every compiler it started; SIGTERM on the harness's death (GNU make passes
-    it on to its children), so even a SIGKILLed harness leaves no make behind."""
-    try:
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            process_group=0,
-            preexec_fn=pdeathsig_preexec(signal.SIGTERM),
-        )
-    except FileNotFoundError as exc:
-        raise HarnessError(f"cannot run {argv[0]}: {exc.strerror} (install make)") from None
-    limit = BUILD_TIMEOUT if timeout is None else timeout
-    try:
-        out, _ = proc.communicate(timeout=limit)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        wait_group_gone(proc.pid)
-        if isinstance(exc, subprocess.TimeoutExpired):
-            raise BuildTimeout(
-                f"`{' '.join(argv[:1])} ... {argv[-1]}` did not finish in {limit:.0f} s: "
-                "stopped, with every compiler it started"
-            ) from None
-        raise
-    return proc.returncode, out
-
-
-def compiler_for(profile: KernelProfile) -> str:
-    """The C compiler the profile's kernel was built with (CONFIG_CC_VERSION_TEXT's
-    first word, e.g. `x86_64-linux-gnu-gcc-12`) if installed, else `gcc`.  Using the
-    same one avoids kbuild's "compiler differs" warning and plugin/flag mismatches.
-    A kernel built in a build root (harness.kernel.buildroot) gets its own, from the root."""
-    in_root = buildroot.cc_for(profile)
-    if in_root is not None:
-        return in_root
-    try:
-        text = kernels.read_config(profile.config).get("CONFIG_CC_VERSION_TEXT", "")
-    except OSError:
-        text = ""
-    words = text.strip('"').split()
-    if words and shutil.which(words[0]):
-        return words[0]
-    return "gcc"
-
-
-@cache
-def compiler_id(cc: str, root: Path | None = None) -> str:
-    """First line of `cc --version` (run in build root `root`, if given): part of the
-    cache key."""
-    argv = [cc, "--version"]
-    if root is not None:
-        argv = buildroot.wrap(root, argv, Path("/"))
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise HarnessError(f"C compiler {cc} not found (install gcc)") from None
-    if out.returncode != 0:
-        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["?"]
-        raise HarnessError(f"C compiler {cc} does not run: {tail[0]}")
-    return (out.stdout.splitlines() or [cc])[0]
-
-
-def make_command(
-    profile: KernelProfile,
-    work: Path,
-    cc: str,
-    jobs: int,
-    root: Path | None,
-    targets: Sequence[str] = ("modules",),
-) -> list[str]:
-    """`make ... modules` building the modules in `work` against `profile` (or other
-    kbuild `targets`), in build root `root` if the profile needs one (its tree
-    read-only, `work` writable)."""
-    argv = ["make", "-C", str(profile.build_dir), f"M={work}", f"CC={cc}", f"-j{jobs}",
-            f"KCFLAGS=-fmax-errors={MAX_ERRORS}", *targets]  # fmt: skip
-    if root is None:
-        return argv
-    named = profile.name.startswith("dir:")
-    tree = profile.build_dir if named else kernels.cache_root() / "kernels" / profile.name
-    return buildroot.wrap(root, argv, work, read_only=[tree], writable=[work])
 
 
 def module_key(name: str, source: str, profile: KernelProfile, compiler: str) -> str:
@@ -232,44 +137,10 @@ def _builds_dir(cache_dir: Path | None) -> Path:
     return root
 
 
-def _lines_about(log: str, name: str, word: str) -> list[str]:
-    """Compiler/modpost lines about module `name` containing `word` (error, warning)."""
-    pattern = re.compile(rf"(^|[/\s\[]){re.escape(name)}\.(c|o|ko|mod\.c)\b")
-    return [
-        line
-        for line in log.splitlines()
-        if word in line.lower() and pattern.search(line) and not _MAKE_NOISE.search(line)
-    ]
-
-
-# make's own bookkeeping ("Leaving directory", "*** [target] Error 2"): never the
-# reason a build failed, only the echo of it.
-_MAKE_NOISE = re.compile(r"make(\[\d+\])?: (Entering|Leaving) directory|\*\*\* \[.*\] Error \d+$")
-_ERROR = re.compile(r"(?i)\berror\b|\*\*\*|No rule to make target")
-
-
-def failure_line(log: str, names: Sequence[str]) -> str:
-    """The line of a failed build's log that says why: a compiler error about one of
-    `names`, else the first error line (a broken kernel tree: "ERROR: Kernel
-    configuration is invalid", a missing header), else the last line that is not
-    make's "Leaving directory"."""
-    for name in names:
-        errors = _lines_about(log, name, "error")
-        if errors:
-            first = errors[0].strip()
-            return re.sub(r"^\S*/(?=" + re.escape(name) + r"\.)", "", first)
-    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-    useful = [ln for ln in lines if not _MAKE_NOISE.search(ln)]
-    errors = [ln for ln in useful if _ERROR.search(ln)]
-    if errors:
-        return errors[0]
-    return useful[-1] if useful else (lines[-1] if lines else "no output")
-
-
 def _failure(log: str, names: Sequence[str], profile: KernelProfile, log_path: Path) -> str:
     """The one-line error of a failed build; a user's tree whose own files broke the
     build (no error about our modules) also gets the recipe's path."""
-    own = [n for n in names if _lines_about(log, n, "error")][:1]
+    own = [n for n in names if lines_about(log, n, "error")][:1]
     line = failure_line(log, names)
     text = f"building {', '.join(own or names)} for {profile.name} failed: {line}"
     hint = f"; recipe: {RECIPE}" if not own and profile.name.startswith("dir:") else ""
@@ -376,7 +247,7 @@ def _build_missing(
                 raise HarnessError(f"building {name} for {profile.name}: {exc}") from None
             result.modules[name] = build_cache.publish(builds, key, name, work)
             result.built.append(name)
-            warnings = _lines_about(log, name, "warning")
+            warnings = lines_about(log, name, "warning")
             if warnings:
                 result.warnings[name] = warnings
         result.log = result.modules[next(iter(missing))].parent / LOG
@@ -431,104 +302,3 @@ def _sources_match(directory: Path, sources: dict[str, str]) -> bool:
         )
     except (OSError, UnicodeDecodeError):
         return False
-
-
-# ---- confinement: what a body may include ---------------------------------------------
-
-
-def check_includes(
-    sources: dict[str, str],
-    profile: KernelProfile,
-    work: Path,
-    cc: str,
-    jobs: int,
-    root: Path | None,
-    make: MakeRunner = run_make,
-) -> None:
-    """Refuse (UsageError) a module with a scenario's own code whose preprocessing
-    reads a file outside the kernel's headers, the build's directory and the
-    scenario's directory.  Modules of generated code only are not preprocessed."""
-    bodies = {name: body_files({name: text}) for name, text in sources.items()}
-    names = [name for name, files in bodies.items() if files]
-    if not names:
-        return
-    argv = make_command(profile, work, cc, jobs, root, [f"{name}.i" for name in names])
-    status, log = make(argv, work)  # its log is not kept: it may quote what it read
-    allowed = _allowed_roots(profile, work, cc, root)
-    for name in names:
-        beside = [Path(f).resolve().parent for f in bodies[name]]
-        deps = _dependencies(work, name, profile.build_dir)
-        if deps is None:  # it failed before the preprocessor wrote its list
-            mine = body_error(log, {name: sources[name]})
-            where = sorted(bodies[name])[0]
-            raise UsageError(mine or f"{where}: a body of {name} does not preprocess "
-                             "(its log is not kept: it may quote other files)")  # fmt: skip
-        for dep in deps:
-            if not any(dep.is_relative_to(top) for top in [*allowed, *beside]):
-                raise UsageError(
-                    f"{sorted(bodies[name])[0]}: a body of {name} includes {dep}: a body may "
-                    "include kernel headers and files beside its scenario, nothing else"
-                )
-        text = _read_quietly(work / f"{name}.i")
-        if ".incbin" in text:
-            raise UsageError(f"{sorted(bodies[name])[0]}: a body of {name} embeds a file "
-                             "(.incbin): a body may not read files of the host")  # fmt: skip
-    del status  # a failed preprocessor left its list: the build proper says what failed
-
-
-def _read_quietly(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
-
-
-def _dependencies(work: Path, name: str, build_dir: Path) -> list[Path] | None:
-    """The files `<name>.i`'s preprocessing read, resolved (relative ones are the
-    build tree's): kbuild's `.<name>.i.cmd` (fixdep's `deps_<target> := \\` block)
-    after a success, the preprocessor's own `.<name>.i.d` (`target: deps`) after a
-    failure; None if there is neither."""
-    cmd_file, dep_file = work / f".{name}.i.cmd", work / f".{name}.i.d"
-    if cmd_file.is_file():
-        text = _read_quietly(cmd_file).partition("\ndeps_")[2].partition(":=")[2]
-        text = text.split("\n\n", 1)[0]
-    elif dep_file.is_file():
-        text = _read_quietly(dep_file).partition(":")[2]
-    else:
-        return None
-    deps: list[Path] = []
-    for entry in text.replace("\\\n", " ").split():
-        if entry == "\\" or entry.startswith("$(") or entry.endswith(")"):
-            continue  # $(wildcard include/config/...): kconfig symbols, not files
-        path = Path(entry)
-        deps.append((path if path.is_absolute() else build_dir / path).resolve())
-    return deps
-
-
-def _allowed_roots(profile: KernelProfile, work: Path, cc: str, root: Path | None) -> list[Path]:
-    """Where a module's includes may come from: the kernel tree (a Debian profile's
-    unpacked headers, or a user's tree and its source), the build's own directory,
-    and the compiler's own headers (stdarg.h)."""
-    tops = [profile.build_dir.resolve(), work.resolve()]
-    source = profile.build_dir / "source"
-    if source.is_symlink() or source.is_dir():
-        tops.append(source.resolve())
-    unpacked = kernels.cache_root() / "kernels" / profile.name
-    if unpacked.is_dir():
-        tops.append(unpacked.resolve())
-    tops.append(Path(compiler_include(cc, root)))
-    return tops
-
-
-@cache
-def compiler_include(cc: str, root: Path | None = None) -> str:
-    """The compiler's own header directory (`cc -print-file-name=include`)."""
-    argv = [cc, "-print-file-name=include"]
-    if root is not None:
-        argv = buildroot.wrap(root, argv, Path("/"))
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, check=False)
-    except OSError:
-        return "/nonexistent"
-    found = out.stdout.strip()
-    return found if found.startswith("/") else "/nonexistent"

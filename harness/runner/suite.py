@@ -31,9 +31,10 @@ from harness.errors import ExitCode, ScenarioError, UsageError
 from harness.kernel.profiles import KernelProfile, cache_root
 from harness.model import predict
 from harness.model.variants import Variant
-from harness.modules import build as module_build
-from harness.modules.build import MakeRunner, build_modules
+from harness.modules import kbuild
+from harness.modules.build import build_modules
 from harness.modules.external import resolve_scenario
+from harness.modules.kbuild import MakeRunner
 from harness.modules.signatures import check_bodies
 from harness.outcome.record import StepRecord
 from harness.outcome.scenario import ScenarioOutcome
@@ -172,7 +173,7 @@ def progress_make(profile: KernelProfile, echo: Echo) -> MakeRunner:
         names = sorted(path.stem for path in cwd.glob("*.c"))
         echo(f"[{profile.name}] compiling {len(names)} module(s): {', '.join(names)}")
         started = time.monotonic()
-        status, log = module_build.run_make(argv, cwd)
+        status, log = kbuild.run_make(argv, cwd)
         verdict = "compiled" if status == 0 else "failed to compile"
         echo(f"[{profile.name}] {verdict} {len(names)} module(s) in "
              f"{time.monotonic() - started:.1f}s")  # fmt: skip

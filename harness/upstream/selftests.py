@@ -35,7 +35,8 @@ from harness.files import discard, make_temp_dir, publish_file, verify_file
 from harness.guest.shell import GuestLike, Shell
 from harness.kernel.profiles import KernelProfile, cache_root
 from harness.kernel.sources import SELFTESTS, LivepatchSources
-from harness.modules.build import build_sources, failure_line
+from harness.modules.build import build_sources
+from harness.modules.kbuild import failure_line
 from harness.modules.ko import declares_livepatch
 from harness.modules.strip import without_debug_info
 from harness.report.ktap import KtapTest, ktap_document

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harness.kernel import buildroot
 from harness.kernel.profiles import KernelProfile, cache_root, load_profile
-from harness.modules.build import compiler_for
+from harness.modules.kbuild import compiler_for
 from harness.runner.manager import GuestManager
 
 ROOT = Path(__file__).resolve().parents[2]

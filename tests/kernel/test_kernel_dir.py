@@ -13,7 +13,7 @@ from harness.cli import main as cli_main
 from harness.guest import vm
 from harness.kernel import kconfig
 from harness.kernel import profiles as kernels
-from harness.modules import build
+from harness.modules import build, kbuild
 from tests.kernel.test_kconfig import COMPLETE
 
 RELEASE = "6.9.0-klp"
@@ -45,7 +45,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         raise AssertionError("work started for a tree that should have been refused")
 
     monkeypatch.setattr(vm.Guest, "__enter__", refuse)
-    monkeypatch.setattr(build, "run_make", refuse)
+    monkeypatch.setattr(kbuild, "run_make", refuse)
 
 
 def remove(path: str) -> Callable[[Path], None]:

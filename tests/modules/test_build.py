@@ -166,7 +166,7 @@ def test_newer_kernels_build_in_their_release_s_root(tmp_path: Path) -> None:
     """debian-7.3's modules are built by the kernel's own gcc-14 in a trixie build
     root (its kbuild tools need trixie's libc); the root is made once and reused."""
     from harness.kernel import buildroot
-    from harness.modules.build import compiler_for, compiler_id
+    from harness.modules.kbuild import compiler_for, compiler_id
 
     profile = load_profile("debian-7.3")
     root = buildroot.root_for(profile)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.modules.build import BuildTimeout, failure_line, run_make
+from harness.modules.kbuild import BuildTimeout, failure_line, run_make
 
 BROKEN_HEADER = """\
 make: Entering directory '/home/u/linux'
@@ -65,7 +65,7 @@ def test_run_make_captures_status_and_output(tmp_path: Path) -> None:
 CHILD = """
 import sys
 from pathlib import Path
-from harness.modules.build import run_make
+from harness.modules.kbuild import run_make
 run_make(["make", "-s", "-C", sys.argv[1]], Path(sys.argv[1]))
 """
 
@@ -99,7 +99,7 @@ def test_killed_harness_leaves_no_make_or_compiler(tmp_path: Path) -> None:
 
 def test_a_build_that_outlasts_its_timeout_is_stopped_in_one_line(tmp_path: Path) -> None:
     """The whole process group goes: make and every compiler it started."""
-    from harness.modules.build import run_make
+    from harness.modules.kbuild import run_make
 
     script = "sleep 60 & echo $! > child; wait"
     started = time.monotonic()
