@@ -10,7 +10,8 @@ from pathlib import Path
 
 from harness.guest.vm import Guest, GuestConfig
 from harness.kernel.profiles import DEFAULT_PROFILE, load_profile
-from harness.runner.suite import prepare, run_prepared
+from harness.runner.prepare import prepare
+from harness.runner.suite import run_prepared
 from harness.scenario.loader import load_scenarios
 
 UPSTREAM = Path(__file__).resolve().parents[2] / "tests" / "scenarios" / "upstream"

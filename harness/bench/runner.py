@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from harness.kernel.profiles import DEFAULT_PROFILE, load_profile
-from harness.runner.suite import default_jobs, prepare, run_prepared
+from harness.runner.prepare import prepare
+from harness.runner.suite import default_jobs, run_prepared
 from harness.scenario.loader import load_scenarios
 
 UPSTREAM = Path(__file__).resolve().parents[2] / "tests" / "scenarios" / "upstream"

@@ -33,8 +33,8 @@ def main(args: argparse.Namespace) -> int:
     from harness.modules.external import resolve_scenario
     from harness.modules.ko import read_modinfo
     from harness.modules.signatures import check_bodies
-    from harness.runner.suite import applies_to, kernel_module_files, not_for, progress_make
-    from harness.runner.suite import stderr_echo as echo
+    from harness.runner.prepare import applies_to, kernel_module_files, not_for, progress_make
+    from harness.runner.prepare import stderr_echo as echo
     from harness.symbols.validate import validate_symbols
     from harness.upstream.samples import sample_locator
 

@@ -74,14 +74,8 @@ def main(args: argparse.Namespace) -> int:
     from harness.outcome.scenario import ScenarioOutcome
     from harness.report.formats import json_result, write_json
     from harness.report.text import failure_text, summary
-    from harness.runner.suite import (
-        PreparedScenario,
-        exit_code,
-        rerun_options,
-        results_dir,
-        run_prepared,
-        stderr_echo,
-    )
+    from harness.runner.prepare import PreparedScenario, stderr_echo
+    from harness.runner.suite import exit_code, rerun_options, results_dir, run_prepared
     from harness.symbols.validate import validate_symbols
     from harness.upstream.samples import sample_locator
 

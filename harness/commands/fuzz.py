@@ -111,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
     from harness.fuzz.campaign import kernel_sides, model_sides, run_campaign
     from harness.fuzz.config import SearchConfig, WorkerConfig
     from harness.fuzz.workers import coverage_report
-    from harness.runner.suite import stderr_echo
+    from harness.runner.prepare import stderr_echo
 
     out = args.results or Path("results") / time.strftime("fuzz-%Y%m%d-%H%M%S")
     check_writable(out, "--results")

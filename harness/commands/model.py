@@ -158,7 +158,7 @@ def _note(text: str) -> None:
 def _predict(scenario: Scenario, kernel: Kernel) -> Prediction:
     from harness.errors import ScenarioError
     from harness.model import predict
-    from harness.runner.suite import not_for, refusal
+    from harness.runner.prepare import not_for, refusal
 
     prediction = Prediction(scenario, kernel)
     if not _applies(scenario, kernel):

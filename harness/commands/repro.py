@@ -61,7 +61,8 @@ def main(args: argparse.Namespace) -> int:
     from harness.model.variants import parse_variant
     from harness.report.text import failure_text, result_line
     from harness.runner.manager import GuestManager
-    from harness.runner.suite import prepare, rerun_options, results_dir, stderr_echo
+    from harness.runner.prepare import prepare, stderr_echo
+    from harness.runner.suite import rerun_options, results_dir
     from harness.scenario.naming import artifact_ids, safe_component
     from harness.symbols.validate import validate_symbols
 

@@ -103,6 +103,7 @@ def main(args: argparse.Namespace) -> int:
     from harness.report.formats import json_result, junit, ktap_test, write_json
     from harness.report.ktap import KtapStream
     from harness.report.text import side_by_side, summary, summary_table
+    from harness.runner.prepare import stderr_echo
     from harness.runner.suite import (
         ResultLines,
         Shard,
@@ -111,7 +112,6 @@ def main(args: argparse.Namespace) -> int:
         results_dir,
         run_suite,
         shard_key,
-        stderr_echo,
     )
     from harness.symbols.validate import validate_symbols
 

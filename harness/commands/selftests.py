@@ -46,7 +46,8 @@ def main(args: argparse.Namespace) -> int:
     from harness.files import atomic_write
     from harness.kernel.sources import fetch_sources
     from harness.runner.manager import GuestManager
-    from harness.runner.suite import results_dir, stderr_echo
+    from harness.runner.prepare import stderr_echo
+    from harness.runner.suite import results_dir
     from harness.scenario.naming import safe_component
     from harness.upstream import selftests
 

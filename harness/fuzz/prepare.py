@@ -22,7 +22,7 @@ from harness.kernel.profiles import KernelProfile
 from harness.modules.build import build_modules
 from harness.modules.external import resolve_scenario
 from harness.modules.signatures import check_bodies
-from harness.runner.suite import kernel_module_files
+from harness.runner.prepare import kernel_module_files
 from harness.scenario.loader import load_scenario
 from harness.symbols.validate import validate_symbols
 from harness.upstream.samples import sample_locator

@@ -149,7 +149,7 @@ class ScenarioFile(pytest.File):
         except HarnessError as exc:
             yield InvalidScenarioItem.from_parent(self, name="load", message=str(exc))
             return
-        from harness.runner.suite import not_for
+        from harness.runner.prepare import not_for
 
         for name in selected_profile_names(self.config):
             item = ScenarioItem.from_parent(self, name=name, scenario=scenario)
@@ -189,7 +189,7 @@ class ScenarioItem(pytest.Item):
         self.add_marker(pytest.mark.vm)
 
     def prepared(self) -> Any:
-        from harness.runner.suite import prepare
+        from harness.runner.prepare import prepare
         from harness.symbols.validate import validate_symbols
 
         profile = load_profile(self.name)

@@ -17,16 +17,16 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFTEST = """
 from harness import pytest_plugin
 from harness.modules.build import BuildResult
-from harness.runner import suite
+from harness.runner import prepare
 from tests.runner.fakes import PROFILES, FakeManager, Plan
 
 FakeManager.plan = Plan(statuses={"lost": "host-failure", "differs": "difference"})
-suite.build_modules = lambda *_a, **_k: BuildResult()
-suite.check_bodies = lambda *_a, **_k: None
+prepare.build_modules = lambda *_a, **_k: BuildResult()
+prepare.check_bodies = lambda *_a, **_k: None
 
 
 def prepared(self):
-    return suite.prepare([self.scenario], PROFILES[self.name], echo=lambda _t: None)[0]
+    return prepare.prepare([self.scenario], PROFILES[self.name], echo=lambda _t: None)[0]
 
 
 pytest_plugin.ScenarioItem.prepared = prepared

@@ -19,7 +19,7 @@ from harness.modules.build import BuildResult
 from harness.outcome.compare import first_mismatch
 from harness.outcome.record import StepRecord
 from harness.outcome.scenario import ScenarioOutcome
-from harness.runner import suite
+from harness.runner import prepare, suite
 from harness.scenario.types import Scenario
 
 
@@ -134,8 +134,8 @@ def no_guests(monkeypatch: pytest.MonkeyPatch, plan: Plan | None = None) -> Plan
     plan = plan or Plan()
     monkeypatch.setattr(FakeManager, "plan", plan)
     monkeypatch.setattr(suite, "GuestManager", FakeManager)
-    monkeypatch.setattr(suite, "build_modules", lambda *_a, **_k: BuildResult())
-    monkeypatch.setattr(suite, "check_bodies", lambda *_a, **_k: None)
+    monkeypatch.setattr(prepare, "build_modules", lambda *_a, **_k: BuildResult())
+    monkeypatch.setattr(prepare, "check_bodies", lambda *_a, **_k: None)
     from harness.commands import common
 
     monkeypatch.setattr(common, "ensure_profile", lambda name: PROFILES[name])

@@ -100,7 +100,8 @@ def test_j2_run_with_a_failure_reports_each_and_leaves_nothing(tmp_path: Path) -
     import dataclasses
     import os
 
-    from harness.runner.suite import prepare, run_prepared
+    from harness.runner.prepare import prepare
+    from harness.runner.suite import run_prepared
     from harness.scenario.loader import load_scenarios
 
     profile = load_profile(DEFAULT_PROFILE)

@@ -222,7 +222,8 @@ def test_a_model_variant_predicts_and_is_kept_for_a_rerun(
     from harness.model import predict
     from harness.model.variants import Variant
     from harness.runner.options import GuestOptions
-    from harness.runner.suite import prepare, run_suite
+    from harness.runner.prepare import prepare
+    from harness.runner.suite import run_suite
     from harness.scenario.loader import load_scenario
     from tests.runner.fakes import PROFILES, no_guests
 
