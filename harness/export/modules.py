@@ -27,7 +27,8 @@ TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "kmod_templates" / "export"
 
 
 @cache
-def _env() -> jinja2.Environment:
+def templates() -> jinja2.Environment:
+    """The export's templates: its modules' C and the reproducer's run.sh."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
         undefined=jinja2.StrictUndefined,
@@ -40,7 +41,7 @@ def _env() -> jinja2.Environment:
 
 def render_target(target: TargetModule, origin: str) -> str:
     return (
-        _env()
+        templates()
         .get_template("target.c.j2")
         .render(
             name=target.name,
@@ -81,7 +82,7 @@ def render_patch(patch: PatchModule, origin: str) -> str:
         )
     used = {cb for obj in patch.objects for cb in obj.callbacks}
     return (
-        _env()
+        templates()
         .get_template("livepatch.c.j2")
         .render(
             name=patch.name,
