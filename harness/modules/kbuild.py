@@ -109,17 +109,22 @@ def compiler_for(profile: KernelProfile) -> str:
 def compiler_id(cc: str, root: Path | None = None) -> str:
     """First line of `cc --version` (run in build root `root`, if given): part of the
     cache key."""
-    argv = [cc, "--version"]
-    if root is not None:
-        argv = buildroot.wrap(root, argv, Path("/"))
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, check=False)
+        out = _run_compiler(cc, root, "--version")
     except FileNotFoundError:
         raise HarnessError(f"C compiler {cc} not found (install gcc)") from None
     if out.returncode != 0:
         tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["?"]
         raise HarnessError(f"C compiler {cc} does not run: {tail[0]}")
     return (out.stdout.splitlines() or [cc])[0]
+
+
+def _run_compiler(cc: str, root: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """`cc ARGS`, in build root `root` if given (its compiler needs the root's libc)."""
+    argv = [cc, *args]
+    if root is not None:
+        argv = buildroot.wrap(root, argv, Path("/"))
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
 def make_command(
@@ -145,11 +150,8 @@ def make_command(
 @cache
 def compiler_include(cc: str, root: Path | None = None) -> str:
     """The compiler's own header directory (`cc -print-file-name=include`)."""
-    argv = [cc, "-print-file-name=include"]
-    if root is not None:
-        argv = buildroot.wrap(root, argv, Path("/"))
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, check=False)
+        out = _run_compiler(cc, root, "-print-file-name=include")
     except OSError:
         return "/nonexistent"
     found = out.stdout.strip()

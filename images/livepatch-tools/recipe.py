@@ -269,6 +269,11 @@ def kpatch_source(refresh: bool = False) -> Path:
     return copy
 
 
+def kpatch_log() -> Path:
+    """kpatch-build's build.log (its HOME is the cache's home/)."""
+    return work() / "home/.kpatch/build.log"
+
+
 def known_failure(diff: Path) -> str | None:
     """Why kpatch-build fails on `diff`, if it is known to and its log says so: the
     `<diff>.kpatch-build-fails` file's first line, when its `log:` line is in
@@ -278,7 +283,7 @@ def known_failure(diff: Path) -> str | None:
         return None
     lines = known.read_text().splitlines()
     wanted = [line.removeprefix("log: ") for line in lines if line.startswith("log: ")]
-    log = work() / "home/.kpatch/build.log"
+    log = kpatch_log()
     text = log.read_text(errors="replace") if log.is_file() else ""
     return lines[0] if wanted and all(w in text for w in wanted) else None
 
@@ -299,6 +304,7 @@ def kpatch_build() -> None:
                 "-v", str(vmlinux), JOBS, "-n", f"livepatch-{diff.stem}",
                 "-o", str(dest), "--skip-cleanup", str(diff)]  # fmt: skip
         kpatch_source(refresh=True)
+        kpatch_log().unlink(missing_ok=True)  # kept across runs: a known failure is this run's
         started = time.monotonic()
         try:
             run_in(root, argv, dest, [copy, dest], read_only=[src, program.parents[2]])
