@@ -175,9 +175,28 @@ class Harness:
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
+    def _await_quiet_stderr(self, limit: float) -> None:
+        """Until stderr has said nothing new for half a second (at most `limit`)."""
+        deadline = time.monotonic() + limit
+        with self._changed:
+            seen = -1
+            while seen != len(self._lines) and time.monotonic() < deadline:
+                seen = len(self._lines)
+                self._changed.wait(0.5)
+
     def finish(self, timeout: float = 300.0) -> Run:
         try:
             self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)  # its threads' stacks, for the report
+            self._await_quiet_stderr(5.0)
+            self.proc.kill()
+            self.proc.wait()
+            for reader in self._readers:
+                reader.join(10)
+            raise AssertionError(
+                f"still running after {timeout:.0f} s; its stderr:\n" + "".join(self._lines)
+            ) from None
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()

@@ -25,6 +25,9 @@ Each fault fires once, just before step `step` (0-based) of the scenario named
     fill       fill the file system holding the directory `arg` (ENOSPC from then on)
     read-only  mount the directory `arg` over itself, read-only
 
+On SIGUSR1 the child writes every thread's stack to stderr (a test that gave up
+waiting for it asks, before it kills it).
+
 Other settings:
 
     KLP_FAULT_BOOT=<seconds>       SIGKILL the first QEMU started, that long after
@@ -37,6 +40,7 @@ tell a fault that never fired from one that was survived.
 
 from __future__ import annotations
 
+import faulthandler
 import functools
 import json
 import os
@@ -187,6 +191,8 @@ def plant_snapshot_root(root: Path) -> None:
 def main() -> int:
     from harness.cli import main as cli_main
 
+    # a child that outlives its test's patience is asked for its threads' stacks
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     plant_step_faults(json.loads(os.environ.get("KLP_FAULTS", "[]")))
     if "KLP_FAULT_BOOT" in os.environ:
         plant_boot_kill(float(os.environ["KLP_FAULT_BOOT"]))
