@@ -17,6 +17,7 @@ import contextlib
 import shutil
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -117,6 +118,10 @@ class Guest:
         self._port = 0
         self._token: int | None = None
         self.activity = ""  # what the caller is doing with it ("step 2: load lp"), for errors
+        # close() may come from another thread while this one starts (a run being
+        # stopped): what the start makes after it is discarded, never left running
+        self._lock = threading.Lock()
+        self._closed = False
 
     # ---- lifetime -------------------------------------------------------------------------
 
@@ -139,23 +144,25 @@ class Guest:
     def _start(self) -> None:
         self._token = reaper.register(self.close)
         with on_the_host("the guest's temporary directory"):
-            self.temp_dir = reaper.make_temp_dir()
+            temp_dir = reaper.make_temp_dir()
+        self._hold(lambda: setattr(self, "temp_dir", temp_dir),
+                   lambda: shutil.rmtree(temp_dir, ignore_errors=True))  # fmt: skip
         accel = choose_accel(self.config.kernel, default_cache(), requested=self.config.accel)
         self.accel, self.accel_reason = accel.name, accel.reason
         if self._key_file is None:
             with on_the_host("the guest's SSH key"):
-                self._key_file, pubkey = new_key(self.temp_dir)
+                self._key_file, pubkey = new_key(temp_dir)
         else:
             try:
                 pubkey = public_key(self._key_file)
             except (OSError, ValueError) as exc:  # a snapshot replaced meanwhile
                 raise RestoreFailed(f"the saved guest's key: {exc}") from None
-        self.console_log = self._console_log_path()
+        self.console_log = console_log_path(self.config.log_dir, self.config.name, temp_dir)
         for attempt in range(PORT_ATTEMPTS):
             self._port = free_port()
             saved = self.restore.opened() if self.restore else contextlib.nullcontext()
             with saved as incoming:
-                boot = BootSpec(self._port, self.temp_dir, pubkey, accel.args, incoming)
+                boot = BootSpec(self._port, temp_dir, pubkey, accel.args, incoming)
                 try:
                     self._start_qemu(boot)
                     return
@@ -163,10 +170,6 @@ class Guest:
                     if HOSTFWD_FAILED not in exc.excerpt or attempt == PORT_ATTEMPTS - 1:
                         raise
                     self._stop_qemu()
-
-    def _console_log_path(self) -> Path:
-        assert self.temp_dir is not None
-        return console_log_path(self.config.log_dir, self.config.name, self.temp_dir)
 
     def _start_qemu(self, boot: BootSpec) -> None:
         """Start QEMU, connect the command channel at once (the guest's bash reads
@@ -176,7 +179,7 @@ class Guest:
         deadline = started + self.config.boot_timeout
         passed = () if boot.incoming is None else (boot.incoming,)
         console = Console(self.qemu_cmdline, self.console_log, reaper.pdeathsig_preexec(), passed)
-        self._console = console
+        self._hold(lambda: setattr(self, "_console", console), console.close)
         try:
             self._channel = PortShell(boot.cmd_socket, boot.err_socket, deadline, console.check)
             if boot.incoming is not None:
@@ -246,8 +249,22 @@ class Guest:
             self._console.close()
             self._console = None
 
+    def _hold(self, keep: Callable[[], None], discard: Callable[[], None]) -> None:
+        """Keep what the start just made (`keep`), unless close() came first: then
+        discard it and fail the start (a QEMU kept after close() would run on, and
+        the start wait for sockets close() removed)."""
+        with self._lock:
+            if not self._closed:
+                keep()
+                return
+        discard()
+        raise GuestError("the guest was stopped while it started")
+
     def close(self) -> None:
-        """Kill QEMU, drop the temp dir.  Idempotent; safe on a half-started guest."""
+        """Kill QEMU, drop the temp dir.  Idempotent; safe on a half-started guest,
+        from any thread: what a start makes after it is not kept (`_hold`)."""
+        with self._lock:
+            self._closed = True
         self._stop_qemu()
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)

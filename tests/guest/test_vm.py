@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.guest.errors import CommandFailed, GuestCrashed, GuestTimeout
+from harness.guest.errors import CommandFailed, GuestCrashed, GuestError, GuestTimeout
 from harness.guest.vm import Guest
 from harness.host import reaper
 from harness.kernel.profiles import DEFAULT_PROFILE, load_profile, profile_names
@@ -245,3 +245,43 @@ def test_interrupt_during_boot_leaves_nothing() -> None:
     child.wait(timeout=30)
     assert wait_gone(f"klp-guest-{child.pid}-") == []
     assert not list(Path("/tmp").glob(f"klp-guest-{child.pid}-*"))
+
+
+@pytest.mark.parametrize("made", ["temporary directory", "QEMU"])
+def test_closed_while_it_starts_leaves_nothing(made: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """close() from another thread (a run being stopped) just after the start made its
+    temporary directory, or QEMU, but before it kept it: the start fails at once, and
+    neither QEMU nor the directory outlives it (before, QEMU ran on and the start waited
+    out its deadline for sockets close() had removed)."""
+    from harness.guest import vm
+
+    config = GuestSource(load_profile(DEFAULT_PROFILE)).config()
+    guest = Guest(config)
+    spawned: list[str] = []
+    if made == "QEMU":
+        real = vm.Console
+
+        def console_then_close(*args: object, **kwargs: object) -> object:
+            console = real(*args, **kwargs)  # type: ignore[arg-type]
+            spawned.append(str(console.pid))
+            guest.close()
+            return console
+
+        monkeypatch.setattr(vm, "Console", console_then_close)
+    else:
+        real_dir = reaper.make_temp_dir
+
+        def dir_then_close() -> Path:
+            path = real_dir()
+            spawned.append(str(path))
+            guest.close()
+            return path
+
+        monkeypatch.setattr(reaper, "make_temp_dir", dir_then_close)
+    with pytest.raises(GuestError, match="stopped while it started"):
+        guest.__enter__()
+    assert spawned
+    if made == "QEMU":
+        assert int(spawned[0]) not in qemu_pids("")
+    else:
+        assert not Path(spawned[0]).exists()
