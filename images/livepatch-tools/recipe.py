@@ -32,7 +32,8 @@ Steps, each cached under <cache>/livepatch-tools/ and timed into times.json ther
                .config, the tree's vmlinux given (-v): kpatch-build builds the original
                and the patched kernel again with its compiler wrapper; a diff with a
                `<diff>.kpatch-build-fails` file beside it is known to fail (the file
-               says why): its failure is recorded, not raised
+               says why, and what kpatch-build's log must say): its failure is
+               recorded, not raised, and not tried again with the same kpatch-build
   check        `klp-harness check --kernel-dir` of each livepatch (the module diff's
                with the tree's livepatch-shadow-mod.ko), with `<diff>-LOADED.test` as
                its check command where there is one (kpatch's convention), and a
@@ -288,6 +289,16 @@ def known_failure(diff: Path) -> str | None:
     return lines[0] if wanted and all(w in text for w in wanted) else None
 
 
+def failure_key(diff: Path, program: Path) -> str:
+    """What a known failure was seen with: the diff, its -fails file and kpatch-build
+    itself (a newer kpatch-build is tried again).  Each try rebuilds the original
+    kernel: an hour of these two CPUs."""
+    digest = hashlib.sha256(diff.read_bytes())
+    digest.update(diff.with_name(f"{diff.stem}.kpatch-build-fails").read_bytes())
+    digest.update(program.read_bytes())
+    return digest.hexdigest()
+
+
 def kpatch_build() -> None:
     root, src, program = klp_root(), source(), kpatch_tools()
     copy = kpatch_source()
@@ -299,6 +310,11 @@ def kpatch_build() -> None:
         dest = out("kpatch-build")
         ko = dest / f"livepatch-{diff.stem}.ko"
         if made_from(ko, diff):
+            continue
+        failed = ko.with_suffix(".known-failure")
+        if failed.is_file() and failed.read_text() == failure_key(diff, program):
+            print(f"livepatch-tools: kpatch-build {diff.stem} fails, as known, with this "
+                  f"kpatch-build: not tried again (remove {failed} to)", flush=True)  # fmt: skip
             continue
         argv = [str(program), "-s", str(copy), "-c", str(copy / ".config"),
                 "-v", str(vmlinux), JOBS, "-n", f"livepatch-{diff.stem}",
@@ -313,6 +329,7 @@ def kpatch_build() -> None:
             if why is None:
                 raise
             print(f"livepatch-tools: kpatch-build {diff.stem} fails, as known: {why}")
+            atomic_write(failed, failure_key(diff, program))
             record(f"kpatch-build {diff.stem}", time.monotonic() - started, failed=why)
             continue
         if diff.with_name(f"{diff.stem}.kpatch-build-fails").is_file():
