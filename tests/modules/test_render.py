@@ -139,6 +139,28 @@ def test_patch_target_replacement_parks_and_reports_patch() -> None:
     assert 'return KBUILD_MODNAME ": this has been live patched";' in body
 
 
+def default_replacement(source: str, name: str) -> str:
+    start = source.index(f'"{name}:\\n\\t"')
+    return source[start : source.index(".size", start)]
+
+
+def test_default_replacement_keeps_where_it_resumes_only_in_vmlinux() -> None:
+    """A module of the kernel can be unloaded and loaded again elsewhere while the
+    patch stays: a resume address kept from the first call would jump into the
+    freed code (dummy reloaded below a module unloaded meanwhile oopsed)."""
+    patch = PatchModule(
+        "p",
+        (PatchObject(VMLINUX, ("__x64_sys_getpid",)), PatchObject("dummy", ("dummy_get_stats64",))),
+    )
+    c = render_patch(patch, targets=())
+    kept = default_replacement(c, "klp_harness_new_0___x64_sys_getpid")
+    found_each_call = default_replacement(c, "klp_harness_new_1_dummy_get_stats64")
+    assert "klp_harness_resume+0(%rip)" in kept and "jnz 1f" in kept
+    assert "klp_harness_resume" not in found_each_call and "jnz" not in found_each_call
+    assert "call klp_harness_find_resume" in found_each_call
+    assert "jmp __x86_indirect_thunk_r11" in found_each_call
+
+
 def test_patch_params() -> None:
     c = render_patch(PATCH)
     assert "static int replace = 1;\nmodule_param(replace, int, 0644);" in c
