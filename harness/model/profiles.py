@@ -81,6 +81,18 @@ class ModelProfile:
     # kernel/bpf/trampoline.c:494-507): the next call WARNs at ftrace.c:7660 and ftrace
     # is killed (harness/model/kernel/bpf.py).  Not in SINCE: no upstream version has it.
     bpf_modify_clears_ops_func: bool = False
+    # Every BPF trampoline shares one static ftrace_ops, direct_ops
+    # (CONFIG_HAVE_SINGLE_FTRACE_DIRECT_OPS, which x86_64 selects: 7.3
+    # arch/x86/Kconfig:342, kernel/bpf/trampoline.c:217-233): a function's last program
+    # goes by update_ftrace_direct_del() (ftrace.c:6536-6620), and unregistering a core
+    # kernel ops is no FTRACE_OPS_FL_DYNAMIC shutdown, so no synchronize_rcu_tasks()
+    # (ftrace.c:3254-3272).  6.1 and 6.12 allocate an ops per trampoline (6.1
+    # trampoline.c:153, 6.12 :156) and the last program's removal unregisters it
+    # (unregister_fentry, 6.1 :440-441 -> :195-201, 6.12 :419-420 -> :178-184), a
+    # dynamic ops whose ftrace_shutdown() waits for every task to schedule voluntarily
+    # (harness/model/kernel/bpf.py `detach`).  Not in SINCE: the release that brought
+    # it was not read.
+    bpf_direct_ops_shared: bool = False
     # A known bug in every series read (6.1.192, 6.12.118, 7.3.4), finding 5 of
     # docs/findings.md: a kprobe with a post_handler that joins an aggregate probe
     # armed on kprobe_ftrace_ops is not armed again (register_aggr_kprobe) but gives
@@ -108,6 +120,7 @@ PROFILES: dict[str, ModelProfile] = {
         klp_relocs_cleared=True,
         reloc_error_names_section=True,
         bpf_frames_reliable=True,
+        bpf_direct_ops_shared=True,
     ),
 }
 

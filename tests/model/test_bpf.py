@@ -163,3 +163,30 @@ def test_scripts_attach_by_pin_and_wait_for_sleepers(tmp_path: Path) -> None:
     assert attach.startswith("klp-bpf attach fexit hrtimer_nanosleep /sys/fs/bpf/klp-nx ")
     assert detach.startswith("klp-bpf detach /sys/fs/bpf/klp-nx ")
     assert "busybox sleep" in spawn and "/proc/$__p/syscall" in spawn
+
+
+SPINNER = """
+[[target]]
+name = "sp"
+funcs = ["s1"]
+spinner = { func = "s1", inside = true, cond_resched = true, rcu_tasks_qs = false }
+"""
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_the_last_detach_waits_for_a_spinner_in_rcu_tasks(tmp_path: Path, series: str) -> None:
+    """The function's last program takes its own ftrace ops away: synchronize_rcu_tasks()
+    never ends while a spinner runs (found: klp-bpf hung in unlink on 6.1; on 6.12 the
+    release work held ftrace_lock and the next module load hung)."""
+    steps = ("load sp spin=Y", "attach cn", "detach cn")
+    with pytest.raises(ScenarioError, match=r"detach cn.* removes an ftrace handler"):
+        predict(scenario(tmp_path, *steps, extra=SPINNER), series)
+
+
+def test_a_detach_that_leaves_a_program_or_shares_the_ops_does_not_wait(tmp_path: Path) -> None:
+    """Another program on the function keeps the trampoline (modified, not
+    unregistered); 7.3's trampolines share one static ops, never shut down."""
+    two = ("load sp spin=Y", "attach cn", "attach cx", "detach cn", "stop sp")
+    assert [r.errno for r in predict(scenario(tmp_path, *two, extra=SPINNER), "6.1")] == [0] * 5
+    last = ("load sp spin=Y", "attach cn", "detach cn", "stop sp")
+    assert [r.errno for r in predict(scenario(tmp_path, *last, extra=SPINNER), "7.3")] == [0] * 4

@@ -71,8 +71,19 @@ def attach(k: Kernel, prog: BpfProgram) -> int:
 
 def detach(k: Kernel, name: str) -> int:
     """The link is released; a trampoline image a sleeper still returns into is freed
-    only after it left (bpf_tramp_image_put), so a sleeper's stack keeps its frame."""
+    only after it left (bpf_tramp_image_put), so a sleeper's stack keeps its frame.
+    The function's last program takes its trampoline's ftrace ops away: on 6.1 and
+    6.12 an ops of its own, whose ftrace_shutdown() waits in synchronize_rcu_tasks()
+    like a func stack's (profiles.py `bpf_direct_ops_shared`).  6.1 waits in the
+    unlink itself; 6.12 releases a pinned link from a work item (bpf_any_put ->
+    bpf_link_put, 6.12 kernel/bpf/inode.c:63, syscall.c:3047-3053), so the unlink
+    returns and the work waits holding ftrace_lock: the next module load hung in
+    ftrace_process_locs()."""
+    gone = [p for p in k.bpf if p.name == name]
     k.bpf[:] = [p for p in k.bpf if p.name != name]
+    last = gone and all(p.func != gone[0].func for p in k.bpf)
+    if last and not k.profile.bpf_direct_ops_shared:
+        k.ftrace_shutdowns += 1  # unregister_ftrace_function(tr->fops)
     return 0
 
 
