@@ -40,6 +40,7 @@ from harness.model.kernel.tasks import (
     observe_actors,
     pinned_refusal,
     spawn,
+    spinners_call,
 )
 from harness.model.kernel.transition import klp_transition_work_fn
 from harness.model.profiles import DEFAULT_SERIES, profile_for
@@ -176,6 +177,7 @@ class StepModel:
         elif isinstance(step, Check):
             record.ran = predict_check(self.kernel, step, index)
         after_step(self.kernel, step, record.impls)
+        spinners_call(self.kernel)
         record.stacks = func_stacks(k)
         return record
 

@@ -48,8 +48,9 @@ def _caller_patch_state(k: Kernel) -> int:
 
 
 def blocker_work_start(k: Kernel, mod: Module) -> None:
-    """The work logs `<func> enter`, calls the blocker func (whichever implementation
-    the ftrace handler picks for it) and, while its parameter is true, sleeps in it."""
+    """The work logs `<func> enter`, calls the blocker func through its ftrace call
+    site (a tracer or kprobe there sees it; the handler picks the implementation) and,
+    while its parameter is true, sleeps in it."""
     desc = mod.desc
     assert isinstance(desc, TargetModule) and desc.blocker is not None
     key = (mod.name, desc.blocker.func)
@@ -57,6 +58,7 @@ def blocker_work_start(k: Kernel, mod: Module) -> None:
         k.pr_info(mod.name, f"{desc.blocker.func} enter")
     state = _caller_patch_state(k)
     code = klp_ftrace_handler(k, key, state)
+    ftrace_call(k, key, code.name if code is not None else ORIG)
     if _parks(desc.blocker, mod.params.get(desc.blocker.param)):
         k.tasks.append(Task(target=mod.name, key=key, code=code, patch_state=state))
     elif not desc.ko:

@@ -98,7 +98,8 @@ Every kind, with the kernel source that decides it (6.1 = Debian 6.1.192, 6.12 =
 from __future__ import annotations
 
 from harness.model.kernel.bpf import SLEEP_KEY, sleeper_unreliable
-from harness.model.kernel.klp import KLP_UNDEFINED, Module, Task
+from harness.model.kernel.ftrace import ftrace_call
+from harness.model.kernel.klp import KLP_UNDEFINED, ORIG, Module, Task
 from harness.model.kernel.patch import klp_ftrace_handler
 from harness.model.kernel.system import Kernel
 from harness.model.profiles import ModelProfile
@@ -209,8 +210,8 @@ def spinner_of(k: Kernel, mod: Module) -> Task | None:
 
 
 def spinner_start(k: Kernel, mod: Module) -> None:
-    """kthread_run(): the thread enters its function through the ftrace handler in
-    the state it was forked with."""
+    """kthread_run(): the thread enters its function through its ftrace call site (a
+    tracer or kprobe there sees it) and the handler, in the state it was forked with."""
     desc = mod.desc
     assert isinstance(desc, TargetModule) and desc.spinner is not None
     if spinner_of(k, mod) is not None:
@@ -218,6 +219,7 @@ def spinner_start(k: Kernel, mod: Module) -> None:
     key = (mod.name, desc.spinner.func)
     state = _forked_state(k)
     code = klp_ftrace_handler(k, key, state)
+    ftrace_call(k, key, code.name if code is not None else ORIG)
     k.tasks.append(
         Task(
             target=mod.name,
@@ -230,6 +232,18 @@ def spinner_start(k: Kernel, mod: Module) -> None:
             pinned=desc.spinner.cpu is not None,
         )
     )
+
+
+def spinners_call(k: Kernel) -> None:
+    """A spinner between calls calls its function all the while it runs: between two
+    of the runner's commands its shell waits for the host and the spinner has the CPU
+    (its own, if pinned).  Every ftrace user of the function sees those calls, run by
+    the implementation the spinner's patch_state picks (`observe_actors`)."""
+    for task in k.tasks:
+        if task.spinner and not task.inside:
+            state = task.patch_state if k.klp_transition_patch is not None else KLP_UNDEFINED
+            code = klp_ftrace_handler(k, task.key, state)
+            ftrace_call(k, task.key, code.name if code is not None else ORIG)
 
 
 def spinner_stop(k: Kernel, mod: Module) -> None:
