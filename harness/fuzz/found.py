@@ -69,9 +69,7 @@ def render_found(found: Found, side: str, config: SearchConfig) -> FoundText:
     """The scenario and the report of a found difference."""
     outcome = found.verdict.outcome
     mismatch = outcome.mismatch
-    history = found.prediction.history
-    end = mismatch.index + 1 if mismatch is not None else len(outcome.observed) or 1
-    history = history.prefix(min(end, len(history.steps)))
+    history = found.verdict.shown_by(found.prediction.history)
     name = found_name(found, side, config)
     against = "the model's own prediction" if side == MODEL_SIDE else f"the kernel ({side})"
     if mismatch is not None:

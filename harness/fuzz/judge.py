@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from harness.fuzz.histories import Prediction, predict_history
+from harness.fuzz.histories import History, Prediction, predict_history
 from harness.model.check import PASSES, observed_check, ran_key
 from harness.model.predict import predict
 from harness.model.retries import retries_to_wait, with_due_lines
@@ -48,6 +48,14 @@ class Verdict:
     @property
     def differs(self) -> bool:
         return not self.outcome.passed
+
+    def shown_by(self, history: History) -> History:
+        """The prefix of `history` that shows the difference: through the first step
+        that differs, or through the step a crash or a hung kernel ended -- the one
+        running then, which is not among the observed (those finished)."""
+        mismatch = self.outcome.mismatch
+        end = mismatch.index + 1 if mismatch is not None else len(self.outcome.observed) + 1
+        return history.prefix(min(end, len(history.steps)))
 
 
 class Judge(Protocol):

@@ -110,10 +110,7 @@ def work(config: WorkerConfig, index: int, send: Send, stop: Callable[[], bool])
                 "model_agrees": found.verdict.model_agrees,
             }
             if isinstance(judge, KernelJudge):  # the evidence: a run with artifacts
-                history = found.prediction.history
-                mismatch = found.verdict.outcome.mismatch
-                if mismatch is not None:
-                    history = history.prefix(mismatch.index + 1)
+                history = found.verdict.shown_by(found.prediction.history)
                 variant = parse_variant(search_config.variant)
                 folder = Corpus(config.out).folder(signature)
                 again = judge.judge(

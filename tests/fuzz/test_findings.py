@@ -12,7 +12,7 @@ from harness.fuzz.campaign import SUMMARY, model_sides, run_campaign
 from harness.fuzz.config import SearchConfig, WorkerConfig
 from harness.fuzz.findings import FINDING, REPORT, SCENARIO, Corpus, Signature, signature_of
 from harness.fuzz.histories import History, predict_history
-from harness.fuzz.judge import ModelJudge
+from harness.fuzz.judge import ModelJudge, Verdict
 from harness.fuzz.search import Stats, search
 from harness.fuzz.worlds import parse_many, world
 from harness.model.variants import Variant
@@ -106,3 +106,18 @@ def test_a_model_only_judge_tells_variants_apart() -> None:
     again = [judge.judge(one).checked for _ in range(8)]
     assert sum("static-patched-cleared" in c for c in again) == 1
     assert all("no-nops" in c for c in again)
+
+
+def test_a_crash_keeps_the_step_it_ended() -> None:
+    """A step that crashes the guest is not among the observed (they are the steps
+    that finished): the history that shows the crash goes through it.  A finding once
+    lost it (dummy's reload, which oopsed, cut from the scenario kept)."""
+    names = world(["p_cum", "p_dummy"])
+    history = History.of(parse_many(names, ["load p_dummy", "load dummy", "unload dummy"]))
+    ran = [StepRecord(0, "load p_dummy")]
+    crash = ScenarioOutcome("x", "debian-6.1", [], ran, error="guest crashed: oops")
+    assert Verdict(crash, 1).shown_by(history).steps == history.steps[:2]
+    differs = ScenarioOutcome("x", "debian-6.1", [], ran, Mismatch(0, "load p_dummy", ()))
+    assert Verdict(differs, 1).shown_by(history).steps == history.steps[:1]
+    hurt = ScenarioOutcome("x", "debian-6.1", [], ran * 3, error="the kernel raised taint W")
+    assert Verdict(hurt, 3).shown_by(history).steps == history.steps
