@@ -40,7 +40,9 @@ FINDING = "finding.json"
 SCENARIO = "scenario.toml"
 REPORT = "report.txt"
 
-_NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\b\d+\b")
+# Numbers and addresses (`0x...`, and the bare 16-digit hex an oops prints: "page
+# fault for address: ffffffffc03ff085"), which differ from one run to the next.
+_NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\b(?=[0-9a-f]*\d)[0-9a-f]{8,}\b|\b\d+\b")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,11 @@ def test_a_signature_is_the_step_kind_the_fields_and_the_report() -> None:
     assert c.title == "variant no-nops refuted at `load` (errno, sysfs)"
     crash = ScenarioOutcome("x", "debian-6.1", [], error="guest crashed at 12.5 s, pid 141")
     assert signature_of(crash, "model").report == "guest crashed at N.N s, pid N"
+    oops = "oops: BUG: unable to handle page fault for address: ffffffffc03ff085 (RIP 0x1f)"
+    again = oops.replace("ffffffffc03ff085", "ffffffffc0400119")
+    one, other = (ScenarioOutcome("x", "debian-6.1", [], error=e) for e in (oops, again))
+    assert signature_of(one, "model") == signature_of(other, "model")
+    assert signature_of(one, "model").report.endswith("for address: N (RIP N)")
 
 
 def test_the_corpus_keeps_the_shortest_scenario_and_counts_the_rest(tmp_path: Path) -> None:
