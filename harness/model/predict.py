@@ -141,7 +141,7 @@ class StepModel:
             self.refuse(index, step, refusals.unload(k, step))
         self.refuse(index, step, refusals.spinner(k, step))
         self.refuse(index, step, refusals.prefixed(bpf.step_refusal(k, step)))
-        shutdowns = k.ftrace_shutdowns
+        waits = len(k.rcu_tasks_waits)
         errno_value = run_step(k, step)
         self.retry_at = len(k.log)  # a retry's lines come after the action's
         if self.strict:
@@ -149,8 +149,8 @@ class StepModel:
         klp_transition_work_fn(k)
         self.refuse(index, step, refusals.prefixed(pinned_refusal(k)))
         run_free_work(k)
-        if k.ftrace_shutdowns != shutdowns:
-            self.refuse(index, step, refusals.holdouts(k))
+        if len(k.rcu_tasks_waits) != waits:
+            self.refuse(index, step, refusals.holdouts(k, k.rcu_tasks_waits[-1]))
         if self.strict:
             self.refuse(index, step, refusals.blocked(k, step))
         return errno_value

@@ -93,6 +93,14 @@ class ModelProfile:
     # (harness/model/kernel/bpf.py `detach`).  Not in SINCE: the release that brought
     # it was not read.
     bpf_direct_ops_shared: bool = False
+    # The direct_functions hash a new direct call grows is freed after an RCU Tasks
+    # grace period by call_rcu_tasks() (6.12 kernel/trace/ftrace.c:6061-6062, 7.3
+    # :6180-6181); 6.1 waits for it in register_ftrace_direct_multi()
+    # (synchronize_rcu_tasks(), :5743-5746), and the first direct call while none is
+    # registered always grows it (ftrace_add_rec_direct, :2487-2506): a BPF attach
+    # then waits for every task to schedule voluntarily (harness/model/kernel/bpf.py).
+    # Not in SINCE: the release that brought it was not read.
+    direct_hash_freed_async: bool = False
     # A known bug in every series read (6.1.192, 6.12.118, 7.3.4), finding 5 of
     # docs/findings.md: a kprobe with a post_handler that joins an aggregate probe
     # armed on kprobe_ftrace_ops is not armed again (register_aggr_kprobe) but gives
@@ -108,7 +116,11 @@ class ModelProfile:
 PROFILES: dict[str, ModelProfile] = {
     "6.1": ModelProfile("6.1", bpf_modify_clears_ops_func=True),
     "6.12": ModelProfile(
-        "6.12", sysfs_replace=True, klp_relocs_cleared=True, klp_cond_resched=True
+        "6.12",
+        sysfs_replace=True,
+        klp_relocs_cleared=True,
+        klp_cond_resched=True,
+        direct_hash_freed_async=True,
     ),
     "7.3": ModelProfile(
         "7.3",
@@ -121,6 +133,7 @@ PROFILES: dict[str, ModelProfile] = {
         reloc_error_names_section=True,
         bpf_frames_reliable=True,
         bpf_direct_ops_shared=True,
+        direct_hash_freed_async=True,
     ),
 }
 

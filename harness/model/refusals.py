@@ -57,16 +57,16 @@ def spinner(k: Kernel, step: Step) -> str | None:
     return prefixed(spinner_refusal(k.profile, started, k.scenario.cpus))
 
 
-def holdouts(k: Kernel) -> str | None:
-    """Removing an ftrace handler while a spinner runs: ftrace_shutdown() waits in
-    synchronize_rcu_tasks() until it stops (tasks.rcu_tasks_holdouts)."""
+def holdouts(k: Kernel, where: str) -> str | None:
+    """A step that waits in synchronize_rcu_tasks() (`where`, e.g. removing an ftrace
+    handler: ftrace_shutdown()) while a spinner runs waits until it stops
+    (tasks.rcu_tasks_holdouts)."""
     names = rcu_tasks_holdouts(k)
     if not names:
         return None
     return (
-        " removes an ftrace handler: synchronize_rcu_tasks() in ftrace_shutdown() waits "
-        f"for ever for {', '.join(names)}, which never schedules voluntarily (stop it "
-        "first, or give it rcu_tasks_qs = true)"
+        f" {where} waits for ever for {', '.join(names)}, which never schedules "
+        "voluntarily (stop it first, or give it rcu_tasks_qs = true)"
     )
 
 

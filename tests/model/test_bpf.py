@@ -178,7 +178,7 @@ def test_the_last_detach_waits_for_a_spinner_in_rcu_tasks(tmp_path: Path, series
     """The function's last program takes its own ftrace ops away: synchronize_rcu_tasks()
     never ends while a spinner runs (found: klp-bpf hung in unlink on 6.1; on 6.12 the
     release work held ftrace_lock and the next module load hung)."""
-    steps = ("load sp spin=Y", "attach cn", "detach cn")
+    steps = ("attach cn", "load sp spin=Y", "detach cn")
     with pytest.raises(ScenarioError, match=r"detach cn.* removes an ftrace handler"):
         predict(scenario(tmp_path, *steps, extra=SPINNER), series)
 
@@ -186,7 +186,20 @@ def test_the_last_detach_waits_for_a_spinner_in_rcu_tasks(tmp_path: Path, series
 def test_a_detach_that_leaves_a_program_or_shares_the_ops_does_not_wait(tmp_path: Path) -> None:
     """Another program on the function keeps the trampoline (modified, not
     unregistered); 7.3's trampolines share one static ops, never shut down."""
-    two = ("load sp spin=Y", "attach cn", "attach cx", "detach cn", "stop sp")
+    two = ("attach cn", "load sp spin=Y", "attach cx", "detach cn", "stop sp")
     assert [r.errno for r in predict(scenario(tmp_path, *two, extra=SPINNER), "6.1")] == [0] * 5
     last = ("load sp spin=Y", "attach cn", "detach cn", "stop sp")
     assert [r.errno for r in predict(scenario(tmp_path, *last, extra=SPINNER), "7.3")] == [0] * 4
+
+
+def test_the_first_direct_call_waits_for_a_spinner_on_6_1(tmp_path: Path) -> None:
+    """6.1 grows the empty direct_functions hash and waits in synchronize_rcu_tasks()
+    before freeing the old one (found: klp-bpf hung in register_ftrace_direct_multi);
+    a direct call beside another does not grow it, and 6.12 frees it by
+    call_rcu_tasks()."""
+    first = ("load sp spin=Y", "attach cn")
+    with pytest.raises(ScenarioError, match=r"attach cn.* makes the first BPF direct call"):
+        predict(scenario(tmp_path, first[0], first[1], extra=SPINNER), "6.1")
+    beside = ("attach nx", "load sp spin=Y", "attach cn", "stop sp")
+    assert [r.errno for r in predict(scenario(tmp_path, *beside, extra=SPINNER), "6.1")] == [0] * 4
+    assert [r.errno for r in predict(scenario(tmp_path, *first, extra=SPINNER), "6.12")] == [0] * 2

@@ -49,20 +49,24 @@ count: it refuses steps that could reach it (`signal_refusal`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from harness.model.kernel.klp import SIGNALS_TIMEOUT, FuncKey
+from harness.model.kernel.system import DIRECT_HASH_GROWN, FTRACE_SHUTDOWN, Kernel
 from harness.scenario.step_types import Spawn, Step, Wait
 from harness.scenario.types import VMLINUX, BpfProgram
-
-if TYPE_CHECKING:
-    from harness.model.kernel.system import Kernel
 
 SLEEP_PATH = ("__x64_sys_clock_nanosleep", "common_nsleep", "hrtimer_nanosleep")
 SLEEP_KEY: FuncKey = (VMLINUX, "hrtimer_nanosleep")  # where a sleeper sleeps
 
 
 def attach(k: Kernel, prog: BpfProgram) -> int:
+    """The program's trampoline is registered as the function's direct call.  On 6.1
+    the first direct call while none is registered grows the direct_functions hash
+    and waits in synchronize_rcu_tasks() before freeing the old one
+    (ftrace_add_rec_direct, 6.1 kernel/trace/ftrace.c:2487-2506;
+    register_ftrace_direct_multi :5743-5746); 6.12 and 7.3 free it by call_rcu_tasks()
+    (6.12 :6061-6062, 7.3 :6180-6181), profiles.py `direct_hash_freed_async`."""
+    if not k.bpf and not k.profile.direct_hash_freed_async:
+        k.rcu_tasks_waits.append(DIRECT_HASH_GROWN)
     if breaks_ops(k, prog):
         k.broken_ops.add((VMLINUX, prog.func))
     k.bpf.append(prog)
@@ -83,7 +87,7 @@ def detach(k: Kernel, name: str) -> int:
     k.bpf[:] = [p for p in k.bpf if p.name != name]
     last = gone and all(p.func != gone[0].func for p in k.bpf)
     if last and not k.profile.bpf_direct_ops_shared:
-        k.ftrace_shutdowns += 1  # unregister_ftrace_function(tr->fops)
+        k.rcu_tasks_waits.append(FTRACE_SHUTDOWN)  # unregister_ftrace_function(tr->fops)
     return 0
 
 

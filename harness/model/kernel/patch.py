@@ -20,7 +20,7 @@ from harness.model.kernel.klp import (
     KlpObject,
     KlpPatch,
 )
-from harness.model.kernel.system import Kernel
+from harness.model.kernel.system import FTRACE_SHUTDOWN, Kernel
 from harness.model.variants import Variant
 from harness.scenario.step_types import Trigger
 
@@ -66,7 +66,7 @@ def klp_unpatch_func(k: Kernel, func: KlpFunc) -> None:
     stack.remove(func)
     if not stack:
         del k.klp_ops[func.key]
-        k.ftrace_shutdowns += 1  # unregister_ftrace_function(&ops->fops)
+        k.rcu_tasks_waits.append(FTRACE_SHUTDOWN)  # unregister_ftrace_function(&ops->fops)
     func.patched = False
 
 

@@ -19,6 +19,16 @@ from harness.scenario.types import BpfProgram, Scenario
 
 LIVEPATCH = "livepatch: "  # pr_fmt of kernel/livepatch/*.c
 
+# Where a step waits in synchronize_rcu_tasks() for every task to schedule voluntarily
+# (harness/model/kernel/tasks.py, "RCU Tasks"), said in a refusal: a dynamic ftrace
+# ops unregistered (a func stack's last func, a BPF trampoline's last program) ...
+FTRACE_SHUTDOWN = "removes an ftrace handler: synchronize_rcu_tasks() in ftrace_shutdown()"
+# ... and, on 6.1, the first BPF direct call registered while none is
+# (harness/model/kernel/bpf.py `attach`).
+DIRECT_HASH_GROWN = (
+    "makes the first BPF direct call: synchronize_rcu_tasks() in register_ftrace_direct_multi()"
+)
+
 
 @dataclass(eq=False, slots=True)
 class Tracer:
@@ -96,9 +106,8 @@ class Kernel:
     in_retry: bool = False  # klp_transition_work_fn() is running
     completed_by_retry: bool = False  # this step's retry completed the transition
 
-    # unregister_ftrace_function() calls so far: each waits in synchronize_rcu_tasks()
-    # for every task to schedule voluntarily (harness/model/kernel/tasks.py)
-    ftrace_shutdowns: int = 0
+    # synchronize_rcu_tasks() calls so far, by where (FTRACE_SHUTDOWN, ...)
+    rcu_tasks_waits: list[str] = field(default_factory=list)
 
     # the rest of the kernel
     modules: dict[str, Module] = field(default_factory=dict)

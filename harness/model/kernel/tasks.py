@@ -53,8 +53,9 @@ Every kind, with the kernel source that decides it (6.1 = Debian 6.1.192, 6.12 =
   stops (seen on 6.1: the runner's `echo 0 > enabled` hung in
   synchronize_rcu_tasks()).  A spinner with `rcu_tasks_qs` calls
   cond_resched_tasks_rcu_qs(), which reports the quiescent state (rcu_tasks_qs(),
-  include/linux/rcupdate.h).  The model refuses a step that unregisters a handler
-  while a holdout runs (`rcu_tasks_holdouts`).
+  include/linux/rcupdate.h).  The model refuses a step that waits so while a
+  holdout runs (`rcu_tasks_holdouts`): one that unregisters a dynamic ops (a func
+  stack's, a BPF trampoline's), and on 6.1 the first BPF direct call (bpf.py).
 * **A spinner bound to CPU 1 of a 2-CPU guest** (`spinner.cpu`, `Task.pinned`): it
   has that CPU to itself, so it is *running* whenever an attempt (made on CPU 0 by
   the runner's write or the retry work it queued there) looks at it, and
