@@ -4,7 +4,8 @@ report, duplicates merged, the shrunk scenario and its report kept in a corpus f
 The signature says what went wrong, not which history showed it: who is judged (the
 model, or a variant), the kind of the first differing step (its verb), the record
 fields that differ there, and the kernel report the kernel made (`warning at
-FILE:LINE FUNCTION`), or for a crash or a hurt kernel its first line without numbers.
+FILE:LINE FUNCTION`), or for a crash or a hurt kernel its first line without numbers
+(a hung task's with the function it hangs in, as syzkaller titles it).
 Two histories that differ the same way at the same kind of step are one finding; the
 shortest shrunk scenario of it is kept.
 
@@ -74,12 +75,35 @@ class Signature:
         return f"variant {self.who} refuted at {where}"
 
 
+# A call trace's frame, `[ts]  func+0x1a/0x40 [module]`; a `? ` one is a guess.
+_FRAME = re.compile(r"^(?:\[\s*[\d.]+\]\s*)?\s+(\? )?([A-Za-z_]\w*)(?:\.[\w.]+)?\+0x", re.M)
+# How a task waits, not what for: the frames a hung task's trace starts with.
+_WAITING = re.compile(
+    r"_*(schedule\w*|wait_for_\w+|\w*wait_rcu_gp|synchronize_\w+|\w*mutex_lock\w*"
+    r"|rwsem_down\w*|down_\w+|\w*sleep\w*|io_schedule\w*|__wait_for_common)$"
+)
+
+
+def hung_in(error: str) -> str:
+    """The first frame of a hung task's call trace that is not a way of waiting: what
+    it waits in ("hung in ftrace_shutdown"), or "" when none is there."""
+    if "blocked for more than" not in error:
+        return ""
+    for frame in _FRAME.finditer(error):
+        guess, func = frame.group(1), frame.group(2)
+        if not guess and not _WAITING.fullmatch(func):
+            return func
+    return ""
+
+
 def signature_of(outcome: ScenarioOutcome, who: str) -> Signature:
     """The signature of an outcome that is not a pass."""
     mismatch = outcome.mismatch
     if mismatch is None:  # a crash, a taint the scenario raised, a harness failure
-        first = (outcome.error or "failed").splitlines()[0]
-        return Signature(who, "crash", (), _NUMBERS.sub("N", first).strip())
+        error = outcome.error or "failed"
+        first = _NUMBERS.sub("N", error.splitlines()[0]).strip()
+        where = hung_in(error)
+        return Signature(who, "crash", (), f"{first} hung in {where}" if where else first)
     observed = outcome.observed[mismatch.index] if mismatch.index < len(outcome.observed) else None
     report = observed.report if observed is not None else ""
     kind = mismatch.step.split()[0] if mismatch.step else "?"

@@ -10,7 +10,15 @@ from pathlib import Path
 
 from harness.fuzz.campaign import SUMMARY, model_sides, run_campaign
 from harness.fuzz.config import SearchConfig, WorkerConfig
-from harness.fuzz.findings import FINDING, REPORT, SCENARIO, Corpus, Signature, signature_of
+from harness.fuzz.findings import (
+    FINDING,
+    REPORT,
+    SCENARIO,
+    Corpus,
+    Signature,
+    hung_in,
+    signature_of,
+)
 from harness.fuzz.histories import History, predict_history
 from harness.fuzz.judge import ModelJudge, Verdict
 from harness.fuzz.search import Stats, search
@@ -126,3 +134,36 @@ def test_a_crash_keeps_the_step_it_ended() -> None:
     assert Verdict(differs, 1).shown_by(history).steps == history.steps[:1]
     hurt = ScenarioOutcome("x", "debian-6.1", [], ran * 3, error="the kernel raised taint W")
     assert Verdict(hurt, 3).shown_by(history).steps == history.steps
+
+
+HUNG = """kernel report: hung-task: INFO: task klp-bpf:{pid} blocked for more than 120 seconds.
+[  244.660100] task:klp-bpf         state:D stack:0     pid:{pid}   ppid:158    flags:0x00004002
+[  244.660849] Call Trace:
+[  244.660964]  <TASK>
+[  244.661096]  __schedule+0x34d/0xa00
+[  244.663581]  schedule+0x5a/0xd0
+[  244.663836]  schedule_timeout+0x11a/0x150
+[  244.664032]  __wait_for_common+0x94/0x1e0
+[  244.664132]  ? usleep_range_state+0x90/0x90
+[  244.664214]  __wait_rcu_gp+0x12b/0x140
+[  244.664263]  synchronize_rcu_tasks+0x5e/0xd0
+[  244.664310]  ? call_rcu_tasks_generic+0x200/0x200
+[  244.664581]  {where}+0xcc/0x1b0
+[  244.664748]  unregister_ftrace_function+0x45/0x150
+"""
+
+
+def test_a_hung_task_is_named_by_what_it_waits_in() -> None:
+    """Two hangs of one tool are two findings when they wait in different places
+    (a BPF detach in ftrace_shutdown, an attach in register_ftrace_direct_multi: one
+    signature before), and one when only the pid differs."""
+
+    def signature(where: str, pid: int) -> Signature:
+        error = HUNG.format(pid=pid, where=where)
+        return signature_of(ScenarioOutcome("x", "debian-6.1", [], error=error), "model")
+
+    shutdown = signature("ftrace_shutdown.part.0", 159)
+    assert shutdown.report.endswith("blocked for more than N seconds. hung in ftrace_shutdown")
+    assert signature("ftrace_shutdown.part.0", 157) == shutdown
+    assert signature("register_ftrace_direct_multi", 157) != shutdown
+    assert hung_in("guest crashed: oops: BUG: unable to handle page fault") == ""
