@@ -4,7 +4,9 @@ The command's tasks start during the step, so they run in the target state of a
 transition (as `call` steps do, docs/model-notes.md "Who calls").  The implementation
 is what the ftrace handler picks (`klp_ftrace_handler`); a patch's default replacement
 of a real function continues in the original's body (kmod_templates/livepatch.c.j2),
-so there both the patch and the original count the call.
+so there both the patch and the original count the call.  A function of a module
+that is not loaded runs nowhere: the runner's probe on it (`MOD:SYM`) waits for the
+module (harness/runner/trigger.py).
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ def predict_ran(k: Kernel, step: Trigger) -> dict[str, str]:
     ran: dict[str, str] = {}
     for watch in step.watch:
         code = klp_ftrace_handler(k, watched_key(watch), state)
-        if code is None:
+        if watch.object != VMLINUX and watch.object not in k.modules:
+            impls = []  # nothing to call: the probe waits for the module (MOD:SYM)
+        elif code is None:
             impls = ["orig"]
         else:
             impls = [code.name] + (["orig"] if runs_original(code, watch) else [])

@@ -132,14 +132,17 @@ def trigger_script(
     `command_data`; its own stdout dropped, stderr kept for the report), counters
     again; the exit status is the command's."""
     keys = {w.key for w in step.watch}
+    # Only once the module is loaded: a probe on a module not loaded yet is accepted
+    # unchecked since 6.12, then fails at the load if +5 is inside an instruction
+    # (trace_kprobe: "Failed to re-register probe", -EILSEQ).  Not loaded, nothing of
+    # it runs: no probe is needed.
     probes = [
-        f"[ -d {TRACEFS}/events/kprobes/{PROBE}{i} ] || {{ {_probe(i, watch)}; }}; "
+        f"[ -d {TRACEFS}/events/kprobes/{PROBE}{i} ] || "
+        f"[ ! -d /sys/module/{watch.object.replace('-', '_')} ] || {{ {_probe(i, watch)}; }}; "
         for i, watch in enumerate(funcs)
         if watch.object != VMLINUX and watch.key in keys
     ]
-    # Only once the patch module is loaded: a probe on a module not loaded yet is
-    # accepted unchecked since 6.12, then fails at the load if +5 is inside an
-    # instruction (trace_kprobe: "Failed to re-register probe", -EILSEQ).
+    # The same for a module file's replacement, in its patch module.
     probes += [
         f"[ -d {TRACEFS}/events/kprobes/{NEW_PROBE}{i} ] || [ ! -d /sys/module/{patch} ] || "
         f"{{ {_probe(i, Watch(patch, new_func), NEW_PROBE, (0,))}; }}; "

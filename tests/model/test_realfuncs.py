@@ -90,12 +90,14 @@ def test_module_of_the_kernel_loaded_by_the_scenario(tmp_path: Path) -> None:
     # nothing to build for dummy
     assert sorted(m.name for m in scenario.modules) == ["klp_dummy", "rf07_spacer"]
     records = predict(scenario)
-    assert records[2].log[:2] == [
+    assert records[2].ran == {"dummy:dummy_get_stats64": "none"}  # not loaded yet
+    assert records[3].log[:2] == [
         "% modprobe dummy",
         "livepatch: applying patch 'klp_dummy' to loading module 'dummy'",
     ]
-    assert records[2].modules == {"rf07_spacer": "0", "klp_dummy": "1", "dummy": "0"}
-    assert records[4].log[2] == "livepatch: reverting patch 'klp_dummy' on unloading module 'dummy'"
+    assert records[3].modules == {"rf07_spacer": "0", "klp_dummy": "1", "dummy": "0"}
+    assert records[4].ran == {"dummy:dummy_get_stats64": "klp_dummy+orig"}
+    assert records[5].log[2] == "livepatch: reverting patch 'klp_dummy' on unloading module 'dummy'"
     bad = tmp_path / "bad.toml"
     bad.write_text(path.read_text().replace('"load dummy",', '"load dummy numdummies=2",', 1))
     with pytest.raises(ScenarioError, match="dummy is a module of the kernel: it takes no param"):

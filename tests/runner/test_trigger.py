@@ -167,6 +167,38 @@ def test_model_predicts_who_runs(tmp_path: Path) -> None:
     assert records[1].ran == {}
 
 
+DUMMY = """\
+description = "A module's function, watched with the module out and in."
+steps = [
+  "load lp",
+  "trigger 'cat /proc/net/dev' dummy:dummy_get_stats64",
+  "load dummy",
+  "trigger 'cat /proc/net/dev' dummy:dummy_get_stats64",
+  "unload dummy",
+  "trigger 'cat /proc/net/dev' dummy:dummy_get_stats64",
+]
+
+[[patch]]
+name = "lp"
+
+[[patch.object]]
+name = "dummy"
+funcs = ["dummy_get_stats64"]
+"""
+
+
+def test_a_function_of_a_module_not_loaded_runs_nowhere(tmp_path: Path) -> None:
+    """Found by the fuzzer on 7.3: the model said the original ran while dummy was not
+    loaded; the probe waits for the module and nothing is called."""
+    records = predict(scenario(tmp_path, DUMMY))
+    gone = {"dummy:dummy_get_stats64": "none"}
+    assert [records[i].ran for i in (1, 3, 5)] == [
+        gone,
+        {"dummy:dummy_get_stats64": "lp+orig"},
+        gone,
+    ]
+
+
 def test_guest_output_parsed(tmp_path: Path) -> None:
     s = scenario(tmp_path)
     step = s.steps[2]
