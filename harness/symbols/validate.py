@@ -14,7 +14,7 @@ import difflib
 
 from harness.errors import ScenarioError
 from harness.kernel.profiles import KernelProfile
-from harness.scenario.step_types import Load, Trigger
+from harness.scenario.step_types import Trigger
 from harness.scenario.types import VMLINUX, VMLINUX_FUNCS, PatchObject, Scenario
 from harness.symbols.data import ObjectSymbols, find_module_file, module_key, module_symbols
 from harness.symbols.record import VmlinuxRecord, vmlinux_record
@@ -119,12 +119,6 @@ def object_symbols(
         raise ScenarioError(
             f"{where}.name",
             f"{obj.name!r} is neither {VMLINUX!r}, a scenario target nor a module of the kernel",
-        )
-    loads = {s.module for s in scenario.steps if isinstance(s, Load)}
-    if obj.name not in loads:
-        raise ScenarioError(
-            f"{where}.name",
-            f"{obj.name!r} is a module of the kernel that no step loads (add `load {obj.name}`)",
         )
     if module_key(obj.name) in vmlinux.loaded_modules:
         raise ScenarioError(
