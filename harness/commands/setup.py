@@ -3,8 +3,9 @@
 Idempotent and fast when warm: a fetched profile is reused unless Debian has a newer
 kernel of its series in apt's lists, a build root (profiles newer than the host:
 harness.kernel.buildroot) is made once, and an image is rebuilt only when one of its
-inputs changed.  apt's lists are refreshed at most once per run, and only when
-needed: bookworm-backports was just added, or a kernel cannot be found or downloaded.
+inputs changed.  The host's apt lists are refreshed at most once per run, and only
+when a kernel cannot be found or downloaded; a private configuration's (another
+suite's: harness.kernel.apt) once a day.
 """
 
 from __future__ import annotations

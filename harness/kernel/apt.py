@@ -1,10 +1,10 @@
 """apt, the one way the harness reaches Debian's packages: the host's configuration,
 or a private one in the cache that names only other suites of Debian's mirror.
 
-The host's sources are changed in one case only, and said so: a Debian 12 host gets
-bookworm-backports (Debian's own suite for 6.12 on bookworm).  Newer releases'
-kernels come through a private configuration (`<cache>/apt/<suites>/`), so the
-host's apt sources never name another release.
+Every suite of another release (trixie-backports and sid for 7.x) comes through a
+private configuration
+(`<cache>/apt/<suites>/`): the host's apt sources are never changed, and what the
+harness fetches does not depend on what the host's administrator configured.
 """
 
 from __future__ import annotations
@@ -22,62 +22,9 @@ MIRROR = os.environ.get("KLP_HARNESS_DEBIAN_MIRROR", "http://deb.debian.org/debi
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 LISTS_MAX_AGE = 24 * 3600.0  # a private config's lists are refreshed once a day
 
-# Profiles whose kernels Debian 12 also publishes in bookworm-backports.
-BACKPORTS_PROFILES = ("debian-6.12",)
-BACKPORTS_SOURCE = Path("/etc/apt/sources.list.d/bookworm-backports.sources")
-BACKPORTS_STANZA = """\
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-"""
-
 
 def _as_root(cmd: list[str]) -> list[str]:
     return cmd if os.geteuid() == 0 else ["sudo", *cmd]
-
-
-def _host_codename() -> str:
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("VERSION_CODENAME="):
-                return line.partition("=")[2].strip().strip('"')
-    except OSError:
-        pass
-    return ""
-
-
-def _apt_sources_text() -> str:
-    paths = [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]
-    texts = []
-    for path in paths:
-        if path.suffix in (".list", ".sources") or path.name == "sources.list":
-            try:
-                texts.append(path.read_text())
-            except OSError:
-                continue
-    return "\n".join(texts)
-
-
-def ensure_backports_source() -> bool:
-    """Add bookworm-backports to apt's sources on a Debian 12 host that lacks it;
-    True if it was added (apt's lists then need an update)."""
-    if _host_codename() != "bookworm" or "bookworm-backports" in _apt_sources_text():
-        return False
-    print(f"setup: adding bookworm-backports to apt's sources ({BACKPORTS_SOURCE})")
-    proc = subprocess.run(
-        _as_root(["tee", str(BACKPORTS_SOURCE)]),
-        input=BACKPORTS_STANZA,
-        text=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        check=False,
-    )
-    if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-        raise HarnessError(f"cannot add {BACKPORTS_SOURCE}: {tail[0]}")
-    return True
 
 
 class Apt:

@@ -32,7 +32,7 @@ from harness.kernel.profiles import KernelProfile, cache_root, read_config
 
 # Debian's ABI suffix (`7.3.4+deb13-amd64`) -> the release whose libc its tools need.
 SUITES = {13: "trixie", 14: "sid"}
-HOST_DEBIAN = 12  # bookworm builds its own kernels' modules (6.1, 6.12 backports)
+HOST_DEBIAN = 12  # bookworm builds its own kernels' modules (6.1, 6.12)
 # What linux-kbuild-7.3.4+deb13 depends on (pahole for the modules' BTF; libc6 is in
 # every root), and make; the compiler is the kernel's own (CONFIG_CC_VERSION_TEXT).
 KBUILD_DEPENDS = ("make", "pahole", "libelf1t64", "libssl3t64", "zlib1g")

@@ -2,10 +2,10 @@
 
 A profile's packages are found in apt's lists, downloaded with `apt-get download` and
 unpacked with `dpkg-deb -x` (never installed: the host's /boot and /lib/modules stay
-untouched).  Kernels of the host's own release (bookworm, bookworm-backports) come
-through the host's apt configuration; newer ones (trixie-backports, sid) through a
-private one kept in the cache (`<cache>/apt/<suites>/`: its sources.list, lists and
-package cache), so the host's apt sources never name another release.
+untouched).  Kernels of the host's own release (bookworm, whose security suite
+carries 6.12) come through the host's apt configuration; newer ones (trixie-backports,
+sid) through a private one kept in the cache (`<cache>/apt/<suites>/`: its
+sources.list, lists and package cache), so the host's apt sources are never changed.
 
 Everything is unpacked in a temporary directory and renamed into place only once it
 is complete and its kernel and headers agree on the release: a failed or killed fetch
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
 from harness.files import make_temp_dir, sweep_abandoned
-from harness.kernel.apt import BACKPORTS_PROFILES, Apt, ensure_backports_source, run_checked
+from harness.kernel.apt import Apt, run_checked
 from harness.kernel.profiles import (
     PROFILE_RECORD,
     KernelProfile,
@@ -47,6 +47,8 @@ class Series:
 
 SERIES: dict[str, Series] = {
     "debian-6.1": Series(r"linux-image-(6\.1\.0-\d+)-amd64-unsigned"),
+    # Debian 12 ships 6.12 itself, in bookworm-security (source package linux-6.12);
+    # bookworm-backports' 6.12 is older and no longer follows it.
     "debian-6.12": Series(r"linux-image-(6\.12\.\d+\+deb12)-amd64-unsigned"),
     # 7.x splits the kernel: linux-image-<abi>-amd64 is empty and depends on
     # linux-binary (the signed vmlinuz), linux-modules and linux-base (config,
@@ -226,8 +228,6 @@ def fetch_profile(name: str, apt: Apt) -> KernelProfile:
             if str(exc).startswith(f"kernel profile {name}"):
                 raise
             raise HarnessError(f"kernel profile {name}: {exc}") from None
-    if name in BACKPORTS_PROFILES and ensure_backports_source():
-        apt.update()
     try:
         return fetch_debian_profile(name)
     except HarnessError as exc:

@@ -235,18 +235,3 @@ def test_broken_kernel_dir_build_shows_the_compiler_error(
     assert "Leaving directory" not in line
     assert "(build log: " in line
     assert line.endswith("recipe: " + str(kconfig.RECIPE) + ")")  # the tree broke, not ours
-
-
-def test_setup_failing_to_add_backports_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.errors import HarnessError
-    from harness.kernel import apt
-
-    monkeypatch.setattr(apt, "_host_codename", lambda: "bookworm")
-    monkeypatch.setattr(apt, "_apt_sources_text", lambda: "")
-
-    def failing(*_args: object, **_kwargs: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.CompletedProcess([], 1, "", "tee: /etc/apt/x: Read-only file system\n")
-
-    monkeypatch.setattr(apt.subprocess, "run", failing)
-    with pytest.raises(HarnessError, match=r"^cannot add .*: tee: /etc/apt/x: Read-only file"):
-        apt.ensure_backports_source()

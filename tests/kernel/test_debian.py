@@ -140,6 +140,13 @@ def test_private_configuration_names_only_its_suites(cache: Path) -> None:
     assert apt.Apt().options() == []  # the host's own configuration, as it is
 
 
+def test_another_release_comes_through_a_private_configuration() -> None:
+    """The host's apt configuration serves only its own release (bookworm: 6.1, and 6.12
+    from bookworm-security); 7.x's suites never reach the host's apt sources."""
+    assert debian.apt_for("debian-6.1").suites == debian.apt_for("debian-6.12").suites == ()
+    assert debian.apt_for("debian-7.3").suites == ("trixie-backports", "sid")
+
+
 def test_series_names_are_the_profiles() -> None:
     assert list(debian.SERIES) == kernels.profile_names()
     assert debian._literal_prefix(debian.SERIES["debian-7.3"].package) == "linux-binary-unsigned-"
