@@ -92,6 +92,19 @@ def drop_lines_of(texts: Sequence[str], modules: Sequence[str]) -> list[str]:
 
 
 _POINTER_RE = re.compile(r"\b[0-9a-f]{16}\b")
+_RELOC_SECTION_RE = re.compile(r"\bfor sec \d+, idx ")
+RELOC_SECTION = "for sec SEC, idx "
+
+
+def normalize_reloc_sections(lines: Sequence[str]) -> list[str]:
+    """x86's relocation errors name the relocation section's index in the patch's
+    .ko (7.3 arch/x86/kernel/module.c:151-153, "sec %u, idx %u"), which the compiler's
+    section layout decides, not the scenario: it reads as SEC, as an address reads
+    as PTRn.  The entry's index and everything else on the line stay compared."""
+    return [
+        _RELOC_SECTION_RE.sub(RELOC_SECTION, line) if line.startswith(ARCH_MODULES) else line
+        for line in lines
+    ]
 
 
 def normalize_pointers(lines: Sequence[str]) -> list[str]:

@@ -210,7 +210,11 @@ class ScenarioSession:
             step=format_step(step),
             errno=errno_value,
             log=observe.normalize_pointers(
-                observe.drop_lines_of(observe.filter_log(texts, self.module_names), self.undeclared)
+                observe.normalize_reloc_sections(
+                    observe.drop_lines_of(
+                        observe.filter_log(texts, self.module_names), self.undeclared
+                    )
+                )
             ),
             sysfs=sysfs,
             modules=observe.parse_modules(sections["modules"]),

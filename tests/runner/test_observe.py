@@ -68,6 +68,21 @@ def test_normalize_pointers_first_seen_order() -> None:
     ]
 
 
+def test_a_relocation_sections_index_reads_as_sec_on_x86s_lines_only() -> None:
+    line = (
+        "module: x86/modules: Invalid relocation target, existing value is nonzero for "
+        "sec 41, idx 0, type 1, loc ffffffffc0353010, val ffffffffc0359000"
+    )
+    other = "p: for sec 41, idx 0 of its own"  # a module's line keeps its numbers
+    assert observe.normalize_reloc_sections([line, other]) == [
+        line.replace("sec 41,", "sec SEC,"),
+        other,
+    ]
+    assert observe.normalize_pointers(observe.normalize_reloc_sections([line]))[0].endswith(
+        "sec SEC, idx 0, type 1, loc PTR1, val PTR2"
+    )
+
+
 def test_parse_sysfs() -> None:
     out = (
         "/sys/kernel/livepatch/p/enabled=1\n"
