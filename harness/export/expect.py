@@ -54,6 +54,11 @@ KNOWN_BUGS: dict[str, tuple[bool, str]] = {
         "a kprobe that joined an ftrace-based aggregate probe is disarmed through the "
         "ops it was never armed on: WARN `Failed to disarm kprobe-ftrace` (finding 5)",
     ),
+    "failed_coming_keeps_relocs": (
+        False,
+        "a patch whose coming fails (its pre_patch callback) keeps its klp relocations "
+        "written: the module's next load is refused with ENOEXEC (finding 6)",
+    ),
 }
 
 

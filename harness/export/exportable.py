@@ -14,10 +14,11 @@ that needs more is refused with one reason per thing it needs:
 * modules that are not generated from the scenario: module files (`ko`, samples),
   modules of the kernel as patch objects;
 * generated code that is the harness's instrumentation or needs its build: the
-  counting default replacement of a real function (no body), klp relocations (an
-  ELF rewrite after the build, harness/modules/klprela.py), shadow fields on the
+  counting default replacement of a real function (no body), shadow fields on the
   target's own structures, shadow-variable scripts (not in the export templates);
-* BPF programs, for a kselftest (a standalone reproducer brings its own loader).
+* for a kselftest, what needs a program of the reproducer's own: BPF programs (its
+  loader, images/klp-bpf.c) and klp relocations (an ELF rewrite after the build,
+  images/klp-rela.c, as harness/modules/klprela.py does it).
 
 Refusals are also what the model refuses (a ScenarioError of the prediction) and a
 profile the scenario is not meant for (`kernels = [...]`).
@@ -97,7 +98,7 @@ def refusals(scenario: Scenario, kind: Kind) -> list[str]:
             reasons.append(f"{patch.name}: a check command is not exported")
         for obj in patch.objects:
             where = f"{patch.name}:{obj.name}"
-            if obj.klp_relocs:
+            if obj.klp_relocs and kind is Kind.KSELFTEST:
                 reasons.append(f"{where}: klp relocations are an ELF rewrite after the build")
             if obj.shadow_field is not None:
                 reasons.append(f"{where}: a shadow field on the target's own structure")

@@ -78,6 +78,7 @@ def render_patch(patch: PatchModule, origin: str) -> str:
                 "funcs": list(obj.funcs),
                 "info": info,
                 "callbacks": [cb.value for cb in Callback if cb in obj.callbacks],
+                "relocs": obj.klp_relocs,
             }
         )
     used = {cb for obj in patch.objects for cb in obj.callbacks}
@@ -96,6 +97,7 @@ def render_patch(patch: PatchModule, origin: str) -> str:
             headers=list(headers),
             uses_seq=uses_seq,
             uses_park=uses_park,
+            relocs=any(obj.klp_relocs for obj in patch.objects),
         )
     )
 

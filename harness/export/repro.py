@@ -5,6 +5,8 @@ with no Python and no harness.
     Makefile             `make` builds them against /lib/modules/$(uname -r)/build,
                          or KDIR=; and klp-bpf when the scenario attaches BPF programs
     klp-bpf.c            (then) a BPF fentry/fexit loader with no library
+    klp-rela.c           (when a patch has klp relocations) the ELF rewrite that makes
+                         them, run on the built patch modules by `make modules`
     expected-<series>    what each step should do on that kernel series, the
                          reference model's prediction
     run.sh               POSIX sh (kmod_templates/export/run.sh.j2): runs the steps,
@@ -54,7 +56,9 @@ from harness.scenario.step_types import (
 )
 from harness.scenario.types import PatchModule, Scenario, TargetModule
 
-BPF_LOADER = Path(__file__).resolve().parents[2] / "images" / "klp-bpf.c"
+IMAGES = Path(__file__).resolve().parents[2] / "images"
+BPF_LOADER = IMAGES / "klp-bpf.c"
+RELA_WRITER = IMAGES / "klp-rela.c"
 ORIGINAL = "(original)"
 
 MAKEFILE = """\
@@ -64,9 +68,9 @@ KDIR ?= /lib/modules/$(shell uname -r)/build
 
 all: modules{programs}
 
-modules:
+modules:{modules_needs}
 \t$(MAKE) -C $(KDIR) M=$(CURDIR) modules
-{program_rules}
+{after_modules}{program_rules}
 clean:
 \t$(MAKE) -C $(KDIR) M=$(CURDIR) clean
 \trm -f{program_names}
@@ -77,6 +81,11 @@ clean:
 BPF_RULE = """
 klp-bpf: klp-bpf.c
 \t$(CC) -static -O2 -Wall -o $@ $<
+"""
+
+RELA_RULE = """
+klp-rela: klp-rela.c
+\t$(CC) -O2 -Wall -o $@ $<
 """
 
 
@@ -213,6 +222,19 @@ def _pick(expectations: list[Expectation]) -> str:
     return "\n".join(lines)
 
 
+def makefile(bpf: bool, relocated: list[str]) -> str:
+    """The reproducer's Makefile: the modules, klp-bpf for BPF programs, and klp-rela
+    run on each patch module in `relocated` once kbuild has made it."""
+    converts = "".join(f"\t./klp-rela {name}.ko\n" for name in relocated)
+    return MAKEFILE.format(
+        programs=" klp-bpf" if bpf else "",
+        modules_needs=" klp-rela" if relocated else "",
+        after_modules=converts,
+        program_rules=(BPF_RULE if bpf else "") + (RELA_RULE if relocated else ""),
+        program_names=(" klp-bpf" if bpf else "") + (" klp-rela" if relocated else ""),
+    )
+
+
 def export_repro(
     scenario: Scenario, out: Path, expect: Expect, profile: str | None = None
 ) -> list[str]:
@@ -230,17 +252,12 @@ def export_repro(
     for name, text in sources.items():
         atomic_write(out / f"{name}.c", text)
     atomic_write(out / "Kbuild", kbuild(list(sources)))
-    programs = " klp-bpf" if scenario.bpf else ""
-    atomic_write(
-        out / "Makefile",
-        MAKEFILE.format(
-            programs=programs,
-            program_rules=BPF_RULE if scenario.bpf else "",
-            program_names=programs,
-        ),
-    )
+    relocated = [p.name for p in scenario.patches if any(o.klp_relocs for o in p.objects)]
+    atomic_write(out / "Makefile", makefile(bool(scenario.bpf), relocated))
     if scenario.bpf:
         atomic_write(out / "klp-bpf.c", BPF_LOADER.read_text())
+    if relocated:
+        atomic_write(out / "klp-rela.c", RELA_WRITER.read_text())
     for expectation in expectations:
         atomic_write(out / f"expected-{expectation.series}", expected_text(expectation))
     atomic_write(out / "run.sh", run_sh(scenario, expectations))

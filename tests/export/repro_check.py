@@ -2,14 +2,16 @@
 reproducers were checked"): each directory is built with its own Makefile against a
 profile's headers, then run by its run.sh alone in a guest of that profile.
 
-    .venv/bin/python -m tests.export.repro_check debian-6.1 debian-6.12 debian-7.3
+    .venv/bin/python -m tests.export.repro_check debian-6.1 debian-6.12 debian-7.3 [REPRO...]
 
-Not a pytest module (some 25 s of guest time per reproducer and profile).  The 7.3
-profile builds its modules in the harness's build root, which has the kernel's
-compiler and not libc's headers: a reproducer's user-space BPF loader is built on the
-host there (static).  run.sh's output goes to the guest's serial console, read from
-the host's copy of it: a kernel warning ends the harness's use of the guest's command
-channel, not run.sh.  Outputs: results/repro-check/<reproducer>-<profile>-{build.log,run.txt}.
+(REPRO: the name of a directory under docs/findings/, to check only those.)  Not a
+pytest module (some 25 s of guest time per reproducer and profile).  The 7.3 profile
+builds its modules in the harness's build root, which has the kernel's compiler and
+not libc's headers: a reproducer's user-space programs are built on the host there
+(the BPF loader static, for the guest; klp-rela first, as `make modules` runs it).
+run.sh's output goes to the guest's serial console, read from the host's copy of it:
+a kernel warning ends the harness's use of the guest's command channel, not run.sh.
+Outputs: results/repro-check/<reproducer>-<profile>-{build.log,run.txt}.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def build(repro: Path, profile: KernelProfile, work: Path) -> str:
     if root is not None:
         tree = cache_root() / "kernels" / profile.name
         steps = [buildroot.wrap(root, [*argv, "modules"], work, read_only=[tree], writable=[work])]
+        if (work / "klp-rela.c").is_file():
+            steps.insert(0, ["make", "klp-rela"])
         if (work / "klp-bpf.c").is_file():
             steps.append(["make", "klp-bpf"])
     log = ""
@@ -75,11 +79,13 @@ def run(work: Path, profile: KernelProfile) -> str:
         return text[: text.find("\n", end) + 1] if end >= 0 else text
 
 
-def main(profiles: list[str]) -> int:
+def main(names: list[str]) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
+    profiles = [n for n in names if n.startswith("debian-")]
+    only = [n for n in names if not n.startswith("debian-")]
     for name in profiles:
         profile = load_profile(name)
-        for repro in REPROS:
+        for repro in (r for r in REPROS if not only or r.name in only):
             with tempfile.TemporaryDirectory(prefix=f"{repro.name}-") as tmp:
                 work = Path(tmp) / repro.name
                 (OUT / f"{repro.name}-{name}-build.log").write_text(build(repro, profile, work))

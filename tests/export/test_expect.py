@@ -74,3 +74,15 @@ def test_finding_5_warns_as_is_and_not_fixed(series: str, where: str) -> None:
         "% rmmod kretp",
         "kretp: kretprobe on meminfo_proc_show was hit",
     ]
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12", "7.3"])
+def test_finding_6_refuses_the_reload_as_is_and_not_fixed(series: str) -> None:
+    """bugs/07: a patch whose pre_patch failed at its target's coming keeps its klp
+    relocations written on every profile; a kernel without the bug loads the target
+    again once the callback succeeds, and patches it."""
+    scenario = shipped("bugs/07")
+    assert plan(scenario, series, Expect.AS_IS)[4].record.errno == 8  # ENOEXEC
+    fixed = plan(scenario, series, Expect.FIXED)[4].record
+    assert fixed.errno == 0
+    assert fixed.impls["klp_fc_target:alpha"] == "klp_fc_patch"

@@ -42,6 +42,11 @@ def test_a_reproducer_brings_its_own_bpf_loader() -> None:
     assert refusals(shipped("bugs/05"), Kind.REPRO) == []
 
 
+@pytest.mark.parametrize("scenario", ["bugs/02", "bugs/07"])
+def test_a_reproducer_brings_its_own_klp_relocation_writer(scenario: str) -> None:
+    assert refusals(shipped(scenario), Kind.REPRO) == []
+
+
 def test_a_profile_the_scenario_is_not_for_is_refused() -> None:
     with pytest.raises(Refused, match=r"not meant for debian-7\.3"):
         check_exportable(shipped("bugs/03"), Kind.REPRO, "debian-7.3")

@@ -17,6 +17,7 @@ REPROS = {
     "2-bpf-half-backport": "tests/scenarios/bugs/05_fentry_then_fexit_on_livepatched_function.toml",
     "4-kretprobe-docs": "tests/scenarios/coexist/09_kretprobe_docs.toml",
     "5-kprobe-disarm-warn": "tests/scenarios/bugs/06_kprobe_joins_kretprobe_disarm_warns.toml",
+    "6-failed-coming-relocs": "tests/scenarios/bugs/07_failed_coming_leaves_klp_relocs.toml",
 }
 
 

@@ -281,6 +281,8 @@ def klp_module_coming(k: Kernel, mod: Module) -> int:
         f"patch '{patch.name}' failed for module '{mod.name}', refusing to load module '{mod.name}'"
     )
     mod.klp_alive = False
+    if not k.profile.failed_coming_keeps_relocs:  # a kernel without finding 6
+        klp_clear_object_relocs(k, obj)
     obj.mod = None
     klp_cleanup_module_patches_limited(k, mod, patch)
     return ret
