@@ -95,13 +95,19 @@ def reaching(predictions: list[Prediction], words: str) -> int:
 
 
 def test_steered_histories_block_reverse_and_force_transitions_and_are_not_cut() -> None:
-    steered, stats = first(0, 300)
-    assert stats.refusals == 0
-    uniform, _ = first(0, 300, uniform=True)
+    """Over three seeds: how often one seed's 300 histories reach a rare path varies
+    several-fold with the worlds it draws (reversing: 1 to 15 per seed)."""
+    steered: list[Prediction] = []
+    uniform: list[Prediction] = []
+    for seed in range(3):
+        predictions, stats = first(seed, 300)
+        assert stats.refusals == 0
+        steered += predictions
+        uniform += first(seed, 300, uniform=True)[0]
     blocked = [sum(any(r.pending for r in p.reference) for p in h) for h in (steered, uniform)]
     assert blocked[0] > 2 * blocked[1]
     for words in ("forcing remaining tasks", "reversing transition"):
-        assert reaching(steered, words) >= 3  # over 17 patches and 7 scenes
+        assert reaching(steered, words) >= 9  # over 18 patches and 7 scenes
         assert reaching(steered, words) > reaching(uniform, words)
 
 
