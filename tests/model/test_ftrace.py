@@ -12,6 +12,7 @@ from harness.model.predict import predict
 from harness.modules.render import render_target
 from harness.scenario.loader import load_scenario
 from harness.scenario.types import Kprobe, TargetModule
+from tests.model.conftest import predict_text
 
 COEXIST = Path(__file__).parents[1] / "scenarios" / "coexist"
 BUSY = "modprobe: ERROR: could not insert 'kp_post': Device or resource busy"
@@ -188,3 +189,36 @@ def test_body_kprobe_template_and_checks(tmp_path: Path) -> None:
     )
     with pytest.raises(ScenarioError, match="a kretprobe goes on the function's entry"):
         load_scenario(path)
+
+
+BODY_KPROBE_BESIDE_A_SPINNER = """\
+[[target]]
+name = "kp_body"
+kprobe = {{ func = "cmdline_proc_show", body = true }}
+
+[[target]]
+name = "t_spin"
+funcs = ["s1"]
+spinner = {{ func = "s1", inside = {inside}, cond_resched = true, rcu_tasks_qs = {qs} }}
+"""
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12", "7.3"])
+@pytest.mark.parametrize("step", ["load kp_body", "unload kp_body"])
+def test_a_body_kprobe_beside_a_spinner_is_refused(tmp_path: Path, series: str, step: str) -> None:
+    """Its optimizer holds kprobe_mutex in synchronize_rcu_tasks() until the spinner
+    stops (seen on 7.3: the next module load hung in kprobes_module_callback)."""
+    steps = [
+        "load t_spin",
+        *(["load kp_body"] if step.startswith("unload") else []),
+        "start t_spin",
+        step,
+    ]
+    with pytest.raises(ScenarioError, match=r"kprobe_optimizer\(\) holds kprobe_mutex.*t_spin"):
+        predict_text(
+            tmp_path, steps, BODY_KPROBE_BESIDE_A_SPINNER.format(inside="true", qs="false"), series
+        )
+    # a spinner between calls that reports its RCU Tasks quiescent states lets it finish
+    modules = BODY_KPROBE_BESIDE_A_SPINNER.format(inside="false", qs="true")
+    records = predict_text(tmp_path, steps, modules, series)
+    assert records[-1].errno == 0

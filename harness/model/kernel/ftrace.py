@@ -49,7 +49,7 @@ import errno
 
 from harness.errors import ScenarioError
 from harness.model.kernel.klp import ORIG, FuncKey
-from harness.model.kernel.system import Kernel, KprobeSite, KprobeUser, Tracer
+from harness.model.kernel.system import KPROBE_OPTIMIZER, Kernel, KprobeSite, KprobeUser, Tracer
 from harness.model.variants import Variant
 from harness.scenario.step_types import Trace
 from harness.scenario.types import VMLINUX, Kprobe
@@ -97,6 +97,9 @@ def register_kprobe(k: Kernel, owner: str, spec: Kprobe) -> int:
     key = kprobe_key(spec)
     if spec.body:  # int3 in the body (arch_prepare_kprobe): shares nothing with ftrace
         k.kprobes.append(KprobeUser(owner, key, spec.post_handler, body=True))
+        # the optimizer runs whether or not it optimizes this one (can_optimize reads
+        # the code, which the model does not)
+        k.rcu_tasks_waits.append(KPROBE_OPTIMIZER)
         return 0
     site = k.kprobe_sites.get(key)
     if site is not None:  # joins the armed aggregate (register_aggr_kprobe): no arming
@@ -122,8 +125,11 @@ def unregister_kprobe(k: Kernel, owner: str) -> KprobeUser | None:
     if probe is None:
         return None
     k.kprobes.remove(probe)
+    if probe.body:
+        k.rcu_tasks_waits.append(KPROBE_OPTIMIZER)
+        return probe
     site = k.kprobe_sites.get(probe.key)
-    if probe.body or not probe.armed or site is None:
+    if not probe.armed or site is None:
         return probe
     if any(p.key == probe.key and p.armed and not p.body for p in k.kprobes):
         return probe

@@ -28,6 +28,17 @@ FTRACE_SHUTDOWN = "removes an ftrace handler: synchronize_rcu_tasks() in ftrace_
 DIRECT_HASH_GROWN = (
     "makes the first BPF direct call: synchronize_rcu_tasks() in register_ftrace_direct_multi()"
 )
+# ... and a kprobe in a function's body registered or unregistered: the kprobe
+# optimizer, kicked by optimize_kprobe()/unoptimize_kprobe() (6.1 kernel/kprobes.c
+# :678-727, 7.3 :755-804), waits in synchronize_rcu_tasks() holding kprobe_mutex,
+# cpus_read_lock and text_mutex (kprobe_optimizer, 6.1 :607-628, 6.12 :607-628, 7.3
+# :630-652); the step returns, and the next module load waits for kprobe_mutex in
+# kprobes_module_callback() (6.1 :2639-2651, 6.12 :2636-2648, 7.3 :2677-2686: seen on
+# 7.3, "task klp-load blocked ... hung in kprobes_module_callback").
+KPROBE_OPTIMIZER = (
+    "(un)optimizes a kprobe in a body: kprobe_optimizer() holds kprobe_mutex, which "
+    "every module load takes, in synchronize_rcu_tasks(), and"
+)
 
 
 @dataclass(eq=False, slots=True)

@@ -55,7 +55,10 @@ Every kind, with the kernel source that decides it (6.1 = Debian 6.1.192, 6.12 =
   cond_resched_tasks_rcu_qs(), which reports the quiescent state (rcu_tasks_qs(),
   include/linux/rcupdate.h).  The model refuses a step that waits so while a
   holdout runs (`rcu_tasks_holdouts`): one that unregisters a dynamic ops (a func
-  stack's, a BPF trampoline's), and on 6.1 the first BPF direct call (bpf.py).
+  stack's, a BPF trampoline's), on 6.1 the first BPF direct call (bpf.py), and one
+  that registers or unregisters a kprobe in a function's body, whose optimizer then
+  waits holding kprobe_mutex, which the next module load takes (ftrace.py; found by
+  the fuzzer on 7.3: `klp-load` hung in kprobes_module_callback()).
 * **A spinner bound to CPU 1 of a 2-CPU guest** (`spinner.cpu`, `Task.pinned`): it
   has that CPU to itself, so it is *running* whenever an attempt (made on CPU 0 by
   the runner's write or the retry work it queued there) looks at it, and
