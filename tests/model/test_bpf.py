@@ -117,6 +117,32 @@ def test_fentry_then_fexit_on_a_livepatched_function_warns_on_6_1(tmp_path: Path
     assert [rec.report for rec in run(tmp_path, "attach cn", "attach cx", "load lc")] == [""] * 3
 
 
+@pytest.mark.parametrize(
+    "steps",
+    [
+        ("attach cn", "load lc", "attach cx"),  # ..._PEER told the fentry trampoline
+        ("load lc", "attach cx", "attach cn"),  # the register path's -EAGAIN told it
+    ],
+)
+def test_a_trampoline_told_of_the_livepatch_does_not_break_on_6_1(
+    tmp_path: Path, steps: tuple[str, ...]
+) -> None:
+    """coexist/13 (found by the fuzzer on 6.1: the first order gave no report)."""
+    records = run(tmp_path, *steps, "call vmlinux:cmdline_proc_show")
+    assert not any(record.report for record in records)
+    assert records[-1].impls["vmlinux:cmdline_proc_show"] == "lc"
+
+
+def test_the_livepatch_gone_the_trampoline_is_untold(tmp_path: Path) -> None:
+    """..._DISABLE_SHARE_IPMODIFY_PEER clears the flag: a livepatch loaded again under
+    the same fentry trampoline is told again (PEER), so no report either; but one
+    loaded first, then a new fentry-only trampoline, then fexit, WARNs as bugs/05."""
+    told = run(tmp_path, "attach cn", "load lc", "disable lc", "unload lc", "load lc", "attach cx")
+    assert not any(record.report for record in told)
+    untold = run(tmp_path, "attach cn", "load lc", "detach cn", "attach cn", "attach cx")
+    assert untold[-1].report == bpf.NULL_FUNC_WARNING["6.1"]
+
+
 def test_patching_a_function_on_the_sleepers_stack_is_refused(tmp_path: Path) -> None:
     extra = (
         '\n[[patch]]\nname = "ln"\n[[patch.object]]\nname = "vmlinux"\n'

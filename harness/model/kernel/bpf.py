@@ -67,8 +67,11 @@ def attach(k: Kernel, prog: BpfProgram) -> int:
     (6.12 :6061-6062, 7.3 :6180-6181), profiles.py `direct_hash_freed_async`."""
     if not k.bpf and not k.profile.direct_hash_freed_async:
         k.rcu_tasks_waits.append(DIRECT_HASH_GROWN)
+    key: FuncKey = (VMLINUX, prog.func)
     if breaks_ops(k, prog):
-        k.broken_ops.add((VMLINUX, prog.func))
+        k.broken_ops.add(key)
+    if key in k.klp_ops and "fexit" in {prog.prog, *(p.prog for p in k.bpf if p.func == prog.func)}:
+        k.bpf_shares_ipmodify.add(key)  # ..._SHARE_IPMODIFY_SELF's -EAGAIN set the flag
     k.bpf.append(prog)
     return 0
 
@@ -86,6 +89,8 @@ def detach(k: Kernel, name: str) -> int:
     gone = [p for p in k.bpf if p.name == name]
     k.bpf[:] = [p for p in k.bpf if p.name != name]
     last = gone and all(p.func != gone[0].func for p in k.bpf)
+    if last:  # the trampoline goes with its last link (bpf_trampoline_put), its flags too
+        k.bpf_shares_ipmodify.discard((VMLINUX, gone[0].func))
     if last and not k.profile.bpf_direct_ops_shared:
         k.rcu_tasks_waits.append(FTRACE_SHUTDOWN)  # unregister_ftrace_function(tr->fops)
     return 0
@@ -98,13 +103,21 @@ NULL_FUNC_WARNING = {"6.1": "warning at kernel/trace/ftrace.c:7660 arch_ftrace_o
 def breaks_ops(k: Kernel, prog: BpfProgram) -> bool:
     """Whether attaching `prog` leaves its function's BPF ops registered without a
     func (6.1.192's partial backport, see the module docstring): a livepatch holds
-    the function, a program is there already (the modify path), and fexit is among
-    them (the rebuilt trampoline must call the function: -EAGAIN)."""
+    the function, a program is there already (the modify path), fexit is among them
+    (the rebuilt trampoline must call the function), and the trampoline does not know
+    yet that it shares the site, so ops_func(..._SHARE_IPMODIFY_SELF) returns -EAGAIN
+    (6.1 trampoline.c:52-58).  It knows when the livepatch came after its first
+    program (..._SHARE_IPMODIFY_PEER, trampoline.c:85-86) or when an earlier fexit
+    made that -EAGAIN already, on the register path, which retries cleanly: then
+    BPF_TRAMP_F_ORIG_STACK is set (:470-473) and the modify path returns 0 (seen on
+    6.1: fentry, then the livepatch, then fexit gives no report)."""
     if not k.profile.bpf_modify_clears_ops_func or k.profile.series not in NULL_FUNC_WARNING:
         return False
     key: FuncKey = (VMLINUX, prog.func)
+    if key not in k.klp_ops or key in k.bpf_shares_ipmodify:
+        return False
     already = [p for p in k.bpf if p.func == prog.func]
-    return key in k.klp_ops and bool(already) and "fexit" in {prog.prog, *(p.prog for p in already)}
+    return bool(already) and "fexit" in {prog.prog, *(p.prog for p in already)}
 
 
 def report_after(k: Kernel, called: set[FuncKey]) -> str:

@@ -23,6 +23,7 @@ from harness.model.kernel.klp import (
 from harness.model.kernel.system import FTRACE_SHUTDOWN, Kernel
 from harness.model.variants import Variant
 from harness.scenario.step_types import Trigger
+from harness.scenario.types import VMLINUX
 
 
 def klp_ftrace_handler(k: Kernel, key: FuncKey, patch_state: int) -> KlpPatch | None:
@@ -54,6 +55,11 @@ def klp_patch_func(k: Kernel, func: KlpFunc) -> int:
             )
             return -errno.EBUSY
         stack = k.klp_ops[func.key] = []
+        if any((VMLINUX, p.func) == func.key for p in k.bpf):
+            # register_ftrace_function() -> prepare_direct_functions_for_ipmodify():
+            # FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER to the trampoline there (6.1
+            # kernel/trace/ftrace.c:8205-8239, :8345; model/kernel/bpf.py)
+            k.bpf_shares_ipmodify.add(func.key)
     stack.append(func)
     func.patched = True
     return 0
@@ -67,6 +73,9 @@ def klp_unpatch_func(k: Kernel, func: KlpFunc) -> None:
     if not stack:
         del k.klp_ops[func.key]
         k.rcu_tasks_waits.append(FTRACE_SHUTDOWN)  # unregister_ftrace_function(&ops->fops)
+        # cleanup_direct_functions_after_ipmodify(): ..._DISABLE_SHARE_IPMODIFY_PEER
+        # (6.1 ftrace.c:8254-8286, :8371)
+        k.bpf_shares_ipmodify.discard(func.key)
     func.patched = False
 
 

@@ -126,6 +126,9 @@ class Kernel:
     tasks: list[Task] = field(default_factory=list)  # parked blocker works, spinners
     processes: set[str] = field(default_factory=set)  # running [[processes]] groups
     bpf: list[BpfProgram] = field(default_factory=list)  # attached (harness/model/kernel/bpf.py)
+    # functions whose BPF trampoline knows an IPMODIFY ops shares its call site
+    # (tr->flags BPF_TRAMP_F_SHARE_IPMODIFY: harness/model/kernel/bpf.py)
+    bpf_shares_ipmodify: set[FuncKey] = field(default_factory=set)
     broken_ops: set[FuncKey] = field(default_factory=set)  # ftrace ops left without func
     kprobes: list[KprobeUser] = field(default_factory=list)  # other ftrace users (ftrace.py)
     kprobe_sites: dict[FuncKey, KprobeSite] = field(default_factory=dict)  # armed, by address
