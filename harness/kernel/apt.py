@@ -2,9 +2,9 @@
 or a private one in the cache that names only other suites of Debian's mirror.
 
 Every suite of another release (trixie-backports and sid for 7.x) comes through a
-private configuration
-(`<cache>/apt/<suites>/`): the host's apt sources are never changed, and what the
-harness fetches does not depend on what the host's administrator configured.
+private configuration (`<cache>/apt/<suites>/`): the host's apt sources are never
+changed, and what the harness fetches does not depend on what the host's
+administrator configured.
 """
 
 from __future__ import annotations

@@ -116,9 +116,8 @@ class ModelProfile:
     # callback's error, klp_patch_object's), klp_module_coming()'s `err:` cleans up
     # only the patches before it (klp_cleanup_module_patches_limited(mod, patch): 6.12
     # core.c:1273-1278 -> :1300-1309 -> :1205-1230, 7.3 :1308-1313 -> :1335-1344 ->
-    # :1240-1265), so
-    # the failing patch's slots keep the module's old addresses and its next coming
-    # fails in x86's apply_relocate_add (7.3 arch/x86/kernel/module.c:150-154):
+    # :1240-1265), so the failing patch's slots keep the module's old addresses and its
+    # next coming fails in x86's apply_relocate_add (7.3 arch/x86/kernel/module.c:150-154):
     # ENOEXEC while the patch stays loaded (tests/scenarios/bugs/07).  6.1 clears no
     # slot at any going (klp_relocs_cleared), so a fix there needs both.
     failed_coming_keeps_relocs: bool = True

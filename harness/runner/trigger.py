@@ -37,6 +37,7 @@ from harness.model.trigger import ran_text
 from harness.runner.protocol import ERR_FILE
 from harness.scenario.step_types import Trigger, Watch
 from harness.scenario.types import VMLINUX, Scenario
+from harness.symbols.data import module_key
 
 TRACEFS = "/sys/kernel/tracing"
 TRIGGER_TRACE = f"{TRACEFS}/instances/klp-trigger"  # its buffer is never on
@@ -79,7 +80,7 @@ def _address(watch: Watch) -> str:
     them in (kallsyms_on_each_symbol and module_kallsyms_on_each_symbol walk the same
     tables /proc/kallsyms prints): a name defined several times has no unique probe
     point by name (trace_kprobe refuses it, -EADDRNOTAVAIL)."""
-    module = "" if watch.object == VMLINUX else watch.object.replace("-", "_")
+    module = "" if watch.object == VMLINUX else module_key(watch.object)
     match = '$3 == n && ((m == "" && NF == 3) || $4 == "[" m "]") && ++c == p'
     return (
         f"__klp_at=$(awk -v n={watch.func} -v m={module} -v p={max(watch.sympos, 1)} "
@@ -138,7 +139,7 @@ def trigger_script(
     # it runs: no probe is needed.
     probes = [
         f"[ -d {TRACEFS}/events/kprobes/{PROBE}{i} ] || "
-        f"[ ! -d /sys/module/{watch.object.replace('-', '_')} ] || {{ {_probe(i, watch)}; }}; "
+        f"[ ! -d /sys/module/{module_key(watch.object)} ] || {{ {_probe(i, watch)}; }}; "
         for i, watch in enumerate(funcs)
         if watch.object != VMLINUX and watch.key in keys
     ]

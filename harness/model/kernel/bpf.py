@@ -70,7 +70,7 @@ def attach(k: Kernel, prog: BpfProgram) -> int:
     key: FuncKey = (VMLINUX, prog.func)
     if breaks_ops(k, prog):
         k.broken_ops.add(key)
-    if key in k.klp_ops and "fexit" in {prog.prog, *(p.prog for p in k.bpf if p.func == prog.func)}:
+    if key in k.klp_ops and _calls_function(k, prog):
         k.bpf_shares_ipmodify.add(key)  # ..._SHARE_IPMODIFY_SELF's -EAGAIN set the flag
     k.bpf.append(prog)
     return 0
@@ -116,8 +116,15 @@ def breaks_ops(k: Kernel, prog: BpfProgram) -> bool:
     key: FuncKey = (VMLINUX, prog.func)
     if key not in k.klp_ops or key in k.bpf_shares_ipmodify:
         return False
-    already = [p for p in k.bpf if p.func == prog.func]
-    return bool(already) and "fexit" in {prog.prog, *(p.prog for p in already)}
+    modifies = any(p.func == prog.func for p in k.bpf)
+    return modifies and _calls_function(k, prog)
+
+
+def _calls_function(k: Kernel, prog: BpfProgram) -> bool:
+    """Whether the trampoline of `prog`'s function, with `prog` added, calls the
+    function itself (BPF_TRAMP_F_CALL_ORIG: an fexit program among them, 6.1
+    trampoline.c:456-462)."""
+    return "fexit" in {prog.prog, *(p.prog for p in k.bpf if p.func == prog.func)}
 
 
 def report_after(k: Kernel, called: set[FuncKey]) -> str:
